@@ -1,0 +1,1 @@
+//! answer (work in progress).

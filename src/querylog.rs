@@ -1,0 +1,1 @@
+//! querylog (work in progress).

@@ -1,0 +1,1 @@
+//! Upstream resolution (work in progress).

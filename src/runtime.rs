@@ -1,0 +1,1 @@
+//! runtime (work in progress).

@@ -1,0 +1,1 @@
+//! Listeners (work in progress).
