@@ -1,1 +1,192 @@
-//! answer (work in progress).
+//! Answer synthesis (SPEC §4.5): block, override and safe-search answers, each with its
+//! Extended DNS Error (RFC 8914), built for exactly the question asked.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use crate::policy::BlockMode;
+use crate::resolve::Resolved;
+
+/// EDE 3: Stale Answer.
+pub const EDE_STALE: u16 = 3;
+/// EDE 4: Forged Answer.
+pub const EDE_FORGED: u16 = 4;
+/// EDE 15: Blocked.
+pub const EDE_BLOCKED: u16 = 15;
+/// EDE 17: Filtered.
+pub const EDE_FILTERED: u16 = 17;
+/// EDE 18: Prohibited.
+pub const EDE_PROHIBITED: u16 = 18;
+
+/// A reply before it is put on the wire.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// The rcode.
+    pub rcode: ResponseCode,
+    /// Answer section.
+    pub answers: Vec<Record>,
+    /// Authority section.
+    pub authorities: Vec<Record>,
+    /// Additional section (no OPT: that is added when sending).
+    pub additionals: Vec<Record>,
+    /// Extended DNS Error code and text.
+    pub ede: Option<(u16, String)>,
+    /// The AD bit, passed through from upstream.
+    pub authentic_data: bool,
+}
+
+impl Reply {
+    /// A reply with only an rcode.
+    pub fn rcode(rcode: ResponseCode) -> Self {
+        Self { rcode, ..Self::default() }
+    }
+
+    /// Attaches an EDE.
+    pub fn with_ede(mut self, code: u16, text: impl Into<String>) -> Self {
+        self.ede = Some((code, text.into()));
+        self
+    }
+
+    /// The upstream's answer, with TTLs counted down (or stale: 30 s and EDE 3).
+    pub fn from_resolved(r: &Resolved) -> Self {
+        let m = &r.msg;
+        let mut reply = Self {
+            rcode: m.rcode,
+            answers: m.answers.iter().map(|x| r.adjust(x)).collect(),
+            authorities: m.authorities.iter().map(|x| r.adjust(x)).collect(),
+            additionals: m.additionals.iter().map(|x| r.adjust(x)).collect(),
+            ede: None,
+            authentic_data: m.authentic_data,
+        };
+        if r.stale {
+            reply.ede = Some((EDE_STALE, String::new()));
+        }
+        reply
+    }
+}
+
+fn address_records(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) -> Vec<Record> {
+    ips.iter()
+        .filter_map(|ip| match (ip, qtype) {
+            (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => Some(RData::A(A(*v4))),
+            (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => Some(RData::AAAA(AAAA(*v6))),
+            _ => None,
+        })
+        .map(|rdata| Record::from_rdata(name.clone(), ttl, rdata))
+        .collect()
+}
+
+const NULL_IPS: [IpAddr; 2] = [IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)];
+
+/// A block answer for `name`/`qtype`: null (0.0.0.0 / ::, NODATA for other types),
+/// NXDOMAIN, REFUSED, or the block-page addresses. Always EDE 15 with the reason.
+pub fn block(name: &Name, qtype: RecordType, mode: BlockMode, block_ips: &[IpAddr], ttl: u32, reason: Option<&str>) -> Reply {
+    let reply = match mode {
+        BlockMode::NxDomain => Reply::rcode(ResponseCode::NXDomain),
+        BlockMode::Refused => Reply::rcode(ResponseCode::Refused),
+        BlockMode::Null => Reply { answers: address_records(name, qtype, &NULL_IPS, ttl), ..Reply::default() },
+        BlockMode::Ips => Reply { answers: address_records(name, qtype, block_ips, ttl), ..Reply::default() },
+    };
+    reply.with_ede(EDE_BLOCKED, reason.unwrap_or(""))
+}
+
+/// An override by addresses: A/AAAA from `ips`, NODATA for a family (or type) not given.
+pub fn override_ips(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) -> Reply {
+    Reply { answers: address_records(name, qtype, ips, ttl), ..Reply::default() }.with_ede(EDE_FORGED, "")
+}
+
+/// A CNAME from `name` to `target`, followed by the target's own answer when it was
+/// resolved (for a CNAME question, only the CNAME). Used by override_host and safe search.
+pub fn cname(name: &Name, target: &Name, ttl: u32, resolved: Option<&Resolved>, ede: u16) -> Reply {
+    let mut reply = Reply {
+        answers: vec![Record::from_rdata(name.clone(), ttl, RData::CNAME(CNAME(target.clone())))],
+        ..Reply::default()
+    };
+    if let Some(r) = resolved {
+        let target_reply = Reply::from_resolved(r);
+        reply.rcode = target_reply.rcode;
+        reply.answers.extend(target_reply.answers);
+        reply.authorities = target_reply.authorities;
+    }
+    reply.with_ede(ede, "")
+}
+
+/// The safe-search host for a search-engine name (SPEC §4.5), or `None` for other names.
+/// With `youtube_only`, only YouTube names are rewritten (ytrestricted).
+pub fn safe_search_target(fqdn: &str, youtube_only: bool) -> Option<&'static str> {
+    const YOUTUBE: [&str; 6] = [
+        "youtube.com",
+        "www.youtube.com",
+        "m.youtube.com",
+        "youtubei.googleapis.com",
+        "youtube.googleapis.com",
+        "www.youtube-nocookie.com",
+    ];
+    if YOUTUBE.contains(&fqdn) {
+        return Some("restrict.youtube.com");
+    }
+    if youtube_only {
+        return None;
+    }
+    let bare = fqdn.strip_prefix("www.").unwrap_or(fqdn);
+    match bare {
+        "bing.com" => return Some("strict.bing.com"),
+        "duckduckgo.com" | "start.duckduckgo.com" | "html.duckduckgo.com" => return Some("safe.duckduckgo.com"),
+        _ => {}
+    }
+    // google.com, google.de, google.co.uk, google.com.au ...; yandex.ru, yandex.com.tr ...
+    let (engine, tld) = bare.split_once('.')?;
+    let tld_ok = !tld.is_empty()
+        && tld.split('.').count() <= 2
+        && tld.split('.').all(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()));
+    match engine {
+        "google" if tld_ok => Some("forcesafesearch.google.com"),
+        "yandex" if tld_ok => Some("familysearch.yandex.ru"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_search_names() {
+        assert_eq!(safe_search_target("www.google.com", false), Some("forcesafesearch.google.com"));
+        assert_eq!(safe_search_target("google.co.uk", false), Some("forcesafesearch.google.com"));
+        assert_eq!(safe_search_target("www.bing.com", false), Some("strict.bing.com"));
+        assert_eq!(safe_search_target("duckduckgo.com", false), Some("safe.duckduckgo.com"));
+        assert_eq!(safe_search_target("yandex.ru", false), Some("familysearch.yandex.ru"));
+        assert_eq!(safe_search_target("www.youtube.com", false), Some("restrict.youtube.com"));
+        assert_eq!(safe_search_target("www.youtube.com", true), Some("restrict.youtube.com"));
+        assert_eq!(safe_search_target("www.google.com", true), None);
+        // The targets themselves and look-alikes are left alone (no loops).
+        for n in ["forcesafesearch.google.com", "strict.bing.com", "safe.duckduckgo.com", "restrict.youtube.com",
+                  "familysearch.yandex.ru", "mail.google.com", "google.example.org", "example.com"] {
+            assert_eq!(safe_search_target(n, false), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn null_block_answers_the_question_asked() {
+        let n = Name::from_ascii("ads.example.").unwrap();
+        let a = block(&n, RecordType::A, BlockMode::Null, &[], 60, Some("ads"));
+        assert_eq!(a.answers.len(), 1);
+        assert_eq!(a.answers[0].data, RData::A(A::new(0, 0, 0, 0)));
+        assert_eq!(a.ede, Some((EDE_BLOCKED, "ads".into())));
+        let aaaa = block(&n, RecordType::AAAA, BlockMode::Null, &[], 60, None);
+        assert_eq!(aaaa.answers[0].data, RData::AAAA(AAAA(std::net::Ipv6Addr::UNSPECIFIED)));
+        let mx = block(&n, RecordType::MX, BlockMode::Null, &[], 60, None);
+        assert!(mx.answers.is_empty());
+        assert_eq!(mx.rcode, ResponseCode::NoError);
+        let any = block(&n, RecordType::ANY, BlockMode::Null, &[], 60, None);
+        assert_eq!(any.answers.len(), 2);
+        let ips: Vec<IpAddr> = vec!["192.0.2.9".parse().unwrap()];
+        let page = block(&n, RecordType::AAAA, BlockMode::Ips, &ips, 60, None);
+        assert!(page.answers.is_empty(), "no v6 block page: NODATA");
+        assert_eq!(block(&n, RecordType::A, BlockMode::NxDomain, &[], 60, None).rcode, ResponseCode::NXDomain);
+    }
+}

@@ -1,1 +1,347 @@
-//! cli (work in progress).
+//! The command line (SPEC §1): `run`, `check`, `explain`.
+#![allow(clippy::print_stdout)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use jiff::Timestamp;
+use serde_json::json;
+use tracing::{error, info};
+
+use crate::geoip::GeoInfo;
+use crate::policy::fields::{Phase, PostFacts, QueryFacts};
+use crate::policy::{Decision, Flow, Step};
+use crate::resolve::{Cache, Question};
+use crate::runtime::{Runtime, canonical_ip};
+use crate::server::handler::{fqdn_of, post_facts};
+
+/// dnsgate: a filtering DNS resolver with Cloudflare Gateway-style policies.
+#[derive(Debug, Parser)]
+#[command(name = "dnsgate", version, about)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve DNS.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = "/etc/dnsgate/dnsgate.toml")]
+        config: PathBuf,
+    },
+    /// Load everything `run` would, print a summary or every error, and exit.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, default_value = "/etc/dnsgate/dnsgate.toml")]
+        config: PathBuf,
+    },
+    /// Evaluate the policies for one query and say why.
+    Explain {
+        /// Configuration file.
+        #[arg(short, long, default_value = "/etc/dnsgate/dnsgate.toml")]
+        config: PathBuf,
+        /// Query name.
+        name: String,
+        /// Query type.
+        #[arg(default_value = "A")]
+        qtype: String,
+        /// Client address.
+        #[arg(long, default_value = "127.0.0.1")]
+        client: IpAddr,
+        /// DoH token identifying the device.
+        #[arg(long)]
+        token: Option<String>,
+        /// Post-resolution answer addresses to use instead of resolving.
+        #[arg(long)]
+        resolved: Vec<IpAddr>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Run { config } => serve(&config).await,
+        Command::Check { config } => check(&config),
+        Command::Explain { config, name, qtype, client, token, resolved, json } => {
+            explain(&config, &name, &qtype, client, token.as_deref(), &resolved, json).await
+        }
+    }
+}
+
+fn load_or_report(config: &Path) -> anyhow::Result<Runtime> {
+    Runtime::load(config).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        anyhow::anyhow!("{} error(s) in {}", diags.len(), config.display())
+    })
+}
+
+fn check(config: &Path) -> anyhow::Result<()> {
+    let rt = load_or_report(config)?;
+    println!("{}", rt.summary());
+    Ok(())
+}
+
+async fn serve(config: &Path) -> anyhow::Result<()> {
+    let rt = load_or_report(config)?;
+    info!(summary = %rt.summary(), config = %config.display(), "configuration loaded");
+    let metrics_addr = rt.settings.metrics;
+    if let Some(addr) = metrics_addr {
+        let listener = crate::metrics::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        if let Some(handle) = crate::metrics::install_recorder() {
+            tokio::spawn(crate::metrics::serve(listener, handle));
+        }
+    }
+    let mut running = crate::server::start(config, rt).await?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let shared = running.shared.clone();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading");
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                let s = shared.clone();
+                // Loading lists can take a while: keep it off the serving threads.
+                let _ = tokio::task::spawn_blocking(move || crate::server::reload(&s)).await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = running.wait() => {
+                error!("listeners stopped");
+                bail!("listeners stopped");
+            }
+        }
+    }
+    info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    running.shutdown().await;
+    Ok(())
+}
+
+fn step_text(step: Step) -> &'static str {
+    match step {
+        Step::Disabled => "disabled",
+        Step::OutsideSchedule => "outside schedule",
+        Step::Evaluated(true) => "matched",
+        Step::Evaluated(false) => "not matched",
+        Step::NotApplicable => "matched, but the name is not a search engine name: not decisive",
+    }
+}
+
+fn decision_json(rt: &Runtime, d: &Decision) -> serde_json::Value {
+    match d {
+        Decision::Allow => json!({"action": "allow"}),
+        Decision::Block { mode, reason } => json!({
+            "action": "block", "mode": format!("{mode:?}").to_lowercase(), "ede": 15, "reason": reason.as_deref(),
+            "block_ips": rt.block_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+        Decision::Override { ips, host } => json!({
+            "action": "override", "ede": 4,
+            "ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "host": host.as_ref().map(ToString::to_string),
+        }),
+        Decision::SafeSearch { target } => json!({"action": "safesearch", "ede": 17, "target": target}),
+        Decision::YtRestricted { target } => json!({"action": "ytrestricted", "ede": 17, "target": target}),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn explain(
+    config: &Path,
+    name: &str,
+    qtype: &str,
+    client: IpAddr,
+    token: Option<&str>,
+    resolved: &[IpAddr],
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let rt = load_or_report(config)?;
+    let qname = Name::from_utf8(name).with_context(|| format!("`{name}` is not a DNS name"))?;
+    let qtype: RecordType = qtype.to_ascii_uppercase().parse().map_err(|_| anyhow::anyhow!("unknown record type `{qtype}`"))?;
+    let client = canonical_ip(client);
+    let fqdn = fqdn_of(&qname);
+    let rtype_str = qtype.to_string();
+    let identity = match token {
+        Some(t) => rt.directory.identity_for_token(t),
+        None => rt.directory.identity_for_ip(client),
+    };
+    let (content, security) = rt.policies.categorize(&fqdn);
+    let src_geo = rt.geoip.as_ref().map_or(GeoInfo::default(), |g| g.lookup(client));
+    let mut facts = QueryFacts {
+        fqdn: &fqdn,
+        rtype: &rtype_str,
+        src_ip: client,
+        location: rt.directory.location_for_ip(client),
+        identity: identity.map(|a| &**a),
+        content_categories: content.as_slice(),
+        security_categories: security.as_slice(),
+        src_geo,
+        post: None,
+    };
+    let now = Timestamp::now();
+    let mut steps: Vec<(usize, Step, Phase)> = Vec::new();
+    let mut resolved_ips: Option<Vec<IpAddr>> = None;
+    let mut note: Option<String> = None;
+    let allowed = rt.is_allowed(client);
+    let mut decision: Option<(Option<usize>, Phase, Decision)> = None;
+    let post_storage: PostFacts;
+    if allowed {
+        let mut trace = Vec::new();
+        let flow = rt.policies.run(Phase::Pre, &facts, now, &mut trace);
+        steps.extend(trace.into_iter().map(|(i, s)| (i, s, Phase::Pre)));
+        match flow {
+            Flow::Decide(v) => decision = Some((Some(v.policy), Phase::Pre, v.decision)),
+            Flow::Continue { upstreams, .. } if rt.policies.has_post() => {
+                let post = if !resolved.is_empty() {
+                    Some(PostFacts {
+                        resolved_ips: resolved.to_vec(),
+                        dst_geo: resolved.iter().map(|ip| rt.geoip.as_ref().map_or(GeoInfo::default(), |g| g.lookup(*ip))).collect(),
+                        ..Default::default()
+                    })
+                } else {
+                    let q = Question { name: qname.clone(), qtype, qclass: DNSClass::IN, dnssec_ok: false };
+                    let cache = Cache::new(0, false);
+                    let g = &rt.upstreams[upstreams];
+                    match cache.resolve(&g.forwarder, g.fingerprint, &q).await {
+                        Ok(r) if r.msg.rcode == ResponseCode::NoError => Some(post_facts(&rt, &r)),
+                        Ok(r) => {
+                            note = Some(format!("upstream answered {}: post-resolution policies do not run", r.msg.rcode));
+                            None
+                        }
+                        Err(e) => {
+                            note = Some(format!("resolution failed ({e}): post-resolution policies not evaluated"));
+                            None
+                        }
+                    }
+                };
+                if let Some(p) = post {
+                    post_storage = p;
+                    resolved_ips = Some(post_storage.resolved_ips.clone());
+                    facts.post = Some(&post_storage);
+                    let mut trace = Vec::new();
+                    if let Flow::Decide(v) = rt.policies.run(Phase::Post, &facts, now, &mut trace) {
+                        decision = Some((Some(v.policy), Phase::Post, v.decision));
+                    }
+                    steps.extend(trace.into_iter().map(|(i, s)| (i, s, Phase::Post)));
+                }
+            }
+            Flow::Continue { .. } => {}
+        }
+    }
+
+    let policy_rows: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|&(i, step, phase)| {
+            let p = &rt.policies.policies[i];
+            let clauses: Vec<_> = if matches!(step, Step::Evaluated(_) | Step::NotApplicable) {
+                [("traffic", &p.traffic), ("identity", &p.identity)]
+                    .into_iter()
+                    .flat_map(|(what, e)| e.trace(&facts).into_iter().map(move |c| json!({"in": what, "text": c.text, "matched": c.matched})))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            json!({
+                "name": p.name, "precedence": p.precedence, "action": p.action.as_str(),
+                "phase": if phase == Phase::Pre { "pre" } else { "post" },
+                "defined_at": p.location, "result": step_text(step), "clauses": clauses,
+            })
+        })
+        .collect();
+    let decision_value = match (&decision, allowed) {
+        (_, false) => json!({"action": "refused", "ede": 18, "reason": "client not in allow_networks"}),
+        (Some((idx, phase, d)), _) => {
+            let mut v = decision_json(&rt, d);
+            v["policy"] = json!(idx.map(|i| rt.policies.policies[i].name.clone()));
+            v["phase"] = json!(if *phase == Phase::Pre { "pre" } else { "post" });
+            v
+        }
+        (None, true) => json!({"action": "allow", "policy": null, "reason": "no policy decided: the real answer"}),
+    };
+    let query = json!({
+        "name": fqdn, "type": rtype_str, "client": client.to_string(),
+        "device": identity.map(|i| i.device_id.clone()),
+        "user": identity.and_then(|i| (!i.email.is_empty()).then(|| i.email.clone())),
+        "location": facts.location,
+        "content_categories": content.as_slice(), "security_categories": security.as_slice(),
+        "src_country": src_geo.country.map(|c| c.as_str().to_owned()),
+    });
+    if as_json {
+        let out = json!({
+            "query": query, "policies": policy_rows,
+            "resolved_ips": resolved_ips.map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "note": note, "decision": decision_value,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    print_human(&query, &policy_rows, resolved_ips.as_deref(), note.as_deref(), &decision_value);
+    Ok(())
+}
+
+fn print_human(
+    query: &serde_json::Value,
+    rows: &[serde_json::Value],
+    resolved: Option<&[IpAddr]>,
+    note: Option<&str>,
+    decision: &serde_json::Value,
+) {
+    let s = |v: &serde_json::Value| v.as_str().map_or("-".to_owned(), str::to_owned);
+    println!(
+        "query: {} {} from {} (device: {}, user: {}, location: {})",
+        s(&query["name"]), s(&query["type"]), s(&query["client"]), s(&query["device"]), s(&query["user"]), s(&query["location"])
+    );
+    println!("categories: content {}, security {}", query["content_categories"], query["security_categories"]);
+    if rows.is_empty() {
+        println!("no policies considered");
+    }
+    for (n, r) in rows.iter().enumerate() {
+        let prec = r["precedence"].as_i64().map_or("-".to_owned(), |p| p.to_string());
+        println!(
+            "{:>3}. [{:<4}] {:<32} precedence {:<6} {:<12} {}",
+            n + 1, s(&r["phase"]), format!("\"{}\"", s(&r["name"])), prec, s(&r["action"]), s(&r["result"]).to_uppercase()
+        );
+        println!("        defined at {}", s(&r["defined_at"]));
+        for c in r["clauses"].as_array().into_iter().flatten() {
+            println!("        {}: {}  => {}", s(&c["in"]), s(&c["text"]), c["matched"]);
+        }
+    }
+    if let Some(ips) = resolved {
+        let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        println!("resolved: {}", if ips.is_empty() { "(no addresses)".to_owned() } else { ips.join(" ") });
+    }
+    if let Some(n) = note {
+        println!("note: {n}");
+    }
+    let mut line = format!("decision: {}", s(&decision["action"]));
+    if let Some(p) = decision["policy"].as_str() {
+        line += &format!(" by \"{p}\" ({}-resolution)", s(&decision["phase"]));
+    }
+    for key in ["mode", "reason", "target", "host"] {
+        if let Some(v) = decision[key].as_str() {
+            line += &format!(", {key} {v}");
+        }
+    }
+    if let Some(ips) = decision["ips"].as_array().filter(|a| !a.is_empty()) {
+        line += &format!(", ips {}", ips.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" "));
+    }
+    if let Some(e) = decision["ede"].as_u64() {
+        line += &format!(", EDE {e}");
+    }
+    println!("{line}");
+}

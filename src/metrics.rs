@@ -1,1 +1,100 @@
-//! metrics (work in progress).
+//! Metric names (SPEC §6), their descriptions, and the Prometheus endpoint.
+//!
+//! Labels come only from enums and configuration (protocol, action, rcode, policy name,
+//! upstream, list name) — never from a query name or a client address, which would make
+//! one series per domain (blocky PR #2114).
+
+use std::net::SocketAddr;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+/// Queries received, by protocol (udp, tcp) and action (allow, block, override,
+/// safesearch, ytrestricted, refused, error).
+pub const QUERIES_TOTAL: &str = "dnsgate_queries_total";
+/// Responses sent, by rcode.
+pub const RESPONSES_TOTAL: &str = "dnsgate_responses_total";
+/// Decisive policy matches, by policy name.
+pub const POLICY_MATCHES_TOTAL: &str = "dnsgate_policy_matches_total";
+/// Time from query to response.
+pub const QUERY_DURATION_SECONDS: &str = "dnsgate_query_duration_seconds";
+/// Answers served from the cache.
+pub const CACHE_HITS_TOTAL: &str = "dnsgate_cache_hits_total";
+/// Lookups the cache could not answer fresh.
+pub const CACHE_MISSES_TOTAL: &str = "dnsgate_cache_misses_total";
+/// Failed upstream attempts, by upstream.
+pub const UPSTREAM_ERRORS_TOTAL: &str = "dnsgate_upstream_errors_total";
+/// Entries per list.
+pub const LIST_ENTRIES: &str = "dnsgate_list_entries";
+/// Configuration reloads, by result (success, failure).
+pub const CONFIG_RELOADS_TOTAL: &str = "dnsgate_config_reloads_total";
+/// Answers served stale (RFC 8767).
+pub const STALE_ANSWERS_TOTAL: &str = "dnsgate_stale_answers_total";
+
+const BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(QUERIES_TOTAL, "DNS queries received, by protocol and action");
+    describe_counter!(RESPONSES_TOTAL, "DNS responses sent, by rcode");
+    describe_counter!(POLICY_MATCHES_TOTAL, "Decisive policy matches, by policy");
+    describe_histogram!(QUERY_DURATION_SECONDS, Unit::Seconds, "Time from query to response");
+    describe_counter!(CACHE_HITS_TOTAL, "Answers served from the cache");
+    describe_counter!(CACHE_MISSES_TOTAL, "Lookups the cache could not answer fresh");
+    describe_counter!(UPSTREAM_ERRORS_TOTAL, "Failed upstream attempts, by upstream");
+    describe_gauge!(LIST_ENTRIES, "Entries per list");
+    describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
+    describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
+}
+
+/// Installs the global Prometheus recorder. Call once per process, before serving.
+pub fn install_recorder() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(QUERY_DURATION_SECONDS.to_owned()), &BUCKETS)
+        .ok()?;
+    match builder.install_recorder() {
+        Ok(h) => {
+            describe();
+            Some(h)
+        }
+        Err(e) => {
+            warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
+}
+
+/// Serves `GET /metrics` on an already bound listener until the process ends.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
+    let addr = listener.local_addr().ok();
+    info!(addr = ?addr, "metrics listening");
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        warn!(error = %e, "metrics listener stopped");
+    }
+}
+
+/// Binds the metrics address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

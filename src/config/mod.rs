@@ -1,1 +1,403 @@
-//! Configuration (work in progress).
+//! The configuration file model (SPEC §2): serde structs with `deny_unknown_fields`, named
+//! defaults and spans where later checks need a position (expressions, lists, policies).
+//!
+//! Parsing only checks shape; meaning (lists exist, expressions compile, addresses parse) is
+//! checked when the runtime is built, which reports every problem at once with its position.
+
+pub mod load;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use load::{LoadedConfig, SourceFile, load};
+
+/// The main configuration file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Globs of more files holding `[[policies]]`, `[[lists]]`, `[[categories]]`.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Listeners and access control.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where answers come from.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// The message cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// The Prometheus endpoint; absent: no metrics listener.
+    pub metrics: Option<MetricsConfig>,
+    /// The GeoIP database; absent: geo fields are load errors.
+    pub geoip: Option<GeoipConfig>,
+    /// How blocked queries are answered.
+    #[serde(default)]
+    pub block: BlockConfig,
+    /// The query log; absent: no query log.
+    pub querylog: Option<QuerylogConfig>,
+    /// The identity directory.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Lists.
+    #[serde(default)]
+    pub lists: Vec<Spanned<ListConfig>>,
+    /// Categories built from lists.
+    #[serde(default)]
+    pub categories: Vec<Spanned<CategoryConfig>>,
+    /// Policies.
+    #[serde(default)]
+    pub policies: Vec<Spanned<PolicyConfig>>,
+}
+
+/// A file named by `include`: only lists, categories and policies.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IncludeFile {
+    /// Lists.
+    #[serde(default)]
+    pub lists: Vec<Spanned<ListConfig>>,
+    /// Categories.
+    #[serde(default)]
+    pub categories: Vec<Spanned<CategoryConfig>>,
+    /// Policies.
+    #[serde(default)]
+    pub policies: Vec<Spanned<PolicyConfig>>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// UDP and TCP listen addresses.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Spanned<String>>,
+    /// Networks allowed to query; anyone else gets REFUSED + EDE 18.
+    #[serde(default = "default_allow_networks")]
+    pub allow_networks: Vec<Spanned<String>>,
+    /// DNS over TLS listener (a later release).
+    pub dot: Option<Spanned<toml::Table>>,
+    /// DNS over HTTPS listener (a later release).
+    pub doh: Option<Spanned<toml::Table>>,
+    /// How long an idle TCP connection is kept, in milliseconds.
+    #[serde(default = "default_tcp_idle_ms")]
+    pub tcp_idle_timeout_ms: u64,
+}
+
+fn default_listen() -> Vec<Spanned<String>> {
+    ["127.0.0.1:53", "[::1]:53"].map(|s| Spanned::new(0..0, s.to_owned())).into()
+}
+fn default_allow_networks() -> Vec<Spanned<String>> {
+    ["127.0.0.0/8", "::1/128"].map(|s| Spanned::new(0..0, s.to_owned())).into()
+}
+fn default_tcp_idle_ms() -> u64 {
+    10_000
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            allow_networks: default_allow_networks(),
+            dot: None,
+            doh: None,
+            tcp_idle_timeout_ms: default_tcp_idle_ms(),
+        }
+    }
+}
+
+/// `[upstream]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// "forward" or "recursive".
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<String>,
+    /// Upstream servers: `udp://IP:PORT`, `tcp://IP:PORT` (a bare `IP[:PORT]` means udp).
+    #[serde(default = "default_servers")]
+    pub servers: Vec<Spanned<String>>,
+    /// Root hints file for recursive mode.
+    pub root_hints: Option<Spanned<String>>,
+    /// Time allowed for an upstream answer before SERVFAIL (or a stale answer).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_mode() -> Spanned<String> {
+    Spanned::new(0..0, "forward".to_owned())
+}
+fn default_servers() -> Vec<Spanned<String>> {
+    ["udp://9.9.9.9:53", "udp://1.1.1.1:53"].map(|s| Spanned::new(0..0, s.to_owned())).into()
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            mode: default_mode(),
+            servers: default_servers(),
+            root_hints: None,
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+/// `[cache]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Maximum number of cached messages; 0 disables the cache.
+    #[serde(default = "default_cache_size")]
+    pub size: usize,
+    /// RFC 8767: answer from expired entries (EDE 3) when upstreams fail.
+    #[serde(default = "default_true")]
+    pub serve_stale: bool,
+}
+
+fn default_cache_size() -> usize {
+    100_000
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { size: default_cache_size(), serve_stale: true }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`GET /metrics`).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: Spanned<String>,
+}
+
+fn default_metrics_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9153".to_owned())
+}
+
+/// `[geoip]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// A MaxMind-format Country or City database.
+    pub database: Spanned<String>,
+}
+
+/// `[block]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    /// null | nxdomain | refused | ips
+    #[serde(default = "default_block_mode")]
+    pub mode: Spanned<String>,
+    /// Block-page addresses for mode "ips".
+    #[serde(default)]
+    pub ips: Vec<Spanned<String>>,
+    /// TTL of synthesized block answers.
+    #[serde(default = "default_block_ttl")]
+    pub ttl: u32,
+}
+
+fn default_block_mode() -> Spanned<String> {
+    Spanned::new(0..0, "null".to_owned())
+}
+fn default_block_ttl() -> u32 {
+    60
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        Self { mode: default_block_mode(), ips: Vec::new(), ttl: default_block_ttl() }
+    }
+}
+
+/// `[querylog]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerylogConfig {
+    /// JSON-lines file, appended to.
+    pub path: Spanned<String>,
+}
+
+/// `[identity]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The identities file (SPEC §5).
+    pub directory: Option<Spanned<String>>,
+    /// Match extended e-mail variants in every policy (SPEC §5).
+    #[serde(default)]
+    pub match_extended_emails: bool,
+}
+
+/// `[[lists]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    /// Name used in expressions as `$name`.
+    pub name: Spanned<String>,
+    /// domain | ip | email | string
+    #[serde(rename = "type", default = "default_list_type")]
+    pub kind: Spanned<String>,
+    /// A local file.
+    pub path: Option<Spanned<String>>,
+    /// A URL (fetched; a later release).
+    pub url: Option<Spanned<String>>,
+    /// domains | hosts | adblock | plain (default: domains for domain lists, else plain)
+    pub format: Option<Spanned<String>>,
+    /// Refresh interval of URL lists.
+    pub refresh: Option<Spanned<String>>,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+fn default_list_type() -> Spanned<String> {
+    Spanned::new(0..0, "domain".to_owned())
+}
+
+/// `[[categories]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryConfig {
+    /// The id used in `dns.content_category` / `dns.security_category`.
+    pub id: u32,
+    /// Display name.
+    pub name: String,
+    /// Names of domain lists whose entries (and their subdomains) are in this category.
+    #[serde(default)]
+    pub lists: Vec<Spanned<String>>,
+    /// A security category (`dns.security_category`) rather than a content one.
+    #[serde(default)]
+    pub security: bool,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// `[[policies]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Display name (also the metrics label).
+    pub name: Spanned<String>,
+    /// Lower runs first; absent: after every policy with one, in file order.
+    pub precedence: Option<i64>,
+    /// allow | block | override | safesearch | ytrestricted | resolve
+    pub action: Spanned<String>,
+    /// The traffic expression.
+    #[serde(default = "empty_spanned")]
+    pub traffic: Spanned<String>,
+    /// The identity expression, ANDed with traffic.
+    #[serde(default = "empty_spanned")]
+    pub identity: Spanned<String>,
+    /// EDE extra text for blocks.
+    pub block_reason: Option<String>,
+    /// This policy's own block mode (overrides `[block] mode`).
+    pub block_mode: Option<Spanned<String>>,
+    /// Disabled policies are skipped.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Stable identifier.
+    pub id: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// override: answer A/AAAA with these.
+    #[serde(default)]
+    pub override_ips: Vec<Spanned<String>>,
+    /// override: answer a CNAME to this host plus its records.
+    pub override_host: Option<Spanned<String>>,
+    /// resolve: forward matching queries to these upstreams.
+    #[serde(default)]
+    pub upstreams: Vec<Spanned<String>>,
+    /// Active only inside these time ranges.
+    pub schedule: Option<Spanned<ScheduleConfig>>,
+    /// Rule builder: any of these tables must match (if any are given).
+    #[serde(default)]
+    pub include: Vec<Spanned<SelectorConfig>>,
+    /// Rule builder: every one of these tables must match.
+    #[serde(default)]
+    pub require: Vec<Spanned<SelectorConfig>>,
+    /// Rule builder: none of these tables may match.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<SelectorConfig>>,
+}
+
+fn empty_spanned() -> Spanned<String> {
+    Spanned::new(0..0, String::new())
+}
+
+/// A policy schedule: per-day comma-separated `HH:MM-HH:MM` ranges in a named time zone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// IANA time zone name; default UTC.
+    pub time_zone: Option<String>,
+    /// Monday's ranges.
+    pub mon: Option<String>,
+    /// Tuesday's ranges.
+    pub tue: Option<String>,
+    /// Wednesday's ranges.
+    pub wed: Option<String>,
+    /// Thursday's ranges.
+    pub thu: Option<String>,
+    /// Friday's ranges.
+    pub fri: Option<String>,
+    /// Saturday's ranges.
+    pub sat: Option<String>,
+    /// Sunday's ranges.
+    pub sun: Option<String>,
+}
+
+/// One or several values.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A single value.
+    One(T),
+    /// An array of values.
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    /// The values as a slice.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Self::One(v) => std::slice::from_ref(v),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// A rule-builder table (SPEC §4.6): matches when any of its values matches.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorConfig {
+    /// User e-mail addresses.
+    pub email: Option<OneOrMany<String>>,
+    /// E-mail domains, `@team.com` (the `@` is optional).
+    pub email_domain: Option<OneOrMany<String>>,
+    /// Group names or ids.
+    pub group: Option<OneOrMany<String>>,
+    /// Names and their subdomains.
+    pub domain: Option<OneOrMany<String>>,
+    /// Exact names.
+    pub host: Option<OneOrMany<String>>,
+    /// Content or security category ids.
+    pub category: Option<OneOrMany<u32>>,
+    /// Location names.
+    pub location: Option<OneOrMany<String>>,
+    /// Client networks.
+    pub src_ip: Option<OneOrMany<String>>,
+    /// Client countries (GeoIP).
+    pub country: Option<OneOrMany<String>>,
+    /// Lists, by name.
+    pub list: Option<OneOrMany<String>>,
+    /// Device ids.
+    pub device: Option<OneOrMany<String>>,
+}

@@ -1,4 +1,425 @@
-//! Policies (SPEC §3, §4): fields, the expression language, and evaluation.
+//! Policies (SPEC §3, §4): compiled once at load into a [`PolicySet`], evaluated per query
+//! without I/O by [`PolicySet::run`].
+//!
+//! The order of SPEC §4 lives here and nowhere else: pre-resolution policies by precedence
+//! (ties: file order), then the first matching `resolve` policy picks upstreams, then —
+//! only if nothing decided — post-resolution policies. The first decisive match wins.
 
+pub mod builder;
+pub mod build;
 pub mod expr;
 pub mod fields;
+pub mod schedule;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+use jiff::Timestamp;
+
+use crate::answer;
+use crate::lists::List;
+use expr::Expr;
+use fields::{Phase, QueryFacts};
+use schedule::Schedule;
+
+pub use build::{BuildEnv, build};
+
+/// What a policy does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Answer with the real answer; stop evaluating.
+    Allow,
+    /// Answer with a block.
+    Block,
+    /// Answer with configured addresses or a CNAME.
+    Override,
+    /// Rewrite search engines to their safe-search hosts.
+    SafeSearch,
+    /// Rewrite YouTube to its restricted host.
+    YtRestricted,
+    /// Pick the upstreams for this query; not decisive.
+    Resolve,
+}
+
+impl Action {
+    /// Parses the `action` key.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "allow" => Self::Allow,
+            "block" => Self::Block,
+            "override" => Self::Override,
+            "safesearch" => Self::SafeSearch,
+            "ytrestricted" => Self::YtRestricted,
+            "resolve" => Self::Resolve,
+            _ => return None,
+        })
+    }
+
+    /// The action as written in configuration and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Block => "block",
+            Self::Override => "override",
+            Self::SafeSearch => "safesearch",
+            Self::YtRestricted => "ytrestricted",
+            Self::Resolve => "resolve",
+        }
+    }
+}
+
+/// How a block is answered (SPEC §2 `[block] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMode {
+    /// A 0.0.0.0, AAAA ::, other types NODATA.
+    Null,
+    /// NXDOMAIN.
+    NxDomain,
+    /// REFUSED.
+    Refused,
+    /// The `[block] ips` block-page addresses; NODATA for a family not given.
+    Ips,
+}
+
+impl BlockMode {
+    /// Parses a block mode.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "null" => Self::Null,
+            "nxdomain" => Self::NxDomain,
+            "refused" => Self::Refused,
+            "ips" => Self::Ips,
+            _ => return None,
+        })
+    }
+}
+
+/// The outcome of a decisive policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The real answer.
+    Allow,
+    /// A block answer.
+    Block {
+        /// How to answer.
+        mode: BlockMode,
+        /// EDE extra text.
+        reason: Option<Arc<str>>,
+    },
+    /// Answer from `override_ips`, or CNAME to `override_host`.
+    Override {
+        /// Addresses for A/AAAA.
+        ips: Arc<[IpAddr]>,
+        /// CNAME target.
+        host: Option<Name>,
+    },
+    /// CNAME to a safe-search host (the target is known at decision time).
+    SafeSearch {
+        /// The safe-search host.
+        target: &'static str,
+    },
+    /// CNAME to YouTube's restricted host.
+    YtRestricted {
+        /// The restricted host.
+        target: &'static str,
+    },
+}
+
+impl Decision {
+    /// The Extended DNS Error (RFC 8914) code this decision carries, with its text.
+    pub fn ede(&self) -> Option<(u16, Option<&str>)> {
+        match self {
+            Self::Allow => None,
+            Self::Block { reason, .. } => Some((answer::EDE_BLOCKED, reason.as_deref())),
+            Self::Override { .. } => Some((answer::EDE_FORGED, None)),
+            Self::SafeSearch { .. } | Self::YtRestricted { .. } => Some((answer::EDE_FILTERED, None)),
+        }
+    }
+}
+
+/// A decisive match: which policy, and what it decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Index into [`PolicySet::policies`].
+    pub policy: usize,
+    /// What to answer.
+    pub decision: Decision,
+    /// For a pre-resolution allow: the upstream group the `resolve` policies picked (an
+    /// allowed name still goes to the upstreams its resolve policy names).
+    pub upstreams: usize,
+}
+
+/// What evaluation says to do next (hickory's Continue / Break).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Nothing decided: resolve, with this upstream group (0 = the default upstreams).
+    Continue {
+        /// Upstream group picked by a `resolve` policy.
+        upstreams: usize,
+        /// The `resolve` policy that picked them.
+        policy: Option<usize>,
+    },
+    /// A policy decided.
+    Decide(Verdict),
+}
+
+/// The rule-builder part of a policy.
+#[derive(Debug, Default)]
+pub struct Builder {
+    /// Any must match (if non-empty).
+    pub include: Vec<Expr>,
+    /// All must match.
+    pub require: Vec<Expr>,
+    /// None may match.
+    pub exclude: Vec<Expr>,
+}
+
+impl Builder {
+    fn matches(&self, f: &QueryFacts<'_>) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|e| e.eval(f)))
+            && self.require.iter().all(|e| e.eval(f))
+            && !self.exclude.iter().any(|e| e.eval(f))
+    }
+}
+
+/// One compiled policy.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    /// Name (metrics label, logs).
+    pub name: String,
+    /// Optional stable id.
+    pub id: Option<String>,
+    /// Precedence as configured.
+    pub precedence: Option<i64>,
+    /// The action.
+    pub action: Action,
+    /// Pre or post resolution.
+    pub phase: Phase,
+    /// Disabled policies are skipped.
+    pub enabled: bool,
+    /// Active only inside these times.
+    pub schedule: Option<Schedule>,
+    /// The traffic expression.
+    pub traffic: Expr,
+    /// The identity expression.
+    pub identity: Expr,
+    /// The rule builder.
+    pub builder: Builder,
+    /// The decision made when this policy matches (for decisive actions other than the
+    /// safe-search ones, whose target depends on the name).
+    pub decision: Option<Decision>,
+    /// `resolve`: the upstream group.
+    pub upstreams: usize,
+    /// Where the policy was defined (`path:line:col`), for explanations.
+    pub location: String,
+}
+
+impl CompiledPolicy {
+    /// Whether all its conditions hold for the query.
+    pub fn matches(&self, f: &QueryFacts<'_>) -> bool {
+        self.traffic.eval(f) && self.identity.eval(f) && self.builder.matches(f)
+    }
+}
+
+/// A category built from domain lists.
+#[derive(Debug)]
+pub struct Category {
+    /// Its id.
+    pub id: u32,
+    /// Display name.
+    pub name: String,
+    /// A security category.
+    pub security: bool,
+    /// Its lists.
+    pub lists: Vec<Arc<List>>,
+}
+
+/// Why a policy was not evaluated, or what it gave, for `dnsgate explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `enabled = false`.
+    Disabled,
+    /// Outside its schedule.
+    OutsideSchedule,
+    /// Evaluated: whether it matched.
+    Evaluated(bool),
+    /// A safe-search policy matched but the name is not a search engine name: not decisive.
+    NotApplicable,
+}
+
+/// Receives each policy considered; `()` ignores them (the serving path).
+pub trait Tracer {
+    /// Policy `idx` was considered with this outcome.
+    fn step(&mut self, idx: usize, step: Step);
+}
+
+impl Tracer for () {
+    #[inline]
+    fn step(&mut self, _: usize, _: Step) {}
+}
+
+impl Tracer for Vec<(usize, Step)> {
+    fn step(&mut self, idx: usize, step: Step) {
+        self.push((idx, step));
+    }
+}
+
+/// Category ids found for a name, without allocating.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdBuf {
+    ids: [u32; 32],
+    len: usize,
+}
+
+impl IdBuf {
+    fn push(&mut self, id: u32) {
+        if self.len < self.ids.len() && !self.as_slice().contains(&id) {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+
+    /// The ids.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.ids[..self.len]
+    }
+}
+
+/// All policies and categories of one configuration, in evaluation order.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    /// Every policy, sorted by (precedence, file order).
+    pub policies: Vec<CompiledPolicy>,
+    /// Categories.
+    pub categories: Vec<Category>,
+    pre: Vec<usize>,
+    resolve: Vec<usize>,
+    post: Vec<usize>,
+    /// Whether any policy looks at categories (else they are not computed).
+    pub needs_categories: bool,
+    /// Whether any policy looks at the client's GeoIP.
+    pub needs_src_geo: bool,
+    /// Whether any policy looks at the resolved addresses' GeoIP.
+    pub needs_dst_geo: bool,
+}
+
+impl PolicySet {
+    /// Whether any post-resolution policy exists.
+    pub fn has_post(&self) -> bool {
+        !self.post.is_empty()
+    }
+
+    /// The content and security categories of a name (it or a parent is in a category list).
+    pub fn categorize(&self, fqdn: &str) -> (IdBuf, IdBuf) {
+        let (mut content, mut security) = (IdBuf::default(), IdBuf::default());
+        if !self.needs_categories {
+            return (content, security);
+        }
+        for cat in &self.categories {
+            let hit = cat.lists.iter().any(|l| match &**l {
+                List::Domain(d) => d.matches_suffix(fqdn),
+                _ => false,
+            });
+            if hit {
+                if cat.security { security.push(cat.id) } else { content.push(cat.id) }
+            }
+        }
+        (content, security)
+    }
+
+    /// Runs one phase (SPEC §4). `Phase::Pre` also runs the `resolve` policies when nothing
+    /// decided; `Phase::Post` expects `facts.post` to be set.
+    pub fn run(&self, phase: Phase, facts: &QueryFacts<'_>, now: Timestamp, tracer: &mut impl Tracer) -> Flow {
+        let order = match phase {
+            Phase::Pre => &self.pre,
+            Phase::Post => &self.post,
+        };
+        for &idx in order {
+            let p = &self.policies[idx];
+            if !self.is_active(idx, p, now, tracer) {
+                continue;
+            }
+            let matched = p.matches(facts);
+            if !matched {
+                tracer.step(idx, Step::Evaluated(false));
+                continue;
+            }
+            let decision = match (&p.decision, p.action) {
+                (Some(d), _) => d.clone(),
+                (None, Action::SafeSearch) => match answer::safe_search_target(facts.fqdn, false) {
+                    Some(target) => Decision::SafeSearch { target },
+                    None => {
+                        tracer.step(idx, Step::NotApplicable);
+                        continue;
+                    }
+                },
+                (None, Action::YtRestricted) => match answer::safe_search_target(facts.fqdn, true) {
+                    Some(target) => Decision::YtRestricted { target },
+                    None => {
+                        tracer.step(idx, Step::NotApplicable);
+                        continue;
+                    }
+                },
+                (None, _) => {
+                    tracer.step(idx, Step::Evaluated(true));
+                    continue;
+                }
+            };
+            tracer.step(idx, Step::Evaluated(true));
+            let upstreams = match (phase, &decision) {
+                (Phase::Pre, Decision::Allow) => self.pick_upstreams(facts, now, tracer).0,
+                _ => 0,
+            };
+            return Flow::Decide(Verdict { policy: idx, decision, upstreams });
+        }
+        if phase == Phase::Pre {
+            let (upstreams, policy) = self.pick_upstreams(facts, now, tracer);
+            return Flow::Continue { upstreams, policy };
+        }
+        Flow::Continue { upstreams: 0, policy: None }
+    }
+
+    /// The first matching `resolve` policy's upstream group (0 and `None` if none matches).
+    fn pick_upstreams(&self, facts: &QueryFacts<'_>, now: Timestamp, tracer: &mut impl Tracer) -> (usize, Option<usize>) {
+        for &idx in &self.resolve {
+            let p = &self.policies[idx];
+            if !self.is_active(idx, p, now, tracer) {
+                continue;
+            }
+            let matched = p.matches(facts);
+            tracer.step(idx, Step::Evaluated(matched));
+            if matched {
+                return (p.upstreams, Some(idx));
+            }
+        }
+        (0, None)
+    }
+
+    fn is_active(&self, idx: usize, p: &CompiledPolicy, now: Timestamp, tracer: &mut impl Tracer) -> bool {
+        if !p.enabled {
+            tracer.step(idx, Step::Disabled);
+            return false;
+        }
+        if let Some(s) = &p.schedule {
+            if !s.is_active(now) {
+                tracer.step(idx, Step::OutsideSchedule);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn index(&mut self) {
+        self.pre.clear();
+        self.resolve.clear();
+        self.post.clear();
+        for (i, p) in self.policies.iter().enumerate() {
+            match (p.action, p.phase) {
+                (Action::Resolve, _) => self.resolve.push(i),
+                (_, Phase::Pre) => self.pre.push(i),
+                (_, Phase::Post) => self.post.push(i),
+            }
+        }
+    }
+}

@@ -1,1 +1,148 @@
-//! Upstream resolution (work in progress).
+//! Getting real answers: forwarding to upstreams ([`forward`]) behind a shared message
+//! cache ([`cache`]) with negative caching (RFC 2308) and serve-stale (RFC 8767).
+//!
+//! Whole response messages are kept — rcode, CNAME chain, authority SOA — because the
+//! client must see exactly what the upstream said, only with TTLs counted down.
+
+pub mod cache;
+pub mod forward;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+pub use cache::{Cache, CachedMessage, Resolved};
+pub use forward::Forwarder;
+
+/// The transport of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// DNS over UDP, retried over TCP when truncated.
+    Udp,
+    /// DNS over TCP.
+    Tcp,
+}
+
+/// One upstream server, as configured: `udp://IP:PORT`, `tcp://IP:PORT`, or a bare
+/// `IP[:PORT]` (udp). Port 53 by default.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamSpec {
+    /// Transport.
+    pub transport: Transport,
+    /// Address.
+    pub addr: SocketAddr,
+}
+
+/// Why an upstream address did not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// A scheme not supported in this release.
+    #[error("upstream `{0}`: {1} upstreams are not supported yet (use udp:// or tcp://)")]
+    Unsupported(String, &'static str),
+    /// Not an address.
+    #[error("upstream `{0}` is not udp://IP:PORT, tcp://IP:PORT or IP[:PORT]")]
+    Invalid(String),
+}
+
+impl FromStr for UpstreamSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (transport, rest) = if let Some(r) = s.strip_prefix("udp://") {
+            (Transport::Udp, r)
+        } else if let Some(r) = s.strip_prefix("tcp://") {
+            (Transport::Tcp, r)
+        } else if s.starts_with("tls://") {
+            return Err(SpecError::Unsupported(s.into(), "DNS-over-TLS"));
+        } else if s.starts_with("https://") {
+            return Err(SpecError::Unsupported(s.into(), "DNS-over-HTTPS"));
+        } else if s.contains("://") {
+            return Err(SpecError::Invalid(s.into()));
+        } else {
+            (Transport::Udp, s)
+        };
+        let rest = rest.trim_end_matches('/');
+        let addr = rest
+            .parse::<SocketAddr>()
+            .or_else(|_| rest.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .or_else(|_| {
+                rest.strip_prefix('[')
+                    .and_then(|r| r.strip_suffix(']'))
+                    .and_then(|r| r.parse::<IpAddr>().ok())
+                    .map(|ip| SocketAddr::new(ip, 53))
+                    .ok_or(())
+            })
+            .map_err(|_| SpecError::Invalid(s.into()))?;
+        Ok(Self { transport, addr })
+    }
+}
+
+impl fmt::Display for UpstreamSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        };
+        write!(f, "{scheme}://{}", self.addr)
+    }
+}
+
+/// The question sent upstream, and the cache key's core.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Question {
+    /// The name, as the client wrote it (hickory's `Name` compares case-insensitively).
+    pub name: Name,
+    /// The type.
+    pub qtype: RecordType,
+    /// The class.
+    pub qclass: DNSClass,
+    /// The client asked for DNSSEC records (EDNS DO bit).
+    pub dnssec_ok: bool,
+}
+
+/// Why no answer could be had from upstream.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// No upstream answered in time.
+    #[error("no upstream answered within the timeout")]
+    Timeout,
+    /// Every upstream failed at the network level (refused, unreachable, bad reply).
+    #[error("upstream network error: {0}")]
+    Network(String),
+}
+
+impl Error {
+    /// Whether the failure was a timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+
+    /// The Extended DNS Error code for this failure (RFC 8914): 22 No Reachable Authority
+    /// for timeouts, 23 Network Error otherwise.
+    pub fn ede_code(&self) -> u16 {
+        if self.is_timeout() { 22 } else { 23 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_specs_parse() {
+        let u: UpstreamSpec = "udp://127.0.0.1:5353".parse().unwrap();
+        assert_eq!((u.transport, u.addr.port()), (Transport::Udp, 5353));
+        let u: UpstreamSpec = "tcp://[::1]:53".parse().unwrap();
+        assert_eq!(u.transport, Transport::Tcp);
+        let u: UpstreamSpec = "9.9.9.9".parse().unwrap();
+        assert_eq!(u.to_string(), "udp://9.9.9.9:53");
+        let u: UpstreamSpec = "[::1]".parse().unwrap();
+        assert_eq!(u.addr.port(), 53);
+        assert!(matches!("tls://1.1.1.1:853#x".parse::<UpstreamSpec>(), Err(SpecError::Unsupported(..))));
+        assert!(matches!("dns.google".parse::<UpstreamSpec>(), Err(SpecError::Invalid(..))));
+    }
+}

@@ -1,1 +1,138 @@
-//! Listeners (work in progress).
+//! Listeners and the shared serving state.
+//!
+//! hickory-server owns the sockets (UDP: a task per datagram; TCP: a task per connection);
+//! our [`handler::Handler`] answers. The loaded configuration sits in an `ArcSwap`, so a
+//! reload swaps it whole between two queries and no query is dropped (SPEC §7).
+
+pub mod handler;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::{error, info, warn};
+
+use crate::diag::Diagnostic;
+use crate::metrics;
+use crate::querylog::QueryLog;
+use crate::resolve::Cache;
+use crate::runtime::Runtime;
+
+/// State shared by every query and by reloads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current configuration; each query takes one snapshot.
+    pub runtime: ArcSwap<Runtime>,
+    /// The message cache (kept across reloads).
+    pub cache: Cache,
+    /// The query log.
+    pub querylog: Option<QueryLog>,
+    /// The configuration file reloads read.
+    pub config_path: PathBuf,
+}
+
+/// A running server.
+pub struct Running {
+    /// The shared state.
+    pub shared: Arc<Shared>,
+    /// The bound DNS addresses (UDP and TCP on each).
+    pub addrs: Vec<SocketAddr>,
+    server: Server<handler::Handler>,
+}
+
+impl Running {
+    /// Stops accepting and waits for in-flight queries.
+    pub async fn shutdown(mut self) {
+        if let Err(e) = self.server.shutdown_gracefully().await {
+            warn!(error = %e, "shutdown");
+        }
+    }
+
+    /// Serves until the listeners stop.
+    pub async fn wait(&mut self) {
+        if let Err(e) = self.server.block_until_done().await {
+            error!(error = %e, "server stopped");
+        }
+    }
+}
+
+/// Binds UDP and TCP on one address. With port 0 the TCP listener takes the port the
+/// kernel gave the UDP socket, so both protocols share it.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("cannot bind")))
+}
+
+/// Starts serving `rt` on its listen addresses.
+pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> {
+    let settings = rt.settings.clone();
+    let querylog = match &settings.querylog {
+        Some(p) => Some(QueryLog::open(p).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot open query log {}: {e}", p.display()))
+        })?),
+        None => None,
+    };
+    publish_list_gauges(&rt);
+    let shared = Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(rt),
+        cache: Cache::new(settings.cache_size, settings.serve_stale),
+        querylog,
+        config_path: config_path.to_path_buf(),
+    });
+    let mut server = Server::new(handler::Handler::new(shared.clone()));
+    let mut addrs = Vec::new();
+    for addr in &settings.listen {
+        let (udp, tcp) = bind_pair(*addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let bound = udp.local_addr()?;
+        server.register_socket(udp);
+        server.register_listener(tcp, settings.tcp_idle, 65_535);
+        info!(addr = %bound, "listening");
+        addrs.push(bound);
+    }
+    Ok(Running { shared, addrs, server })
+}
+
+fn publish_list_gauges(rt: &Runtime) {
+    for l in &rt.list_info {
+        ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => l.name.clone()).set(l.entries as f64);
+    }
+}
+
+/// Reloads the configuration (SIGHUP): the new one replaces the old only if all of it
+/// loads; otherwise the old keeps serving and the errors are returned.
+pub fn reload(shared: &Shared) -> Result<(), Vec<Diagnostic>> {
+    match Runtime::load(&shared.config_path) {
+        Ok(rt) => {
+            if rt.settings != shared.runtime.load().settings {
+                warn!("listen, metrics, query log and cache settings take effect at the next restart");
+            }
+            publish_list_gauges(&rt);
+            info!(summary = %rt.summary(), "configuration reloaded");
+            shared.runtime.store(Arc::new(rt));
+            ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "success").increment(1);
+            Ok(())
+        }
+        Err(diags) => {
+            for d in &diags {
+                error!("{d}");
+            }
+            error!(errors = diags.len(), "reload rejected; the running configuration keeps serving");
+            ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "failure").increment(1);
+            Err(diags)
+        }
+    }
+}

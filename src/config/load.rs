@@ -1,0 +1,219 @@
+//! Reading the configuration: the main file, its `include` globs, and positions.
+//!
+//! Every item keeps the index of the file it came from, so a problem found much later
+//! (an expression that does not compile, a list that does not exist) is still reported as
+//! `path:line:col`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+
+use super::{CategoryConfig, ConfigFile, IncludeFile, ListConfig, PolicyConfig};
+use crate::diag::Diagnostic;
+
+/// A file that was read, kept for positions.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Its path, as named.
+    pub path: PathBuf,
+    /// Its contents.
+    pub text: String,
+}
+
+impl SourceFile {
+    /// The directory relative paths in this file are resolved against.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or_else(|| Path::new("."))
+    }
+
+    /// A path named in this file, resolved relative to it.
+    pub fn resolve(&self, name: &str) -> PathBuf {
+        let p = Path::new(name);
+        if p.is_absolute() { p.to_path_buf() } else { self.dir().join(p) }
+    }
+
+    /// A diagnostic at a byte span of this file.
+    pub fn diag(&self, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at_offset(&self.path, &self.text, span.start, message)
+    }
+
+    /// The file offset of byte `inner` of the string value whose TOML literal spans `span`.
+    ///
+    /// Exact for literal strings and for basic strings without escapes; otherwise close.
+    pub fn string_offset(&self, span: &Range<usize>, inner: usize) -> usize {
+        let lit = self.text.get(span.clone()).unwrap_or("");
+        let open = if lit.starts_with("\"\"\"") || lit.starts_with("'''") {
+            let mut n = 3;
+            if lit[3..].starts_with("\r\n") {
+                n += 2;
+            } else if lit[3..].starts_with('\n') {
+                n += 1;
+            }
+            n
+        } else if lit.starts_with('"') || lit.starts_with('\'') {
+            1
+        } else {
+            0
+        };
+        (span.start + open + inner).min(self.text.len())
+    }
+}
+
+/// An item of the configuration with the index of its file.
+#[derive(Debug)]
+pub struct Located<T> {
+    /// Index into [`LoadedConfig::files`].
+    pub file: usize,
+    /// The item with its span in that file.
+    pub item: Spanned<T>,
+}
+
+/// The configuration with its included files merged, in file order.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The main file's settings.
+    pub main: ConfigFile,
+    /// Every file read; index 0 is the main file.
+    pub files: Vec<SourceFile>,
+    /// All lists, main file first, then includes in glob order.
+    pub lists: Vec<Located<ListConfig>>,
+    /// All categories.
+    pub categories: Vec<Located<CategoryConfig>>,
+    /// All policies, in file order (ties in precedence keep this order).
+    pub policies: Vec<Located<PolicyConfig>>,
+}
+
+impl LoadedConfig {
+    /// The main file.
+    pub fn main_file(&self) -> &SourceFile {
+        &self.files[0]
+    }
+}
+
+fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostic> {
+    toml::from_str(&file.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        file.diag(&span, e.message().trim().to_owned())
+    })
+}
+
+fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
+    std::fs::read_to_string(path)
+        .map(|text| SourceFile { path: path.to_path_buf(), text })
+        .map_err(|e| Diagnostic::file(path, format!("cannot read file: {e}")))
+}
+
+/// Reads the main file and everything it includes. Reports every problem found.
+pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
+    let main_file = read(path).map_err(|d| vec![d])?;
+    let mut main: ConfigFile = parse(&main_file).map_err(|d| vec![d])?;
+    let mut diags = Vec::new();
+    let mut files = vec![main_file];
+    let mut lists: Vec<_> =
+        main.lists.drain(..).map(|item| Located { file: 0, item }).collect();
+    let mut categories: Vec<_> =
+        main.categories.drain(..).map(|item| Located { file: 0, item }).collect();
+    let mut policies: Vec<_> =
+        main.policies.drain(..).map(|item| Located { file: 0, item }).collect();
+
+    for pattern in &main.include {
+        let full = files[0].resolve(pattern.get_ref());
+        let paths = match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => paths,
+            Err(e) => {
+                diags.push(files[0].diag(&pattern.span(), format!("bad include pattern: {e}")));
+                continue;
+            }
+        };
+        let mut matched: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+        matched.sort();
+        let is_glob = pattern.get_ref().contains(['*', '?', '[']);
+        if matched.is_empty() && !is_glob {
+            diags.push(
+                files[0].diag(&pattern.span(), format!("included file {} does not exist", full.display())),
+            );
+        }
+        for p in matched {
+            let file = match read(&p) {
+                Ok(f) => f,
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            match parse::<IncludeFile>(&file) {
+                Ok(inc) => {
+                    let idx = files.len();
+                    lists.extend(inc.lists.into_iter().map(|item| Located { file: idx, item }));
+                    categories
+                        .extend(inc.categories.into_iter().map(|item| Located { file: idx, item }));
+                    policies.extend(inc.policies.into_iter().map(|item| Located { file: idx, item }));
+                    files.push(file);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(LoadedConfig { main, files, lists, categories, policies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "d.toml", "[server]\nlisten = []\nlissten = 1\n");
+        let err = load(&p).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!((err[0].line, err[0].col), (3, 1), "{}", err[0]);
+        assert!(err[0].message.contains("unknown field"), "{}", err[0]);
+    }
+
+    #[test]
+    fn includes_merge_in_glob_order_and_keep_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "d.toml",
+            "include = [\"p/*.toml\"]\n[[policies]]\nname = \"main\"\naction = \"allow\"\n",
+        );
+        write(dir.path(), "p/b.toml", "[[policies]]\nname = \"b\"\naction = \"block\"\n");
+        write(dir.path(), "p/a.toml", "[[policies]]\nname = \"a\"\naction = \"block\"\n");
+        let c = load(&p).unwrap();
+        let names: Vec<_> = c.policies.iter().map(|p| p.item.get_ref().name.get_ref().as_str()).collect();
+        assert_eq!(names, ["main", "a", "b"]);
+        assert!(c.files[c.policies[1].file].path.ends_with("p/a.toml"));
+    }
+
+    #[test]
+    fn error_in_included_file_names_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "d.toml", "include = [\"x.toml\"]\n");
+        write(dir.path(), "x.toml", "[[policies]]\nname = \"b\"\naction = \"block\"\nbogus = 1\n");
+        let err = load(&p).unwrap_err();
+        assert!(err[0].path.ends_with("x.toml"));
+        assert_eq!(err[0].line, 4);
+    }
+
+    #[test]
+    fn string_offset_skips_the_quote() {
+        let f = SourceFile { path: "x".into(), text: "t = 'abc'\nu = \"\"\"\nxyz\"\"\"".into() };
+        assert_eq!(f.string_offset(&(4..9), 1), 6);
+        let start = f.text.find("\"\"\"").unwrap();
+        assert_eq!(&f.text[f.string_offset(&(start..f.text.len()), 0)..][..3], "xyz");
+    }
+}

@@ -1,0 +1,273 @@
+//! Compiling the configuration's `[[policies]]` and `[[categories]]` into a [`PolicySet`].
+//!
+//! Every problem is collected with its position; a policy that fails to compile never
+//! loads, and neither does the configuration holding it (SPEC §3).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+
+use super::expr::{self, CompileEnv, Expr, Limits};
+use super::fields::{Field, Phase};
+use super::schedule::Schedule;
+use super::{Action, BlockMode, Builder, Category, CompiledPolicy, Decision, PolicySet, builder};
+use crate::config::load::{Located, SourceFile};
+use crate::config::{LoadedConfig, PolicyConfig, SelectorConfig};
+use crate::diag::Diagnostic;
+use crate::lists::List;
+use crate::resolve::UpstreamSpec;
+
+/// What policy compilation needs from the rest of the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildEnv<'a> {
+    /// Loaded lists by name.
+    pub lists: &'a HashMap<String, Arc<List>>,
+    /// Whether a GeoIP database is configured.
+    pub has_geoip: bool,
+    /// `[identity] match_extended_emails`.
+    pub match_extended_emails: bool,
+    /// `[block] mode`.
+    pub default_block_mode: BlockMode,
+}
+
+/// The compiled policies plus the upstream groups `resolve` policies asked for (group `i`
+/// of the result is upstream group `i + 1`; group 0 is `[upstream] servers`).
+pub fn build(
+    cfg: &LoadedConfig,
+    env: &BuildEnv<'_>,
+) -> Result<(PolicySet, Vec<Vec<UpstreamSpec>>), Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let mut set = PolicySet::default();
+    let mut groups: Vec<Vec<UpstreamSpec>> = Vec::new();
+
+    for cat in &cfg.categories {
+        let file = &cfg.files[cat.file];
+        let c = cat.item.get_ref();
+        let mut lists = Vec::new();
+        for name in &c.lists {
+            match env.lists.get(name.get_ref()) {
+                Some(l) if matches!(**l, List::Domain(_)) => lists.push(l.clone()),
+                Some(_) => diags.push(file.diag(&name.span(), format!("category list `{}` is not a domain list", name.get_ref()))),
+                None => diags.push(file.diag(&name.span(), format!("unknown list `{}`", name.get_ref()))),
+            }
+        }
+        if set.categories.iter().any(|x| x.id == c.id) {
+            diags.push(file.diag(&cat.item.span(), format!("duplicate category id {}", c.id)));
+        }
+        set.categories.push(Category { id: c.id, name: c.name.clone(), security: c.security, lists });
+    }
+
+    let mut compiled: Vec<(Option<i64>, usize, CompiledPolicy)> = Vec::new();
+    let mut names: HashMap<String, ()> = HashMap::new();
+    for (order, loc) in cfg.policies.iter().enumerate() {
+        let file = &cfg.files[loc.file];
+        let name = loc.item.get_ref().name.get_ref();
+        if names.insert(name.clone(), ()).is_some() {
+            diags.push(file.diag(&loc.item.get_ref().name.span(), format!("duplicate policy name `{name}`")));
+        }
+        match compile_policy(loc, file, env, &mut groups) {
+            Ok(p) => compiled.push((p.precedence, order, p)),
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    // Lowest precedence first; ties (and policies without one, which go last) in file order.
+    compiled.sort_by_key(|(prec, order, _)| (prec.is_none(), *prec, *order));
+    set.policies = compiled.into_iter().map(|(_, _, p)| p).collect();
+    set.needs_categories = set.policies.iter().any(|p| {
+        uses(p, Field::ContentCategory) || uses(p, Field::SecurityCategory)
+    });
+    set.needs_src_geo = set.policies.iter().any(|p| uses(p, Field::SrcGeoCountry) || uses(p, Field::SrcGeoContinent));
+    set.needs_dst_geo = set.policies.iter().any(|p| uses(p, Field::DstGeoCountry) || uses(p, Field::DstGeoContinent));
+    set.index();
+    Ok((set, groups))
+}
+
+fn exprs(p: &CompiledPolicy) -> impl Iterator<Item = &Expr> {
+    [&p.traffic, &p.identity]
+        .into_iter()
+        .chain(&p.builder.include)
+        .chain(&p.builder.require)
+        .chain(&p.builder.exclude)
+}
+
+fn uses(p: &CompiledPolicy, f: Field) -> bool {
+    exprs(p).any(|e| e.uses(f))
+}
+
+fn compile_policy(
+    loc: &Located<PolicyConfig>,
+    file: &SourceFile,
+    env: &BuildEnv<'_>,
+    groups: &mut Vec<Vec<UpstreamSpec>>,
+) -> Result<CompiledPolicy, Vec<Diagnostic>> {
+    let cfg = loc.item.get_ref();
+    let mut diags = Vec::new();
+    let name = cfg.name.get_ref().clone();
+    let Some(action) = Action::parse(cfg.action.get_ref()) else {
+        return Err(vec![file.diag(
+            &cfg.action.span(),
+            format!(
+                "unknown action `{}` (expected allow, block, override, safesearch, ytrestricted or resolve)",
+                cfg.action.get_ref()
+            ),
+        )]);
+    };
+    let email_variants = env.match_extended_emails
+        || matches!(action, Action::Block | Action::Override | Action::SafeSearch | Action::YtRestricted);
+    let cenv = CompileEnv { lists: env.lists, email_variants, has_geoip: env.has_geoip, limits: Limits::default() };
+
+    let mut compile_text = |text: &toml::Spanned<String>| -> Option<Expr> {
+        match expr::compile(text.get_ref(), &cenv) {
+            Ok(e) => Some(e),
+            Err(errs) => {
+                for e in errs {
+                    let off = file.string_offset(&text.span(), e.offset);
+                    diags.push(Diagnostic::at_offset(&file.path, &file.text, off, format!("policy `{name}`: {}", e.message)));
+                }
+                None
+            }
+        }
+    };
+    let traffic = compile_text(&cfg.traffic);
+    let identity = compile_text(&cfg.identity);
+    let mut builder = Builder::default();
+    let mut compile_tables = |tables: &[toml::Spanned<SelectorConfig>], out: &mut Vec<Expr>, what: &str| {
+        for t in tables {
+            let src = match builder::selector_source(t.get_ref(), env.lists) {
+                Ok(s) => s,
+                Err(msg) => {
+                    diags.push(file.diag(&t.span(), format!("policy `{name}` {what}: {msg}")));
+                    continue;
+                }
+            };
+            match expr::compile(&src, &cenv) {
+                Ok(e) => out.push(e),
+                Err(errs) => {
+                    for e in errs {
+                        diags.push(file.diag(&t.span(), format!("policy `{name}` {what}: {}", e.message)));
+                    }
+                }
+            }
+        }
+    };
+    compile_tables(&cfg.include, &mut builder.include, "include");
+    compile_tables(&cfg.require, &mut builder.require, "require");
+    compile_tables(&cfg.exclude, &mut builder.exclude, "exclude");
+
+    let schedule = cfg.schedule.as_ref().and_then(|s| match Schedule::from_config(s.get_ref()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            diags.push(file.diag(&s.span(), format!("policy `{name}`: {e}")));
+            None
+        }
+    });
+
+    let decision = decision(cfg, action, file, env, &name, &mut diags);
+    let mut upstreams = 0;
+    if action == Action::Resolve {
+        let mut specs = Vec::new();
+        for u in &cfg.upstreams {
+            match u.get_ref().parse::<UpstreamSpec>() {
+                Ok(s) => specs.push(s),
+                Err(e) => diags.push(file.diag(&u.span(), format!("policy `{name}`: {e}"))),
+            }
+        }
+        if cfg.upstreams.is_empty() {
+            diags.push(file.diag(&loc.item.span(), format!("policy `{name}`: a resolve policy needs `upstreams`")));
+        }
+        groups.push(specs);
+        upstreams = groups.len();
+    } else if !cfg.upstreams.is_empty() {
+        diags.push(file.diag(&cfg.upstreams[0].span(), format!("policy `{name}`: `upstreams` is only for resolve policies")));
+    }
+
+    let (Some(traffic), Some(identity)) = (traffic, identity) else { return Err(diags) };
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let mut p = CompiledPolicy {
+        name: name.clone(),
+        id: cfg.id.clone(),
+        precedence: cfg.precedence,
+        action,
+        phase: Phase::Pre,
+        enabled: cfg.enabled,
+        schedule,
+        traffic,
+        identity,
+        builder,
+        decision,
+        upstreams,
+        location: {
+            let (l, c) = crate::diag::line_col(&file.text, loc.item.span().start);
+            format!("{}:{l}:{c}", file.path.display())
+        },
+    };
+    p.phase = if exprs(&p).any(|e| e.phase() == Phase::Post) { Phase::Post } else { Phase::Pre };
+    if p.phase == Phase::Post && !matches!(action, Action::Allow | Action::Block) {
+        // SPEC §4.4, as in Gateway: these act before resolution.
+        let span = if cfg.traffic.get_ref().trim().is_empty() { loc.item.span() } else { cfg.traffic.span() };
+        return Err(vec![file.diag(
+            &span,
+            format!("policy `{name}`: {} policies may use pre-resolution fields only", action.as_str()),
+        )]);
+    }
+    Ok(p)
+}
+
+fn decision(
+    cfg: &PolicyConfig,
+    action: Action,
+    file: &SourceFile,
+    env: &BuildEnv<'_>,
+    name: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Decision> {
+    match action {
+        Action::Allow => Some(Decision::Allow),
+        Action::Block => {
+            let mode = match &cfg.block_mode {
+                None => env.default_block_mode,
+                Some(m) => BlockMode::parse(m.get_ref()).unwrap_or_else(|| {
+                    diags.push(file.diag(&m.span(), format!("policy `{name}`: unknown block_mode `{}` (expected null, nxdomain, refused or ips)", m.get_ref())));
+                    BlockMode::Null
+                }),
+            };
+            Some(Decision::Block { mode, reason: cfg.block_reason.as_deref().map(Arc::from) })
+        }
+        Action::Override => {
+            let mut ips = Vec::new();
+            for ip in &cfg.override_ips {
+                match ip.get_ref().parse::<IpAddr>() {
+                    Ok(a) => ips.push(a),
+                    Err(_) => diags.push(file.diag(&ip.span(), format!("policy `{name}`: `{}` is not an IP address", ip.get_ref()))),
+                }
+            }
+            let host = cfg.override_host.as_ref().and_then(|h| {
+                match Name::from_utf8(h.get_ref()) {
+                    Ok(mut n) => {
+                        n.set_fqdn(true);
+                        Some(n)
+                    }
+                    Err(e) => {
+                        diags.push(file.diag(&h.span(), format!("policy `{name}`: bad override_host: {e}")));
+                        None
+                    }
+                }
+            });
+            if cfg.override_ips.is_empty() == cfg.override_host.is_none() {
+                diags.push(file.diag(
+                    &cfg.action.span(),
+                    format!("policy `{name}`: an override policy needs exactly one of override_ips and override_host"),
+                ));
+            }
+            Some(Decision::Override { ips: ips.into(), host })
+        }
+        Action::SafeSearch | Action::YtRestricted | Action::Resolve => None,
+    }
+}

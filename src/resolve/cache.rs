@@ -1,0 +1,204 @@
+//! The shared message cache: whole upstream responses keyed by (question, DO bit, upstream
+//! group), TTLs counted down on the way out, negative answers cached by their SOA
+//! (RFC 2308), expired entries kept for serve-stale (RFC 8767).
+//!
+//! Time is `tokio::time::Instant`, so tests pause the clock instead of sleeping.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::time::Instant;
+
+use super::{Error, Forwarder, Question};
+use crate::metrics;
+
+/// Longest TTL we keep an answer for, whatever the upstream says.
+pub const MAX_TTL: u32 = 86_400;
+/// How long past expiry an answer may still be served stale (RFC 8767 suggests 1–3 days).
+pub const STALE_MAX: u32 = 86_400;
+/// TTL of a stale answer (RFC 8767 §4: 30 seconds).
+pub const STALE_TTL: u32 = 30;
+
+/// A cached upstream response.
+#[derive(Debug)]
+pub struct CachedMessage {
+    /// The upstream's rcode.
+    pub rcode: ResponseCode,
+    /// The upstream's AD bit.
+    pub authentic_data: bool,
+    /// Answer section.
+    pub answers: Vec<Record>,
+    /// Authority section.
+    pub authorities: Vec<Record>,
+    /// Additional section (without OPT).
+    pub additionals: Vec<Record>,
+    /// When it was stored.
+    pub stored: Instant,
+    /// How long it is fresh, in seconds (0: not cacheable).
+    pub ttl: u32,
+}
+
+impl CachedMessage {
+    /// Takes an upstream response apart and works out how long it may be cached.
+    pub fn from_message(msg: Message, now: Instant) -> Self {
+        let ttl = cache_ttl(&msg);
+        Self {
+            rcode: msg.metadata.response_code,
+            authentic_data: msg.metadata.authentic_data,
+            answers: msg.answers,
+            authorities: msg.authorities,
+            additionals: msg.additionals.into_iter().filter(|r| r.record_type() != RecordType::OPT).collect(),
+            stored: now,
+            ttl,
+        }
+    }
+}
+
+/// RFC 2308 §5 and RFC 1035: positive answers live as long as their shortest TTL;
+/// NXDOMAIN and NODATA as long as min(SOA TTL, SOA MINIMUM); nothing else is cached.
+fn cache_ttl(msg: &Message) -> u32 {
+    let rcode = msg.metadata.response_code;
+    let ttl = if rcode == ResponseCode::NoError && !msg.answers.is_empty() {
+        msg.answers.iter().map(|r| r.ttl).min().unwrap_or(0)
+    } else if rcode == ResponseCode::NXDomain || rcode == ResponseCode::NoError {
+        msg.authorities
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                _ => None,
+            })
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    ttl.min(MAX_TTL)
+}
+
+/// An answer to give the client, fresh or stale.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The response.
+    pub msg: Arc<CachedMessage>,
+    /// Seconds since it was stored (TTLs are reduced by this).
+    pub age: u32,
+    /// Served stale (RFC 8767): TTLs are [`STALE_TTL`], EDE 3 is attached.
+    pub stale: bool,
+    /// Came from the cache.
+    pub cached: bool,
+}
+
+impl Resolved {
+    /// A record with its TTL as the client should see it.
+    pub fn adjust(&self, r: &Record) -> Record {
+        let mut r = r.clone();
+        r.ttl = if self.stale { STALE_TTL } else { r.ttl.saturating_sub(self.age) };
+        r
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    q: Question,
+    group: u64,
+}
+
+/// The message cache shared by every upstream group.
+pub struct Cache {
+    inner: Option<quick_cache::sync::Cache<Key, Arc<CachedMessage>>>,
+    serve_stale: bool,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("enabled", &self.inner.is_some()).finish()
+    }
+}
+
+/// A stable fingerprint of an upstream group, so a reload with the same upstreams keeps its
+/// cached answers and a changed group does not see the old group's.
+pub fn group_fingerprint(forwarder: &Forwarder) -> u64 {
+    let mut h = DefaultHasher::new();
+    forwarder.servers().hash(&mut h);
+    h.finish()
+}
+
+impl Cache {
+    /// A cache of at most `size` messages (0 disables caching).
+    pub fn new(size: usize, serve_stale: bool) -> Self {
+        Self { inner: (size > 0).then(|| quick_cache::sync::Cache::new(size)), serve_stale }
+    }
+
+    /// Resolves `q` through `forwarder`, from the cache when fresh; on upstream failure,
+    /// from an expired entry when serve-stale allows it.
+    pub async fn resolve(&self, forwarder: &Forwarder, group: u64, q: &Question) -> Result<Resolved, Error> {
+        let Some(cache) = &self.inner else {
+            let msg = forwarder.query(q).await?;
+            let msg = Arc::new(CachedMessage::from_message(msg, Instant::now()));
+            return Ok(Resolved { msg, age: 0, stale: false, cached: false });
+        };
+        let key = Key { q: q.clone(), group };
+        let existing = cache.get(&key);
+        if let Some(entry) = &existing {
+            let age = Instant::now().saturating_duration_since(entry.stored).as_secs();
+            if age < u64::from(entry.ttl) {
+                ::metrics::counter!(metrics::CACHE_HITS_TOTAL).increment(1);
+                return Ok(Resolved { msg: entry.clone(), age: age as u32, stale: false, cached: true });
+            }
+        }
+        ::metrics::counter!(metrics::CACHE_MISSES_TOTAL).increment(1);
+        let stale = |entry: &Arc<CachedMessage>| {
+            let age = Instant::now().saturating_duration_since(entry.stored).as_secs();
+            (self.serve_stale && age < u64::from(entry.ttl) + u64::from(STALE_MAX))
+                .then(|| Resolved { msg: entry.clone(), age: age as u32, stale: true, cached: true })
+        };
+        match forwarder.query(q).await {
+            Ok(msg) => {
+                let msg = Arc::new(CachedMessage::from_message(msg, Instant::now()));
+                if msg.ttl > 0 {
+                    cache.insert(key, msg.clone());
+                } else if msg.rcode == ResponseCode::ServFail {
+                    // RFC 8767 §5: an upstream SERVFAIL is a failure to refresh.
+                    if let Some(r) = existing.as_ref().and_then(stale) {
+                        return Ok(r);
+                    }
+                }
+                Ok(Resolved { msg, age: 0, stale: false, cached: false })
+            }
+            Err(e) => existing.as_ref().and_then(stale).ok_or(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode};
+    use hickory_proto::rr::Name;
+    use hickory_proto::rr::rdata::{A, SOA};
+
+    fn msg(rcode: ResponseCode, answers: Vec<Record>, authorities: Vec<Record>) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = rcode;
+        m.answers = answers;
+        m.authorities = authorities;
+        m
+    }
+
+    fn soa(ttl: u32, minimum: u32) -> Record {
+        let n = Name::from_ascii("test.").unwrap();
+        Record::from_rdata(n.clone(), ttl, RData::SOA(SOA::new(n.clone(), n, 1, 60, 60, 60, minimum)))
+    }
+
+    #[test]
+    fn ttls_follow_rfc_2308() {
+        let a = |ttl| Record::from_rdata(Name::from_ascii("a.test.").unwrap(), ttl, RData::A(A::new(192, 0, 2, 1)));
+        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![a(300), a(60)], vec![])), 60);
+        assert_eq!(cache_ttl(&msg(ResponseCode::NXDomain, vec![], vec![soa(3600, 120)])), 120);
+        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![], vec![soa(30, 120)])), 30);
+        assert_eq!(cache_ttl(&msg(ResponseCode::NXDomain, vec![], vec![])), 0);
+        assert_eq!(cache_ttl(&msg(ResponseCode::ServFail, vec![a(300)], vec![])), 0);
+        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![a(10 * MAX_TTL)], vec![])), MAX_TTL);
+    }
+}

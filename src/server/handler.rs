@@ -1,0 +1,350 @@
+//! The request handler: the SPEC §4 pipeline, top to bottom.
+//!
+//! 1. ACL — outsiders get REFUSED + EDE 18 and nothing else runs (§4.1).
+//! 2. Facts — name, type, client, identity, location, categories, client GeoIP.
+//! 3. Pre-resolution policies, then `resolve` policies picking upstreams (§4.3, §4.4).
+//! 4. Resolution through the shared cache (serve-stale on failure).
+//! 5. Post-resolution policies, only if nothing decided and the name resolved (§4.3).
+//! 6. The answer: synthesized for a decision, else the upstream's (§4.5).
+//!
+//! The order is fixed here and nowhere else; evaluation itself has no I/O.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use jiff::Timestamp;
+use tracing::{debug, warn};
+
+use super::Shared;
+use crate::answer::{self, EDE_FILTERED, EDE_FORGED, EDE_PROHIBITED, Reply};
+use crate::geoip::GeoInfo;
+use crate::metrics;
+use crate::policy::fields::{Phase, PostFacts, QueryFacts};
+use crate::policy::{Decision, Flow, Verdict};
+use crate::querylog::Entry;
+use crate::resolve::forward::EDNS_PAYLOAD;
+use crate::resolve::{Question, Resolved};
+use crate::runtime::{Runtime, canonical_ip};
+
+/// Our `hickory_server::RequestHandler`.
+#[derive(Clone)]
+pub struct Handler {
+    shared: Arc<Shared>,
+}
+
+impl Handler {
+    /// A handler over the shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+/// What the pipeline decided, for metrics and the query log.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The reply.
+    pub reply: Reply,
+    /// `allow`, `block`, `override`, `safesearch`, `ytrestricted`, `refused` or `error`.
+    pub action: &'static str,
+    /// The deciding policy.
+    pub policy: Option<String>,
+    /// The phase it decided in.
+    pub phase: Option<Phase>,
+    /// The answer came from the cache.
+    pub cached: bool,
+    /// Device and user of the client.
+    pub device: Option<String>,
+    /// The user's e-mail.
+    pub user: Option<String>,
+}
+
+/// The normalised form of a query name: lowercase, no trailing dot (root is "").
+pub fn fqdn_of(name: &Name) -> String {
+    let mut s = name.to_ascii();
+    if s.ends_with('.') {
+        s.pop();
+    }
+    s.make_ascii_lowercase();
+    s
+}
+
+/// Collects the post-resolution facts from an answer (SPEC §3 post fields).
+pub fn post_facts(rt: &Runtime, r: &Resolved) -> PostFacts {
+    let mut post = PostFacts::default();
+    for rec in &r.msg.answers {
+        match &rec.data {
+            RData::A(a) => post.resolved_ips.push(IpAddr::V4(a.0)),
+            RData::AAAA(a) => post.resolved_ips.push(IpAddr::V6(a.0)),
+            RData::CNAME(c) => post.cnames.push(fqdn_of(&c.0)),
+            RData::MX(mx) => post.mx.push(fqdn_of(&mx.exchange)),
+            RData::PTR(p) => post.ptr.push(fqdn_of(&p.0)),
+            RData::TXT(t) => post.txt.push(
+                t.txt_data.iter().map(|d| String::from_utf8_lossy(d)).collect::<Vec<_>>().concat(),
+            ),
+            _ => {}
+        }
+    }
+    if rt.policies.needs_dst_geo {
+        if let Some(g) = &rt.geoip {
+            post.dst_geo = post.resolved_ips.iter().map(|ip| g.lookup(*ip)).collect();
+        }
+    }
+    post
+}
+
+impl Shared {
+    /// Resolves a question through upstream group `group` and the cache.
+    pub async fn resolve(&self, rt: &Runtime, group: usize, q: &Question) -> Result<Resolved, crate::resolve::Error> {
+        let g = &rt.upstreams[group.min(rt.upstreams.len() - 1)];
+        self.cache.resolve(&g.forwarder, g.fingerprint, q).await
+    }
+
+    /// Runs the SPEC §4 pipeline for one question.
+    pub async fn process(&self, rt: &Runtime, src: IpAddr, q: &Question) -> Outcome {
+        let src = canonical_ip(src);
+        let mut out = Outcome {
+            reply: Reply::default(),
+            action: "allow",
+            policy: None,
+            phase: None,
+            cached: false,
+            device: None,
+            user: None,
+        };
+        // 1. ACL (§4.1): never an open resolver.
+        if !rt.is_allowed(src) {
+            out.reply = Reply::rcode(ResponseCode::Refused).with_ede(EDE_PROHIBITED, "client not allowed");
+            out.action = "refused";
+            return out;
+        }
+        // 2. Facts.
+        let fqdn = fqdn_of(&q.name);
+        let identity = rt.directory.identity_for_ip(src);
+        if let Some(id) = identity {
+            out.device = Some(id.device_id.clone());
+            out.user = (!id.email.is_empty()).then(|| id.email.clone());
+        }
+        let (content, security) = rt.policies.categorize(&fqdn);
+        let src_geo = match (&rt.geoip, rt.policies.needs_src_geo) {
+            (Some(g), true) => g.lookup(src),
+            _ => GeoInfo::default(),
+        };
+        let rtype: &'static str = q.qtype.into();
+        let rtype_owned;
+        let rtype = if let RecordType::Unknown(code) = q.qtype {
+            rtype_owned = format!("TYPE{code}");
+            rtype_owned.as_str()
+        } else {
+            rtype
+        };
+        let mut facts = QueryFacts {
+            fqdn: &fqdn,
+            rtype,
+            src_ip: src,
+            location: rt.directory.location_for_ip(src),
+            identity: identity.map(|a| &**a),
+            content_categories: content.as_slice(),
+            security_categories: security.as_slice(),
+            src_geo,
+            post: None,
+        };
+        let now = Timestamp::now();
+
+        // 3. Pre-resolution policies, then resolve policies.
+        let group = match rt.policies.run(Phase::Pre, &facts, now, &mut ()) {
+            Flow::Decide(v) => {
+                self.decide(rt, q, v, Phase::Pre, &mut out).await;
+                return out;
+            }
+            Flow::Continue { upstreams, .. } => upstreams,
+        };
+
+        // 4. Resolution.
+        let resolved = match self.resolve(rt, group, q).await {
+            Ok(r) => r,
+            Err(e) => {
+                out.reply = Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string());
+                out.action = "error";
+                return out;
+            }
+        };
+        out.cached = resolved.cached;
+        if resolved.stale {
+            ::metrics::counter!(metrics::STALE_ANSWERS_TOTAL).increment(1);
+        }
+
+        // 5. Post-resolution policies: only when the name resolved.
+        if rt.policies.has_post() && resolved.msg.rcode == ResponseCode::NoError {
+            let post = post_facts(rt, &resolved);
+            facts.post = Some(&post);
+            if let Flow::Decide(v) = rt.policies.run(Phase::Post, &facts, now, &mut ()) {
+                if v.decision != Decision::Allow {
+                    self.decide(rt, q, v, Phase::Post, &mut out).await;
+                    return out;
+                }
+                self.note_match(rt, &v, Phase::Post, &mut out);
+            }
+        }
+
+        // 6. The real answer.
+        out.reply = Reply::from_resolved(&resolved);
+        out
+    }
+
+    fn note_match(&self, rt: &Runtime, v: &Verdict, phase: Phase, out: &mut Outcome) {
+        let p = &rt.policies.policies[v.policy];
+        ::metrics::counter!(metrics::POLICY_MATCHES_TOTAL, "policy" => p.name.clone()).increment(1);
+        out.action = p.action.as_str();
+        out.policy = Some(p.name.clone());
+        out.phase = Some(phase);
+    }
+
+    /// Builds the answer for a decision (§4.5).
+    async fn decide(&self, rt: &Runtime, q: &Question, v: Verdict, phase: Phase, out: &mut Outcome) {
+        self.note_match(rt, &v, phase, out);
+        out.reply = match &v.decision {
+            Decision::Allow => match self.resolve(rt, v.upstreams, q).await {
+                Ok(r) => {
+                    out.cached = r.cached;
+                    Reply::from_resolved(&r)
+                }
+                Err(e) => Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string()),
+            },
+            Decision::Block { mode, reason } => {
+                answer::block(&q.name, q.qtype, *mode, &rt.block_ips, rt.block_ttl, reason.as_deref())
+            }
+            Decision::Override { ips, host: None } => answer::override_ips(&q.name, q.qtype, ips, rt.block_ttl),
+            Decision::Override { host: Some(host), .. } => self.cname_to(rt, q, host, EDE_FORGED).await,
+            Decision::SafeSearch { target } | Decision::YtRestricted { target } => match Name::from_ascii(target) {
+                Ok(mut host) => {
+                    host.set_fqdn(true);
+                    self.cname_to(rt, q, &host, EDE_FILTERED).await
+                }
+                Err(_) => Reply::rcode(ResponseCode::ServFail),
+            },
+        };
+    }
+
+    async fn cname_to(&self, rt: &Runtime, q: &Question, host: &Name, ede: u16) -> Reply {
+        if q.qtype == RecordType::CNAME {
+            return answer::cname(&q.name, host, rt.block_ttl, None, ede);
+        }
+        let tq = Question { name: host.clone(), ..q.clone() };
+        match self.resolve(rt, 0, &tq).await {
+            Ok(r) => answer::cname(&q.name, host, rt.block_ttl, Some(&r), ede),
+            Err(e) => {
+                warn!(target = %host, error = %e, "cannot resolve override/safe-search target");
+                answer::cname(&q.name, host, rt.block_ttl, None, ede)
+            }
+        }
+    }
+}
+
+fn ede_option(code: u16, text: &str) -> EdnsOption {
+    let mut data = code.to_be_bytes().to_vec();
+    data.extend_from_slice(text.as_bytes());
+    EdnsOption::Unknown(u16::from(EdnsCode::Unknown(15)), data)
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+        let start = Instant::now();
+        let rt = self.shared.runtime.load_full();
+        let protocol = match request.protocol() {
+            hickory_server::net::xfer::Protocol::Udp => "udp",
+            hickory_server::net::xfer::Protocol::Tcp => "tcp",
+            _ => "other",
+        };
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let mut outcome = None;
+        let (reply, action) = if request.metadata.op_code != OpCode::Query {
+            (Reply::rcode(ResponseCode::NotImp), "error")
+        } else {
+            match request.request_info() {
+                Err(_) => (Reply::rcode(ResponseCode::FormErr), "error"),
+                Ok(info) => {
+                    let orig = info.query.original();
+                    let q = Question {
+                        name: orig.name().clone(),
+                        qtype: orig.query_type(),
+                        qclass: orig.query_class(),
+                        dnssec_ok,
+                    };
+                    let o = self.shared.process(&rt, request.src().ip(), &q).await;
+                    let r = (o.reply.clone(), o.action);
+                    outcome = Some((q, o));
+                    r
+                }
+            }
+        };
+        // The response OPT mirrors the request's (no OPT, no EDE): our payload is the
+        // client's, clamped to 512..=1232, and the encoder truncates UDP answers to it.
+        let edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().clamp(512, EDNS_PAYLOAD));
+            e.set_dnssec_ok(dnssec_ok);
+            if let Some((code, text)) = &reply.ede {
+                e.options_mut().insert(ede_option(*code, text));
+            }
+            e
+        });
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        let mut md = Metadata::response_from_request(&request.metadata);
+        md.recursion_available = true;
+        md.response_code = reply.rcode;
+        md.authentic_data = reply.authentic_data && dnssec_ok;
+        let response = builder.build(md, reply.answers.iter(), reply.authorities.iter(), std::iter::empty(), reply.additionals.iter());
+        let info = match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                debug!(error = %e, "failed to send response");
+                let mut md = Metadata::response_from_request(&request.metadata);
+                md.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header { metadata: md, counts: HeaderCounts::default() })
+            }
+        };
+        let elapsed = start.elapsed();
+        ::metrics::counter!(metrics::QUERIES_TOTAL, "protocol" => protocol, "action" => action).increment(1);
+        ::metrics::counter!(metrics::RESPONSES_TOTAL, "rcode" => rcode_label(reply.rcode)).increment(1);
+        ::metrics::histogram!(metrics::QUERY_DURATION_SECONDS).record(elapsed.as_secs_f64());
+        if let (Some(log), Some((q, o))) = (&self.shared.querylog, outcome) {
+            log.log(Entry {
+                time: Timestamp::now(),
+                client: canonical_ip(request.src().ip()),
+                device: o.device,
+                user: o.user,
+                name: fqdn_of(&q.name),
+                qtype: q.qtype,
+                qclass: q.qclass != DNSClass::IN,
+                action,
+                policy: o.policy,
+                phase: o.phase,
+                rcode: reply.rcode,
+                latency: elapsed,
+                cached: o.cached,
+            });
+        }
+        info
+    }
+}
+
+/// A static label for an rcode.
+pub fn rcode_label(rcode: ResponseCode) -> &'static str {
+    match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        _ => "OTHER",
+    }
+}
