@@ -1,0 +1,1 @@
+//! The binary: check, explain, run with SIGHUP and metrics.

@@ -1,0 +1,123 @@
+//! Bad input and failing upstreams (SPEC §7).
+
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::client::{self, Opts, ede, ips, query};
+use crate::gate;
+
+#[tokio::test]
+async fn silent_upstream_gives_servfail_with_ede_22_within_the_timeout() {
+    let g = gate("[cache]\nserve_stale = false\n", &[]).await;
+    g.upstream.set_silent(true);
+    let m = query(g.addr, "www.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(&m).map(|e| e.0), Some(22));
+}
+
+#[tokio::test]
+async fn unreachable_upstream_gives_servfail_with_ede_23() {
+    // A port nobody listens on: the kernel answers "connection refused" at once.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let up = crate::upstream::start().await;
+    let cfg = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{closed}\"]\ntimeout_ms = 1000\n");
+    let g = crate::gate_with(up, &cfg, &[]).await;
+    let m = query(g.addr, "www.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(&m).map(|e| e.0), Some(23));
+}
+
+#[tokio::test]
+async fn a_second_upstream_answers_when_the_first_is_down() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let up = crate::upstream::start().await;
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{closed}\", \"udp://{}\"]\ntimeout_ms = 1000\n",
+        up.addr
+    );
+    let g = crate::gate_with(up, &cfg, &[]).await;
+    for _ in 0..3 {
+        let m = query(g.addr, "www.test.", RecordType::A).await;
+        assert_eq!(ips(&m), ["192.0.2.10"]);
+    }
+}
+
+#[tokio::test]
+async fn expired_answer_is_served_stale_with_ede_3_when_the_upstream_fails() {
+    let g = gate("[cache]\nserve_stale = true\n", &[]).await;
+    let fresh = query(g.addr, "short.test.", RecordType::A).await;
+    assert_eq!(ips(&fresh), ["192.0.2.20"]);
+    assert!(ede(&fresh).is_none());
+    tokio::time::sleep(Duration::from_millis(2600)).await; // TTL 2 s has run out
+    g.upstream.set_silent(true);
+    let stale = query(g.addr, "short.test.", RecordType::A).await;
+    assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&stale), ["192.0.2.20"]);
+    assert_eq!(ede(&stale).map(|e| e.0), Some(3));
+    assert_eq!(stale.answers[0].ttl, 30);
+    // Once the upstream is back, the answer is fresh again.
+    g.upstream.set_silent(false);
+    let back = query(g.addr, "short.test.", RecordType::A).await;
+    assert!(ede(&back).is_none());
+}
+
+#[tokio::test]
+async fn without_serve_stale_an_expired_answer_is_not_used() {
+    let g = gate("[cache]\nserve_stale = false\n", &[]).await;
+    query(g.addr, "short.test.", RecordType::A).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    g.upstream.set_silent(true);
+    let m = query(g.addr, "short.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[tokio::test]
+async fn malformed_packets_never_kill_the_server() {
+    let g = gate("", &[]).await;
+    let wait = Duration::from_millis(300);
+    // Shorter than a header: dropped.
+    assert!(client::udp_raw(g.addr, &[1, 2, 3], wait).await.is_none());
+    // A header claiming a question that is not there: FORMERR (or dropped).
+    let junk = [0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    if let Some(bytes) = client::udp_raw(g.addr, &junk, wait).await {
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    }
+    // Random garbage of many sizes.
+    for len in [12usize, 13, 40, 300, 1500] {
+        let bytes: Vec<u8> = (0..len).map(|_| rand::random()).collect();
+        let _ = client::udp_raw(g.addr, &bytes, Duration::from_millis(50)).await;
+    }
+    // A query with two questions: FORMERR.
+    let (_, mut wire) = client::build("www.test.", RecordType::A, Opts { edns: None, ..Opts::default() });
+    let question = wire[12..].to_vec();
+    wire[5] = 2;
+    wire.extend_from_slice(&question);
+    let m = Message::from_vec(&client::udp_raw(g.addr, &wire, Duration::from_secs(5)).await.unwrap()).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // Still serving.
+    assert_eq!(ips(&query(g.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
+}
+
+#[tokio::test]
+async fn a_bad_tcp_frame_closes_only_that_connection() {
+    let g = gate("", &[]).await;
+    // A frame that promises more than it sends, then the connection closes.
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(&[0x01, 0x00, 0xde, 0xad]).await.unwrap();
+    drop(s);
+    // A frame of garbage: the server closes the connection (or answers FORMERR).
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let mut frame = vec![0x00, 0x10];
+    frame.extend((0..16).map(|_| 0xffu8));
+    s.write_all(&frame).await.unwrap();
+    let mut buf = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    // Others are served, over TCP and UDP.
+    let m = client::query_with(g.addr, "www.test.", RecordType::A, Opts { tcp: true, ..Opts::default() }).await;
+    assert_eq!(ips(&m), ["192.0.2.10"]);
+    assert_eq!(ips(&query(g.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
+}

@@ -1,0 +1,77 @@
+//! Integration tests: a real dnsgate server on 127.0.0.1:0 in front of a real hickory
+//! authoritative upstream, queried over real sockets.
+
+mod cli;
+mod client;
+mod faults;
+mod policies;
+mod serving;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use dnsgate::runtime::Runtime;
+use dnsgate::server::{self, Running};
+
+/// A dnsgate instance under test with its upstream and its files.
+pub struct Gate {
+    /// Where to send queries.
+    pub addr: SocketAddr,
+    /// The server.
+    pub running: Running,
+    /// The upstream it forwards to.
+    pub upstream: upstream::Upstream,
+    /// Holds the configuration and list files.
+    pub dir: tempfile::TempDir,
+}
+
+impl Gate {
+    /// The configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("dnsgate.toml")
+    }
+}
+
+/// Writes `files` (name, contents) into `dir`.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+/// The standard head of a test configuration: loopback listener, the test upstream.
+pub fn base_config(upstream: SocketAddr) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\nservers = [\"udp://{upstream}\"]\ntimeout_ms = 1000\n\n"
+    )
+}
+
+/// Starts a gate whose configuration is `base_config` followed by `body`. `{UPSTREAM}` in
+/// `body` and files is replaced by the upstream address.
+pub async fn gate(body: &str, files: &[(&str, &str)]) -> Gate {
+    let up = upstream::start().await;
+    let text = format!("{}{}", base_config(up.addr), body);
+    gate_with(up, &text, files).await
+}
+
+/// Starts a gate with a complete configuration text.
+pub async fn gate_with(up: upstream::Upstream, config: &str, files: &[(&str, &str)]) -> Gate {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_addr = up.addr.to_string();
+    let files: Vec<(String, String)> =
+        files.iter().map(|(n, t)| (n.to_string(), t.replace("{UPSTREAM}", &upstream_addr))).collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    write_files(dir.path(), &refs);
+    let cfg = dir.path().join("dnsgate.toml");
+    std::fs::write(&cfg, config.replace("{UPSTREAM}", &upstream_addr)).unwrap();
+    let rt = match Runtime::load(&cfg) {
+        Ok(rt) => rt,
+        Err(d) => panic!("test config does not load:\n{}", dnsgate::diag::Diagnostics(d)),
+    };
+    let running = server::start(&cfg, rt).await.unwrap();
+    let addr = running.addrs[0];
+    Gate { addr, running, upstream: up, dir }
+}

@@ -1,0 +1,1 @@
+//! Policy behaviour end to end (SPEC §3–§5).

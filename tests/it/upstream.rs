@@ -1,0 +1,164 @@
+//! A real authoritative upstream for the tests: hickory-server's `Catalog` with in-memory
+//! zones parsed from zone-file text, on 127.0.0.1 with an ephemeral port.
+//!
+//! A thin wrapper counts the queries it receives (to see the cache work) and can be told
+//! to go silent (to see timeouts, SERVFAIL + EDE and serve-stale) — the answers themselves
+//! are hickory's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hickory_proto::rr::LowerName;
+use hickory_proto::serialize::txt::Parser;
+use hickory_server::Server;
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// The zones every test upstream serves.
+pub const TEST_ZONE: &str = r#"
+$ORIGIN test.
+$TTL 300
+@        3600 IN SOA ns.test. admin.test. 1 3600 600 86400 60
+@             IN NS  ns.test.
+ns            IN A   127.0.0.1
+www           IN A   192.0.2.10
+www           IN AAAA 2001:db8::10
+alias         IN CNAME www.test.
+chain         IN CNAME alias.test.
+jp            IN A   192.0.2.55
+pt            IN A   198.51.100.7
+us            IN A   203.0.113.9
+v6de          IN AAAA 2001:db8::77
+mixed         IN A   192.0.2.56
+mixed         IN A   203.0.113.10
+mail          IN MX  10 mx.test.
+mx            IN A   192.0.2.25
+txt           IN TXT "hello world"
+short    2    IN A   192.0.2.20
+ads           IN A   192.0.2.30
+tracker.ads   IN A   192.0.2.31
+good.ads      IN A   192.0.2.32
+internal      IN A   192.0.2.40
+svc           IN HTTPS 1 . alpn=h2
+"#;
+
+/// Search-engine zones for safe search.
+pub const SEARCH_ZONES: [&str; 4] = [
+    r#"
+$ORIGIN google.com.
+$TTL 300
+@   3600 IN SOA ns.google.com. admin.google.com. 1 3600 600 86400 60
+www          IN A 142.250.0.1
+forcesafesearch IN A 216.239.38.120
+forcesafesearch IN AAAA 2001:4860:4802:32::78
+mail         IN A 142.250.0.2
+"#,
+    r#"
+$ORIGIN youtube.com.
+$TTL 300
+@   3600 IN SOA ns.youtube.com. admin.youtube.com. 1 3600 600 86400 60
+www      IN A 142.250.0.3
+restrict IN A 216.239.38.120
+"#,
+    r#"
+$ORIGIN bing.com.
+$TTL 300
+@   3600 IN SOA ns.bing.com. admin.bing.com. 1 3600 600 86400 60
+www    IN A 13.107.21.200
+strict IN A 204.79.197.220
+"#,
+    r#"
+$ORIGIN example.net.
+$TTL 300
+@   3600 IN SOA ns.example.net. admin.example.net. 1 3600 600 86400 60
+safe  IN A 192.0.2.99
+"#,
+];
+
+/// A zone with a TXT set too large for a 1232-byte UDP answer.
+pub fn big_zone() -> String {
+    let mut z = String::from("$ORIGIN big.test.\n$TTL 300\n@ 3600 IN SOA ns.test. admin.test. 1 3600 600 86400 60\n");
+    for i in 0..40 {
+        z.push_str(&format!("@ IN TXT \"record number {i:03} padding padding padding padding padding\"\n"));
+    }
+    z
+}
+
+#[derive(Clone)]
+struct Counting {
+    catalog: Arc<Catalog>,
+    queries: Arc<AtomicUsize>,
+    silent: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Counting {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        if self.silent.load(Ordering::SeqCst) {
+            // Never answer: the client sees a timeout. Hold the task a little so nothing
+            // is sent and nothing spins.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut md = hickory_proto::op::Metadata::response_from_request(&request.metadata);
+            md.response_code = hickory_proto::op::ResponseCode::ServFail;
+            return ResponseInfo::from(hickory_proto::op::Header { metadata: md, counts: Default::default() });
+        }
+        self.catalog.handle_request::<R, T>(request, response_handle).await
+    }
+}
+
+/// A running test upstream.
+pub struct Upstream {
+    /// Its address (UDP and TCP).
+    pub addr: SocketAddr,
+    queries: Arc<AtomicUsize>,
+    silent: Arc<AtomicBool>,
+    _server: Server<Counting>,
+}
+
+impl Upstream {
+    /// Queries received so far.
+    pub fn queries(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
+    }
+
+    /// Stop (or resume) answering.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
+    }
+}
+
+fn zone(text: &str) -> (LowerName, Arc<dyn ZoneHandler>) {
+    let (origin, records) = Parser::new(text, None, None).parse().expect("test zone parses");
+    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(origin.clone(), records, ZoneType::Primary, AxfrPolicy::Deny)
+        .expect("test zone loads");
+    (LowerName::from(&origin), Arc::new(handler))
+}
+
+/// Starts an upstream serving the test zones.
+pub async fn start() -> Upstream {
+    let mut catalog = Catalog::new();
+    let big = big_zone();
+    for text in [TEST_ZONE, big.as_str()].into_iter().chain(SEARCH_ZONES) {
+        let (name, h) = zone(text);
+        catalog.upsert(name, vec![h]);
+    }
+    let handler = Counting {
+        catalog: Arc::new(catalog),
+        queries: Arc::default(),
+        silent: Arc::default(),
+    };
+    let (queries, silent) = (handler.queries.clone(), handler.silent.clone());
+    let mut server = Server::new(handler);
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 65_535);
+    Upstream { addr, queries, silent, _server: server }
+}
