@@ -95,9 +95,7 @@ impl Error {
     /// The database file the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Io { path, .. } | Self::Open { path, .. } | Self::NotCountry { path, .. } => {
-                path
-            }
+            Self::Io { path, .. } | Self::Open { path, .. } | Self::NotCountry { path, .. } => path,
         }
     }
 
@@ -126,9 +124,14 @@ impl GeoIp {
     /// record once, which costs time proportional to the file size at start and reload only.
     /// A valid database without country/continent codes fails with [`Error::NotCountry`].
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let invalid = |source| Error::Open { path: path.to_path_buf(), source };
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let reader = Reader::from_source(bytes).map_err(invalid)?;
         // Corruption in the data section (for example a malformed double in a City record)
         // passes `from_source`, which only checks the header and layout; only a full walk
@@ -155,7 +158,11 @@ impl GeoIp {
         if ip.is_ipv6() && self.reader.metadata().ip_version == 4 {
             return GeoInfo::default();
         }
-        match self.reader.lookup(ip).and_then(|found| found.decode::<Record<'_>>()) {
+        match self
+            .reader
+            .lookup(ip)
+            .and_then(|found| found.decode::<Record<'_>>())
+        {
             Ok(Some(record)) => record.info(),
             Ok(None) | Err(_) => GeoInfo::default(),
         }
@@ -208,15 +215,19 @@ struct ContinentRecord<'a> {
     code: Option<&'a str>,
 }
 
-impl<'a> Record<'a> {
+impl Record<'_> {
     fn info(&self) -> GeoInfo {
-        fn iso<'a>(country: &Option<CountryRecord<'a>>) -> Option<&'a str> {
-            country.as_ref().and_then(|c| c.iso_code)
+        fn iso<'a>(country: Option<&CountryRecord<'a>>) -> Option<&'a str> {
+            country.and_then(|c| c.iso_code)
         }
-        let country = iso(&self.country).or_else(|| iso(&self.registered_country));
+        let country = iso(self.country.as_ref()).or_else(|| iso(self.registered_country.as_ref()));
         GeoInfo {
             country: country.and_then(Code::new),
-            continent: self.continent.as_ref().and_then(|c| c.code).and_then(Code::new),
+            continent: self
+                .continent
+                .as_ref()
+                .and_then(|c| c.code)
+                .and_then(Code::new),
         }
     }
 }
@@ -226,12 +237,17 @@ mod tests {
     use super::*;
 
     fn maxmind(file: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip-maxmind-test").join(file)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/geoip-maxmind-test")
+            .join(file)
     }
 
     fn info(geo: &GeoIp, ip: &str) -> (Option<String>, Option<String>) {
         let got = geo.lookup(ip.parse().unwrap());
-        (got.country.map(|c| c.to_string()), got.continent.map(|c| c.to_string()))
+        (
+            got.country.map(|c| c.to_string()),
+            got.continent.map(|c| c.to_string()),
+        )
     }
 
     fn known(country: &str, continent: &str) -> (Option<String>, Option<String>) {
@@ -257,7 +273,11 @@ mod tests {
             assert_eq!(info(&geo, "216.160.83.56"), known("US", "NA"), "{file}");
             assert_eq!(info(&geo, "202.196.224.1"), known("PH", "AS"), "{file}");
             assert_eq!(info(&geo, "2001:218::1"), known("JP", "AS"), "{file}");
-            assert_eq!(geo.lookup("1.1.1.1".parse().unwrap()), GeoInfo::default(), "{file}");
+            assert_eq!(
+                geo.lookup("1.1.1.1".parse().unwrap()),
+                GeoInfo::default(),
+                "{file}"
+            );
         }
         // Only the GeoIP2 file has the CN entry (the shared README lists it for both).
         let geo = GeoIp::open(&maxmind("GeoIP2-Country-Test.mmdb")).unwrap();
@@ -295,7 +315,10 @@ mod tests {
         let err = GeoIp::open(&path).unwrap_err();
         assert!(matches!(err, Error::Open { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("GeoIP2-City-Test-Broken-Double-Format.mmdb"), "{msg}");
+        assert!(
+            msg.contains("GeoIP2-City-Test-Broken-Double-Format.mmdb"),
+            "{msg}"
+        );
         assert!(msg.contains("not a valid MaxMind database"), "{msg}");
         assert!(msg.contains("double"), "{msg}");
     }
@@ -307,20 +330,30 @@ mod tests {
         assert!(err.to_string().contains("search tree"), "{err}");
         let diag = err.to_diagnostic();
         assert_eq!((diag.line, diag.col), (1, 1));
-        assert!(diag.path.ends_with("GeoIP2-City-Test-Invalid-Node-Count.mmdb"));
+        assert!(
+            diag.path
+                .ends_with("GeoIP2-City-Test-Invalid-Node-Count.mmdb")
+        );
     }
 
     #[test]
     fn missing_file_is_an_io_error() {
         let err = GeoIp::open(Path::new("/nonexistent/GeoLite2-Country.mmdb")).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err:?}");
-        assert!(err.to_string().contains("/nonexistent/GeoLite2-Country.mmdb"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/GeoLite2-Country.mmdb"),
+            "{err}"
+        );
     }
 
     #[test]
     fn garbage_and_empty_files_fail_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, bytes) in [("empty.mmdb", &b""[..]), ("text.mmdb", &b"not a database\n"[..])] {
+        for (name, bytes) in [
+            ("empty.mmdb", &b""[..]),
+            ("text.mmdb", &b"not a database\n"[..]),
+        ] {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).unwrap();
             let err = GeoIp::open(&path).unwrap_err();
@@ -342,30 +375,44 @@ mod tests {
     #[test]
     fn database_without_country_data_is_rejected() {
         use mmdb_writer::{Value, Writer};
-        let mut writer = Writer::builder("GeoLite2-ASN").description(&[("en", "test")]).build();
+        let mut writer = Writer::builder("GeoLite2-ASN")
+            .description(&[("en", "test")])
+            .build();
         let asn = Value::map([
             ("autonomous_system_number", Value::from(64_496_u32)),
             ("autonomous_system_organization", Value::from("Example")),
         ]);
-        writer.insert_value("192.0.2.0/24".parse::<ipnet::IpNet>().unwrap(), asn).unwrap();
+        writer
+            .insert_value("192.0.2.0/24".parse::<ipnet::IpNet>().unwrap(), asn)
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("asn.mmdb");
         std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
         let err = GeoIp::open(&path).unwrap_err();
-        assert!(matches!(&err, Error::NotCountry { database_type, .. } if database_type == "GeoLite2-ASN"));
-        assert!(err.to_string().contains("without country or continent data"), "{err}");
+        assert!(
+            matches!(&err, Error::NotCountry { database_type, .. } if database_type == "GeoLite2-ASN")
+        );
+        assert!(
+            err.to_string()
+                .contains("without country or continent data"),
+            "{err}"
+        );
     }
 
     #[test]
     fn record_without_country_falls_back_to_registered_country() {
         use mmdb_writer::{Value, Writer};
-        let mut writer = Writer::builder("GeoIP2-Country").description(&[("en", "test")]).build();
+        let mut writer = Writer::builder("GeoIP2-Country")
+            .description(&[("en", "test")])
+            .build();
         let code = |k: &str, v: &str| Value::map([(k.to_owned(), Value::from(v))]);
         let record = Value::map([
             ("continent", code("code", "EU")),
             ("registered_country", code("iso_code", "IE")),
         ]);
-        writer.insert_value("198.51.100.0/24".parse::<ipnet::IpNet>().unwrap(), record).unwrap();
+        writer
+            .insert_value("198.51.100.0/24".parse::<ipnet::IpNet>().unwrap(), record)
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fallback.mmdb");
         std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
@@ -395,8 +442,19 @@ mod tests {
         assert_eq!(info(&geo, "2001:db8::1"), known("DE", "EU"));
         assert_eq!(info(&geo, "2001:db8:ffff::53"), known("DE", "EU"));
         assert_eq!(info(&geo, "::ffff:198.51.100.7"), known("PT", "EU"));
-        for outside in ["192.0.3.1", "198.51.101.1", "10.0.0.1", "1.1.1.1", "2001:db9::1", "::1"] {
-            assert_eq!(geo.lookup(outside.parse().unwrap()), GeoInfo::default(), "{outside}");
+        for outside in [
+            "192.0.3.1",
+            "198.51.101.1",
+            "10.0.0.1",
+            "1.1.1.1",
+            "2001:db9::1",
+            "::1",
+        ] {
+            assert_eq!(
+                geo.lookup(outside.parse().unwrap()),
+                GeoInfo::default(),
+                "{outside}"
+            );
         }
     }
 
@@ -405,7 +463,10 @@ mod tests {
         // The full record, as other MaxMind readers (and `maxminddb::geoip2`) see it.
         let reader = Reader::open_readfile(test_db_path()).unwrap();
         let found = reader.lookup("198.51.100.1".parse().unwrap()).unwrap();
-        let record = found.decode::<maxminddb::geoip2::Country<'_>>().unwrap().unwrap();
+        let record = found
+            .decode::<maxminddb::geoip2::Country<'_>>()
+            .unwrap()
+            .unwrap();
         assert_eq!(record.continent.code, Some("EU"));
         assert_eq!(record.continent.geoname_id, Some(6_255_148));
         assert_eq!(record.continent.names.english, Some("Europe"));
@@ -420,7 +481,11 @@ mod tests {
     #[test]
     fn test_database_is_reproducible() {
         let built = test_country::build_test_country_db().unwrap();
-        assert_eq!(built, test_country::build_test_country_db().unwrap(), "nondeterministic");
+        assert_eq!(
+            built,
+            test_country::build_test_country_db().unwrap(),
+            "nondeterministic"
+        );
         let committed = std::fs::read(test_db_path()).unwrap();
         assert!(
             built == committed,
