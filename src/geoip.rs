@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::diag::Diagnostic;
 
 /// A two-letter code (ISO country, or continent: AF AN AS EU NA OC SA), stored inline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Code([u8; 2]);
 
 impl Code {
@@ -35,6 +35,12 @@ impl Code {
     pub fn as_str(&self) -> &str {
         // Both bytes are ASCII letters by construction.
         std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Code({:?})", self.as_str())
     }
 }
 
@@ -122,7 +128,10 @@ impl GeoIp {
     /// The whole file is verified here (search tree, data section, metadata), so a corrupt
     /// file fails now with [`Error::Open`] rather than at lookup time; this walks every
     /// record once, which costs time proportional to the file size at start and reload only.
-    /// A valid database without country/continent codes fails with [`Error::NotCountry`].
+    /// The verification applies the rules of MaxMind's own verifier, which also require a
+    /// non-empty `database_type` and `description` in the metadata (every published
+    /// database has both; a self-built one must set them). A valid database without
+    /// country/continent codes fails with [`Error::NotCountry`].
     pub fn open(path: &Path) -> Result<Self, Error> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -258,6 +267,7 @@ mod tests {
     fn code_parses_two_ascii_letters_only() {
         assert_eq!(Code::new("pt").unwrap().as_str(), "PT");
         assert_eq!(Code::new("EU").unwrap().to_string(), "EU");
+        assert_eq!(format!("{:?}", Code::new("eu").unwrap()), "Code(\"EU\")");
         for bad in ["", "P", "PRT", "P1", "é", "--"] {
             assert_eq!(Code::new(bad), None, "{bad:?}");
         }
@@ -385,9 +395,7 @@ mod tests {
         writer
             .insert_value("192.0.2.0/24".parse::<ipnet::IpNet>().unwrap(), asn)
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("asn.mmdb");
-        std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
+        let (_dir, path) = write_db(writer);
         let err = GeoIp::open(&path).unwrap_err();
         assert!(
             matches!(&err, Error::NotCountry { database_type, .. } if database_type == "GeoLite2-ASN")
@@ -413,9 +421,7 @@ mod tests {
         writer
             .insert_value("198.51.100.0/24".parse::<ipnet::IpNet>().unwrap(), record)
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fallback.mmdb");
-        std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
+        let (_dir, path) = write_db(writer);
         let geo = GeoIp::open(&path).unwrap();
         assert_eq!(info(&geo, "198.51.100.1"), known("IE", "EU"));
     }
@@ -491,6 +497,51 @@ mod tests {
             built == committed,
             "geoip/test-country.mmdb is stale: rebuild it with \
              `cargo run --example make_test_geoip -- geoip/test-country.mmdb`"
+        );
+    }
+
+    /// Writes the database to a temporary file: (the directory to keep alive, the file).
+    fn write_db(writer: mmdb_writer::Writer) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.mmdb");
+        std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
+        (dir, path)
+    }
+
+    fn pt_record() -> mmdb_writer::Value {
+        use mmdb_writer::Value;
+        Value::map([
+            ("continent", Value::map([("code", Value::from("EU"))])),
+            ("country", Value::map([("iso_code", Value::from("PT"))])),
+        ])
+    }
+
+    #[test]
+    fn verification_requires_a_description() {
+        let mut writer = mmdb_writer::Writer::new("GeoIP2-Country");
+        let net: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+        writer.insert_value(net, pt_record()).unwrap();
+        let (_dir, path) = write_db(writer);
+        let err = GeoIp::open(&path).unwrap_err();
+        assert!(matches!(err, Error::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("description"), "{err}");
+    }
+
+    #[test]
+    fn ipv4_only_database_answers_ipv6_as_unknown() {
+        let mut writer = mmdb_writer::Writer::builder("GeoIP2-Country")
+            .description(&[("en", "test")])
+            .ip_version(mmdb_writer::IpVersion::V4)
+            .build();
+        let net: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+        writer.insert_value(net, pt_record()).unwrap();
+        let (_dir, path) = write_db(writer);
+        let geo = GeoIp::open(&path).unwrap();
+        assert_eq!(info(&geo, "198.51.100.9"), known("PT", "EU"));
+        assert_eq!(info(&geo, "::ffff:198.51.100.9"), known("PT", "EU"));
+        assert_eq!(
+            geo.lookup("2001:db8::1".parse().unwrap()),
+            GeoInfo::default()
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Users, groups, devices and locations from `identities.toml` (SPEC §5).
 //!
 //! Everything is resolved once, at load: each device gets one shared [`Identity`] with its
-//! user's groups already looked up, so the query path does two hash probes per prefix
+//! user's groups already looked up, so the query path does one hash probe per prefix
 //! length in use and never allocates. Loading checks every cross-reference (device → user,
 //! user → group) and every claim (an address, a network or a DoH token belongs to one
 //! device or location) and reports every problem at once with its position, because an
@@ -241,6 +241,9 @@ struct User {
     saml_attributes: HashMap<String, Vec<String>>,
 }
 
+/// Which device or location claimed a network first, and where: for the messages.
+type Claims = HashMap<IpNet, (String, usize)>;
+
 /// Builds a [`Directory`], collecting diagnostics.
 struct Loader<'a> {
     path: &'a Path,
@@ -346,6 +349,38 @@ impl Loader<'_> {
         Some(text)
     }
 
+    /// Parses an address or network of `owner` (a `kind`: device or location) and records
+    /// the claim; `None`, with a diagnostic, if it is invalid or already claimed.
+    fn claim(
+        &mut self,
+        claims: &mut Claims,
+        text: &Spanned<String>,
+        kind: &str,
+        owner: &str,
+    ) -> Option<IpNet> {
+        let offset = text.span().start;
+        let net = match parse_net(text.get_ref()) {
+            Ok(net) => net,
+            Err(bad) => {
+                self.error(offset, bad.to_string());
+                return None;
+            }
+        };
+        if let Some((other, first)) = claims.get(&net) {
+            let line = self.line(*first);
+            let shown = Shown(net);
+            let message = if other == owner {
+                format!("`{shown}` is listed twice for {kind} `{owner}` (also on line {line})")
+            } else {
+                format!("`{shown}` is already claimed by {kind} `{other}` (line {line})")
+            };
+            self.error(offset, message);
+            return None;
+        }
+        claims.insert(net, (owner.to_owned(), offset));
+        Some(net)
+    }
+
     fn groups(&mut self, section: Section<Vec<GroupEntry>>) -> Section<HashMap<String, Group>> {
         let mut by_id = HashMap::new();
         let mut first_seen: HashMap<String, usize> = HashMap::new();
@@ -443,7 +478,7 @@ impl Loader<'_> {
         let mut tokens = FastMap::default();
         // Who claimed what first, for the messages: (device id, offset).
         let mut ids: HashMap<String, usize> = HashMap::new();
-        let mut claimed_nets: HashMap<IpNet, (String, usize)> = HashMap::new();
+        let mut claimed_nets = Claims::new();
         let mut claimed_tokens: HashMap<String, (String, usize)> = HashMap::new();
         for entry in section.entries {
             let Some(id) = self.non_empty(&entry.id, "device id") else {
@@ -484,27 +519,9 @@ impl Loader<'_> {
             }
             let identity = Arc::new(identity);
             for ip in &entry.ips {
-                let offset = ip.span().start;
-                let net = match parse_net(ip.get_ref()) {
-                    Ok(net) => net,
-                    Err(message) => {
-                        self.error(offset, message);
-                        continue;
-                    }
-                };
-                if let Some((other, first)) = claimed_nets.get(&net) {
-                    let line = self.line(*first);
-                    let net = Shown(net);
-                    let message = if other == id {
-                        format!("`{net}` is listed twice for device `{id}` (also on line {line})")
-                    } else {
-                        format!("`{net}` is already claimed by device `{other}` (line {line})")
-                    };
-                    self.error(offset, message);
-                    continue;
+                if let Some(net) = self.claim(&mut claimed_nets, ip, "device", id) {
+                    by_ip.insert(net, Arc::clone(&identity));
                 }
-                claimed_nets.insert(net, (id.to_owned(), offset));
-                by_ip.insert(net, Arc::clone(&identity));
             }
             if let Some(token) = &entry.doh_token {
                 let offset = token.span().start;
@@ -530,7 +547,7 @@ impl Loader<'_> {
     fn locations(&mut self, section: Section<Vec<LocationEntry>>) -> PrefixMap<Arc<str>> {
         let mut by_net = PrefixMap::default();
         let mut names: HashMap<String, usize> = HashMap::new();
-        let mut claimed: HashMap<IpNet, (String, usize)> = HashMap::new();
+        let mut claimed = Claims::new();
         for entry in section.entries {
             let Some(name) = self.non_empty(&entry.name, "location name") else {
                 continue;
@@ -547,25 +564,9 @@ impl Loader<'_> {
             names.insert(name.to_owned(), name_offset);
             let shared: Arc<str> = name.into();
             for network in &entry.networks {
-                let offset = network.span().start;
-                let net = match parse_net(network.get_ref()) {
-                    Ok(net) => net,
-                    Err(message) => {
-                        self.error(offset, message);
-                        continue;
-                    }
-                };
-                if let Some((other, first)) = claimed.get(&net) {
-                    let line = self.line(*first);
-                    let net = Shown(net);
-                    self.error(
-                        offset,
-                        format!("`{net}` is already in location `{other}` (line {line})"),
-                    );
-                    continue;
+                if let Some(net) = self.claim(&mut claimed, network, "location", name) {
+                    by_net.insert(net, Arc::clone(&shared));
                 }
-                claimed.insert(net, (name.to_owned(), offset));
-                by_net.insert(net, Arc::clone(&shared));
             }
         }
         by_net
@@ -579,27 +580,31 @@ fn is_email(email: &str) -> bool {
         .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
 }
 
+/// Why an entry of `ips` or `networks` was refused.
+#[derive(Debug, thiserror::Error)]
+enum BadNet {
+    #[error("`{0}` is not an IP address")]
+    Address(String),
+    #[error("`{0}` is not an IP network")]
+    Network(String),
+    #[error("`{0}` has host bits set (the network is `{1}`)")]
+    HostBits(String, IpNet),
+}
+
 /// Parses an address (a host network) or a network in CIDR notation. IPv4-mapped IPv6 is
 /// stored as IPv4, as lookups canonicalize sources the same way. A network with host bits
 /// set is refused rather than silently truncated: `10.1.2.3/8` is more likely a typo for
 /// `10.1.2.3/32` than a way to write `10.0.0.0/8`.
-fn parse_net(text: &str) -> Result<IpNet, String> {
+fn parse_net(text: &str) -> Result<IpNet, BadNet> {
     let text = text.trim();
     let net = if text.contains('/') {
-        let net: IpNet = text
-            .parse()
-            .map_err(|_| format!("`{text}` is not an IP network"))?;
+        let net: IpNet = text.parse().map_err(|_| BadNet::Network(text.to_owned()))?;
         if net.trunc() != net {
-            return Err(format!(
-                "`{text}` has host bits set (the network is `{}`)",
-                net.trunc()
-            ));
+            return Err(BadNet::HostBits(text.to_owned(), net.trunc()));
         }
         net
     } else {
-        let ip: IpAddr = text
-            .parse()
-            .map_err(|_| format!("`{text}` is not an IP address"))?;
+        let ip: IpAddr = text.parse().map_err(|_| BadNet::Address(text.to_owned()))?;
         IpNet::from(ip)
     };
     Ok(canonical_net(net))
@@ -989,7 +994,7 @@ name = "office"
                 "25:54: `10.9.0.0/16` is listed twice for device `d2` (also on line 25)",
                 "26:13: doh_token is already used by device `d1` (line 18)",
                 "30:31: `nope` is not an IP address",
-                "34:13: `192.168.0.0/16` is already in location `office` (line 30)",
+                "34:13: `192.168.0.0/16` is already claimed by location `office` (line 30)",
                 "37:8: duplicate location `office` (first defined on line 29)",
             ]
         );
