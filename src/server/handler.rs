@@ -279,6 +279,8 @@ impl RequestHandler for Handler {
                         dnssec_ok,
                     };
                     let o = self.shared.process(&rt, request.src().ip(), &q).await;
+                    debug!(client = %request.src().ip(), qname = %q.name, qtype = %q.qtype, action = o.action,
+                        policy = o.policy.as_deref().unwrap_or("-"), rcode = %o.reply.rcode, cached = o.cached, "decision");
                     let r = (o.reply.clone(), o.action);
                     outcome = Some((q, o));
                     r
