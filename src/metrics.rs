@@ -68,8 +68,9 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
 
 /// Serves `GET /metrics` on an already bound listener until the process ends.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
-    let addr = listener.local_addr().ok();
-    info!(addr = ?addr, "metrics listening");
+    if let Ok(addr) = listener.local_addr() {
+        info!("serving metrics on http://{addr}/metrics");
+    }
     let upkeep = handle.clone();
     tokio::spawn(async move {
         loop {
