@@ -1,0 +1,476 @@
+//! Type checking and lowering: [`Ast`] → [`Node`].
+//!
+//! Everything that can be decided once is decided here, so evaluation only compares:
+//! field names become direct accessors, literals are normalised for their field (or
+//! replaced by canonical e-mails), sets become sorted ranges or hash sets, regexes are
+//! built, lists are resolved to `Arc`s and checked against the field, and the `any()`
+//! shapes that have a cheaper equivalent are rewritten (see [`quantify`]).
+//!
+//! Errors are collected rather than returned at the first one, so `dnsgate check` shows
+//! every type error of an expression at once; a node with an error compiles to a
+//! placeholder and the caller discards the tree.
+
+use std::sync::Arc;
+
+use regex::{Regex, RegexBuilder};
+
+use super::ast::{Ast, AstKind, CmpOp, Lit, Operand, PredOp, Predicate, Span, Value};
+use super::eval::{ArrSrc, IntTest, IpSrc, IpTest, Node, StrSrc, StrTest};
+use super::names::{array_hint, list_hint, unknown_field, unknown_list};
+use super::sets::{IpRanges, Ranges, StrSet};
+use super::{CompileEnv, ExprError};
+use crate::identity::canonical_email;
+use crate::lists::{List, ListKind};
+use crate::policy::fields::{self, Field, FieldType, Normalize, Scalar};
+
+/// Walks an [`Ast`], collecting errors and the fields it uses.
+pub(super) struct Compiler<'e, 'l> {
+    env: &'e CompileEnv<'l>,
+    /// Every problem found so far.
+    pub(super) errors: Vec<ExprError>,
+    /// Bit `f as u32` is set when field `f` is referenced.
+    pub(super) used: u32,
+}
+
+/// Inside `any()`/`all()`: the array its `[*]` references name (the first one seen).
+#[derive(Default)]
+pub(super) struct Scope {
+    arr: Option<(Field, Option<String>, String)>,
+}
+
+/// A checked operand.
+struct Resolved {
+    field: Field,
+    /// As written, without `lower()`: `dns.domains[*]`, for messages.
+    text: String,
+    kind: Kind,
+    lower: bool,
+    span: Span,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str(StrSrc),
+    Ip(IpSrc),
+    Int,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Str(_) => "string",
+            Self::Ip(_) => "ip",
+            Self::Int => "integer",
+        }
+    }
+}
+
+impl Resolved {
+    fn describe(&self) -> String {
+        format!("{} field `{}`", self.kind.name(), self.text)
+    }
+
+    fn norm(&self) -> Normalize {
+        self.field.normalize()
+    }
+
+    /// `lower()` of a field whose values are not lowercase already must lowercase at
+    /// evaluation; on name and e-mail fields it changes nothing.
+    fn fold(&self) -> bool {
+        self.lower && matches!(self.norm(), Normalize::Upper | Normalize::Exact)
+    }
+
+    /// A literal compared with this operand, normalised as the values are. Under
+    /// `lower()` the values are lowercase, so the literal is lowercased too.
+    fn literal(&self, s: &str) -> String {
+        match (self.lower, self.norm()) {
+            (_, Normalize::Name) => fields::normalize(Normalize::Name, s),
+            (true, _) => s.to_ascii_lowercase(),
+            (false, n) => fields::normalize(n, s),
+        }
+    }
+
+    /// A `contains` needle: the case is normalised, but a trailing dot is part of a
+    /// substring (`contains "example."` must not match `example-x.net`).
+    fn needle(&self, s: &str) -> String {
+        match (self.lower, self.norm()) {
+            (true, _) | (_, Normalize::Name | Normalize::Lower) => s.to_ascii_lowercase(),
+            (false, n) => fields::normalize(n, s),
+        }
+    }
+}
+
+fn scalar_src(field: Field) -> Option<StrSrc> {
+    Some(match field {
+        Field::Fqdn => StrSrc::Fqdn,
+        Field::QueryRtype => StrSrc::Rtype,
+        Field::Location => StrSrc::Location,
+        Field::IdentityEmail => StrSrc::Email,
+        Field::IdentityName => StrSrc::Name,
+        Field::DeviceId => StrSrc::DeviceId,
+        Field::SrcGeoCountry => StrSrc::SrcCountry,
+        Field::SrcGeoContinent => StrSrc::SrcContinent,
+        _ => return None,
+    })
+}
+
+fn array_src(field: Field, key: Option<String>) -> Option<ArrSrc> {
+    Some(match field {
+        Field::Domains => ArrSrc::Domains,
+        Field::ContentCategory => ArrSrc::ContentCategory,
+        Field::SecurityCategory => ArrSrc::SecurityCategory,
+        Field::GroupsName => ArrSrc::GroupsName,
+        Field::GroupsId => ArrSrc::GroupsId,
+        Field::GroupsEmail => ArrSrc::GroupsEmail,
+        Field::SamlAttributes => ArrSrc::Saml(key?.into_boxed_str()),
+        Field::ResolvedIps => ArrSrc::ResolvedIps,
+        Field::DstGeoCountry => ArrSrc::DstCountry,
+        Field::DstGeoContinent => ArrSrc::DstContinent,
+        Field::ResponseCname => ArrSrc::Cname,
+        Field::ResponseMx => ArrSrc::Mx,
+        Field::ResponseTxt => ArrSrc::Txt,
+        Field::ResponsePtr => ArrSrc::Ptr,
+        _ => return None,
+    })
+}
+
+/// Builds `any`/`all` of `body` over `arr`, rewritten where a cheaper form means the same:
+/// `any(a or b)` is `any(a) or any(b)` and `all(a and b)` is `all(a) and all(b)` (exactly,
+/// empty arrays included), which exposes the one-call shapes `any(dns.domains[*] == "x")`
+/// and `any(dns.domains[*] in $list)` inside larger conditions.
+fn quantify(all: bool, arr: &ArrSrc, body: Node) -> Node {
+    let spread = |kids: Box<[Node]>| kids.into_vec().into_iter().map(|k| quantify(all, arr, k)).collect();
+    match (all, body) {
+        (false, Node::Or(kids)) => Node::Or(spread(kids)),
+        (true, Node::And(kids)) => Node::And(spread(kids)),
+        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::Eq(x) }) if *arr == ArrSrc::Domains => {
+            Node::DomainsEq(x)
+        }
+        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::DomainList(l) })
+            if *arr == ArrSrc::Domains =>
+        {
+            Node::DomainsInList(l)
+        }
+        (all, body) => Node::Quant { all, arr: arr.clone(), body: Box::new(body) },
+    }
+}
+
+impl<'e, 'l> Compiler<'e, 'l> {
+    pub(super) fn new(env: &'e CompileEnv<'l>) -> Self {
+        Self { env, errors: Vec::new(), used: 0 }
+    }
+
+    fn err(&mut self, offset: usize, message: impl Into<String>) {
+        self.errors.push(ExprError { offset, message: message.into() });
+    }
+
+    /// Compiles a node; `scope` is `Some` inside `any()`/`all()`.
+    pub(super) fn node(&mut self, ast: &Ast, scope: &mut Option<Scope>) -> Node {
+        let mut many = |v: &[Ast]| -> Box<[Node]> { v.iter().map(|a| self.node(a, scope)).collect() };
+        match &ast.kind {
+            AstKind::And(v) => Node::And(many(v)),
+            AstKind::Or(v) => Node::Or(many(v)),
+            AstKind::Xor(v) => Node::Xor(many(v)),
+            AstKind::Not(a) => Node::Not(Box::new(self.node(a, scope))),
+            AstKind::Any(body) => self.quant(false, body, ast.span),
+            AstKind::All(body) => self.quant(true, body, ast.span),
+            AstKind::Pred(p) => self.pred(p, scope),
+        }
+    }
+
+    fn quant(&mut self, all: bool, body: &Ast, span: Span) -> Node {
+        let before = self.errors.len();
+        let mut inner = Some(Scope::default());
+        let body = self.node(body, &mut inner);
+        let bound = inner.and_then(|s| s.arr).and_then(|(f, key, _)| array_src(f, key));
+        match bound {
+            Some(arr) => quantify(all, &arr, body),
+            None => {
+                if self.errors.len() == before {
+                    let name = if all { "all" } else { "any" };
+                    let message = format!("{name}() needs an array element such as `dns.domains[*]` in its condition");
+                    self.err(span.start, message);
+                }
+                Node::Const(false)
+            }
+        }
+    }
+
+    /// Resolves the field side of `p`, reporting why it cannot be used.
+    fn operand(&mut self, p: &Predicate, scope: &mut Option<Scope>) -> Option<Resolved> {
+        let op = &p.lhs;
+        let Some(field) = Field::from_name(&op.field) else {
+            self.err(op.field_span.start, unknown_field(&op.field));
+            return None;
+        };
+        self.used |= 1 << field as u32;
+        let text = Operand { lower: false, ..op.clone() }.to_string();
+        let name = field.name();
+        if field.needs_geoip() && !self.env.has_geoip {
+            self.err(op.field_span.start, format!("`{name}` needs a [geoip] database"));
+            return None;
+        }
+        let at = op.span.start;
+        let is_map = field.ty() == FieldType::Map;
+        if op.key.is_some() && !is_map {
+            self.err(at, format!("`{name}` is not a map: it takes no [\"key\"]"));
+            return None;
+        }
+        let kind = match (field.ty(), op.star) {
+            (FieldType::String | FieldType::Ip | FieldType::Int, true) => {
+                return self.fail(at, format!("`{name}` is not an array: use it without [*]"));
+            }
+            (FieldType::String, false) => match scalar_src(field) {
+                Some(src) => Kind::Str(src),
+                None => return self.fail(at, format!("`{name}` is not supported in expressions")),
+            },
+            (FieldType::Ip, false) => Kind::Ip(IpSrc::SrcIp),
+            (FieldType::Int, false) => {
+                return self.fail(at, format!("`{name}` is a scalar integer, which expressions do not support"));
+            }
+            (FieldType::Map, _) if op.key.is_none() => {
+                let message = format!("`{name}` is a map: use any({name}[\"attribute\"][*] == ...)");
+                return self.fail(at, message);
+            }
+            (FieldType::Array(_) | FieldType::Map, false) => {
+                return self.fail(at, format!("`{text}` is an array: use {}", array_hint(p)));
+            }
+            (FieldType::Array(Scalar::String) | FieldType::Map, true) => Kind::Str(StrSrc::Elem),
+            (FieldType::Array(Scalar::Int), true) => Kind::Int,
+            (FieldType::Array(Scalar::Ip), true) => Kind::Ip(IpSrc::Elem),
+        };
+        if op.star {
+            self.bind(scope, field, op, &text)?;
+        }
+        if op.lower && !matches!(kind, Kind::Str(_)) {
+            self.err(at, format!("lower() needs a string field; `{text}` is an {} field", kind.name()));
+            return None;
+        }
+        Some(Resolved { field, text, kind, lower: op.lower, span: op.span })
+    }
+
+    /// Records that `[*]` of `field` is used in the current `any()`/`all()`.
+    fn bind(&mut self, scope: &mut Option<Scope>, field: Field, op: &Operand, text: &str) -> Option<()> {
+        let Some(scope) = scope else {
+            self.err(op.span.start, format!("`{text}` is only allowed inside any() or all()"));
+            return None;
+        };
+        match &scope.arr {
+            None => scope.arr = Some((field, op.key.clone(), text.to_owned())),
+            Some((f, key, _)) if *f == field && *key == op.key => {}
+            Some((_, _, first)) => {
+                let message = format!(
+                    "`{text}` and `{first}` are different arrays: one any() or all() ranges over one array"
+                );
+                self.err(op.span.start, message);
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    fn pred(&mut self, p: &Predicate, scope: &mut Option<Scope>) -> Node {
+        let Some(r) = self.operand(p, scope) else {
+            // Still report problems on the right-hand side that do not depend on the field.
+            match &p.op {
+                PredOp::InList(name, span) => drop(self.list(name, *span)),
+                PredOp::Matches(re, span) => drop(self.regex(re, *span, false)),
+                _ => {}
+            }
+            return Node::Const(false);
+        };
+        let node = match r.kind {
+            Kind::Str(src) => self.str_pred(&r, src, &p.op),
+            Kind::Ip(src) => self.ip_pred(&r, src, &p.op),
+            Kind::Int => self.int_pred(&r, &p.op),
+        };
+        node.unwrap_or(Node::Const(false))
+    }
+
+    fn str_pred(&mut self, r: &Resolved, src: StrSrc, op: &PredOp) -> Option<Node> {
+        let fold = r.fold();
+        // Extended e-mails (SPEC §5): equality and sets compare canonical forms.
+        let variants = r.field == Field::IdentityEmail && self.env.email_variants;
+        let canon = |s: String| if variants { canonical_email(&s) } else { s };
+        let eq_src = if variants { StrSrc::EmailCanonical } else { src };
+        let test = match op {
+            PredOp::Cmp(cmp, lit) => {
+                let s = self.str_lit(r, lit)?;
+                let test = match cmp {
+                    CmpOp::Eq | CmpOp::Ne => StrTest::Eq(canon(s).into()),
+                    ord => StrTest::Order(*ord, s.into()),
+                };
+                let src = if cmp.is_ordering() { src } else { eq_src };
+                let node = Node::Str { src, fold, test };
+                return Some(if *cmp == CmpOp::Ne { Node::Not(Box::new(node)) } else { node });
+            }
+            PredOp::InSet(items) => {
+                let vals: Vec<_> = items.iter().filter_map(|l| self.str_lit(r, l)).collect();
+                if vals.len() < items.len() {
+                    return None;
+                }
+                let set = StrSet::new(vals.into_iter().map(canon));
+                return Some(Node::Str { src: eq_src, fold, test: StrTest::In(set) });
+            }
+            PredOp::InList(name, span) => {
+                let list = self.list(name, *span)?;
+                match list.kind() {
+                    ListKind::Domain if r.norm() == Normalize::Name => StrTest::DomainList(list),
+                    ListKind::Email if matches!(r.field, Field::IdentityEmail | Field::GroupsEmail) => {
+                        StrTest::EmailList(list, variants)
+                    }
+                    ListKind::String => StrTest::StringList(list),
+                    kind => return self.list_mismatch(r, name, kind, *span),
+                }
+            }
+            PredOp::Matches(re, span) => {
+                // Case-normalised fields match case-insensitively, like their `==`.
+                let ci = !r.lower && r.norm() != Normalize::Exact;
+                StrTest::Matches(Box::new(self.regex(re, *span, ci)?))
+            }
+            PredOp::Contains(s, _) => StrTest::Contains(r.needle(s).into()),
+        };
+        Some(Node::Str { src, fold, test })
+    }
+
+    fn ip_pred(&mut self, r: &Resolved, src: IpSrc, op: &PredOp) -> Option<Node> {
+        let test = match op {
+            PredOp::Cmp(cmp, _) if cmp.is_ordering() => {
+                let sym = cmp.symbol();
+                return self.fail(r.span.start, format!("`{sym}` does not apply to {}", r.describe()));
+            }
+            PredOp::Cmp(cmp, lit) => {
+                let ip = match &lit.value {
+                    Value::Ip(ip) => ip.to_canonical(),
+                    Value::Cidr(net) => {
+                        let message = format!(
+                            "cannot compare {} with a network: use `{} in {{{net}}}`",
+                            r.describe(),
+                            r.text
+                        );
+                        return self.fail(lit.span.start, message);
+                    }
+                    other => return self.mismatch(r, lit, other),
+                };
+                let node = Node::Ip { src, test: IpTest::Eq(ip) };
+                return Some(if *cmp == CmpOp::Ne { Node::Not(Box::new(node)) } else { node });
+            }
+            PredOp::InSet(items) => {
+                let mut nets = Vec::with_capacity(items.len());
+                for lit in items {
+                    match &lit.value {
+                        Value::Ip(ip) => nets.push((*ip).into()),
+                        Value::Cidr(net) => nets.push(*net),
+                        other => drop(self.mismatch(r, lit, other)),
+                    }
+                }
+                if nets.len() < items.len() {
+                    return None;
+                }
+                IpTest::In(IpRanges::new(nets))
+            }
+            PredOp::InList(name, span) => {
+                let list = self.list(name, *span)?;
+                match list.kind() {
+                    ListKind::Ip => IpTest::List(list),
+                    kind => return self.list_mismatch(r, name, kind, *span),
+                }
+            }
+            PredOp::Matches(..) | PredOp::Contains(..) => return self.not_string(r, op),
+        };
+        Some(Node::Ip { src, test })
+    }
+
+    fn int_pred(&mut self, r: &Resolved, op: &PredOp) -> Option<Node> {
+        let test = match op {
+            PredOp::Cmp(cmp, lit) => match &lit.value {
+                Value::Int(n) => IntTest::Cmp(*cmp, *n),
+                other => return self.mismatch(r, lit, other),
+            },
+            PredOp::InSet(items) => {
+                let mut ranges = Vec::with_capacity(items.len());
+                for lit in items {
+                    match &lit.value {
+                        Value::Int(n) => ranges.push((*n, *n)),
+                        Value::Range(lo, hi) => ranges.push((*lo, *hi)),
+                        other => drop(self.mismatch(r, lit, other)),
+                    }
+                }
+                if ranges.len() < items.len() {
+                    return None;
+                }
+                IntTest::In(Ranges::new(ranges))
+            }
+            PredOp::InList(name, span) => {
+                let list = self.list(name, *span)?;
+                return self.list_mismatch(r, name, list.kind(), *span);
+            }
+            PredOp::Matches(..) | PredOp::Contains(..) => return self.not_string(r, op),
+        };
+        Some(Node::Int(test))
+    }
+
+    fn fail<T>(&mut self, offset: usize, message: String) -> Option<T> {
+        self.err(offset, message);
+        None
+    }
+
+    /// A string literal for a string operand, normalised; else a type error.
+    fn str_lit(&mut self, r: &Resolved, lit: &Lit) -> Option<String> {
+        match &lit.value {
+            Value::Str(s) => Some(r.literal(s)),
+            other => {
+                let message = format!(
+                    "cannot compare {} with {} (strings are quoted: \"{other}\")",
+                    r.describe(),
+                    other.describe()
+                );
+                self.fail(lit.span.start, message)
+            }
+        }
+    }
+
+    fn mismatch(&mut self, r: &Resolved, lit: &Lit, value: &Value) -> Option<Node> {
+        self.fail(lit.span.start, format!("cannot compare {} with {}", r.describe(), value.describe()))
+    }
+
+    fn not_string(&mut self, r: &Resolved, op: &PredOp) -> Option<Node> {
+        let word = if matches!(op, PredOp::Matches(..)) { "matches" } else { "contains" };
+        self.fail(r.span.start, format!("`{word}` applies to string fields, not to {}", r.describe()))
+    }
+
+    fn list_mismatch(&mut self, r: &Resolved, name: &str, kind: ListKind, span: Span) -> Option<Node> {
+        let (what, hint) = list_hint(kind);
+        let message =
+            format!("list `${name}` is {what} list and cannot be used with {}: {hint}", r.describe());
+        self.fail(span.start, message)
+    }
+
+    fn list(&mut self, name: &str, span: Span) -> Option<Arc<List>> {
+        let found = self.env.lists.get(name).cloned();
+        if found.is_none() {
+            self.err(span.start, unknown_list(name, self.env.lists.keys().map(String::as_str)));
+        }
+        found
+    }
+
+    fn regex(&mut self, pattern: &str, span: Span, case_insensitive: bool) -> Option<Regex> {
+        let built = RegexBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .size_limit(self.env.limits.regex_size)
+            .build();
+        match built {
+            Ok(re) => Some(re),
+            Err(regex::Error::CompiledTooBig(limit)) => {
+                let message = format!("regex is too big: it compiles to more than {limit} bytes");
+                self.fail(span.start, message)
+            }
+            Err(e) => {
+                // The syntax error text is a multi-line diagram; keep its last line.
+                let text = e.to_string();
+                let why = text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(&text);
+                self.fail(span.start, format!("invalid regex: {why}"))
+            }
+        }
+    }
+}

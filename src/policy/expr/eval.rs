@@ -1,0 +1,328 @@
+//! The compiled tree and its evaluation: the per-query hot path.
+//!
+//! Every node is specialised at compile time for its field and operation, so evaluating
+//! is a walk over enum nodes that reads facts by direct field access and compares bytes:
+//! no allocation (bar `lower()` of values over 256 bytes), no normalisation, no lookups
+//! by field name, no trait objects. Elements inside `any()`/`all()` travel as a small
+//! `Copy` value ([`Elem`]) rather than through a closure per element.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::ast::CmpOp;
+use super::sets::{IpRanges, Ranges, StrSet};
+use crate::geoip::Code;
+use crate::identity::Group;
+use crate::lists::List;
+use crate::policy::fields::{QueryFacts, domains};
+
+/// A compiled expression node.
+#[derive(Debug)]
+pub(super) enum Node {
+    /// A constant (the empty expression, or the placeholder for a node with errors).
+    Const(bool),
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    /// True when an odd number of operands are.
+    Xor(Box<[Node]>),
+    Not(Box<Node>),
+    /// A string test; with `fold`, the value is ASCII-lowercased first (`lower()` of a
+    /// field whose values are not lowercase already).
+    Str { src: StrSrc, fold: bool, test: StrTest },
+    /// An IP test; the address is canonicalised (IPv4-mapped IPv6 → IPv4) first.
+    Ip { src: IpSrc, test: IpTest },
+    /// An integer test of the current element.
+    Int(IntTest),
+    /// `any()` (`all == false`) or `all()` of `body` over the elements of `arr`.
+    Quant { all: bool, arr: ArrSrc, body: Box<Node> },
+    /// `any(dns.domains[*] == "x")`: the name is x or a subdomain — one suffix test.
+    DomainsEq(Box<str>),
+    /// `any(dns.domains[*] in $list)`: one `DomainList::matches_suffix` call, which is
+    /// also how adblock `@@` exceptions cover the whole name.
+    DomainsInList(Arc<List>),
+}
+
+/// Where a string value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StrSrc {
+    Fqdn,
+    Rtype,
+    Location,
+    Email,
+    /// `Identity::email_canonical`, for extended e-mail matching (SPEC §5).
+    EmailCanonical,
+    Name,
+    DeviceId,
+    SrcCountry,
+    SrcContinent,
+    /// The current element of `any()`/`all()`.
+    Elem,
+}
+
+/// What is done with a string value.
+#[derive(Debug)]
+pub(super) enum StrTest {
+    Eq(Box<str>),
+    /// `<`, `<=`, `>`, `>=` (byte order).
+    Order(CmpOp, Box<str>),
+    In(StrSet),
+    Matches(Box<Regex>),
+    Contains(Box<str>),
+    /// `DomainList::matches_exact`.
+    DomainList(Arc<List>),
+    /// `EmailSet::contains`, with or without variants.
+    EmailList(Arc<List>, bool),
+    StringList(Arc<List>),
+}
+
+/// Where an IP value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IpSrc {
+    SrcIp,
+    Elem,
+}
+
+/// What is done with an IP value.
+#[derive(Debug)]
+pub(super) enum IpTest {
+    Eq(IpAddr),
+    In(IpRanges),
+    List(Arc<List>),
+}
+
+/// What is done with an integer element.
+#[derive(Debug)]
+pub(super) enum IntTest {
+    Cmp(CmpOp, u32),
+    In(Ranges<u32>),
+}
+
+/// The arrays `any()`/`all()` range over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ArrSrc {
+    Domains,
+    ContentCategory,
+    SecurityCategory,
+    GroupsName,
+    GroupsId,
+    GroupsEmail,
+    Saml(Box<str>),
+    ResolvedIps,
+    DstCountry,
+    DstContinent,
+    Cname,
+    Mx,
+    Txt,
+    Ptr,
+}
+
+/// The current element of `any()`/`all()` (`None` outside them).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Elem<'a> {
+    None,
+    Str(&'a str),
+    Int(u32),
+    Ip(IpAddr),
+}
+
+impl Node {
+    pub(super) fn eval<'a>(&self, f: &QueryFacts<'a>, e: Elem<'a>) -> bool {
+        match self {
+            Self::Const(b) => *b,
+            Self::And(v) => v.iter().all(|n| n.eval(f, e)),
+            Self::Or(v) => v.iter().any(|n| n.eval(f, e)),
+            Self::Xor(v) => v.iter().fold(false, |acc, n| acc ^ n.eval(f, e)),
+            Self::Not(n) => !n.eval(f, e),
+            Self::Str { src, fold, test } => {
+                let s = src.get(f, e);
+                if *fold { with_lower(s, |s| test.eval(s)) } else { test.eval(s) }
+            }
+            Self::Ip { src, test } => {
+                let ip = match (src, e) {
+                    (IpSrc::SrcIp, _) => f.src_ip,
+                    (IpSrc::Elem, Elem::Ip(ip)) => ip,
+                    (IpSrc::Elem, _) => return false,
+                };
+                test.eval(ip.to_canonical())
+            }
+            Self::Int(test) => matches!(e, Elem::Int(n) if test.eval(n)),
+            Self::Quant { all, arr, body } => arr.scan(f, *all, |e| body.eval(f, e)),
+            Self::DomainsEq(x) => is_name_or_parent(f.fqdn, x),
+            Self::DomainsInList(list) => matches!(&**list, List::Domain(d) if d.matches_suffix(f.fqdn)),
+        }
+    }
+}
+
+/// Whether `x` is `fqdn` or one of its parents (an element of `domains(fqdn)`).
+fn is_name_or_parent(fqdn: &str, x: &str) -> bool {
+    !x.is_empty()
+        && fqdn.ends_with(x)
+        && (fqdn.len() == x.len() || fqdn.as_bytes().get(fqdn.len() - x.len() - 1) == Some(&b'.'))
+}
+
+/// Runs `test` on the ASCII-lowercased `s`, on the stack unless `s` is long.
+fn with_lower(s: &str, test: impl FnOnce(&str) -> bool) -> bool {
+    if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return test(s);
+    }
+    let mut buf = [0u8; 256];
+    match buf.get_mut(..s.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(s.as_bytes());
+            dst.make_ascii_lowercase();
+            // ASCII lowercasing keeps UTF-8 valid.
+            test(std::str::from_utf8(dst).unwrap_or_default())
+        }
+        None => test(&s.to_ascii_lowercase()),
+    }
+}
+
+fn code(c: &Option<Code>) -> &str {
+    c.as_ref().map_or("", Code::as_str)
+}
+
+impl StrSrc {
+    fn get<'f>(self, f: &'f QueryFacts<'_>, e: Elem<'f>) -> &'f str {
+        let id = f.identity;
+        match self {
+            Self::Fqdn => f.fqdn,
+            Self::Rtype => f.rtype,
+            Self::Location => f.location.unwrap_or(""),
+            Self::Email => id.map_or("", |i| &i.email),
+            Self::EmailCanonical => id.map_or("", |i| &i.email_canonical),
+            Self::Name => id.map_or("", |i| &i.name),
+            Self::DeviceId => id.map_or("", |i| &i.device_id),
+            Self::SrcCountry => code(&f.src_geo.country),
+            Self::SrcContinent => code(&f.src_geo.continent),
+            Self::Elem => match e {
+                Elem::Str(s) => s,
+                _ => "",
+            },
+        }
+    }
+}
+
+impl StrTest {
+    fn eval(&self, s: &str) -> bool {
+        match self {
+            Self::Eq(x) => s == &**x,
+            Self::Order(op, x) => order(*op, s.cmp(x)),
+            Self::In(set) => set.contains(s),
+            Self::Matches(re) => re.is_match(s),
+            Self::Contains(x) => s.contains(&**x),
+            Self::DomainList(l) => matches!(&**l, List::Domain(d) if d.matches_exact(s)),
+            Self::EmailList(l, variants) => matches!(&**l, List::Email(m) if m.contains(s, *variants)),
+            Self::StringList(l) => matches!(&**l, List::String(set) if set.contains(s)),
+        }
+    }
+}
+
+fn order(op: CmpOp, o: Ordering) -> bool {
+    match op {
+        CmpOp::Eq => o.is_eq(),
+        CmpOp::Ne => o.is_ne(),
+        CmpOp::Lt => o.is_lt(),
+        CmpOp::Le => o.is_le(),
+        CmpOp::Gt => o.is_gt(),
+        CmpOp::Ge => o.is_ge(),
+    }
+}
+
+impl IpTest {
+    fn eval(&self, ip: IpAddr) -> bool {
+        match self {
+            Self::Eq(x) => ip == *x,
+            Self::In(set) => set.contains(ip),
+            Self::List(l) => matches!(&**l, List::Ip(set) if set.contains(ip)),
+        }
+    }
+}
+
+impl IntTest {
+    fn eval(&self, n: u32) -> bool {
+        match self {
+            Self::Cmp(op, x) => order(*op, n.cmp(x)),
+            Self::In(set) => set.contains(n),
+        }
+    }
+}
+
+/// `any` (`all == false`) or `all` of `p` over `it`: any() of nothing is false, all() of
+/// nothing is true.
+fn quantify<'a>(it: impl Iterator<Item = Elem<'a>>, all: bool, p: &mut impl FnMut(Elem<'a>) -> bool) -> bool {
+    for e in it {
+        if p(e) != all {
+            return !all;
+        }
+    }
+    all
+}
+
+impl ArrSrc {
+    fn scan<'a>(&self, f: &QueryFacts<'a>, all: bool, mut p: impl FnMut(Elem<'a>) -> bool) -> bool {
+        let groups = || f.identity.map_or(&[][..], |i| &i.groups[..]).iter();
+        let group = |get: fn(&Group) -> &str| groups().map(move |g| Elem::Str(get(g)));
+        let post = f.post;
+        let strs = |get: fn(&crate::policy::fields::PostFacts) -> &Vec<String>| {
+            post.map_or(&[][..], |p| &get(p)[..]).iter().map(|s| Elem::Str(s))
+        };
+        let geo = post.map_or(&[][..], |p| &p.dst_geo[..]).iter();
+        let p = &mut p;
+        match self {
+            Self::Domains => quantify(domains(f.fqdn).map(Elem::Str), all, p),
+            Self::ContentCategory => quantify(f.content_categories.iter().map(|&c| Elem::Int(c)), all, p),
+            Self::SecurityCategory => quantify(f.security_categories.iter().map(|&c| Elem::Int(c)), all, p),
+            Self::GroupsName => quantify(group(|g| &g.name), all, p),
+            Self::GroupsId => quantify(group(|g| &g.id), all, p),
+            Self::GroupsEmail => quantify(group(|g| &g.email), all, p),
+            Self::Saml(key) => {
+                let values = f.identity.and_then(|i| i.saml_attributes.get(&**key));
+                quantify(values.map_or(&[][..], |v| &v[..]).iter().map(|s| Elem::Str(s)), all, p)
+            }
+            Self::ResolvedIps => {
+                let ips = post.map_or(&[][..], |p| &p.resolved_ips[..]);
+                quantify(ips.iter().map(|&ip| Elem::Ip(ip)), all, p)
+            }
+            Self::DstCountry => quantify(geo.map(|g| Elem::Str(code(&g.country))), all, p),
+            Self::DstContinent => quantify(geo.map(|g| Elem::Str(code(&g.continent))), all, p),
+            Self::Cname => quantify(strs(|p| &p.cnames), all, p),
+            Self::Mx => quantify(strs(|p| &p.mx), all, p),
+            Self::Txt => quantify(strs(|p| &p.txt), all, p),
+            Self::Ptr => quantify(strs(|p| &p.ptr), all, p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_or_parent_is_a_label_suffix() {
+        for (fqdn, x, want) in [
+            ("a.example.com", "example.com", true),
+            ("example.com", "example.com", true),
+            ("badexample.com", "example.com", false),
+            ("example.com", "a.example.com", false),
+            ("example.com", "com", true),
+            ("example.com", "", false),
+            ("", "", false),
+            ("a..b", ".b", true),
+        ] {
+            assert_eq!(is_name_or_parent(fqdn, x), want, "{fqdn} {x}");
+            assert_eq!(domains(fqdn).any(|d| d == x), want, "{fqdn} {x} (reference)");
+        }
+    }
+
+    #[test]
+    fn lowering_uses_the_stack_and_handles_long_values() {
+        assert!(with_lower("MiXeD", |s| s == "mixed"));
+        assert!(with_lower("already", |s| s == "already"));
+        let long = "A".repeat(300);
+        assert!(with_lower(&long, |s| s.len() == 300 && s.bytes().all(|b| b == b'a')));
+        assert!(with_lower("ÀB", |s| s == "Àb"));
+    }
+}
