@@ -139,11 +139,14 @@ fn array_src(field: Field, key: Option<String>) -> Option<ArrSrc> {
 /// empty arrays included), which exposes the one-call shapes `any(dns.domains[*] == "x")`
 /// and `any(dns.domains[*] in $list)` inside larger conditions.
 fn quantify(all: bool, arr: &ArrSrc, body: Node) -> Node {
-    let spread = |kids: Box<[Node]>| kids.into_vec().into_iter().map(|k| quantify(all, arr, k)).collect();
+    let spread =
+        |kids: Box<[Node]>| kids.into_vec().into_iter().map(|k| quantify(all, arr, k)).collect();
     match (all, body) {
         (false, Node::Or(kids)) => Node::Or(spread(kids)),
         (true, Node::And(kids)) => Node::And(spread(kids)),
-        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::Eq(x) }) if *arr == ArrSrc::Domains => {
+        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::Eq(x) })
+            if *arr == ArrSrc::Domains =>
+        {
             Node::DomainsEq(x)
         }
         (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::DomainList(l) })
@@ -166,7 +169,8 @@ impl<'e, 'l> Compiler<'e, 'l> {
 
     /// Compiles a node; `scope` is `Some` inside `any()`/`all()`.
     pub(super) fn node(&mut self, ast: &Ast, scope: &mut Option<Scope>) -> Node {
-        let mut many = |v: &[Ast]| -> Box<[Node]> { v.iter().map(|a| self.node(a, scope)).collect() };
+        let mut many =
+            |v: &[Ast]| -> Box<[Node]> { v.iter().map(|a| self.node(a, scope)).collect() };
         match &ast.kind {
             AstKind::And(v) => Node::And(many(v)),
             AstKind::Or(v) => Node::Or(many(v)),
@@ -188,7 +192,9 @@ impl<'e, 'l> Compiler<'e, 'l> {
             None => {
                 if self.errors.len() == before {
                     let name = if all { "all" } else { "any" };
-                    let message = format!("{name}() needs an array element such as `dns.domains[*]` in its condition");
+                    let message = format!(
+                        "{name}() needs an array element such as `dns.domains[*]` in its condition"
+                    );
                     self.err(span.start, message);
                 }
                 Node::Const(false)
@@ -226,10 +232,14 @@ impl<'e, 'l> Compiler<'e, 'l> {
             },
             (FieldType::Ip, false) => Kind::Ip(IpSrc::SrcIp),
             (FieldType::Int, false) => {
-                return self.fail(at, format!("`{name}` is a scalar integer, which expressions do not support"));
+                return self.fail(
+                    at,
+                    format!("`{name}` is a scalar integer, which expressions do not support"),
+                );
             }
             (FieldType::Map, _) if op.key.is_none() => {
-                let message = format!("`{name}` is a map: use any({name}[\"attribute\"][*] == ...)");
+                let message =
+                    format!("`{name}` is a map: use any({name}[\"attribute\"][*] == ...)");
                 return self.fail(at, message);
             }
             (FieldType::Array(_) | FieldType::Map, false) => {
@@ -243,14 +253,23 @@ impl<'e, 'l> Compiler<'e, 'l> {
             self.bind(scope, field, op, &text)?;
         }
         if op.lower && !matches!(kind, Kind::Str(_)) {
-            self.err(at, format!("lower() needs a string field; `{text}` is an {} field", kind.name()));
+            self.err(
+                at,
+                format!("lower() needs a string field; `{text}` is an {} field", kind.name()),
+            );
             return None;
         }
         Some(Resolved { field, text, kind, lower: op.lower, span: op.span })
     }
 
     /// Records that `[*]` of `field` is used in the current `any()`/`all()`.
-    fn bind(&mut self, scope: &mut Option<Scope>, field: Field, op: &Operand, text: &str) -> Option<()> {
+    fn bind(
+        &mut self,
+        scope: &mut Option<Scope>,
+        field: Field,
+        op: &Operand,
+        text: &str,
+    ) -> Option<()> {
         let Some(scope) = scope else {
             self.err(op.span.start, format!("`{text}` is only allowed inside any() or all()"));
             return None;
@@ -316,7 +335,9 @@ impl<'e, 'l> Compiler<'e, 'l> {
                 let list = self.list(name, *span)?;
                 match list.kind() {
                     ListKind::Domain if r.norm() == Normalize::Name => StrTest::DomainList(list),
-                    ListKind::Email if matches!(r.field, Field::IdentityEmail | Field::GroupsEmail) => {
+                    ListKind::Email
+                        if matches!(r.field, Field::IdentityEmail | Field::GroupsEmail) =>
+                    {
                         StrTest::EmailList(list, variants)
                     }
                     ListKind::String => StrTest::StringList(list),
@@ -337,7 +358,8 @@ impl<'e, 'l> Compiler<'e, 'l> {
         let test = match op {
             PredOp::Cmp(cmp, _) if cmp.is_ordering() => {
                 let sym = cmp.symbol();
-                return self.fail(r.span.start, format!("`{sym}` does not apply to {}", r.describe()));
+                return self
+                    .fail(r.span.start, format!("`{sym}` does not apply to {}", r.describe()));
             }
             PredOp::Cmp(cmp, lit) => {
                 let ip = match &lit.value {
@@ -431,18 +453,32 @@ impl<'e, 'l> Compiler<'e, 'l> {
     }
 
     fn mismatch(&mut self, r: &Resolved, lit: &Lit, value: &Value) -> Option<Node> {
-        self.fail(lit.span.start, format!("cannot compare {} with {}", r.describe(), value.describe()))
+        self.fail(
+            lit.span.start,
+            format!("cannot compare {} with {}", r.describe(), value.describe()),
+        )
     }
 
     fn not_string(&mut self, r: &Resolved, op: &PredOp) -> Option<Node> {
         let word = if matches!(op, PredOp::Matches(..)) { "matches" } else { "contains" };
-        self.fail(r.span.start, format!("`{word}` applies to string fields, not to {}", r.describe()))
+        self.fail(
+            r.span.start,
+            format!("`{word}` applies to string fields, not to {}", r.describe()),
+        )
     }
 
-    fn list_mismatch(&mut self, r: &Resolved, name: &str, kind: ListKind, span: Span) -> Option<Node> {
+    fn list_mismatch(
+        &mut self,
+        r: &Resolved,
+        name: &str,
+        kind: ListKind,
+        span: Span,
+    ) -> Option<Node> {
         let (what, hint) = list_hint(kind);
-        let message =
-            format!("list `${name}` is {what} list and cannot be used with {}: {hint}", r.describe());
+        let message = format!(
+            "list `${name}` is {what} list and cannot be used with {}: {hint}",
+            r.describe()
+        );
         self.fail(span.start, message)
     }
 
@@ -468,9 +504,276 @@ impl<'e, 'l> Compiler<'e, 'l> {
             Err(e) => {
                 // The syntax error text is a multi-line diagram; keep its last line.
                 let text = e.to_string();
-                let why = text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(&text);
+                let why =
+                    text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(&text);
                 self.fail(span.start, format!("invalid regex: {why}"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{alice, env, errors, errors_in, kind_lists, ok, query};
+    use super::super::{Limits, compile};
+    use super::*;
+    use crate::policy::fields::Phase;
+
+    fn one(src: &str) -> (usize, String) {
+        let mut e = errors(src);
+        assert_eq!(e.len(), 1, "{src}: {e:?}");
+        e.remove(0)
+    }
+
+    #[test]
+    fn name_errors_point_at_the_name() {
+        assert_eq!(
+            one(r#"dns.fqdnn == "a""#),
+            (0, "unknown field `dns.fqdnn` (did you mean `dns.fqdn`?)".to_owned())
+        );
+        assert_eq!(one(r#"lower( dns.nme) == "a""#), (7, "unknown field `dns.nme`".to_owned()));
+        assert_eq!(
+            one("dns.fqdn in $adz"),
+            (12, "unknown list `$adz` (did you mean `$ads`?)".to_owned())
+        );
+        // The right-hand side is still checked when the field is unknown.
+        assert_eq!(
+            errors("x in $nope"),
+            [(0, "unknown field `x`".to_owned()), (5, "unknown list `$nope`".to_owned())]
+        );
+    }
+
+    #[test]
+    fn type_errors_point_at_the_literal_or_operand() {
+        for (src, offset, message) in [
+            (
+                r#"dns.src_ip == "1.2.3.4""#,
+                14,
+                "cannot compare ip field `dns.src_ip` with a string",
+            ),
+            (
+                "dns.fqdn == 1",
+                12,
+                "cannot compare string field `dns.fqdn` with an integer (strings are quoted: \"1\")",
+            ),
+            (
+                r#"any(dns.content_category[*] == "1")"#,
+                31,
+                "cannot compare integer field `dns.content_category[*]` with a string",
+            ),
+            (
+                "dns.src_ip == 10.0.0.0/8",
+                14,
+                "cannot compare ip field `dns.src_ip` with a network: use `dns.src_ip in {10.0.0.0/8}`",
+            ),
+            ("dns.src_ip < 10.0.0.1", 0, "`<` does not apply to ip field `dns.src_ip`"),
+            (
+                r#"dns.src_ip matches "1""#,
+                0,
+                "`matches` applies to string fields, not to ip field `dns.src_ip`",
+            ),
+            (
+                r#"any(dns.content_category[*] contains "1")"#,
+                4,
+                "`contains` applies to string fields, not to integer field `dns.content_category[*]`",
+            ),
+            (
+                r#"dns.src_ip in {10.0.0.0/8 "x"}"#,
+                26,
+                "cannot compare ip field `dns.src_ip` with a string",
+            ),
+            (
+                "any(dns.content_category[*] in {1 10.0.0.1})",
+                34,
+                "cannot compare integer field `dns.content_category[*]` with an ip address",
+            ),
+            (
+                "lower(dns.src_ip) == 1.2.3.4",
+                0,
+                "lower() needs a string field; `dns.src_ip` is an ip field",
+            ),
+        ] {
+            assert_eq!(one(src), (offset, message.to_owned()), "{src}");
+        }
+    }
+
+    #[test]
+    fn arrays_need_any_or_all() {
+        for (src, offset, message) in [
+            (
+                r#"dns.domains == "x""#,
+                0,
+                r#"`dns.domains` is an array: use any(dns.domains[*] == "x")"#,
+            ),
+            (
+                r#"not lower(dns.response.cname) in {"a" "b"}"#,
+                4,
+                r#"`dns.response.cname` is an array: use any(lower(dns.response.cname[*]) in {"a" "b"})"#,
+            ),
+            (
+                r#"identity.saml_attributes == "x""#,
+                0,
+                r#"`identity.saml_attributes` is a map: use any(identity.saml_attributes["attribute"][*] == ...)"#,
+            ),
+            (
+                r#"identity.saml_attributes["d"] == "x""#,
+                0,
+                r#"`identity.saml_attributes["d"]` is an array: use any(identity.saml_attributes["d"][*] == "x")"#,
+            ),
+            (
+                r#"dns.domains[*] == "x""#,
+                0,
+                "`dns.domains[*]` is only allowed inside any() or all()",
+            ),
+            (r#"any(dns.fqdn[*] == "x")"#, 4, "`dns.fqdn` is not an array: use it without [*]"),
+            (
+                r#"any(dns.domains["k"][*] == "x")"#,
+                4,
+                r#"`dns.domains` is not a map: it takes no ["key"]"#,
+            ),
+            (
+                r#"any(dns.fqdn == "x")"#,
+                0,
+                "any() needs an array element such as `dns.domains[*]` in its condition",
+            ),
+            (
+                r#"all(dns.domains[*] == "x" or dns.response.cname[*] == "x")"#,
+                29,
+                "`dns.response.cname[*]` and `dns.domains[*]` are different arrays: one any() or all() ranges over one array",
+            ),
+        ] {
+            assert_eq!(one(src), (offset, message.to_owned()), "{src}");
+        }
+        let long = format!("dns.domains in {{{}}}", ["\"example.com\""; 10].join(" "));
+        assert_eq!(one(&long).1, "`dns.domains` is an array: use any(dns.domains[*] in ...)");
+    }
+
+    #[test]
+    fn nested_quantifiers_each_bind_their_own_array() {
+        let e = ok(r#"any(dns.domains[*] == "com" and any(dns.content_category[*] == 7))"#);
+        let id = alice();
+        assert!(e.eval(&query(Some(&id), None)));
+        let e = ok(r#"any(dns.domains[*] == "com" and all(dns.content_category[*] == 7))"#);
+        assert!(!e.eval(&query(Some(&id), None)));
+    }
+
+    #[test]
+    fn every_type_error_is_reported_at_once() {
+        let src =
+            r#"dns.src_ip == "a" and dns.fqdn == 1 or dns.nope == "x" and dns.domains == "y""#;
+        let offsets: Vec<_> = errors(src).into_iter().map(|(o, _)| o).collect();
+        assert_eq!(offsets, [14, 34, 39, 59]);
+    }
+
+    #[test]
+    fn lists_go_with_fields_of_their_kind() {
+        for src in [
+            "dns.fqdn in $ads",
+            "any(dns.domains[*] in $ads)",
+            "all(dns.domains[*] in $ads)",
+            "any(dns.response.cname[*] in $ads)",
+            "any(dns.response.mx[*] in $ads)",
+            "any(dns.response.ptr[*] in $ads)",
+            "dns.src_ip in $bad_ips",
+            "any(dns.resolved_ips[*] in $bad_ips)",
+            "identity.email in $vips",
+            "any(identity.groups.email[*] in $vips)",
+            "dns.fqdn in $words",
+            "identity.name in $words",
+            "any(identity.saml_attributes[\"d\"][*] in $words)",
+            "dns.query_rtype in $words",
+        ] {
+            ok(src);
+        }
+        let domain_hint =
+            "domain lists go with dns.fqdn, dns.domains[*] and dns.response.cname/mx/ptr[*]";
+        for (src, offset, message) in [
+            ("identity.name in $ads", 17, format!("list `$ads` is a domain list and cannot be used with string field `identity.name`: {domain_hint}")),
+            ("any(dns.response.txt[*] in $ads)", 27, format!("list `$ads` is a domain list and cannot be used with string field `dns.response.txt[*]`: {domain_hint}")),
+            ("dns.src_ip in $ads", 14, format!("list `$ads` is a domain list and cannot be used with ip field `dns.src_ip`: {domain_hint}")),
+            ("dns.fqdn in $bad_ips", 12, "list `$bad_ips` is an ip list and cannot be used with string field `dns.fqdn`: ip lists go with dns.src_ip and dns.resolved_ips[*]".to_owned()),
+            ("dns.fqdn in $vips", 12, "list `$vips` is an e-mail list and cannot be used with string field `dns.fqdn`: e-mail lists go with identity.email and identity.groups.email[*]".to_owned()),
+            ("dns.src_ip in $words", 14, "list `$words` is a string list and cannot be used with ip field `dns.src_ip`: string lists go with string fields".to_owned()),
+            ("any(dns.content_category[*] in $words)", 31, "list `$words` is a string list and cannot be used with integer field `dns.content_category[*]`: string lists go with string fields".to_owned()),
+        ] {
+            assert_eq!(one(src), (offset, message), "{src}");
+        }
+    }
+
+    #[test]
+    fn regexes_are_checked_and_limited() {
+        let (offset, message) = one(r#"dns.fqdn matches "(abc""#);
+        assert_eq!((offset, message.as_str()), (17, "invalid regex: unclosed group"));
+        let lists = kind_lists();
+        let mut small = env(&lists, false);
+        small.limits = Limits { regex_size: 1000, ..Limits::default() };
+        let e = errors_in(r#"dns.fqdn matches "\w{1000}""#, &small);
+        assert_eq!(e, [(17, "regex is too big: it compiles to more than 1000 bytes".to_owned())]);
+    }
+
+    #[test]
+    fn geo_fields_need_a_database() {
+        let lists = kind_lists();
+        let mut no_geo = env(&lists, false);
+        no_geo.has_geoip = false;
+        let e = errors_in(
+            r#"dns.src.geo.country == "PT" or any(dns.dst.geo.continent[*] == "EU")"#,
+            &no_geo,
+        );
+        assert_eq!(
+            e,
+            [
+                (0, "`dns.src.geo.country` needs a [geoip] database".to_owned()),
+                (35, "`dns.dst.geo.continent` needs a [geoip] database".to_owned()),
+            ]
+        );
+        assert!(compile(r#"dns.fqdn == "a""#, &no_geo).is_ok());
+    }
+
+    #[test]
+    fn extended_emails_compare_canonical_forms_when_asked() {
+        let lists = kind_lists();
+        let id = alice();
+        let facts = query(Some(&id), None);
+        for (src, exact, variants) in [
+            (r#"identity.email == "alicesmith@example.com""#, false, true),
+            (r#"identity.email == "Alice.Smith+other@example.com""#, false, true),
+            (r#"identity.email == "alice.smith+dev@example.com""#, true, true),
+            (r#"identity.email != "alicesmith@example.com""#, true, false),
+            (r#"identity.email in {"a@b.c" "alicesmith@example.com"}"#, false, true),
+            (r#"identity.email == "alicesmith@other.com""#, false, false),
+            // Regexes see the address itself.
+            (r#"identity.email matches "^alicesmith@""#, false, false),
+        ] {
+            let plain = compile(src, &env(&lists, false)).map(|e| e.eval(&facts));
+            let wide = compile(src, &env(&lists, true)).map(|e| e.eval(&facts));
+            assert_eq!((plain, wide), (Ok(exact), Ok(variants)), "{src}");
+        }
+    }
+
+    #[test]
+    fn phase_and_uses_follow_the_fields() {
+        let e = ok(r#"dns.fqdn == "a" and any(dns.resolved_ips[*] in {10.0.0.0/8})"#);
+        assert_eq!(e.phase(), Phase::Post);
+        assert!(e.uses(Field::Fqdn) && e.uses(Field::ResolvedIps) && !e.uses(Field::Domains));
+        let e = ok(r#"any(dns.domains[*] == "a") or identity.email == "x""#);
+        assert_eq!(e.phase(), Phase::Pre);
+        assert!(e.uses(Field::Domains) && e.uses(Field::IdentityEmail));
+        assert_eq!(ok("").phase(), Phase::Pre);
+        assert!(Field::ALL.iter().all(|&f| !ok(" ").uses(f)));
+    }
+
+    #[test]
+    fn domain_suffix_shapes_compile_to_one_call() {
+        assert!(matches!(ok(r#"any(dns.domains[*] == "a.com")"#).root, Node::DomainsEq(_)));
+        assert!(matches!(ok("any(dns.domains[*] in $ads)").root, Node::DomainsInList(_)));
+        let e = ok(r#"any(dns.domains[*] in $ads or dns.domains[*] == "x.com")"#);
+        assert!(
+            matches!(&e.root, Node::Or(k) if matches!(&k[..], [Node::DomainsInList(_), Node::DomainsEq(_)]))
+        );
+        // all() tests each element exactly.
+        assert!(matches!(ok("all(dns.domains[*] in $ads)").root, Node::Quant { all: true, .. }));
+        let e = ok(r#"all(dns.domains[*] contains "a" and dns.domains[*] contains "b")"#);
+        assert!(matches!(&e.root, Node::And(k) if k.len() == 2));
     }
 }

@@ -24,20 +24,31 @@ use crate::policy::fields::{QueryFacts, domains};
 pub(super) enum Node {
     /// A constant (the empty expression, or the placeholder for a node with errors).
     Const(bool),
-    And(Box<[Node]>),
-    Or(Box<[Node]>),
+    And(Box<[Self]>),
+    Or(Box<[Self]>),
     /// True when an odd number of operands are.
-    Xor(Box<[Node]>),
-    Not(Box<Node>),
+    Xor(Box<[Self]>),
+    Not(Box<Self>),
     /// A string test; with `fold`, the value is ASCII-lowercased first (`lower()` of a
     /// field whose values are not lowercase already).
-    Str { src: StrSrc, fold: bool, test: StrTest },
+    Str {
+        src: StrSrc,
+        fold: bool,
+        test: StrTest,
+    },
     /// An IP test; the address is canonicalised (IPv4-mapped IPv6 → IPv4) first.
-    Ip { src: IpSrc, test: IpTest },
+    Ip {
+        src: IpSrc,
+        test: IpTest,
+    },
     /// An integer test of the current element.
     Int(IntTest),
     /// `any()` (`all == false`) or `all()` of `body` over the elements of `arr`.
-    Quant { all: bool, arr: ArrSrc, body: Box<Node> },
+    Quant {
+        all: bool,
+        arr: ArrSrc,
+        body: Box<Self>,
+    },
     /// `any(dns.domains[*] == "x")`: the name is x or a subdomain — one suffix test.
     DomainsEq(Box<str>),
     /// `any(dns.domains[*] in $list)`: one `DomainList::matches_suffix` call, which is
@@ -151,7 +162,9 @@ impl Node {
             Self::Int(test) => matches!(e, Elem::Int(n) if test.eval(n)),
             Self::Quant { all, arr, body } => arr.scan(f, *all, |e| body.eval(f, e)),
             Self::DomainsEq(x) => is_name_or_parent(f.fqdn, x),
-            Self::DomainsInList(list) => matches!(&**list, List::Domain(d) if d.matches_suffix(f.fqdn)),
+            Self::DomainsInList(list) => {
+                matches!(&**list, List::Domain(d) if d.matches_suffix(f.fqdn))
+            }
         }
     }
 }
@@ -214,7 +227,9 @@ impl StrTest {
             Self::Matches(re) => re.is_match(s),
             Self::Contains(x) => s.contains(&**x),
             Self::DomainList(l) => matches!(&**l, List::Domain(d) if d.matches_exact(s)),
-            Self::EmailList(l, variants) => matches!(&**l, List::Email(m) if m.contains(s, *variants)),
+            Self::EmailList(l, variants) => {
+                matches!(&**l, List::Email(m) if m.contains(s, *variants))
+            }
             Self::StringList(l) => matches!(&**l, List::String(set) if set.contains(s)),
         }
     }
@@ -252,7 +267,11 @@ impl IntTest {
 
 /// `any` (`all == false`) or `all` of `p` over `it`: any() of nothing is false, all() of
 /// nothing is true.
-fn quantify<'a>(it: impl Iterator<Item = Elem<'a>>, all: bool, p: &mut impl FnMut(Elem<'a>) -> bool) -> bool {
+fn quantify<'a>(
+    it: impl Iterator<Item = Elem<'a>>,
+    all: bool,
+    p: &mut impl FnMut(Elem<'a>) -> bool,
+) -> bool {
     for e in it {
         if p(e) != all {
             return !all;
@@ -273,8 +292,12 @@ impl ArrSrc {
         let p = &mut p;
         match self {
             Self::Domains => quantify(domains(f.fqdn).map(Elem::Str), all, p),
-            Self::ContentCategory => quantify(f.content_categories.iter().map(|&c| Elem::Int(c)), all, p),
-            Self::SecurityCategory => quantify(f.security_categories.iter().map(|&c| Elem::Int(c)), all, p),
+            Self::ContentCategory => {
+                quantify(f.content_categories.iter().map(|&c| Elem::Int(c)), all, p)
+            }
+            Self::SecurityCategory => {
+                quantify(f.security_categories.iter().map(|&c| Elem::Int(c)), all, p)
+            }
             Self::GroupsName => quantify(group(|g| &g.name), all, p),
             Self::GroupsId => quantify(group(|g| &g.id), all, p),
             Self::GroupsEmail => quantify(group(|g| &g.email), all, p),
@@ -324,5 +347,144 @@ mod tests {
         let long = "A".repeat(300);
         assert!(with_lower(&long, |s| s.len() == 300 && s.bytes().all(|b| b == b'a')));
         assert!(with_lower("ÀB", |s| s == "Àb"));
+    }
+}
+
+/// Every field of SPEC §3, through `compile`, in three situations.
+#[cfg(test)]
+mod field_tests {
+    use super::super::fixtures::{alice, answers, ok, query};
+    use crate::geoip::GeoInfo;
+
+    /// (expression, with identity and answers, pre phase, anonymous client elsewhere)
+    const CASES: &[(&str, bool, bool, bool)] = &[
+        // dns.fqdn: names compare case-insensitively and without a trailing dot.
+        (r#"dns.fqdn == "WWW.ads.Example.com.""#, true, true, true),
+        (r#"dns.fqdn == "ads.example.com""#, false, false, false),
+        (r#"dns.fqdn != "ads.example.com""#, true, true, true),
+        (r#"dns.fqdn in {"x.com" "www.ads.example.com."}"#, true, true, true),
+        (r#"dns.fqdn matches "^WWW\.ads""#, true, true, true),
+        (r#"dns.fqdn contains "ADS.""#, true, true, true),
+        (r#"dns.fqdn contains "ads.example.com.""#, false, false, false),
+        (r#"dns.fqdn < "x" and dns.fqdn >= "www""#, true, true, true),
+        // dns.domains: the name and its parents.
+        (r#"any(dns.domains[*] == "example.com")"#, true, true, true),
+        (r#"any(dns.domains[*] == "ample.com")"#, false, false, false),
+        (r#"any(dns.domains[*] in {"a.com" "example.com"})"#, true, true, true),
+        (r#"any(dns.domains[*] == "a.com" or dns.domains[*] == "Example.COM")"#, true, true, true),
+        (r#"any(dns.domains[*] == "com" and dns.query_rtype == "A")"#, false, false, false),
+        (r#"all(dns.domains[*] contains "com")"#, true, true, true),
+        (r#"all(dns.domains[*] matches "example")"#, false, false, false),
+        (r#"any(lower(dns.domains[*]) == "EXAMPLE.com")"#, true, true, true),
+        // dns.query_rtype: codes are uppercase.
+        (r#"dns.query_rtype == "aaaa""#, true, true, true),
+        (r#"dns.query_rtype in {"A" "AAAA"}"#, true, true, true),
+        (r#"lower(dns.query_rtype) == "aaaa""#, true, true, true),
+        (r#"lower(dns.query_rtype) matches "^a+$""#, true, true, true),
+        (r#"lower(dns.query_rtype) matches "^A+$""#, false, false, false),
+        (r#"dns.query_rtype matches "^a+$""#, true, true, true),
+        // dns.content_category / dns.security_category.
+        ("any(dns.content_category[*] in {1})", true, true, true),
+        ("any(dns.content_category[*] in {2..6 8})", false, false, false),
+        ("any(dns.content_category[*] in {5..8})", true, true, true),
+        ("all(dns.content_category[*] < 10)", true, true, true),
+        ("any(dns.content_category[*] ge 7)", true, true, true),
+        ("any(dns.content_category[*] != 1)", true, true, true),
+        ("any(dns.security_category[*] == 80)", true, true, true),
+        ("any(dns.security_category[*] > 80)", false, false, false),
+        // dns.src_ip.
+        ("dns.src_ip == 192.168.1.10", true, true, true),
+        ("dns.src_ip == ::ffff:192.168.1.10", true, true, true),
+        ("dns.src_ip != 192.168.1.11", true, true, true),
+        ("dns.src_ip in {10.0.0.0/8 192.168.0.0/16}", true, true, true),
+        ("dns.src_ip in {10.0.0.0/8, ::1, 192.168.1.9}", false, false, false),
+        ("dns.src_ip in {::ffff:192.168.1.0/120}", true, true, true),
+        // dns.location (compared as written; none for the anonymous client).
+        (r#"dns.location == "office""#, true, true, false),
+        (r#"dns.location == "Office""#, false, false, false),
+        (r#"lower(dns.location) == "Office""#, true, true, false),
+        (r#"dns.location == """#, false, false, true),
+        // identity.*: empty without a known device.
+        (r#"identity.email == "Alice.Smith+dev@example.com""#, true, true, false),
+        (r#"identity.email == "alicesmith@example.com""#, false, false, false),
+        (
+            r#"identity.email in {"bob@example.com" "alice.smith+dev@example.com"}"#,
+            true,
+            true,
+            false,
+        ),
+        (r#"identity.email matches "@example\.COM$""#, true, true, false),
+        (r#"identity.email != "x@example.com""#, true, true, true),
+        (r#"identity.name == "Alice""#, true, true, false),
+        (r#"identity.name == "alice""#, false, false, false),
+        (r#"lower(identity.name) == "alice""#, true, true, false),
+        (r#"identity.name contains "lic""#, true, true, false),
+        (r#"identity.device_id == "alice-laptop""#, true, true, false),
+        (r#"any(identity.groups.name[*] == "finance")"#, true, true, false),
+        (r#"any(identity.groups.name[*] == "everyone")"#, false, false, false),
+        (r#"any(identity.groups.id[*] in {"grp-all" "grp-x"})"#, true, true, false),
+        (r#"any(identity.groups.email[*] == "FINANCE@example.com")"#, true, true, false),
+        (r#"all(identity.groups.email[*] contains "@example.com")"#, true, true, true),
+        (r#"any(identity.saml_attributes["department"][*] == "Marketing")"#, true, true, false),
+        (r#"any(identity.saml_attributes["department"][*] == "marketing")"#, false, false, false),
+        (
+            r#"any(lower(identity.saml_attributes["department"][*]) == "marketing")"#,
+            true,
+            true,
+            false,
+        ),
+        (r#"any(identity.saml_attributes["team"][*] == "x")"#, false, false, false),
+        (r#"all(identity.saml_attributes["team"][*] == "x")"#, true, true, true),
+        // Post fields: empty arrays before resolution.
+        ("any(dns.resolved_ips[*] in {192.0.2.0/24})", true, false, false),
+        ("any(dns.resolved_ips[*] == 2001:db8::1)", true, false, false),
+        ("all(dns.resolved_ips[*] in {192.0.2.0/24})", false, true, true),
+        ("all(dns.resolved_ips[*] in {192.0.2.0/24 2001:db8::/32})", true, true, true),
+        (r#"any(dns.dst.geo.country[*] == "jp")"#, true, false, false),
+        (r#"any(dns.dst.geo.country[*] in {"US" "PT"})"#, false, false, false),
+        (r#"any(dns.dst.geo.continent[*] == "EU")"#, true, false, false),
+        (r#"any(dns.response.cname[*] == "CDN.example.net.")"#, true, false, false),
+        (r#"any(dns.response.mx[*] matches "^MX\d\.")"#, true, false, false),
+        (r#"any(dns.response.txt[*] contains "spf1")"#, true, false, false),
+        (r#"any(dns.response.txt[*] contains "SPF1")"#, false, false, false),
+        (r#"any(dns.response.ptr[*] == "host.example.org")"#, true, false, false),
+        // dns.src.geo.*: the client's.
+        (r#"dns.src.geo.country == "pt""#, true, true, false),
+        (r#"dns.src.geo.continent in {"EU" "NA"}"#, true, true, false),
+        (r#"dns.src.geo.country == """#, false, false, true),
+        // Logic.
+        (r#"dns.query_rtype == "A" xor dns.query_rtype == "AAAA""#, true, true, true),
+        (r#"dns.query_rtype == "AAAA" ^^ dns.fqdn contains "ads""#, false, false, false),
+        (
+            r#"not dns.query_rtype == "A" && !(dns.fqdn == "x" || dns.fqdn == "y")"#,
+            true,
+            true,
+            true,
+        ),
+        ("", true, true, true),
+    ];
+
+    #[test]
+    fn every_field_evaluates_in_each_phase() {
+        let id = alice();
+        let post = answers();
+        let full = query(Some(&id), Some(&post));
+        let pre = query(Some(&id), None);
+        let mut anon = query(None, None);
+        anon.location = None;
+        anon.src_geo = GeoInfo::default();
+        for &(src, want_full, want_pre, want_anon) in CASES {
+            let expr = ok(src);
+            assert_eq!(expr.eval(&full), want_full, "{src} (full)");
+            assert_eq!(expr.eval(&pre), want_pre, "{src} (pre)");
+            assert_eq!(expr.eval(&anon), want_anon, "{src} (anonymous)");
+        }
+    }
+
+    #[test]
+    fn every_field_is_covered() {
+        for f in crate::policy::fields::Field::ALL {
+            assert!(CASES.iter().any(|(src, ..)| ok(src).uses(f)), "{} untested", f.name());
+        }
     }
 }

@@ -37,9 +37,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub use self::parse::parse;
 use self::ast::AstKind;
 use self::eval::{Elem, Node};
+pub use self::parse::parse;
 use crate::lists::List;
 use crate::policy::fields::{Field, Phase, QueryFacts};
 
@@ -175,6 +175,319 @@ impl Expr {
                 texts.iter().zip(kids.iter()).map(|(t, n)| clause(t, n)).collect()
             }
             (root, texts) => texts.iter().map(|t| clause(t, root)).collect(),
+        }
+    }
+}
+
+/// Shared test fixtures: a compile environment and the facts of one query, by hand.
+#[cfg(test)]
+mod fixtures {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::{CompileEnv, Expr, ExprError, Limits, compile};
+    use crate::geoip::{Code, GeoInfo};
+    use crate::identity::{Group, Identity, canonical_email};
+    use crate::lists::{DomainList, EmailSet, IpSet, List, StringSet};
+    use crate::policy::fields::{PostFacts, QueryFacts};
+
+    /// One (empty) list of each kind: enough for the compiler's kind checks.
+    pub(super) fn kind_lists() -> HashMap<String, Arc<List>> {
+        let mut m = HashMap::new();
+        m.insert("ads".to_owned(), Arc::new(List::Domain(DomainList::default())));
+        m.insert("bad_ips".to_owned(), Arc::new(List::Ip(IpSet::default())));
+        m.insert("vips".to_owned(), Arc::new(List::Email(EmailSet::default())));
+        m.insert("words".to_owned(), Arc::new(List::String(StringSet::default())));
+        m
+    }
+
+    pub(super) fn env(lists: &HashMap<String, Arc<List>>, email_variants: bool) -> CompileEnv<'_> {
+        CompileEnv { lists, email_variants, has_geoip: true, limits: Limits::default() }
+    }
+
+    pub(super) fn ok(src: &str) -> Expr {
+        let lists = kind_lists();
+        compile(src, &env(&lists, false)).unwrap_or_else(|e| panic!("{src}: {e:?}"))
+    }
+
+    pub(super) fn errors(src: &str) -> Vec<(usize, String)> {
+        let lists = kind_lists();
+        errors_in(src, &env(&lists, false))
+    }
+
+    pub(super) fn errors_in(src: &str, env: &CompileEnv<'_>) -> Vec<(usize, String)> {
+        match compile(src, env) {
+            Ok(_) => panic!("{src}: compiled"),
+            Err(e) => {
+                e.into_iter().map(|ExprError { offset, message }| (offset, message)).collect()
+            }
+        }
+    }
+
+    fn geo(country: &str, continent: &str) -> GeoInfo {
+        GeoInfo { country: Code::new(country), continent: Code::new(continent) }
+    }
+
+    pub(super) fn alice() -> Identity {
+        let group = |id: &str, name: &str, email: &str| Group {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            email: email.to_owned(),
+        };
+        let email = "alice.smith+dev@example.com".to_owned();
+        Identity {
+            device_id: "alice-laptop".to_owned(),
+            email_canonical: canonical_email(&email),
+            email,
+            name: "Alice".to_owned(),
+            groups: vec![
+                group("grp-finance", "finance", "finance@example.com"),
+                group("grp-all", "Everyone", "all@example.com"),
+            ],
+            saml_attributes: HashMap::from([(
+                "department".to_owned(),
+                vec!["Marketing".to_owned(), "Sales".to_owned()],
+            )]),
+        }
+    }
+
+    pub(super) fn answers() -> PostFacts {
+        let ips = ["192.0.2.1", "2001:db8::1"].iter().filter_map(|s| s.parse().ok()).collect();
+        PostFacts {
+            resolved_ips: ips,
+            dst_geo: vec![geo("JP", "AS"), geo("DE", "EU")],
+            cnames: vec!["cdn.example.net".to_owned()],
+            mx: vec!["mx1.example.com".to_owned()],
+            txt: vec!["v=spf1 -all".to_owned()],
+            ptr: vec!["host.example.org".to_owned()],
+        }
+    }
+
+    /// `www.ads.example.com AAAA` from 192.168.1.10 in Portugal, at the office.
+    pub(super) fn query<'a>(
+        id: Option<&'a Identity>,
+        post: Option<&'a PostFacts>,
+    ) -> QueryFacts<'a> {
+        QueryFacts {
+            fqdn: "www.ads.example.com",
+            rtype: "AAAA",
+            src_ip: [192, 168, 1, 10].into(),
+            location: Some("office"),
+            identity: id,
+            content_categories: &[1, 7],
+            security_categories: &[80],
+            src_geo: geo("PT", "EU"),
+            post,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::fixtures::{alice, answers, env, kind_lists, ok, query};
+    use super::*;
+    use crate::lists::{ListFormat, ListKind};
+
+    #[test]
+    fn empty_expressions_are_true_and_have_no_clauses() {
+        let id = alice();
+        let facts = query(Some(&id), None);
+        for src in ["", "  \n "] {
+            let e = ok(src);
+            assert!(e.eval(&facts) && e.is_empty());
+            assert_eq!(e.trace(&facts), []);
+            assert_eq!(e.source(), src);
+        }
+    }
+
+    #[test]
+    fn trace_reports_each_top_level_clause() {
+        let id = alice();
+        let facts = query(Some(&id), None);
+        let e = ok(
+            r#"dns.fqdn == "x.com" and (dns.query_rtype == "A" or dns.query_rtype == "AAAA") && any(dns.domains[*] == "example.com")"#,
+        );
+        let t = e.trace(&facts);
+        let want = [
+            (r#"dns.fqdn == "x.com""#, false),
+            (r#"(dns.query_rtype == "A" or dns.query_rtype == "AAAA")"#, true),
+            (r#"any(dns.domains[*] == "example.com")"#, true),
+        ];
+        let got: Vec<_> = t.iter().map(|c| (c.text.as_str(), c.matched)).collect();
+        assert_eq!(got, want);
+        let t = ok(r#"  dns.fqdn == "x.com" or dns.query_rtype == "AAAA" "#).trace(&facts);
+        assert_eq!(
+            t,
+            [ClauseTrace {
+                text: r#"dns.fqdn == "x.com" or dns.query_rtype == "AAAA""#.to_owned(),
+                matched: true
+            }]
+        );
+    }
+
+    #[test]
+    fn errors_display_their_message() {
+        let lists = HashMap::new();
+        let e = compile("dns.fqdn ==", &env(&lists, false)).unwrap_err();
+        assert_eq!(e[0].to_string(), "expected a value after `==`");
+    }
+
+    fn list(kind: ListKind, format: ListFormat, text: &str) -> Arc<List> {
+        Arc::new(List::parse(kind, format, text).0)
+    }
+
+    /// Needs the `lists` branch: until it lands, `List::parse` returns an empty string list.
+    #[test]
+    fn lists_match_exactly_or_by_suffix_as_the_field_says() {
+        let mut lists = HashMap::new();
+        let ads = "ads.example.com\ntracker.example.org\n";
+        lists.insert("ads".to_owned(), list(ListKind::Domain, ListFormat::Domains, ads));
+        let ab = "||example.net^\n@@||good.example.net^\n";
+        lists.insert("ab".to_owned(), list(ListKind::Domain, ListFormat::Adblock, ab));
+        let env = env(&lists, false);
+        let exact = compile("dns.fqdn in $ads", &env).unwrap();
+        let suffix = compile("any(dns.domains[*] in $ads)", &env).unwrap();
+        let every = compile("all(dns.domains[*] in $ads)", &env).unwrap();
+        let ab_suffix = compile("any(dns.domains[*] in $ab)", &env).unwrap();
+        let ab_exact = compile("dns.fqdn in $ab", &env).unwrap();
+        let mut facts = query(None, None);
+        for (name, want_exact, want_suffix, want_ab_suffix, want_ab_exact) in [
+            ("ads.example.com", true, true, false, false),
+            ("www.ads.example.com", false, true, false, false),
+            ("example.com", false, false, false, false),
+            ("example.net", false, false, true, true),
+            ("cdn.example.net", false, false, true, false),
+            ("good.example.net", false, false, false, false),
+            ("x.good.example.net", false, false, false, false),
+        ] {
+            facts.fqdn = name;
+            let got = (
+                exact.eval(&facts),
+                suffix.eval(&facts),
+                ab_suffix.eval(&facts),
+                ab_exact.eval(&facts),
+            );
+            assert_eq!(got, (want_exact, want_suffix, want_ab_suffix, want_ab_exact), "{name}");
+            assert!(!every.eval(&facts), "{name}");
+        }
+    }
+
+    /// Needs the `lists` branch.
+    #[test]
+    fn ip_email_and_string_lists() {
+        let mut lists = HashMap::new();
+        lists.insert(
+            "nets".to_owned(),
+            list(ListKind::Ip, ListFormat::Plain, "192.168.0.0/16\n2001:db8::1\n"),
+        );
+        lists.insert(
+            "vips".to_owned(),
+            list(ListKind::Email, ListFormat::Plain, "AliceSmith@example.com\n"),
+        );
+        lists.insert(
+            "groups".to_owned(),
+            list(ListKind::Email, ListFormat::Plain, "finance@example.com\n"),
+        );
+        lists.insert(
+            "devices".to_owned(),
+            list(ListKind::String, ListFormat::Plain, "alice-laptop\n"),
+        );
+        let id = alice();
+        let post = answers();
+        let facts = query(Some(&id), Some(&post));
+        let check = |src: &str, variants: bool| {
+            compile(src, &env(&lists, variants)).map(|e| e.eval(&facts))
+        };
+        assert_eq!(check("dns.src_ip in $nets", false), Ok(true));
+        assert_eq!(check("any(dns.resolved_ips[*] in $nets)", false), Ok(true));
+        assert_eq!(check("all(dns.resolved_ips[*] in $nets)", false), Ok(false));
+        assert_eq!(check("identity.email in $vips", false), Ok(false));
+        assert_eq!(check("identity.email in $vips", true), Ok(true));
+        assert_eq!(check("any(identity.groups.email[*] in $groups)", true), Ok(true));
+        assert_eq!(check("identity.device_id in $devices", false), Ok(true));
+    }
+
+    fn arb_env_src() -> impl Strategy<Value = String> {
+        let parts = proptest::sample::select(vec![
+            "dns.fqdn",
+            "dns.domains[*]",
+            "dns.src_ip",
+            "dns.content_category[*]",
+            "identity.email",
+            "identity.saml_attributes[\"d\"][*]",
+            "dns.resolved_ips[*]",
+            "dns.query_rtype",
+            "any(",
+            "all(",
+            "lower(",
+            "(",
+            ")",
+            "{",
+            "}",
+            ",",
+            "\"x\"",
+            "\"a.COM.\"",
+            "\"(\"",
+            "==",
+            "!=",
+            "<",
+            ">=",
+            "in",
+            "$ads",
+            "$bad_ips",
+            "$vips",
+            "$words",
+            "$nope",
+            "matches",
+            "contains",
+            "and",
+            "or",
+            "xor",
+            "not",
+            "1",
+            "1..9",
+            "192.0.2.0/24",
+            "::1",
+            "10.0.0.1",
+        ]);
+        proptest::collection::vec(parts, 0..16).prop_map(|p| p.join(" "))
+    }
+
+    proptest! {
+        #[test]
+        fn compiling_and_evaluating_arbitrary_text_never_panics(src in "\\PC{0,64}") {
+            let lists = kind_lists();
+            if let Ok(e) = compile(&src, &env(&lists, true)) {
+                let id = alice();
+                let post = answers();
+                let _ = (e.eval(&query(Some(&id), Some(&post))), e.eval(&query(None, None)));
+            }
+        }
+
+        #[test]
+        fn compiling_and_evaluating_near_miss_expressions_never_panics(src in arb_env_src()) {
+            let lists = kind_lists();
+            for variants in [false, true] {
+                match compile(&src, &env(&lists, variants)) {
+                    Ok(e) => {
+                        let id = alice();
+                        let post = answers();
+                        let full = query(Some(&id), Some(&post));
+                        let _ = (e.eval(&full), e.eval(&query(None, None)), e.trace(&full), e.phase());
+                    }
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty());
+                        for e in errors {
+                            prop_assert!(e.offset <= src.len() && !e.message.is_empty());
+                        }
+                    }
+                }
+            }
         }
     }
 }

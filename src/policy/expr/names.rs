@@ -76,11 +76,14 @@ pub(super) fn array_hint(p: &Predicate) -> String {
 /// ("a domain", which fields that kind of list goes with).
 pub(super) fn list_hint(kind: ListKind) -> (&'static str, &'static str) {
     match kind {
-        ListKind::Domain => {
-            ("a domain", "domain lists go with dns.fqdn, dns.domains[*] and dns.response.cname/mx/ptr[*]")
-        }
+        ListKind::Domain => (
+            "a domain",
+            "domain lists go with dns.fqdn, dns.domains[*] and dns.response.cname/mx/ptr[*]",
+        ),
         ListKind::Ip => ("an ip", "ip lists go with dns.src_ip and dns.resolved_ips[*]"),
-        ListKind::Email => ("an e-mail", "e-mail lists go with identity.email and identity.groups.email[*]"),
+        ListKind::Email => {
+            ("an e-mail", "e-mail lists go with identity.email and identity.groups.email[*]")
+        }
         ListKind::String => ("a string", "string lists go with string fields"),
     }
 }
@@ -98,11 +101,20 @@ mod tests {
 
     #[test]
     fn suggestions_are_close_or_absent() {
-        assert_eq!(unknown_field("dns.fqdnn"), "unknown field `dns.fqdnn` (did you mean `dns.fqdn`?)");
+        assert_eq!(
+            unknown_field("dns.fqdnn"),
+            "unknown field `dns.fqdnn` (did you mean `dns.fqdn`?)"
+        );
         assert_eq!(unknown_field("fqdn"), "unknown field `fqdn` (did you mean `dns.fqdn`?)");
-        assert_eq!(unknown_field("dns.domain"), "unknown field `dns.domain` (did you mean `dns.domains`?)");
+        assert_eq!(
+            unknown_field("dns.domain"),
+            "unknown field `dns.domain` (did you mean `dns.domains`?)"
+        );
         assert_eq!(unknown_field("http.host"), "unknown field `http.host`");
-        assert_eq!(unknown_list("adz", ["ads", "malware"].into_iter()), "unknown list `$adz` (did you mean `$ads`?)");
+        assert_eq!(
+            unknown_list("adz", ["ads", "malware"].into_iter()),
+            "unknown list `$adz` (did you mean `$ads`?)"
+        );
         assert_eq!(unknown_list("x", ["ads"].into_iter()), "unknown list `$x`");
     }
 }

@@ -124,7 +124,16 @@ mod tests {
     fn ranges_merge_and_search() {
         let r = Ranges::new(vec![(10u32, 20), (1, 3), (15, 30), (40, 40)]);
         assert_eq!(&*r.0, [(1, 3), (10, 30), (40, 40)]);
-        for (x, want) in [(0, false), (1, true), (3, true), (4, false), (25, true), (31, false), (40, true), (41, false)] {
+        for (x, want) in [
+            (0, false),
+            (1, true),
+            (3, true),
+            (4, false),
+            (25, true),
+            (31, false),
+            (40, true),
+            (41, false),
+        ] {
             assert_eq!(r.contains(x), want, "{x}");
         }
         assert!(!Ranges::<u32>::new(vec![]).contains(0));
