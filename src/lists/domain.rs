@@ -159,7 +159,10 @@ impl DomainList {
         if flags & BLOCK == 0 || flags & EXCEPT != 0 {
             return false;
         }
-        self.exceptions == 0 || suffixes(name).skip(1).all(|parent| self.flags(parent) & EXCEPT == 0)
+        self.exceptions == 0
+            || suffixes(name)
+                .skip(1)
+                .all(|parent| self.flags(parent) & EXCEPT == 0)
     }
 
     /// `name` or one of its parents is listed, and neither it nor a parent is excepted.
@@ -199,12 +202,16 @@ impl DomainList {
 
     /// Blocked names, in insertion order.
     pub fn blocked(&self) -> impl Iterator<Item = &str> {
-        self.records().filter(|&(flags, _)| flags & BLOCK != 0).map(|(_, name)| name)
+        self.records()
+            .filter(|&(flags, _)| flags & BLOCK != 0)
+            .map(|(_, name)| name)
     }
 
     /// Excepted names, in insertion order.
     pub fn exceptions(&self) -> impl Iterator<Item = &str> {
-        self.records().filter(|&(flags, _)| flags & EXCEPT != 0).map(|(_, name)| name)
+        self.records()
+            .filter(|&(flags, _)| flags & EXCEPT != 0)
+            .map(|(_, name)| name)
     }
 
     fn records(&self) -> impl Iterator<Item = (u8, &str)> {

@@ -37,7 +37,10 @@ impl<T: Copy + Ord> Ranges<T> {
     /// Sorts and merges `ranges` (inclusive); `next` is `x + 1` or `None` at the maximum.
     fn build(mut ranges: Vec<(T, T)>, next: impl Fn(T) -> Option<T>) -> Self {
         ranges.sort_unstable();
-        let mut merged = Self { starts: Vec::with_capacity(ranges.len()), ends: Vec::with_capacity(ranges.len()) };
+        let mut merged = Self {
+            starts: Vec::with_capacity(ranges.len()),
+            ends: Vec::with_capacity(ranges.len()),
+        };
         for (start, end) in ranges {
             if let Some(last) = merged.ends.last_mut() {
                 // Overlapping or adjacent (`start <= last + 1`): extend the last range.
@@ -77,7 +80,9 @@ impl IpSet {
                     if mapped_start <= mapped_end {
                         // Both lie inside the /96: their offsets in it are the IPv4 range.
                         let offset = |x: u128| u32::try_from(x - MAPPED_START).ok();
-                        if let (Some(first), Some(last)) = (offset(mapped_start), offset(mapped_end)) {
+                        if let (Some(first), Some(last)) =
+                            (offset(mapped_start), offset(mapped_end))
+                        {
                             v4.push((first, last));
                         }
                     }
@@ -124,7 +129,10 @@ pub(crate) fn parse_network(value: &str) -> Option<IpNet> {
     if let Ok(net) = value.parse::<IpNet>() {
         return Some(net);
     }
-    let value = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
+    let value = value
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(value);
     value.parse::<IpAddr>().ok().map(IpNet::from)
 }
 
@@ -146,7 +154,13 @@ mod tests {
 
     #[test]
     fn addresses_and_networks_match_v4_and_v6() {
-        let set = ip_set(&["192.0.2.1", "10.0.0.0/8", "2001:db8::/32", "::1", "[2001:db8:ffff::1]"]);
+        let set = ip_set(&[
+            "192.0.2.1",
+            "10.0.0.0/8",
+            "2001:db8::/32",
+            "::1",
+            "[2001:db8:ffff::1]",
+        ]);
         assert!(set.contains(ip("192.0.2.1")));
         assert!(!set.contains(ip("192.0.2.2")));
         assert!(set.contains(ip("10.255.255.255")));
@@ -169,7 +183,10 @@ mod tests {
     fn mapped_v6_entry_matches_v4_lookup() {
         let set = ip_set(&["::ffff:198.51.100.0/120", "::/0"]);
         assert!(set.contains(ip("198.51.100.9")));
-        assert!(set.contains(ip("8.8.8.8")), "::/0 covers every mapped address");
+        assert!(
+            set.contains(ip("8.8.8.8")),
+            "::/0 covers every mapped address"
+        );
         let only_mapped = ip_set(&["::ffff:198.51.100.7"]);
         assert!(only_mapped.contains(ip("198.51.100.7")));
         assert!(!only_mapped.contains(ip("198.51.100.8")));
@@ -177,9 +194,20 @@ mod tests {
 
     #[test]
     fn overlapping_and_adjacent_ranges_merge() {
-        let set = ip_set(&["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25", "10.0.3.0/24", "0.0.0.0/0"]);
+        let set = ip_set(&[
+            "10.0.0.0/24",
+            "10.0.1.0/24",
+            "10.0.0.128/25",
+            "10.0.3.0/24",
+            "0.0.0.0/0",
+        ]);
         assert_eq!(set.v4.starts.len(), 1);
-        let set2 = ip_set(&["10.0.0.0/24", "10.0.1.0/24", "10.0.3.0/24", "255.255.255.255"]);
+        let set2 = ip_set(&[
+            "10.0.0.0/24",
+            "10.0.1.0/24",
+            "10.0.3.0/24",
+            "255.255.255.255",
+        ]);
         assert_eq!(set2.ranges_len(), 3);
         assert!(set2.contains(ip("10.0.1.255")));
         assert!(!set2.contains(ip("10.0.2.0")));
@@ -194,14 +222,22 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_network() {
-        for bad in ["", "10.0.0.0/33", "1.2.3", "example.com", "::g", "10.0.0.1 10.0.0.2"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "1.2.3",
+            "example.com",
+            "::g",
+            "10.0.0.1 10.0.0.2",
+        ] {
             assert!(parse_network(bad).is_none(), "{bad}");
         }
     }
 
     #[test]
     fn ten_thousand_ranges_look_up_by_binary_search() {
-        let nets = (0..10_000u32).map(|i| format!("{}.{}.{}.0/24", 10 + i / 65_536, (i / 256) % 256, i % 256));
+        let nets = (0..10_000u32)
+            .map(|i| format!("{}.{}.{}.0/24", 10 + i / 65_536, (i / 256) % 256, i % 256));
         let set = IpSet::from_networks(nets.filter_map(|n| parse_network(&n)).step_by(2));
         assert_eq!(set.len(), 5_000);
         assert!(set.contains(ip("10.0.2.1")));

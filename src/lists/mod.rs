@@ -16,9 +16,9 @@ mod domain;
 mod ip;
 mod name;
 mod parse;
-mod values;
 #[cfg(test)]
 mod tests;
+mod values;
 
 pub use domain::DomainList;
 pub use ip::IpSet;
@@ -103,7 +103,9 @@ impl List {
                 let (list, stats) = parse::parse_domains(format, text);
                 (Self::Domain(list), stats)
             }
-            ListKind::Ip | ListKind::Email | ListKind::String => values::parse_values(kind, format, text),
+            ListKind::Ip | ListKind::Email | ListKind::String => {
+                values::parse_values(kind, format, text)
+            }
         }
     }
 
@@ -133,4 +135,3 @@ impl List {
         }
     }
 }
-

@@ -136,8 +136,10 @@ fn check_label(label: &[u8]) -> Result<(), NameError> {
 /// Names that hosts files map for the machine itself; Pi-hole and Blocky skip them so a
 /// hosts file used as a block list cannot block `localhost`.
 pub(crate) fn is_local_host(name: &str) -> bool {
-    matches!(name, "localhost" | "localhost.localdomain" | "local" | "broadcasthost")
-        || name.starts_with("ip6-")
+    matches!(
+        name,
+        "localhost" | "localhost.localdomain" | "local" | "broadcasthost"
+    ) || name.starts_with("ip6-")
 }
 
 /// The name and each parent, longest first, by label: `a.b.com`, `b.com`, `com`.
@@ -166,9 +168,18 @@ mod tests {
     fn lowercases_and_strips_trailing_dot_and_wildcard() {
         assert_eq!(norm("Ads.Example.COM.").as_deref(), Ok("ads.example.com"));
         assert_eq!(norm("*.example.com").as_deref(), Ok("example.com"));
-        assert_eq!(norm("pt_br.statcounter.com").as_deref(), Ok("pt_br.statcounter.com"));
-        assert_eq!(norm("xn--bcher-kva.example").as_deref(), Ok("xn--bcher-kva.example"));
-        assert_eq!(norm("r1---sn-abc.googlevideo.com").as_deref(), Ok("r1---sn-abc.googlevideo.com"));
+        assert_eq!(
+            norm("pt_br.statcounter.com").as_deref(),
+            Ok("pt_br.statcounter.com")
+        );
+        assert_eq!(
+            norm("xn--bcher-kva.example").as_deref(),
+            Ok("xn--bcher-kva.example")
+        );
+        assert_eq!(
+            norm("r1---sn-abc.googlevideo.com").as_deref(),
+            Ok("r1---sn-abc.googlevideo.com")
+        );
         assert_eq!(norm("zip").as_deref(), Ok("zip"));
     }
 
@@ -195,7 +206,13 @@ mod tests {
 
     #[test]
     fn local_host_names_are_recognised() {
-        for name in ["localhost", "localhost.localdomain", "local", "broadcasthost", "ip6-allnodes"] {
+        for name in [
+            "localhost",
+            "localhost.localdomain",
+            "local",
+            "broadcasthost",
+            "ip6-allnodes",
+        ] {
             assert!(is_local_host(name), "{name}");
         }
         assert!(!is_local_host("localhost.example.com"));

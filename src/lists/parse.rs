@@ -69,20 +69,24 @@ struct DomainParser {
 }
 
 impl DomainParser {
-    /// Normalises and inserts one name, or counts why not. `hosts` applies the hosts-file
+    /// Normalises and inserts one name, counting it if new. `hosts` applies the hosts-file
     /// rule that skips the machine's own names.
-    fn add(&mut self, number: usize, raw: &str, flag: u8, hosts: bool) {
-        let result = normalize(raw, &mut self.buf).and_then(|name| {
-            if hosts && is_local_host(name) {
-                Err(NameError::LocalHost)
-            } else {
-                self.list.insert_normalized(name, flag)
-            }
-        });
-        match result {
-            Ok(true) => self.stats.entries += 1,
-            Ok(false) => {}
-            Err(error) => self.stats.skip(number, format_args!("{error}: {}", clip(raw))),
+    fn insert(&mut self, raw: &str, flag: u8, hosts: bool) -> Result<(), NameError> {
+        let name = normalize(raw, &mut self.buf)?;
+        if hosts && is_local_host(name) {
+            return Err(NameError::LocalHost);
+        }
+        if self.list.insert_normalized(name, flag)? {
+            self.stats.entries += 1;
+        }
+        Ok(())
+    }
+
+    /// [`Self::insert`], counting a refused name as skipped.
+    fn add(&mut self, number: usize, raw: &str, hosts: bool) {
+        if let Err(error) = self.insert(raw, BLOCK, hosts) {
+            self.stats
+                .skip(number, format_args!("{error}: {}", clip(raw)));
         }
     }
 
@@ -96,16 +100,22 @@ impl DomainParser {
         }
         match tokens.next() {
             None if hosts && is_address(first) => {
-                self.stats.skip(number, format_args!("address without host names: {}", clip(first)));
+                self.stats.skip(
+                    number,
+                    format_args!("address without host names: {}", clip(first)),
+                );
             }
-            None => self.add(number, first, BLOCK, hosts),
+            None => self.add(number, first, hosts),
             Some(second) if is_address(first) => {
                 for name in std::iter::once(second).chain(tokens) {
-                    self.add(number, name, BLOCK, true);
+                    self.add(number, name, true);
                 }
             }
             Some(_) => {
-                self.stats.skip(number, format_args!("several names without an address: {}", clip(line)));
+                self.stats.skip(
+                    number,
+                    format_args!("several names without an address: {}", clip(line)),
+                );
             }
         }
     }
@@ -121,45 +131,82 @@ impl DomainParser {
     /// Home does. Not counted: blank lines, `!` and `#` comments, `[Adblock Plus 2.0]`.
     fn adblock_line(&mut self, number: usize, line: &str) {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('!') || (line.starts_with('[') && line.ends_with(']')) {
+        if line.is_empty()
+            || line.starts_with('!')
+            || (line.starts_with('[') && line.ends_with(']'))
+        {
             return;
         }
         if is_cosmetic(line) {
-            return self.stats.skip(number, format_args!("cosmetic rule: {}", clip(line)));
+            return self
+                .stats
+                .skip(number, format_args!("cosmetic rule: {}", clip(line)));
         }
         if line.starts_with('#') {
             return;
         }
-        let (rule, flag) = line.strip_prefix("@@").map_or((line, BLOCK), |rule| (rule, EXCEPT));
+        let (rule, flag) = line
+            .strip_prefix("@@")
+            .map_or((line, BLOCK), |rule| (rule, EXCEPT));
         if rule.starts_with('/') {
-            let what = if is_regex(rule) { "regex rule" } else { "URL or path rule" };
-            return self.stats.skip(number, format_args!("{what}: {}", clip(line)));
+            let what = if is_regex(rule) {
+                "regex rule"
+            } else {
+                "URL or path rule"
+            };
+            return self
+                .stats
+                .skip(number, format_args!("{what}: {}", clip(line)));
         }
         let (pattern, modifiers) = rule.split_once('$').unwrap_or((rule, ""));
         if pattern.is_empty() {
-            return self.stats.skip(number, format_args!("rule with only modifiers: {}", clip(line)));
+            return self.stats.skip(
+                number,
+                format_args!("rule with only modifiers: {}", clip(line)),
+            );
         }
-        let narrowing = modifiers.split(',').map(str::trim).find(|m| !is_dns_modifier(m));
+        let narrowing = modifiers
+            .split(',')
+            .map(str::trim)
+            .find(|m| !is_dns_modifier(m));
         if let Some(modifier) = narrowing {
             let modifier = clip(modifier.split('=').next().unwrap_or(modifier));
+            return self.stats.skip(
+                number,
+                format_args!("modifier ${modifier} does not apply to DNS: {}", clip(line)),
+            );
+        }
+        let (name, anchored) = if let Some(host) = pattern.strip_prefix("||") {
+            let host = host.strip_suffix('|').unwrap_or(host);
+            (host.strip_suffix('^').unwrap_or(host), true)
+        } else if pattern.starts_with('|') || pattern.contains("://") {
             return self
                 .stats
-                .skip(number, format_args!("modifier ${modifier} does not apply to DNS: {}", clip(line)));
-        }
-        let name = if let Some(host) = pattern.strip_prefix("||") {
-            let host = host.strip_suffix('|').unwrap_or(host);
-            host.strip_suffix('^').unwrap_or(host)
-        } else if pattern.starts_with('|') || pattern.contains("://") {
-            return self.stats.skip(number, format_args!("URL rule: {}", clip(line)));
+                .skip(number, format_args!("URL rule: {}", clip(line)));
         } else if flag == BLOCK && pattern.contains(|c: char| c.is_ascii_whitespace()) {
             return self.name_line(number, pattern, true);
         } else {
-            pattern.strip_suffix('^').unwrap_or(pattern)
+            (pattern.strip_suffix('^').unwrap_or(pattern), false)
         };
-        if name.contains('^') {
-            return self.stats.skip(number, format_args!("URL or path rule: {}", clip(line)));
+        if name.contains(['^', '/']) {
+            return self
+                .stats
+                .skip(number, format_args!("URL or path rule: {}", clip(line)));
         }
-        self.add(number, name, flag, false);
+        match self.insert(name, flag, false) {
+            Ok(()) => {}
+            // A bare pattern is a URL substring to an ad blocker; only a whole name is a
+            // domain rule.
+            Err(error) if !anchored && error != NameError::IpAddress => {
+                self.stats.skip(
+                    number,
+                    format_args!("URL pattern, not a name: {}", clip(line)),
+                );
+            }
+            Err(error) => self
+                .stats
+                .skip(number, format_args!("{error}: {}", clip(line))),
+        }
     }
 }
 
@@ -188,7 +235,10 @@ fn is_regex(rule: &str) -> bool {
 }
 
 fn is_dns_modifier(modifier: &str) -> bool {
-    modifier.is_empty() || DNS_MODIFIERS.iter().any(|known| known.eq_ignore_ascii_case(modifier))
+    modifier.is_empty()
+        || DNS_MODIFIERS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(modifier))
 }
 
 /// At most 80 characters of `s`, for warnings.
@@ -217,7 +267,11 @@ mod tests {
         assert_eq!(blocked(&list), ["ads.net", "example.com", "wild.org"]);
         assert_eq!((stats.entries, stats.skipped), (3, 2));
         assert_eq!(stats.warnings[0].0, 7);
-        assert!(stats.warnings[0].1.contains("IP address"), "{:?}", stats.warnings);
+        assert!(
+            stats.warnings[0].1.contains("IP address"),
+            "{:?}",
+            stats.warnings
+        );
         assert!(list.matches_suffix("x.wild.org"));
     }
 
@@ -235,7 +289,10 @@ mod tests {
                     0.0.0.0 a.com b.com # two\n:: c.com\nfe80::1%lo0 d.com\n\
                     127.0.0.1\nbare.org\nx.com y.com\n\t0.0.0.0\tTab.Com\r\n";
         let (list, stats) = parse(ListFormat::Hosts, text);
-        assert_eq!(blocked(&list), ["a.com", "b.com", "bare.org", "c.com", "d.com", "tab.com"]);
+        assert_eq!(
+            blocked(&list),
+            ["a.com", "b.com", "bare.org", "c.com", "d.com", "tab.com"]
+        );
         // localhost x2, ip6-* x2, 0.0.0.0, broadcasthost, bare address, two bare names.
         assert_eq!(stats.skipped, 8, "{:?}", stats.warnings);
         assert_eq!(stats.entries, 6);
@@ -247,15 +304,24 @@ mod tests {
                     ||d.com$third-party\n||e.com^$important,3p\nf.com\ng.com^\n||*.h.com^\n\
                     0.0.0.0 i.com\n||J.Com^|\n";
         let (list, stats) = parse(ListFormat::Adblock, text);
-        let want = ["a.com", "b.com", "c.com", "d.com", "e.com", "f.com", "g.com", "h.com", "i.com", "j.com"];
+        let want = [
+            "a.com", "b.com", "c.com", "d.com", "e.com", "f.com", "g.com", "h.com", "i.com",
+            "j.com",
+        ];
         assert_eq!(blocked(&list), want);
         assert_eq!(stats.skipped, 0, "{:?}", stats.warnings);
     }
 
     #[test]
     fn adblock_exception_takes_subdomain_back() {
-        let (list, stats) = parse(ListFormat::Adblock, "||example.com^\n@@||cdn.example.com^\n");
-        assert_eq!((list.len(), list.exceptions_len(), stats.entries), (1, 1, 2));
+        let (list, stats) = parse(
+            ListFormat::Adblock,
+            "||example.com^\n@@||cdn.example.com^\n",
+        );
+        assert_eq!(
+            (list.len(), list.exceptions_len(), stats.entries),
+            (1, 1, 2)
+        );
         assert!(list.matches_suffix("ads.example.com"));
         assert!(!list.matches_suffix("cdn.example.com"));
         assert!(!list.matches_suffix("img.cdn.example.com"));
@@ -287,12 +353,28 @@ mod tests {
             "http://example.com/",
         ];
         let (list, stats) = parse(ListFormat::Adblock, &rules.join("\n"));
-        assert!(list.is_empty() && list.exceptions_len() == 0, "{:?}", list.blocked().collect::<Vec<_>>());
+        assert!(
+            list.is_empty() && list.exceptions_len() == 0,
+            "{:?}",
+            list.blocked().collect::<Vec<_>>()
+        );
         assert_eq!(stats.skipped, rules.len());
         assert_eq!(stats.warnings.len(), ParseStats::MAX_WARNINGS);
-        assert!(stats.warnings[0].1.starts_with("cosmetic rule"), "{:?}", stats.warnings[0]);
-        assert!(stats.warnings[7].1.starts_with("regex rule"), "{:?}", stats.warnings[7]);
-        assert!(stats.warnings[11].1.starts_with("modifier $websocket"), "{:?}", stats.warnings[11]);
+        assert!(
+            stats.warnings[0].1.starts_with("cosmetic rule"),
+            "{:?}",
+            stats.warnings[0]
+        );
+        assert!(
+            stats.warnings[7].1.starts_with("regex rule"),
+            "{:?}",
+            stats.warnings[7]
+        );
+        assert!(
+            stats.warnings[11].1.starts_with("modifier $websocket"),
+            "{:?}",
+            stats.warnings[11]
+        );
     }
 
     #[test]
@@ -308,7 +390,10 @@ mod tests {
         let (_, stats) = parse(ListFormat::Domains, &text);
         assert_eq!(stats.skipped, 50);
         assert_eq!(stats.warnings.len(), ParseStats::MAX_WARNINGS);
-        assert_eq!(stats.warnings[3], (4, "URL or path, not a name: bad/name".to_owned()));
+        assert_eq!(
+            stats.warnings[3],
+            (4, "URL or path, not a name: bad/name".to_owned())
+        );
     }
 
     #[test]

@@ -39,14 +39,16 @@ impl EmailSet {
         if !valid {
             return None;
         }
-        self.canonical.insert(canonical_email(&email).into_boxed_str());
+        self.canonical
+            .insert(canonical_email(&email).into_boxed_str());
         Some(self.exact.insert(email.into_boxed_str()))
     }
 
     /// Whether `email` (lowercase) is listed; with `variants`, also when its canonical form
     /// (see [`crate::identity::canonical_email`]) equals a listed address's.
     pub fn contains(&self, email: &str, variants: bool) -> bool {
-        self.exact.contains(email) || (variants && self.canonical.contains(canonical_email(email).as_str()))
+        self.exact.contains(email)
+            || (variants && self.canonical.contains(canonical_email(email).as_str()))
     }
 
     /// Number of listed addresses.
@@ -110,7 +112,9 @@ pub(super) fn parse_values(kind: ListKind, format: ListFormat, text: &str) -> (L
             _ => line.find('#').map_or(line, |hash| &line[..hash]).trim_end(),
         };
         let added = match kind {
-            ListKind::Ip => parse_network(value).map(|net| networks.push(net)).map(|()| true),
+            ListKind::Ip => parse_network(value)
+                .map(|net| networks.push(net))
+                .map(|()| true),
             ListKind::Email => emails.insert(value),
             ListKind::String => Some(strings.insert(value)),
             ListKind::Domain => None,
@@ -141,9 +145,15 @@ mod tests {
 
     #[test]
     fn email_match_is_exact_unless_variants_requested() {
-        let (list, stats) = parse_values(ListKind::Email, ListFormat::Plain, "Contact@Example.com\n# c\n");
+        let (list, stats) = parse_values(
+            ListKind::Email,
+            ListFormat::Plain,
+            "Contact@Example.com\n# c\n",
+        );
         assert_eq!((stats.entries, stats.skipped), (1, 0));
-        let List::Email(set) = list else { panic!("not an e-mail list") };
+        let List::Email(set) = list else {
+            panic!("not an e-mail list")
+        };
         assert!(set.contains("contact@example.com", false));
         assert!(!set.contains("con.tact+1@example.com", false));
         assert!(set.contains("con.tact+1@example.com", true));
@@ -160,7 +170,8 @@ mod tests {
 
     #[test]
     fn bad_emails_are_skipped() {
-        let text = "no-at-sign\n@example.com\nuser@\na b@example.com\nx@y@z\nok@example.com # who\n";
+        let text =
+            "no-at-sign\n@example.com\nuser@\na b@example.com\nx@y@z\nok@example.com # who\n";
         let (list, stats) = parse_values(ListKind::Email, ListFormat::Plain, text);
         assert_eq!((list.len(), stats.entries, stats.skipped), (1, 1, 5));
     }
@@ -171,24 +182,40 @@ mod tests {
         let (list, stats) = parse_values(ListKind::Ip, ListFormat::Plain, text);
         assert_eq!((stats.entries, stats.skipped), (2, 2));
         assert_eq!(stats.warnings[0].0, 5);
-        let List::Ip(set) = list else { panic!("not an IP list") };
+        let List::Ip(set) = list else {
+            panic!("not an IP list")
+        };
         assert!(set.contains("192.0.2.9".parse().expect("ip")));
         assert!(set.contains("2001:db8::1".parse().expect("ip")));
     }
 
     #[test]
     fn ip_list_in_hosts_or_adblock_syntax_skips_its_rules() {
-        let (list, stats) = parse_values(ListKind::Ip, ListFormat::Hosts, "0.0.0.0 ads.example.com\n10.0.0.1\n");
+        let (list, stats) = parse_values(
+            ListKind::Ip,
+            ListFormat::Hosts,
+            "0.0.0.0 ads.example.com\n10.0.0.1\n",
+        );
         assert_eq!((list.len(), stats.skipped), (1, 1));
-        let (list, stats) = parse_values(ListKind::Ip, ListFormat::Adblock, "[Adblock]\n! c\n||1.2.3.4^\n5.6.7.8\n");
+        let (list, stats) = parse_values(
+            ListKind::Ip,
+            ListFormat::Adblock,
+            "[Adblock]\n! c\n||1.2.3.4^\n5.6.7.8\n",
+        );
         assert_eq!((list.len(), stats.skipped), (1, 1));
     }
 
     #[test]
     fn strings_are_trimmed_and_exact() {
-        let (list, stats) = parse_values(ListKind::String, ListFormat::Plain, "  Hello World \n# c\nC# notes\nx\nx\n");
+        let (list, stats) = parse_values(
+            ListKind::String,
+            ListFormat::Plain,
+            "  Hello World \n# c\nC# notes\nx\nx\n",
+        );
         assert_eq!((stats.entries, stats.skipped), (3, 0));
-        let List::String(set) = list else { panic!("not a string list") };
+        let List::String(set) = list else {
+            panic!("not a string list")
+        };
         assert!(set.contains("Hello World"));
         assert!(set.contains("C# notes"));
         assert!(!set.contains("hello world"));
