@@ -15,10 +15,11 @@ use std::sync::Arc;
 use regex::{Regex, RegexBuilder};
 
 use super::ast::{Ast, AstKind, CmpOp, Lit, Operand, PredOp, Predicate, Span, Value};
-use super::eval::{ArrSrc, IntTest, IpSrc, IpTest, Node, StrSrc, StrTest};
+use super::eval::{ArrSrc, CodeSrc, CodeTest, IntTest, IpSrc, IpTest, Node, StrSrc, StrTest};
 use super::names::{array_hint, list_hint, unknown_field, unknown_list};
 use super::sets::{IpRanges, Ranges, StrSet};
 use super::{CompileEnv, ExprError};
+use crate::geoip::Code;
 use crate::identity::canonical_email;
 use crate::lists::{List, ListKind};
 use crate::policy::fields::{self, Field, FieldType, Normalize, Scalar};
@@ -114,6 +115,15 @@ fn scalar_src(field: Field) -> Option<StrSrc> {
     })
 }
 
+fn code_src(field: Field) -> Option<CodeSrc> {
+    match field {
+        Field::SrcGeoCountry => Some(CodeSrc::SrcCountry),
+        Field::SrcGeoContinent => Some(CodeSrc::SrcContinent),
+        Field::DstGeoCountry | Field::DstGeoContinent => Some(CodeSrc::Elem),
+        _ => None,
+    }
+}
+
 fn array_src(field: Field, key: Option<String>) -> Option<ArrSrc> {
     Some(match field {
         Field::Domains => ArrSrc::Domains,
@@ -122,7 +132,7 @@ fn array_src(field: Field, key: Option<String>) -> Option<ArrSrc> {
         Field::GroupsName => ArrSrc::GroupsName,
         Field::GroupsId => ArrSrc::GroupsId,
         Field::GroupsEmail => ArrSrc::GroupsEmail,
-        Field::SamlAttributes => ArrSrc::Saml(key?.into_boxed_str()),
+        Field::SamlAttributes => ArrSrc::Saml(Box::new(key?)),
         Field::ResolvedIps => ArrSrc::ResolvedIps,
         Field::DstGeoCountry => ArrSrc::DstCountry,
         Field::DstGeoContinent => ArrSrc::DstContinent,
@@ -153,6 +163,19 @@ fn quantify(all: bool, arr: &ArrSrc, body: Node) -> Node {
             if *arr == ArrSrc::Domains =>
         {
             Node::DomainsInList(l)
+        }
+        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::In(set) })
+            if *arr == ArrSrc::Domains =>
+        {
+            Node::DomainsIn(set)
+        }
+        (all, Node::Int(test))
+            if matches!(arr, ArrSrc::ContentCategory | ArrSrc::SecurityCategory) =>
+        {
+            Node::Categories { security: *arr == ArrSrc::SecurityCategory, all, test }
+        }
+        (all, Node::Str { src: StrSrc::Elem, fold: false, test }) => {
+            Node::QuantStr { all, arr: arr.clone(), test: Box::new(test) }
         }
         (all, body) => Node::Quant { all, arr: arr.clone(), body: Box::new(body) },
     }
@@ -312,6 +335,11 @@ impl<'e, 'l> Compiler<'e, 'l> {
         let variants = r.field == Field::IdentityEmail && self.env.email_variants;
         let canon = |s: String| if variants { canonical_email(&s) } else { s };
         let eq_src = if variants { StrSrc::EmailCanonical } else { src };
+        if let (Some(code_src), false) = (code_src(r.field), fold) {
+            if let Some(node) = self.code_pred(r, code_src, op) {
+                return node;
+            }
+        }
         let test = match op {
             PredOp::Cmp(cmp, lit) => {
                 let s = self.str_lit(r, lit)?;
@@ -354,6 +382,33 @@ impl<'e, 'l> Compiler<'e, 'l> {
         Some(Node::Str { src, fold, test })
     }
 
+    /// `==`, `!=` and `in {}` on a GeoIP code field, compared as `Code`s; `None` when the
+    /// operator needs the string form.
+    fn code_pred(&mut self, r: &Resolved, src: CodeSrc, op: &PredOp) -> Option<Option<Node>> {
+        // "" is the unknown code; anything else that is not two letters never matches.
+        let code = |s: &str| if s.is_empty() { Some(None) } else { Code::new(s).map(Some) };
+        let node = match op {
+            PredOp::Cmp(cmp @ (CmpOp::Eq | CmpOp::Ne), lit) => {
+                let Some(s) = self.str_lit(r, lit) else { return Some(None) };
+                let eq = match code(&s) {
+                    Some(c) => Node::Code { src, test: CodeTest::Eq(c) },
+                    None => Node::Const(false),
+                };
+                if *cmp == CmpOp::Ne { Node::Not(Box::new(eq)) } else { eq }
+            }
+            PredOp::InSet(items) => {
+                let vals: Vec<_> = items.iter().filter_map(|l| self.str_lit(r, l)).collect();
+                if vals.len() < items.len() {
+                    return Some(None);
+                }
+                let set = vals.iter().filter_map(|s| code(s)).collect();
+                Node::Code { src, test: CodeTest::In(set) }
+            }
+            _ => return None,
+        };
+        Some(Some(node))
+    }
+
     fn ip_pred(&mut self, r: &Resolved, src: IpSrc, op: &PredOp) -> Option<Node> {
         let test = match op {
             PredOp::Cmp(cmp, _) if cmp.is_ordering() => {
@@ -389,7 +444,7 @@ impl<'e, 'l> Compiler<'e, 'l> {
                 if nets.len() < items.len() {
                     return None;
                 }
-                IpTest::In(IpRanges::new(nets))
+                IpTest::In(Box::new(IpRanges::new(nets)))
             }
             PredOp::InList(name, span) => {
                 let list = self.list(name, *span)?;
@@ -771,8 +826,27 @@ mod tests {
         assert!(
             matches!(&e.root, Node::Or(k) if matches!(&k[..], [Node::DomainsInList(_), Node::DomainsEq(_)]))
         );
+        assert!(matches!(
+            ok(r#"any(dns.domains[*] in {"a.com" "b.com"})"#).root,
+            Node::DomainsIn(_)
+        ));
+        assert!(matches!(
+            ok("any(dns.content_category[*] in {1 2})").root,
+            Node::Categories { .. }
+        ));
+        assert!(matches!(
+            ok("all(dns.security_category[*] > 2)").root,
+            Node::Categories { all: true, .. }
+        ));
+        assert!(matches!(ok(r#"dns.src.geo.country in {"PT"}"#).root, Node::Code { .. }));
+        let e = ok(r#"any(dns.dst.geo.continent[*] != "EU")"#);
+        assert!(matches!(&e.root, Node::Quant { body, .. } if matches!(&**body, Node::Not(_))));
+        let e = ok(r#"any(identity.groups.name[*] in {"a" "b"})"#);
+        assert!(matches!(e.root, Node::QuantStr { all: false, .. }));
         // all() tests each element exactly.
-        assert!(matches!(ok("all(dns.domains[*] in $ads)").root, Node::Quant { all: true, .. }));
+        assert!(matches!(ok("all(dns.domains[*] in $ads)").root, Node::QuantStr { all: true, .. }));
+        let e = ok(r#"any(lower(identity.groups.name[*]) == "x")"#);
+        assert!(matches!(e.root, Node::Quant { all: false, .. }));
         let e = ok(r#"all(dns.domains[*] contains "a" and dns.domains[*] contains "b")"#);
         assert!(matches!(&e.root, Node::And(k) if k.len() == 2));
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::ast::CmpOp;
-use super::sets::{IpRanges, Ranges, StrSet};
+use super::sets::{IpKey, IpRanges, Ranges, StrSet};
 use crate::geoip::Code;
 use crate::identity::Group;
 use crate::lists::List;
@@ -36,7 +36,7 @@ pub(super) enum Node {
         fold: bool,
         test: StrTest,
     },
-    /// An IP test; the address is canonicalised (IPv4-mapped IPv6 → IPv4) first.
+    /// An IP test; IPv4-mapped IPv6 addresses compare as IPv4.
     Ip {
         src: IpSrc,
         test: IpTest,
@@ -49,11 +49,50 @@ pub(super) enum Node {
         arr: ArrSrc,
         body: Box<Self>,
     },
+    /// `any`/`all` whose condition is one test of the element's string: the test runs per
+    /// element without a trip through `Node::eval`.
+    QuantStr {
+        all: bool,
+        arr: ArrSrc,
+        test: Box<StrTest>,
+    },
     /// `any(dns.domains[*] == "x")`: the name is x or a subdomain — one suffix test.
     DomainsEq(Box<str>),
     /// `any(dns.domains[*] in $list)`: one `DomainList::matches_suffix` call, which is
     /// also how adblock `@@` exceptions cover the whole name.
     DomainsInList(Arc<List>),
+    /// `any(dns.domains[*] in {...})`: a suffix test per member of a small set, or a probe
+    /// per label of the name for a large one.
+    DomainsIn(StrSet),
+    /// `any`/`all` of an integer test over `dns.content_category` (or, with `security`,
+    /// `dns.security_category`), looping over the slice directly.
+    Categories {
+        security: bool,
+        all: bool,
+        test: IntTest,
+    },
+    /// `==`, `!=` (as `Not`) and `in {}` on a GeoIP code, comparing the two-byte `Code`
+    /// rather than its string.
+    Code {
+        src: CodeSrc,
+        test: CodeTest,
+    },
+}
+
+/// Where a GeoIP code comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CodeSrc {
+    SrcCountry,
+    SrcContinent,
+    /// The current element of `any()`/`all()` over `dns.dst.geo.*`.
+    Elem,
+}
+
+/// What is done with a GeoIP code; `None` is "unknown" and equals the literal `""`.
+#[derive(Debug)]
+pub(super) enum CodeTest {
+    Eq(Option<Code>),
+    In(Box<[Option<Code>]>),
 }
 
 /// Where a string value comes from.
@@ -100,7 +139,8 @@ pub(super) enum IpSrc {
 #[derive(Debug)]
 pub(super) enum IpTest {
     Eq(IpAddr),
-    In(IpRanges),
+    /// Boxed to keep compiled nodes small.
+    In(Box<IpRanges>),
     List(Arc<List>),
 }
 
@@ -120,7 +160,8 @@ pub(super) enum ArrSrc {
     GroupsName,
     GroupsId,
     GroupsEmail,
-    Saml(Box<str>),
+    /// A thin box, to keep compiled nodes small.
+    Saml(Box<String>),
     ResolvedIps,
     DstCountry,
     DstContinent,
@@ -135,6 +176,8 @@ pub(super) enum ArrSrc {
 pub(super) enum Elem<'a> {
     None,
     Str(&'a str),
+    /// An element of `dns.dst.geo.*`.
+    Code(&'a Option<Code>),
     Int(u32),
     Ip(IpAddr),
 }
@@ -149,7 +192,7 @@ impl Node {
             Self::Not(n) => !n.eval(f, e),
             Self::Str { src, fold, test } => {
                 let s = src.get(f, e);
-                if *fold { with_lower(s, |s| test.eval(s)) } else { test.eval(s) }
+                if *fold { test.eval_lowered(s) } else { test.eval(s) }
             }
             Self::Ip { src, test } => {
                 let ip = match (src, e) {
@@ -157,11 +200,38 @@ impl Node {
                     (IpSrc::Elem, Elem::Ip(ip)) => ip,
                     (IpSrc::Elem, _) => return false,
                 };
-                test.eval(ip.to_canonical())
+                test.eval(ip)
             }
             Self::Int(test) => matches!(e, Elem::Int(n) if test.eval(n)),
             Self::Quant { all, arr, body } => arr.scan(f, *all, |e| body.eval(f, e)),
+            Self::QuantStr { all, arr, test } => {
+                arr.scan(f, *all, |e| test.eval(StrSrc::Elem.get(f, e)))
+            }
             Self::DomainsEq(x) => is_name_or_parent(f.fqdn, x),
+            Self::DomainsIn(set) => match set {
+                StrSet::Scan(items) => items.iter().any(|x| is_name_or_parent(f.fqdn, x)),
+                StrSet::Hash(_) => domains(f.fqdn).any(|d| set.contains(d)),
+            },
+            Self::Categories { security, all, test } => {
+                let ids = if *security { f.security_categories } else { f.content_categories };
+                if *all {
+                    ids.iter().all(|&n| test.eval(n))
+                } else {
+                    ids.iter().any(|&n| test.eval(n))
+                }
+            }
+            Self::Code { src, test } => {
+                let c = match (src, e) {
+                    (CodeSrc::SrcCountry, _) => f.src_geo.country,
+                    (CodeSrc::SrcContinent, _) => f.src_geo.continent,
+                    (CodeSrc::Elem, Elem::Code(c)) => *c,
+                    (CodeSrc::Elem, _) => return false,
+                };
+                match test {
+                    CodeTest::Eq(x) => c == *x,
+                    CodeTest::In(set) => set.contains(&c),
+                }
+            }
             Self::DomainsInList(list) => {
                 matches!(&**list, List::Domain(d) if d.matches_suffix(f.fqdn))
             }
@@ -171,26 +241,12 @@ impl Node {
 
 /// Whether `x` is `fqdn` or one of its parents (an element of `domains(fqdn)`).
 fn is_name_or_parent(fqdn: &str, x: &str) -> bool {
-    !x.is_empty()
-        && fqdn.ends_with(x)
-        && (fqdn.len() == x.len() || fqdn.as_bytes().get(fqdn.len() - x.len() - 1) == Some(&b'.'))
-}
-
-/// Runs `test` on the ASCII-lowercased `s`, on the stack unless `s` is long.
-fn with_lower(s: &str, test: impl FnOnce(&str) -> bool) -> bool {
-    if !s.bytes().any(|b| b.is_ascii_uppercase()) {
-        return test(s);
-    }
-    let mut buf = [0u8; 256];
-    match buf.get_mut(..s.len()) {
-        Some(dst) => {
-            dst.copy_from_slice(s.as_bytes());
-            dst.make_ascii_lowercase();
-            // ASCII lowercasing keeps UTF-8 valid.
-            test(std::str::from_utf8(dst).unwrap_or_default())
-        }
-        None => test(&s.to_ascii_lowercase()),
-    }
+    let (fqdn, x) = (fqdn.as_bytes(), x.as_bytes());
+    let Some(dot) = fqdn.len().checked_sub(x.len() + 1) else {
+        return !x.is_empty() && fqdn == x;
+    };
+    // The label boundary first: it rejects most names without comparing the suffix.
+    fqdn[dot] == b'.' && !x.is_empty() && fqdn[dot + 1..] == *x
 }
 
 fn code(c: &Option<Code>) -> &str {
@@ -212,6 +268,7 @@ impl StrSrc {
             Self::SrcContinent => code(&f.src_geo.continent),
             Self::Elem => match e {
                 Elem::Str(s) => s,
+                Elem::Code(c) => code(c),
                 _ => "",
             },
         }
@@ -219,6 +276,25 @@ impl StrSrc {
 }
 
 impl StrTest {
+    /// Runs the test on the ASCII-lowercased `s`, on the stack unless `s` is long. Kept
+    /// out of line so its buffer does not weigh on every `Node::eval` frame.
+    #[inline(never)]
+    fn eval_lowered(&self, s: &str) -> bool {
+        if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.eval(s);
+        }
+        let mut buf = [0u8; 256];
+        match buf.get_mut(..s.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                dst.make_ascii_lowercase();
+                // ASCII lowercasing keeps UTF-8 valid.
+                self.eval(std::str::from_utf8(dst).unwrap_or_default())
+            }
+            None => self.eval(&s.to_ascii_lowercase()),
+        }
+    }
+
     fn eval(&self, s: &str) -> bool {
         match self {
             Self::Eq(x) => s == &**x,
@@ -249,8 +325,8 @@ fn order(op: CmpOp, o: Ordering) -> bool {
 impl IpTest {
     fn eval(&self, ip: IpAddr) -> bool {
         match self {
-            Self::Eq(x) => ip == *x,
-            Self::In(set) => set.contains(ip),
+            Self::Eq(x) => IpKey::of(ip) == IpKey::of(*x),
+            Self::In(set) => set.contains(IpKey::of(ip)),
             Self::List(l) => matches!(&**l, List::Ip(set) if set.contains(ip)),
         }
     }
@@ -302,15 +378,15 @@ impl ArrSrc {
             Self::GroupsId => quantify(group(|g| &g.id), all, p),
             Self::GroupsEmail => quantify(group(|g| &g.email), all, p),
             Self::Saml(key) => {
-                let values = f.identity.and_then(|i| i.saml_attributes.get(&**key));
+                let values = f.identity.and_then(|i| i.saml_attributes.get(key.as_str()));
                 quantify(values.map_or(&[][..], |v| &v[..]).iter().map(|s| Elem::Str(s)), all, p)
             }
             Self::ResolvedIps => {
                 let ips = post.map_or(&[][..], |p| &p.resolved_ips[..]);
                 quantify(ips.iter().map(|&ip| Elem::Ip(ip)), all, p)
             }
-            Self::DstCountry => quantify(geo.map(|g| Elem::Str(code(&g.country))), all, p),
-            Self::DstContinent => quantify(geo.map(|g| Elem::Str(code(&g.continent))), all, p),
+            Self::DstCountry => quantify(geo.map(|g| Elem::Code(&g.country)), all, p),
+            Self::DstContinent => quantify(geo.map(|g| Elem::Code(&g.continent)), all, p),
             Self::Cname => quantify(strs(|p| &p.cnames), all, p),
             Self::Mx => quantify(strs(|p| &p.mx), all, p),
             Self::Txt => quantify(strs(|p| &p.txt), all, p),
@@ -342,11 +418,12 @@ mod tests {
 
     #[test]
     fn lowering_uses_the_stack_and_handles_long_values() {
-        assert!(with_lower("MiXeD", |s| s == "mixed"));
-        assert!(with_lower("already", |s| s == "already"));
-        let long = "A".repeat(300);
-        assert!(with_lower(&long, |s| s.len() == 300 && s.bytes().all(|b| b == b'a')));
-        assert!(with_lower("ÀB", |s| s == "Àb"));
+        let eq = |x: &str| StrTest::Eq(x.into());
+        assert!(eq("mixed").eval_lowered("MiXeD"));
+        assert!(eq("already").eval_lowered("already"));
+        assert!(!eq("Upper").eval_lowered("Upper"));
+        assert!(eq(&"a".repeat(300)).eval_lowered(&"A".repeat(300)));
+        assert!(eq("Àb").eval_lowered("ÀB"));
     }
 }
 
@@ -371,6 +448,26 @@ mod field_tests {
         (r#"any(dns.domains[*] == "example.com")"#, true, true, true),
         (r#"any(dns.domains[*] == "ample.com")"#, false, false, false),
         (r#"any(dns.domains[*] in {"a.com" "example.com"})"#, true, true, true),
+        (r#"any(dns.domains[*] in {"ads.example.com" "b.c"})"#, true, true, true),
+        (r#"any(dns.domains[*] in {"s.example.com" "xample.com" "www"})"#, false, false, false),
+        (
+            r#"any(dns.domains[*] in {"a1.com" "a2.com" "a3.com" "a4.com" "a5.com" "a6.com" "a7.com" "a8.com" "example.com"})"#,
+            true,
+            true,
+            true,
+        ),
+        (
+            r#"any(dns.domains[*] in {"a1.com" "a2.com" "a3.com" "a4.com" "a5.com" "a6.com" "a7.com" "a8.com" "xample.com"})"#,
+            false,
+            false,
+            false,
+        ),
+        (
+            r#"all(dns.domains[*] in {"com" "example.com" "ads.example.com" "www.ads.example.com"})"#,
+            true,
+            true,
+            true,
+        ),
         (r#"any(dns.domains[*] == "a.com" or dns.domains[*] == "Example.COM")"#, true, true, true),
         (r#"any(dns.domains[*] == "com" and dns.query_rtype == "A")"#, false, false, false),
         (r#"all(dns.domains[*] contains "com")"#, true, true, true),
@@ -392,6 +489,9 @@ mod field_tests {
         ("any(dns.content_category[*] != 1)", true, true, true),
         ("any(dns.security_category[*] == 80)", true, true, true),
         ("any(dns.security_category[*] > 80)", false, false, false),
+        ("all(dns.content_category[*] in {1 7})", true, true, true),
+        ("all(dns.content_category[*] == 1)", false, false, false),
+        ("not any(dns.security_category[*] in {1..79 81..100})", true, true, true),
         // dns.src_ip.
         ("dns.src_ip == 192.168.1.10", true, true, true),
         ("dns.src_ip == ::ffff:192.168.1.10", true, true, true),
@@ -452,6 +552,15 @@ mod field_tests {
         (r#"dns.src.geo.country == "pt""#, true, true, false),
         (r#"dns.src.geo.continent in {"EU" "NA"}"#, true, true, false),
         (r#"dns.src.geo.country == """#, false, false, true),
+        (r#"dns.src.geo.country == "PRT""#, false, false, false),
+        (r#"dns.src.geo.country != "PRT""#, true, true, true),
+        (r#"dns.src.geo.country in {"" "US"}"#, false, false, true),
+        (r#"dns.src.geo.continent matches "^e""#, true, true, false),
+        (r#"lower(dns.src.geo.country) == "PT""#, true, true, false),
+        (r#"any(dns.dst.geo.country[*] matches "^J")"#, true, false, false),
+        (r#"any(lower(dns.dst.geo.country[*]) in {"de"})"#, true, false, false),
+        (r#"any(dns.dst.geo.country[*] != "JP")"#, true, false, false),
+        (r#"all(dns.dst.geo.continent[*] in {"AS" "EU"})"#, true, true, true),
         // Logic.
         (r#"dns.query_rtype == "A" xor dns.query_rtype == "AAAA""#, true, true, true),
         (r#"dns.query_rtype == "AAAA" ^^ dns.fqdn contains "ads""#, false, false, false),
@@ -486,5 +595,14 @@ mod field_tests {
         for f in crate::policy::fields::Field::ALL {
             assert!(CASES.iter().any(|(src, ..)| ok(src).uses(f)), "{} untested", f.name());
         }
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    /// Two nodes per cache line: the tree of a typical policy fits in one or two.
+    #[test]
+    fn nodes_stay_small() {
+        assert!(size_of::<super::Node>() <= 32, "{}", size_of::<super::Node>());
     }
 }

@@ -17,8 +17,8 @@ const SCAN_MAX: usize = 8;
 pub(super) enum StrSet {
     /// A few strings, compared in turn.
     Scan(Box<[Box<str>]>),
-    /// Many strings, hashed.
-    Hash(HashSet<Box<str>>),
+    /// Many strings, hashed (boxed to keep compiled nodes small).
+    Hash(Box<HashSet<Box<str>>>),
 }
 
 impl StrSet {
@@ -29,7 +29,7 @@ impl StrSet {
         if items.len() <= SCAN_MAX {
             Self::Scan(items.into_boxed_slice())
         } else {
-            Self::Hash(items.into_iter().collect())
+            Self::Hash(Box::new(items.into_iter().collect()))
         }
     }
 
@@ -85,11 +85,33 @@ impl IpRanges {
         Self { v4: Ranges::new(v4), v6: Ranges::new(v6) }
     }
 
-    /// `ip` must already be canonical (`IpAddr::to_canonical`).
-    pub(super) fn contains(&self, ip: IpAddr) -> bool {
+    pub(super) fn contains(&self, ip: IpKey) -> bool {
         match ip {
-            IpAddr::V4(a) => self.v4.contains(u32::from(a)),
-            IpAddr::V6(a) => self.v6.contains(u128::from(a)),
+            IpKey::V4(a) => self.v4.contains(a),
+            IpKey::V6(a) => self.v6.contains(a),
+        }
+    }
+}
+
+/// An address as a number, IPv4-mapped IPv6 folded into IPv4 (so `::ffff:192.0.2.1`
+/// is `192.0.2.1`). Computed arithmetically: `IpAddr::to_canonical` rebuilds the address
+/// byte by byte in memory, and reading it back whole stalls store forwarding, which cost
+/// more than the range search itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IpKey {
+    V4(u32),
+    V6(u128),
+}
+
+impl IpKey {
+    #[inline]
+    pub(super) fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => Self::V4(u32::from(a)),
+            IpAddr::V6(a) => {
+                let n = u128::from(a);
+                if n >> 32 == 0xffff { Self::V4(n as u32) } else { Self::V6(n) }
+            }
         }
     }
 }
@@ -151,9 +173,12 @@ mod tests {
             ("2001:db8:ffff::1", true),
             ("2001:db9::", false),
             ("198.51.100.7", true),
+            ("::ffff:10.1.2.3", true),
+            ("::10.1.2.3", false),
         ] {
             let ip: IpAddr = ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            assert_eq!(set.contains(ip), want, "{ip}");
+            assert_eq!(set.contains(IpKey::of(ip)), want, "{ip}");
+            assert_eq!(IpKey::of(ip), IpKey::of(ip.to_canonical()), "{ip}");
         }
     }
 }
