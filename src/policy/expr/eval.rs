@@ -184,7 +184,7 @@ pub(super) enum Elem<'a> {
 }
 
 impl Node {
-    pub(super) fn eval<'a>(&self, f: &QueryFacts<'a>, e: Elem<'a>) -> bool {
+    pub(super) fn eval<'a>(&self, f: &QueryFacts<'a>, e: &Elem<'a>) -> bool {
         match self {
             Self::Const(b) => *b,
             Self::And(v) => v.iter().all(|n| n.eval(f, e)),
@@ -198,34 +198,27 @@ impl Node {
             Self::Ip { src, test } => {
                 let ip = match (src, e) {
                     (IpSrc::SrcIp, _) => f.src_ip,
-                    (IpSrc::Elem, Elem::Ip(ip)) => ip,
+                    (IpSrc::Elem, Elem::Ip(ip)) => *ip,
                     (IpSrc::Elem, _) => return false,
                 };
                 test.eval(ip)
             }
-            Self::Int(test) => matches!(e, Elem::Int(n) if test.eval(n)),
-            Self::Quant { all, arr, body } => arr.scan(f, *all, |e| body.eval(f, e)),
+            Self::Int(test) => matches!(e, Elem::Int(n) if test.eval(*n)),
+            Self::Quant { all, arr, body } => arr.scan(f, *all, |e| body.eval(f, &e)),
             Self::QuantStr { all, arr, test } => {
-                arr.scan(f, *all, |e| test.eval(StrSrc::Elem.get(f, e)))
+                arr.scan(f, *all, |e| test.eval(StrSrc::Elem.get(f, &e)))
             }
             Self::DomainsEq(x) => is_name_or_parent(f.fqdn, x),
-            Self::DomainsIn(set) => match set {
-                StrSet::Scan(items) => items.iter().any(|x| is_name_or_parent(f.fqdn, x)),
-                StrSet::Hash(_) => domains(f.fqdn).any(|d| set.contains(d)),
-            },
+            Self::DomainsIn(set) => domains_in(f.fqdn, set),
             Self::Categories { security, all, test } => {
                 let ids = if *security { f.security_categories } else { f.content_categories };
-                if *all {
-                    ids.iter().all(|&n| test.eval(n))
-                } else {
-                    ids.iter().any(|&n| test.eval(n))
-                }
+                test.quantify(ids, *all)
             }
             Self::Code { src, test } => {
                 let c = match (src, e) {
                     (CodeSrc::SrcCountry, _) => f.src_geo.country,
                     (CodeSrc::SrcContinent, _) => f.src_geo.continent,
-                    (CodeSrc::Elem, Elem::Code(c)) => *c,
+                    (CodeSrc::Elem, Elem::Code(c)) => **c,
                     (CodeSrc::Elem, _) => return false,
                 };
                 match test {
@@ -237,6 +230,15 @@ impl Node {
                 matches!(&**list, List::Domain(d) if d.matches_suffix(f.fqdn))
             }
         }
+    }
+}
+
+/// `any(dns.domains[*] in set)`.
+#[inline(never)]
+fn domains_in(fqdn: &str, set: &StrSet) -> bool {
+    match set {
+        StrSet::Scan(items) => items.iter().any(|x| is_name_or_parent(fqdn, x)),
+        StrSet::Hash(_) => domains(fqdn).any(|d| set.contains(d)),
     }
 }
 
@@ -255,7 +257,7 @@ fn code(c: &Option<Code>) -> &str {
 }
 
 impl StrSrc {
-    fn get<'f>(self, f: &'f QueryFacts<'_>, e: Elem<'f>) -> &'f str {
+    fn get<'f>(self, f: &'f QueryFacts<'_>, e: &Elem<'f>) -> &'f str {
         let id = f.identity;
         match self {
             Self::Fqdn => f.fqdn,
@@ -334,6 +336,12 @@ impl IpTest {
 }
 
 impl IntTest {
+    /// `any` (or `all`) of the test over `ids`.
+    #[inline(never)]
+    fn quantify(&self, ids: &[u32], all: bool) -> bool {
+        if all { ids.iter().all(|&n| self.eval(n)) } else { ids.iter().any(|&n| self.eval(n)) }
+    }
+
     fn eval(&self, n: u32) -> bool {
         match self {
             Self::Cmp(op, x) => order(*op, n.cmp(x)),
@@ -358,6 +366,7 @@ fn quantify<'a>(
 }
 
 impl ArrSrc {
+    #[inline(never)]
     fn scan<'a>(&self, f: &QueryFacts<'a>, all: bool, mut p: impl FnMut(Elem<'a>) -> bool) -> bool {
         let groups = || f.identity.map_or(&[][..], |i| &i.groups[..]).iter();
         let group = |get: fn(&Group) -> &str| groups().map(move |g| Elem::Str(get(g)));

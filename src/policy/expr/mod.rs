@@ -138,8 +138,13 @@ pub fn compile(src: &str, env: &CompileEnv<'_>) -> Result<Expr, Vec<ExprError>> 
 impl Expr {
     /// Evaluates the expression for one query. During the pre phase (`facts.post` is
     /// `None`) post fields are empty arrays.
+    #[inline]
     pub fn eval(&self, facts: &QueryFacts<'_>) -> bool {
-        self.root.eval(facts, Elem::None)
+        // Most policies leave `identity` (or `traffic`) empty: answer those without a call.
+        match self.root {
+            Node::Const(b) => b,
+            ref root => root.eval(facts, &Elem::None),
+        }
     }
 
     /// `Post` if the expression references any post-resolution field.
@@ -168,7 +173,7 @@ impl Expr {
     pub fn trace(&self, facts: &QueryFacts<'_>) -> Vec<ClauseTrace> {
         let clause = |text: &str, node: &Node| ClauseTrace {
             text: text.to_owned(),
-            matched: node.eval(facts, Elem::None),
+            matched: node.eval(facts, &Elem::None),
         };
         match (&self.root, &*self.clauses) {
             (Node::And(kids), texts) if kids.len() == texts.len() => {
@@ -328,6 +333,12 @@ mod tests {
                 matched: true
             }]
         );
+    }
+
+    #[test]
+    fn compiled_expressions_are_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Expr>();
     }
 
     #[test]

@@ -33,6 +33,7 @@ impl StrSet {
         }
     }
 
+    #[inline]
     pub(super) fn contains(&self, s: &str) -> bool {
         match self {
             Self::Scan(items) => items.iter().any(|i| **i == *s),
@@ -58,6 +59,7 @@ impl<T: Ord + Copy> Ranges<T> {
         Self(out.into_boxed_slice())
     }
 
+    #[inline]
     pub(super) fn contains(&self, x: T) -> bool {
         // The first range that does not end before x is the only one that can hold it.
         let i = self.0.partition_point(|r| r.1 < x);
@@ -85,6 +87,7 @@ impl IpRanges {
         Self { v4: Ranges::new(v4), v6: Ranges::new(v6) }
     }
 
+    #[inline]
     pub(super) fn contains(&self, ip: IpKey) -> bool {
         match ip {
             IpKey::V4(a) => self.v4.contains(a),
