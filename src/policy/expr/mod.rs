@@ -31,6 +31,7 @@ mod eval;
 mod lex;
 mod names;
 mod parse;
+mod pred;
 mod sets;
 
 use std::collections::HashMap;
