@@ -24,6 +24,18 @@
 //! - Sets take whitespace- or comma-separated items; `{}` is allowed and matches nothing.
 //! - IPs compare canonically: `::ffff:192.0.2.1` equals `192.0.2.1`.
 //! - Strings order by bytes (`<` on strings is allowed, as in wirefilter); IPs do not order.
+//! - A value the query does not have (no identity, no location, no GeoIP answer) is `""`:
+//!   `identity.email == "x"` is false and `identity.email != "x"` true for an unknown
+//!   client, and `dns.location == ""` means "at no known location". A GeoIP literal that is
+//!   not two letters (`"PRT"`) never matches.
+//! - `any(dns.domains[*] in $list)` — alone, or as a branch of an `or` inside `any()` —
+//!   is one `DomainList::matches_suffix` call, so `@@` exceptions cover the whole name.
+//!   Any other use of a domain list (`dns.fqdn in $l`, `all(...)`, a compound condition)
+//!   tests each value with `matches_exact`.
+//!
+//! Errors carry byte offsets into the expression: the first syntax error alone, or every
+//! name and type error of a well-formed expression. [`crate::diag::line_col`] turns them
+//! into positions within a policy file.
 
 pub mod ast;
 mod compile;
