@@ -92,6 +92,20 @@ impl DomainParser {
 
     /// A `domains` or `hosts` line: `name`, or `address name [name...]`.
     fn name_line(&mut self, number: usize, line: &str, hosts: bool) {
+        // Fast path for the lines that make up nearly every list, `name` and
+        // `0.0.0.0 name`: validation already rejects whitespace and `#`, so a clean line
+        // needs no comment or token scan. Anything else takes the full path below, which
+        // also reports why a line is skipped.
+        let address = line
+            .strip_prefix("0.0.0.0 ")
+            .or_else(|| line.strip_prefix("127.0.0.1 "));
+        let (candidate, hosts_line) = match address {
+            Some(name) => (name, true),
+            None => (line, hosts),
+        };
+        if !candidate.is_empty() && self.insert(candidate, BLOCK, hosts_line).is_ok() {
+            return;
+        }
         let line = line.find('#').map_or(line, |hash| &line[..hash]);
         let mut tokens = line.split_ascii_whitespace();
         let Some(first) = tokens.next() else { return };
