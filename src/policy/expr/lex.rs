@@ -147,6 +147,11 @@ pub(super) fn tokenize(src: &str) -> Vec<Token<'_>> {
             (b']', _) => (Tok::RBracket, 1),
             (b'*', _) => (Tok::Star, 1),
             (b',', _) => (Tok::Comma, 1),
+            (b'r', Some(b'"' | b'#')) => match raw_string(src, start) {
+                Some(Ok((s, end))) => (Tok::Str(s.to_owned()), end - start),
+                Some(Err(e)) => (Tok::Error(e), 0),
+                None => (Tok::Word("r"), 1),
+            },
             (b'"', _) => match string(src, start) {
                 Ok((s, end)) => (Tok::Str(s), end - start),
                 Err(e) => (Tok::Error(e), 0),
@@ -217,6 +222,21 @@ fn string(src: &str, start: usize) -> Result<(String, usize), ExprError> {
     Err(err(start, "unterminated string"))
 }
 
+/// Decodes wirefilter's raw string `r"..."` / `r#"..."#` at `start` (the `r`): no
+/// escapes, ended by `"` and as many `#` as opened it. `None` when `r#` is not followed by
+/// `"` (then `r` is an ordinary word).
+fn raw_string(src: &str, start: usize) -> Option<Result<(&str, usize), ExprError>> {
+    let rest = &src[start + 1..];
+    let hashes = rest.bytes().take_while(|&b| b == b'#').count();
+    let body = rest[hashes..].strip_prefix('"')?;
+    let open = start + 1 + hashes + 1;
+    let close = format!("\"{}", "#".repeat(hashes));
+    Some(match body.find(&close) {
+        Some(i) => Ok((&body[..i], open + i + close.len())),
+        None => Err(err(start, "unterminated string")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +296,23 @@ mod tests {
         assert_eq!(toks(r#""a\"b\\c\d""#), [Tok::Str(r#"a"b\c\d"#.to_owned()), Tok::Eof]);
         assert_eq!(toks(r#""""#), [Tok::Str(String::new()), Tok::Eof]);
         assert_eq!(toks("\"héllo\""), [Tok::Str("héllo".to_owned()), Tok::Eof]);
+    }
+
+    #[test]
+    fn raw_strings_take_backslashes_and_quotes_as_written() {
+        assert_eq!(toks(r#"r"\d+\.com""#), [Tok::Str(r"\d+\.com".to_owned()), Tok::Eof]);
+        assert_eq!(
+            toks(r##"r#"a"b"# x"##),
+            [Tok::Str("a\"b".to_owned()), Tok::Word("x"), Tok::Eof]
+        );
+        assert_eq!(toks("r == 1"), [Tok::Word("r"), Tok::EqEq, Tok::Word("1"), Tok::Eof]);
+        assert_eq!(toks("rr"), [Tok::Word("rr"), Tok::Eof]);
+        let t = tokenize(r##"a ~ r#"abc"##);
+        assert!(
+            matches!(&t[2].tok, Tok::Error(e) if e.offset == 4 && e.message == "unterminated string")
+        );
+        let t = tokenize("r#x");
+        assert_eq!(t[0].tok, Tok::Word("r"));
     }
 
     #[test]

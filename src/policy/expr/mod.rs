@@ -20,7 +20,8 @@
 //! - `contains` lowercases (or uppercases, for code fields) its needle but keeps a
 //!   trailing dot, which is part of a substring.
 //! - In strings `\"` and `\\` are escapes and any other backslash is kept, so regexes
-//!   such as `"\d+\.example\.com"` work as written.
+//!   such as `"\d+\.example\.com"` work as written. wirefilter's raw strings
+//!   (`r"..."`, `r#"..."#`) are accepted too.
 //! - Sets take whitespace- or comma-separated items; `{}` is allowed and matches nothing.
 //! - IPs compare canonically: `::ffff:192.0.2.1` equals `192.0.2.1`.
 //! - Strings order by bytes (`<` on strings is allowed, as in wirefilter); IPs do not order.
