@@ -3,8 +3,27 @@
 //!
 //! Domain lists match by label suffix with hash probes, never by scanning, so a
 //! 1,000,000-entry list costs one probe per label of the query name.
+//!
+//! Files: `name` (what a DNS name is, normalisation), `domain` ([`DomainList`], the arena
+//! set), `parse` (domains / hosts / adblock), `ip` ([`IpSet`]), `values` (e-mail and
+//! string sets, one-value-per-line lists). Parsing never fails (SPEC §7 keeps a bad list
+//! *file* an error, but a bad *line* is skipped and counted, as blocky does): the caller
+//! decides what to do with [`ParseStats`].
 
-use std::net::IpAddr;
+use std::fmt;
+
+mod domain;
+mod ip;
+mod name;
+mod parse;
+#[cfg(test)]
+mod tests;
+mod values;
+
+pub use domain::DomainList;
+pub use ip::IpSet;
+pub use name::NameError;
+pub use values::{EmailSet, StringSet};
 
 /// The value type of a list (`type = ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +54,27 @@ pub enum ListFormat {
 /// What parsing a list found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParseStats {
-    /// Entries added (blocks and exceptions).
+    /// Distinct entries added (blocks and exceptions); repeated lines count once.
     pub entries: usize,
-    /// Lines skipped because a DNS filter cannot use them.
+    /// Lines skipped because a DNS filter cannot use them (on a hosts line, each unusable
+    /// name counts). Comments and blank lines are not counted.
     pub skipped: usize,
-    /// The first few skipped lines: (1-based line number, why).
+    /// The first [`ParseStats::MAX_WARNINGS`] skipped lines: (1-based line number, why).
     pub warnings: Vec<(usize, String)>,
+}
+
+impl ParseStats {
+    /// How many warnings are kept; the rest are only counted.
+    pub const MAX_WARNINGS: usize = 20;
+
+    /// Counts a skipped line, keeping its warning while there is room. The message is
+    /// formatted only then, so a list of a million junk lines allocates 20 strings.
+    pub(crate) fn skip(&mut self, line: usize, why: fmt::Arguments<'_>) {
+        self.skipped += 1;
+        if self.warnings.len() < Self::MAX_WARNINGS {
+            self.warnings.push((line, why.to_string()));
+        }
+    }
 }
 
 /// A loaded list.
@@ -59,14 +93,31 @@ pub enum List {
 impl List {
     /// Parses list text of the given kind and format. Never fails: unusable lines are
     /// skipped and counted.
+    ///
+    /// Domain lists read every format (`plain` as `domains`). IP, e-mail and string lists
+    /// read every format as one value per line: `hosts` and `adblock` rules mean nothing
+    /// for them, so such lines are skipped and counted rather than guessed at.
     pub fn parse(kind: ListKind, format: ListFormat, text: &str) -> (Self, ParseStats) {
-        let _ = (kind, format, text);
-        (Self::String(StringSet::default()), ParseStats::default())
+        match kind {
+            ListKind::Domain => {
+                let (list, stats) = parse::parse_domains(format, text);
+                (Self::Domain(list), stats)
+            }
+            ListKind::Ip | ListKind::Email | ListKind::String => {
+                values::parse_values(kind, format, text)
+            }
+        }
     }
 
-    /// Number of entries.
+    /// Number of entries: what [`ParseStats::entries`] counted (for a domain list, blocked
+    /// names plus exceptions; for an IP list, addresses and networks before merging).
     pub fn len(&self) -> usize {
-        0
+        match self {
+            Self::Domain(list) => list.len() + list.exceptions_len(),
+            Self::Ip(set) => set.len(),
+            Self::Email(set) => set.len(),
+            Self::String(set) => set.len(),
+        }
     }
 
     /// Whether the list has no entries.
@@ -82,55 +133,5 @@ impl List {
             Self::Email(_) => ListKind::Email,
             Self::String(_) => ListKind::String,
         }
-    }
-}
-
-/// A domain list with adblock-style exceptions.
-#[derive(Debug, Default)]
-pub struct DomainList {}
-
-impl DomainList {
-    /// `name` (lowercase, no trailing dot) is listed itself and not excepted.
-    pub fn matches_exact(&self, _name: &str) -> bool {
-        false
-    }
-
-    /// `name` or one of its parents is listed, and neither it nor a parent is excepted.
-    pub fn matches_suffix(&self, _name: &str) -> bool {
-        false
-    }
-}
-
-/// A set of IP addresses and networks.
-#[derive(Debug, Default)]
-pub struct IpSet {}
-
-impl IpSet {
-    /// Whether `ip` is in the set (IPv4-mapped IPv6 addresses match IPv4 entries).
-    pub fn contains(&self, _ip: IpAddr) -> bool {
-        false
-    }
-}
-
-/// A set of e-mail addresses, with their canonical forms for extended matching.
-#[derive(Debug, Default)]
-pub struct EmailSet {}
-
-impl EmailSet {
-    /// Whether `email` (lowercase) is listed; with `variants`, also when its canonical form
-    /// (see [`crate::identity::canonical_email`]) equals a listed address's.
-    pub fn contains(&self, _email: &str, _variants: bool) -> bool {
-        false
-    }
-}
-
-/// A set of strings, compared exactly.
-#[derive(Debug, Default)]
-pub struct StringSet {}
-
-impl StringSet {
-    /// Whether `s` is listed.
-    pub fn contains(&self, _s: &str) -> bool {
-        false
     }
 }
