@@ -249,8 +249,12 @@ async fn explain(
         .map(|&(i, step, phase)| {
             let p = &rt.policies.policies[i];
             let clauses: Vec<_> = if matches!(step, Step::Evaluated(_) | Step::NotApplicable) {
+                let builder = [("include", &p.builder.include), ("require", &p.builder.require), ("exclude", &p.builder.exclude)]
+                    .into_iter()
+                    .flat_map(|(what, exprs)| exprs.iter().map(move |e| (what, e)));
                 [("traffic", &p.traffic), ("identity", &p.identity)]
                     .into_iter()
+                    .chain(builder)
                     .flat_map(|(what, e)| e.trace(&facts).into_iter().map(move |c| json!({"in": what, "text": c.text, "matched": c.matched})))
                     .collect()
             } else {
