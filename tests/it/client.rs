@@ -12,7 +12,7 @@ use tokio::net::{TcpStream, UdpSocket};
 
 /// How to ask.
 #[derive(Clone, Copy)]
-pub struct Opts {
+pub(crate) struct Opts {
     /// Include an OPT record with this payload size.
     pub edns: Option<u16>,
     /// Set the DO bit.
@@ -28,7 +28,7 @@ impl Default for Opts {
 }
 
 /// Encodes a query.
-pub fn build(name: &str, qtype: RecordType, opts: Opts) -> (u16, Vec<u8>) {
+pub(crate) fn build(name: &str, qtype: RecordType, opts: Opts) -> (u16, Vec<u8>) {
     let id: u16 = rand::random();
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
@@ -43,7 +43,7 @@ pub fn build(name: &str, qtype: RecordType, opts: Opts) -> (u16, Vec<u8>) {
 }
 
 /// Sends raw bytes over UDP and waits (bounded) for one datagram back.
-pub async fn udp_raw(server: SocketAddr, wire: &[u8], wait: Duration) -> Option<Vec<u8>> {
+pub(crate) async fn udp_raw(server: SocketAddr, wire: &[u8], wait: Duration) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.connect(server).await.unwrap();
     sock.send(wire).await.unwrap();
@@ -55,7 +55,7 @@ pub async fn udp_raw(server: SocketAddr, wire: &[u8], wait: Duration) -> Option<
 }
 
 /// Sends a query and returns the response (panics after 10 s: a test bound, not a check).
-pub async fn query_with(server: SocketAddr, name: &str, qtype: RecordType, opts: Opts) -> Message {
+pub(crate) async fn query_with(server: SocketAddr, name: &str, qtype: RecordType, opts: Opts) -> Message {
     let (id, wire) = build(name, qtype, opts);
     let bytes = if opts.tcp {
         let io = async {
@@ -78,12 +78,12 @@ pub async fn query_with(server: SocketAddr, name: &str, qtype: RecordType, opts:
 }
 
 /// Sends a query over UDP with EDNS.
-pub async fn query(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
+pub(crate) async fn query(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
     query_with(server, name, qtype, Opts::default()).await
 }
 
 /// The EDE (code, text) of a response, if any.
-pub fn ede(msg: &Message) -> Option<(u16, String)> {
+pub(crate) fn ede(msg: &Message) -> Option<(u16, String)> {
     let edns = msg.edns.as_ref()?;
     edns.options().options.iter().find_map(|(_, o)| match o {
         EdnsOption::Unknown(15, data) if data.len() >= 2 => {
@@ -94,7 +94,7 @@ pub fn ede(msg: &Message) -> Option<(u16, String)> {
 }
 
 /// The A/AAAA addresses of the answer, as strings.
-pub fn ips(msg: &Message) -> Vec<String> {
+pub(crate) fn ips(msg: &Message) -> Vec<String> {
     msg.answers
         .iter()
         .filter_map(|r| match &r.data {
@@ -106,7 +106,7 @@ pub fn ips(msg: &Message) -> Vec<String> {
 }
 
 /// The CNAME targets of the answer.
-pub fn cnames(msg: &Message) -> Vec<String> {
+pub(crate) fn cnames(msg: &Message) -> Vec<String> {
     msg.answers
         .iter()
         .filter_map(|r| match &r.data {

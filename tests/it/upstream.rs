@@ -20,7 +20,7 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use tokio::net::{TcpListener, UdpSocket};
 
 /// The zones every test upstream serves.
-pub const TEST_ZONE: &str = r#"
+pub(crate) const TEST_ZONE: &str = r#"
 $ORIGIN test.
 $TTL 300
 @        3600 IN SOA ns.test. admin.test. 1 3600 600 86400 60
@@ -48,7 +48,7 @@ svc           IN HTTPS 1 . alpn=h2
 "#;
 
 /// Search-engine zones for safe search.
-pub const SEARCH_ZONES: [&str; 4] = [
+pub(crate) const SEARCH_ZONES: [&str; 4] = [
     r#"
 $ORIGIN google.com.
 $TTL 300
@@ -81,7 +81,7 @@ safe  IN A 192.0.2.99
 ];
 
 /// A zone with a TXT set too large for a 1232-byte UDP answer.
-pub fn big_zone() -> String {
+pub(crate) fn big_zone() -> String {
     let mut z = String::from("$ORIGIN big.test.\n$TTL 300\n@ 3600 IN SOA ns.test. admin.test. 1 3600 600 86400 60\n");
     for i in 0..40 {
         z.push_str(&format!("@ IN TXT \"record number {i:03} padding padding padding padding padding\"\n"));
@@ -141,7 +141,7 @@ fn zone(text: &str) -> (LowerName, Arc<dyn ZoneHandler>) {
 }
 
 /// Starts an upstream serving the test zones.
-pub async fn start() -> Upstream {
+pub(crate) async fn start() -> Upstream {
     let mut catalog = Catalog::new();
     let big = big_zone();
     for text in [TEST_ZONE, big.as_str()].into_iter().chain(SEARCH_ZONES) {
