@@ -18,7 +18,7 @@ use crate::identity::Directory;
 use crate::lists::{List, ListFormat, ListKind};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
 use crate::resolve::cache::group_fingerprint;
-use crate::resolve::{Forwarder, UpstreamSpec};
+use crate::resolve::{Forwarder, UpstreamSpec, parse_specs};
 
 /// An upstream group with its cache fingerprint.
 #[derive(Debug)]
@@ -125,12 +125,8 @@ impl Runtime {
             diags.push(mf.diag(&main.upstream.mode.span(), msg));
         }
         let timeout = Duration::from_millis(main.upstream.timeout_ms.max(1));
-        let default_specs: Vec<UpstreamSpec> = main
-            .upstream
-            .servers
-            .iter()
-            .filter_map(|s| s.get_ref().parse().map_err(|e| diags.push(mf.diag(&s.span(), format!("{e}")))).ok())
-            .collect();
+        let default_specs: Vec<UpstreamSpec> =
+            parse_specs(&main.upstream.servers, |s, e| diags.push(mf.diag(&s.span(), e.to_string())));
         if main.upstream.servers.is_empty() {
             diags.push(mf.diag(&main.upstream.mode.span(), "[upstream] servers is empty"));
         }

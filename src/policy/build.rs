@@ -17,7 +17,7 @@ use crate::config::load::{Located, SourceFile};
 use crate::config::{LoadedConfig, PolicyConfig, SelectorConfig};
 use crate::diag::Diagnostic;
 use crate::lists::List;
-use crate::resolve::UpstreamSpec;
+use crate::resolve::{UpstreamSpec, parse_specs};
 
 /// What policy compilation needs from the rest of the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -170,13 +170,7 @@ fn compile_policy(
     let decision = decision(cfg, action, file, env, &name, &mut diags);
     let mut upstreams = 0;
     if action == Action::Resolve {
-        let mut specs = Vec::new();
-        for u in &cfg.upstreams {
-            match u.get_ref().parse::<UpstreamSpec>() {
-                Ok(s) => specs.push(s),
-                Err(e) => diags.push(file.diag(&u.span(), format!("policy `{name}`: {e}"))),
-            }
-        }
+        let specs = parse_specs(&cfg.upstreams, |u, e| diags.push(file.diag(&u.span(), format!("policy `{name}`: {e}"))));
         if cfg.upstreams.is_empty() {
             diags.push(file.diag(&loc.item.span(), format!("policy `{name}`: a resolve policy needs `upstreams`")));
         }

@@ -80,6 +80,34 @@ impl FromStr for UpstreamSpec {
     }
 }
 
+/// Parses a configured list of upstreams. Schemes this release cannot speak yet (tls://,
+/// https://) are skipped with a warning as long as a usable upstream remains, so a
+/// configuration copied from SPEC §2 still loads; anything malformed is an error.
+pub fn parse_specs<'a>(
+    items: impl IntoIterator<Item = &'a toml::Spanned<String>>,
+    mut error: impl FnMut(&toml::Spanned<String>, SpecError),
+) -> Vec<UpstreamSpec> {
+    let mut specs = Vec::new();
+    let mut unsupported = Vec::new();
+    for item in items {
+        match item.get_ref().parse::<UpstreamSpec>() {
+            Ok(s) => specs.push(s),
+            Err(e @ SpecError::Unsupported(..)) => unsupported.push((item, e)),
+            Err(e) => error(item, e),
+        }
+    }
+    if specs.is_empty() {
+        for (item, e) in unsupported {
+            error(item, e);
+        }
+    } else {
+        for (_, e) in unsupported {
+            tracing::warn!("{e}; ignored");
+        }
+    }
+    specs
+}
+
 impl fmt::Display for UpstreamSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = match self.transport {
@@ -144,5 +172,17 @@ mod tests {
         assert_eq!(u.addr.port(), 53);
         assert!(matches!("tls://1.1.1.1:853#x".parse::<UpstreamSpec>(), Err(SpecError::Unsupported(..))));
         assert!(matches!("dns.google".parse::<UpstreamSpec>(), Err(SpecError::Invalid(..))));
+    }
+
+    #[test]
+    fn unsupported_upstreams_are_skipped_only_when_another_remains() {
+        let sp = |v: &[&str]| v.iter().map(|s| toml::Spanned::new(0..0, s.to_string())).collect::<Vec<_>>();
+        let mut errors = 0;
+        let specs = parse_specs(&sp(&["udp://127.0.0.1:53", "tls://1.1.1.1:853#x"]), |_, _| errors += 1);
+        assert_eq!((specs.len(), errors), (1, 0));
+        let specs = parse_specs(&sp(&["tls://1.1.1.1:853#x", "https://dns.example/dns-query"]), |_, _| errors += 1);
+        assert_eq!((specs.len(), errors), (0, 2));
+        let specs = parse_specs(&sp(&["udp://127.0.0.1:53", "bogus://x"]), |_, _| errors += 1);
+        assert_eq!((specs.len(), errors), (1, 3));
     }
 }
