@@ -59,6 +59,15 @@ fn build(c: &mut Criterion) {
     let domains: String = names.iter().map(|n| format!("{n}\n")).collect();
     let hosts: String = names.iter().map(|n| format!("0.0.0.0 {n}\n")).collect();
     let adblock: String = names.iter().map(|n| format!("||{n}^\n")).collect();
+    // Memory is not something criterion measures; report the built list's heap once.
+    let list = domain_list(ListFormat::Domains, &domains);
+    let avg = names.iter().map(String::len).sum::<usize>() as f64 / names.len() as f64;
+    eprintln!(
+        "lists: {} names (avg {avg:.1} bytes) hold {:.1} MiB of heap",
+        list.len(),
+        list.heap_bytes() as f64 / f64::from(1 << 20)
+    );
+    drop(list);
     let mut group = c.benchmark_group("lists/build_1m");
     group
         .sample_size(10)
