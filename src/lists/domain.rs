@@ -241,6 +241,8 @@ impl DomainList {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy;
+
     use super::*;
 
     fn list(blocks: &[&str], exceptions: &[&str]) -> DomainList {
@@ -311,6 +313,37 @@ mod tests {
         let mut list = DomainList::new();
         assert_eq!(list.insert_block("1.2.3.4"), Err(NameError::IpAddress));
         assert!(list.is_empty());
+    }
+
+    /// Names over a tiny alphabet, so blocks, exceptions and queries nest and collide.
+    fn small_name() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::collection::vec("[ab]", 1..4).prop_map(|labels| labels.join("."))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matching_agrees_with_a_naive_model(
+            blocks in proptest::collection::vec(small_name(), 0..8),
+            exceptions in proptest::collection::vec(small_name(), 0..3),
+            queries in proptest::collection::vec(small_name(), 1..16),
+        ) {
+            let mut list = DomainList::new();
+            for name in &blocks {
+                list.insert_block(name).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            }
+            for name in &exceptions {
+                list.insert_exception(name).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            }
+            for query in &queries {
+                let parents: Vec<&[u8]> = suffixes(query.as_bytes()).collect();
+                let listed = |set: &[String], name: &[u8]| set.iter().any(|s| s.as_bytes() == name);
+                let excepted = parents.iter().any(|p| listed(&exceptions, p));
+                let exact = listed(&blocks, query.as_bytes()) && !excepted;
+                let suffix = parents.iter().any(|p| listed(&blocks, p)) && !excepted;
+                proptest::prop_assert_eq!(list.matches_exact(query), exact, "exact {}", query);
+                proptest::prop_assert_eq!(list.matches_suffix(query), suffix, "suffix {}", query);
+            }
+        }
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn check_label(label: &[u8]) -> Result<(), NameError> {
     }
 }
 
-/// Names that hosts files map for the machine itself; Pi-hole and Blocky skip them so a
+/// Names that hosts files map for the machine itself; Pi-hole skips them so a
 /// hosts file used as a block list cannot block `localhost`.
 pub(crate) fn is_local_host(name: &str) -> bool {
     matches!(

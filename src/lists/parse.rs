@@ -12,7 +12,7 @@
 //! - `domains`: one name per line, `#` and `!` comments, inline `# comment`. A line that
 //!   is really a hosts line (`0.0.0.0 name`) is read as one; several bare names are not.
 //! - `hosts`: the address column is dropped and every name after it is an entry, except
-//!   `localhost`, `local`, `broadcasthost`, `ip6-*` and the like (Pi-hole, Blocky). A line
+//!   `localhost`, `local`, `broadcasthost`, `ip6-*` and the like, as Pi-hole does. A line
 //!   holding a bare name is accepted as a name.
 //! - `adblock`: see [`DomainParser::adblock_line`].
 
@@ -20,9 +20,16 @@ use super::domain::{BLOCK, DomainList, EXCEPT};
 use super::name::{NameError, is_local_host, normalize};
 use super::{ListFormat, ParseStats};
 
-/// Adblock modifiers that do not narrow a rule below "this host": with them a rule still
-/// means "block the name", which is what AdGuard Home and Blocky do with them at DNS level.
-/// `$important` is accepted but does not make a block beat an exception here.
+/// Adblock modifiers that do not narrow a rule below "this host", so the rule still means
+/// "block (or except) the name".
+///
+/// The party modifiers are a deliberate choice: DNS cannot tell a first-party visit from
+/// a third-party load, and lists such as NoCoin mark nearly every host `$third-party`
+/// while meaning "block this host", so we block the name (a direct visit to it is blocked
+/// too). AdGuard Home's engine is stricter and drops such rules; we do not, or NoCoin would
+/// load almost empty. `$important` is accepted but gives a block no priority over an
+/// exception here. Everything else narrows the rule (`$script`, `$domain=`, `$dnstype=`,
+/// `$client=`...) or rewrites other rules (`$badfilter`), and the line is skipped.
 const DNS_MODIFIERS: &[&str] = &[
     "third-party",
     "3p",
@@ -142,8 +149,18 @@ impl DomainParser {
     /// narrow them to content types, pages or clients (`$script`, `$websocket`,
     /// `$domain=`, `$csp`, `$badfilter`...): blocking or excepting the whole name for
     /// those would over-block (or over-allow), so such rules are ignored, as AdGuard
-    /// Home does. Not counted: blank lines, `!` and `#` comments, `[Adblock Plus 2.0]`.
+    /// Home ignores them. Not counted: blank lines, `!` and `#` comments, `[Adblock ...]`.
     fn adblock_line(&mut self, number: usize, line: &str) {
+        // Fast path for the rule DNS lists are made of, `||name^` (optionally
+        // `$third-party`): if what lies between is a valid name, the line holds no
+        // cosmetic marker, path or other modifier, since validation rejects all of them.
+        let plain = line.strip_suffix("$third-party").unwrap_or(line);
+        let host = plain
+            .strip_prefix("||")
+            .and_then(|rest| rest.strip_suffix('^'));
+        if host.is_some_and(|host| self.insert(host, BLOCK, false).is_ok()) {
+            return;
+        }
         let line = line.trim();
         if line.is_empty()
             || line.starts_with('!')
