@@ -1,10 +1,12 @@
-//! Answer synthesis (SPEC §4.5): block, override and safe-search answers, each with its
-//! Extended DNS Error (RFC 8914), built for exactly the question asked.
+//! Answer synthesis (SPEC §4.5): block, override and safe-search answers, built for exactly
+//! the question asked. The Extended DNS Error (RFC 8914) each carries comes from one place,
+//! [`crate::policy::Decision::ede`]; negative answers carry an SOA whose TTL is `[block] ttl`
+//! so clients cache them for that long (RFC 2308).
 
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::policy::BlockMode;
@@ -81,26 +83,44 @@ fn address_records(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) -> 
 
 const NULL_IPS: [IpAddr; 2] = [IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)];
 
+/// The SOA of a synthesized negative answer: its TTL and MINIMUM are `ttl`, so a client
+/// caches the NXDOMAIN or NODATA exactly as long as a positive block answer.
+pub fn negative_soa(name: &Name, ttl: u32) -> Record {
+    let mname = Name::from_ascii("dnsgate.invalid.").unwrap_or_else(|_| Name::root());
+    let rname = Name::from_ascii("hostmaster.dnsgate.invalid.").unwrap_or_else(|_| Name::root());
+    Record::from_rdata(name.clone(), ttl, RData::SOA(SOA::new(mname, rname, 1, 1800, 900, 604_800, ttl)))
+}
+
+/// A synthesized answer from address records; NODATA (with an SOA) when none fit the type.
+fn addresses(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) -> Reply {
+    let answers = address_records(name, qtype, ips, ttl);
+    let authorities = if answers.is_empty() { vec![negative_soa(name, ttl)] } else { Vec::new() };
+    Reply { answers, authorities, ..Reply::default() }
+}
+
 /// A block answer for `name`/`qtype`: null (0.0.0.0 / ::, NODATA for other types),
-/// NXDOMAIN, REFUSED, or the block-page addresses. Always EDE 15 with the reason.
-pub fn block(name: &Name, qtype: RecordType, mode: BlockMode, block_ips: &[IpAddr], ttl: u32, reason: Option<&str>) -> Reply {
-    let reply = match mode {
-        BlockMode::NxDomain => Reply::rcode(ResponseCode::NXDomain),
+/// NXDOMAIN, REFUSED, or the block-page addresses.
+pub fn block(name: &Name, qtype: RecordType, mode: BlockMode, block_ips: &[IpAddr], ttl: u32) -> Reply {
+    match mode {
+        BlockMode::NxDomain => Reply {
+            rcode: ResponseCode::NXDomain,
+            authorities: vec![negative_soa(name, ttl)],
+            ..Reply::default()
+        },
         BlockMode::Refused => Reply::rcode(ResponseCode::Refused),
-        BlockMode::Null => Reply { answers: address_records(name, qtype, &NULL_IPS, ttl), ..Reply::default() },
-        BlockMode::Ips => Reply { answers: address_records(name, qtype, block_ips, ttl), ..Reply::default() },
-    };
-    reply.with_ede(EDE_BLOCKED, reason.unwrap_or(""))
+        BlockMode::Null => addresses(name, qtype, &NULL_IPS, ttl),
+        BlockMode::Ips => addresses(name, qtype, block_ips, ttl),
+    }
 }
 
 /// An override by addresses: A/AAAA from `ips`, NODATA for a family (or type) not given.
 pub fn override_ips(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) -> Reply {
-    Reply { answers: address_records(name, qtype, ips, ttl), ..Reply::default() }.with_ede(EDE_FORGED, "")
+    addresses(name, qtype, ips, ttl)
 }
 
 /// A CNAME from `name` to `target`, followed by the target's own answer when it was
 /// resolved (for a CNAME question, only the CNAME). Used by override_host and safe search.
-pub fn cname(name: &Name, target: &Name, ttl: u32, resolved: Option<&Resolved>, ede: u16) -> Reply {
+pub fn cname(name: &Name, target: &Name, ttl: u32, resolved: Option<&Resolved>) -> Reply {
     let mut reply = Reply {
         answers: vec![Record::from_rdata(name.clone(), ttl, RData::CNAME(CNAME(target.clone())))],
         ..Reply::default()
@@ -111,7 +131,7 @@ pub fn cname(name: &Name, target: &Name, ttl: u32, resolved: Option<&Resolved>, 
         reply.answers.extend(target_reply.answers);
         reply.authorities = target_reply.authorities;
     }
-    reply.with_ede(ede, "")
+    reply
 }
 
 /// The safe-search host for a search-engine name (SPEC §4.5), or `None` for other names.
@@ -173,20 +193,24 @@ mod tests {
     #[test]
     fn null_block_answers_the_question_asked() {
         let n = Name::from_ascii("ads.example.").unwrap();
-        let a = block(&n, RecordType::A, BlockMode::Null, &[], 60, Some("ads"));
+        let a = block(&n, RecordType::A, BlockMode::Null, &[], 60);
         assert_eq!(a.answers.len(), 1);
         assert_eq!(a.answers[0].data, RData::A(A::new(0, 0, 0, 0)));
-        assert_eq!(a.ede, Some((EDE_BLOCKED, "ads".into())));
-        let aaaa = block(&n, RecordType::AAAA, BlockMode::Null, &[], 60, None);
+        assert!(a.authorities.is_empty());
+        let aaaa = block(&n, RecordType::AAAA, BlockMode::Null, &[], 60);
         assert_eq!(aaaa.answers[0].data, RData::AAAA(AAAA(std::net::Ipv6Addr::UNSPECIFIED)));
-        let mx = block(&n, RecordType::MX, BlockMode::Null, &[], 60, None);
+        let mx = block(&n, RecordType::MX, BlockMode::Null, &[], 60);
         assert!(mx.answers.is_empty());
         assert_eq!(mx.rcode, ResponseCode::NoError);
-        let any = block(&n, RecordType::ANY, BlockMode::Null, &[], 60, None);
+        assert!(matches!(&mx.authorities[0].data, RData::SOA(soa) if soa.minimum == 60));
+        let any = block(&n, RecordType::ANY, BlockMode::Null, &[], 60);
         assert_eq!(any.answers.len(), 2);
         let ips: Vec<IpAddr> = vec!["192.0.2.9".parse().unwrap()];
-        let page = block(&n, RecordType::AAAA, BlockMode::Ips, &ips, 60, None);
+        let page = block(&n, RecordType::AAAA, BlockMode::Ips, &ips, 60);
         assert!(page.answers.is_empty(), "no v6 block page: NODATA");
-        assert_eq!(block(&n, RecordType::A, BlockMode::NxDomain, &[], 60, None).rcode, ResponseCode::NXDomain);
+        let nx = block(&n, RecordType::A, BlockMode::NxDomain, &[], 45);
+        assert_eq!(nx.rcode, ResponseCode::NXDomain);
+        assert_eq!(nx.authorities[0].ttl, 45);
+        assert!(block(&n, RecordType::A, BlockMode::Refused, &[], 60).authorities.is_empty());
     }
 }

@@ -95,6 +95,10 @@ fn check(config: &Path) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Path) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGHUP (say, `systemctl reload` right after start) must
+    // never hit the default action, which would end the process.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let rt = load_or_report(config)?;
     info!(summary = %rt.summary(), config = %config.display(), "configuration loaded");
     let metrics_addr = rt.settings.metrics;
@@ -107,8 +111,6 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     let mut running = crate::server::start(config, rt).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shared = running.shared.clone();
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -171,7 +173,8 @@ async fn explain(
     as_json: bool,
 ) -> anyhow::Result<()> {
     let rt = load_or_report(config)?;
-    let qname = Name::from_utf8(name).with_context(|| format!("`{name}` is not a DNS name"))?;
+    let mut qname = Name::from_utf8(name).with_context(|| format!("`{name}` is not a DNS name"))?;
+    qname.set_fqdn(true);
     let qtype: RecordType = qtype.to_ascii_uppercase().parse().map_err(|_| anyhow::anyhow!("unknown record type `{qtype}`"))?;
     let client = canonical_ip(client);
     let fqdn = fqdn_of(&qname);
@@ -214,7 +217,7 @@ async fn explain(
                         ..Default::default()
                     })
                 } else {
-                    let q = Question { name: qname.clone(), qtype, qclass: DNSClass::IN, dnssec_ok: false };
+                    let q = Question { name: qname.clone(), qtype, qclass: DNSClass::IN, dnssec_ok: false, checking_disabled: false };
                     let cache = Cache::new(0, false);
                     let g = &rt.upstreams[upstreams];
                     match cache.resolve(&g.forwarder, g.fingerprint, &q).await {

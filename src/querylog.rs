@@ -29,10 +29,8 @@ pub struct Entry {
     pub user: Option<String>,
     /// Query name (normalised).
     pub name: String,
-    /// Query type.
-    pub qtype: RecordType,
-    /// The class was not IN.
-    pub qclass: bool,
+    /// Query type (none for a message without a question).
+    pub qtype: Option<RecordType>,
     /// Action taken.
     pub action: &'static str,
     /// Deciding policy.
@@ -55,7 +53,7 @@ struct Line<'a> {
     user: Option<&'a str>,
     name: &'a str,
     #[serde(rename = "type")]
-    qtype: String,
+    qtype: Option<String>,
     action: &'a str,
     policy: Option<&'a str>,
     phase: Option<&'static str>,
@@ -73,7 +71,7 @@ impl Entry {
             device: self.device.as_deref(),
             user: self.user.as_deref(),
             name: &self.name,
-            qtype: self.qtype.to_string(),
+            qtype: self.qtype.map(|t| t.to_string()),
             action: self.action,
             policy: self.policy.as_deref(),
             phase: self.phase.map(|p| match p {

@@ -141,6 +141,7 @@ impl Runtime {
             .iter()
             .filter_map(|s| s.get_ref().parse().map_err(|_| diags.push(mf.diag(&s.span(), format!("`{}` is not an IP address", s.get_ref())))).ok())
             .collect();
+
         if default_block_mode == BlockMode::Ips && main.block.ips.is_empty() {
             diags.push(mf.diag(&main.block.mode.span(), "block mode \"ips\" needs [block] ips"));
         }
@@ -167,6 +168,7 @@ impl Runtime {
             has_geoip: main.geoip.is_some(),
             match_extended_emails: main.identity.match_extended_emails,
             default_block_mode,
+            has_block_ips: !main.block.ips.is_empty(),
         };
         let built = policy::build(cfg, &env);
         let (policies, groups) = match built {

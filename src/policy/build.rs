@@ -30,6 +30,8 @@ pub struct BuildEnv<'a> {
     pub match_extended_emails: bool,
     /// `[block] mode`.
     pub default_block_mode: BlockMode,
+    /// Whether `[block] ips` names any address.
+    pub has_block_ips: bool,
 }
 
 /// The compiled policies plus the upstream groups `resolve` policies asked for (group `i`
@@ -232,6 +234,10 @@ fn decision(
                     BlockMode::Null
                 }),
             };
+            // The default mode is checked with `[block]` itself.
+            if let Some(m) = cfg.block_mode.as_ref().filter(|_| mode == BlockMode::Ips && !env.has_block_ips) {
+                diags.push(file.diag(&m.span(), format!("policy `{name}`: block mode \"ips\" needs [block] ips")));
+            }
             Some(Decision::Block { mode, reason: cfg.block_reason.as_deref().map(Arc::from) })
         }
         Action::Override => {

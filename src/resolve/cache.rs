@@ -4,14 +4,15 @@
 //!
 //! Time is `tokio::time::Instant`, so tests pause the clock instead of sleeping.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::time::Instant;
 
-use super::{Error, Forwarder, Question};
+use super::{Error, Forwarder, Question, Response};
 use crate::metrics;
 
 /// Longest TTL we keep an answer for, whatever the upstream says.
@@ -38,13 +39,18 @@ pub struct CachedMessage {
     pub stored: Instant,
     /// How long it is fresh, in seconds (0: not cacheable).
     pub ttl: u32,
+    /// Cache weight: one unit per started KiB on the wire, so `[cache] size` bounds memory
+    /// even when an attacker's zone serves 64 KiB answers.
+    pub weight: u32,
 }
 
 impl CachedMessage {
     /// Takes an upstream response apart and works out how long it may be cached.
-    pub fn from_message(msg: Message, now: Instant) -> Self {
-        let ttl = cache_ttl(&msg);
+    pub fn from_response(r: Response, qtype: RecordType, now: Instant) -> Self {
+        let msg = r.msg;
+        let ttl = cache_ttl(&msg, qtype);
         Self {
+            weight: 1 + (r.wire_len / 1024) as u32,
             rcode: msg.metadata.response_code,
             authentic_data: msg.metadata.authentic_data,
             answers: msg.answers,
@@ -56,22 +62,30 @@ impl CachedMessage {
     }
 }
 
-/// RFC 2308 §5 and RFC 1035: positive answers live as long as their shortest TTL;
-/// NXDOMAIN and NODATA as long as min(SOA TTL, SOA MINIMUM); nothing else is cached.
-fn cache_ttl(msg: &Message) -> u32 {
+/// RFC 2308 §5 and RFC 1035: an answer lives as long as its shortest TTL; a negative
+/// answer (NXDOMAIN, or NODATA — also at the end of a CNAME chain) no longer than
+/// min(SOA TTL, SOA MINIMUM), and not at all without an SOA; nothing else is cached.
+fn cache_ttl(msg: &Message, qtype: RecordType) -> u32 {
     let rcode = msg.metadata.response_code;
-    let ttl = if rcode == ResponseCode::NoError && !msg.answers.is_empty() {
-        msg.answers.iter().map(|r| r.ttl).min().unwrap_or(0)
-    } else if rcode == ResponseCode::NXDomain || rcode == ResponseCode::NoError {
-        msg.authorities
-            .iter()
-            .find_map(|r| match &r.data {
-                RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
-                _ => None,
-            })
-            .unwrap_or(0)
+    if rcode != ResponseCode::NoError && rcode != ResponseCode::NXDomain {
+        return 0;
+    }
+    let answer_ttl = msg.answers.iter().map(|r| r.ttl).min();
+    let has_data = matches!(qtype, RecordType::ANY | RecordType::CNAME)
+        && !msg.answers.is_empty()
+        || msg.answers.iter().any(|r| r.record_type() == qtype);
+    let ttl = if rcode == ResponseCode::NoError && has_data {
+        answer_ttl.unwrap_or(0)
     } else {
-        0
+        let negative = msg.authorities.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+            _ => None,
+        });
+        match (negative, answer_ttl) {
+            (Some(n), Some(a)) => n.min(a),
+            (Some(n), None) => n,
+            (None, _) => 0,
+        }
     };
     ttl.min(MAX_TTL)
 }
@@ -104,10 +118,23 @@ struct Key {
     group: u64,
 }
 
+type Flight = Arc<tokio::sync::OnceCell<Result<Arc<CachedMessage>, Error>>>;
+
+#[derive(Clone)]
+struct Weigher;
+
+impl quick_cache::Weighter<Key, Arc<CachedMessage>> for Weigher {
+    fn weight(&self, _: &Key, v: &Arc<CachedMessage>) -> u64 {
+        u64::from(v.weight)
+    }
+}
+
 /// The message cache shared by every upstream group.
 pub struct Cache {
-    inner: Option<quick_cache::sync::Cache<Key, Arc<CachedMessage>>>,
+    inner: Option<quick_cache::sync::Cache<Key, Arc<CachedMessage>, Weigher>>,
     serve_stale: bool,
+    /// Questions being resolved now: concurrent askers share one upstream exchange.
+    in_flight: Mutex<HashMap<Key, Flight>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -125,20 +152,45 @@ pub fn group_fingerprint(forwarder: &Forwarder) -> u64 {
 }
 
 impl Cache {
-    /// A cache of at most `size` messages (0 disables caching).
+    /// A cache of at most `size` weight units — about one per small message (0 disables
+    /// caching).
     pub fn new(size: usize, serve_stale: bool) -> Self {
-        Self { inner: (size > 0).then(|| quick_cache::sync::Cache::new(size)), serve_stale }
+        Self {
+            inner: (size > 0).then(|| quick_cache::sync::Cache::with_weighter(size, size as u64, Weigher)),
+            serve_stale,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One upstream exchange per key at a time: the first asker queries, the others wait
+    /// for its result (a burst of identical misses costs one upstream query).
+    async fn fetch(&self, forwarder: &Forwarder, key: &Key) -> Result<Arc<CachedMessage>, Error> {
+        let flight: Flight = {
+            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        let result = flight
+            .get_or_init(|| async {
+                let r = forwarder.query(&key.q).await?;
+                Ok(Arc::new(CachedMessage::from_response(r, key.q.qtype, Instant::now())))
+            })
+            .await
+            .clone();
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            map.remove(key);
+        }
+        result
     }
 
     /// Resolves `q` through `forwarder`, from the cache when fresh; on upstream failure,
     /// from an expired entry when serve-stale allows it.
     pub async fn resolve(&self, forwarder: &Forwarder, group: u64, q: &Question) -> Result<Resolved, Error> {
+        let key = Key { q: q.clone(), group };
         let Some(cache) = &self.inner else {
-            let msg = forwarder.query(q).await?;
-            let msg = Arc::new(CachedMessage::from_message(msg, Instant::now()));
+            let msg = self.fetch(forwarder, &key).await?;
             return Ok(Resolved { msg, age: 0, stale: false, cached: false });
         };
-        let key = Key { q: q.clone(), group };
         let existing = cache.get(&key);
         if let Some(entry) = &existing {
             let age = Instant::now().saturating_duration_since(entry.stored).as_secs();
@@ -153,9 +205,8 @@ impl Cache {
             (self.serve_stale && age < u64::from(entry.ttl) + u64::from(STALE_MAX))
                 .then(|| Resolved { msg: entry.clone(), age: age as u32, stale: true, cached: true })
         };
-        match forwarder.query(q).await {
+        match self.fetch(forwarder, &key).await {
             Ok(msg) => {
-                let msg = Arc::new(CachedMessage::from_message(msg, Instant::now()));
                 if msg.ttl > 0 {
                     cache.insert(key, msg.clone());
                 } else if msg.rcode == ResponseCode::ServFail {
@@ -194,11 +245,21 @@ mod tests {
     #[test]
     fn ttls_follow_rfc_2308() {
         let a = |ttl| Record::from_rdata(Name::from_ascii("a.test.").unwrap(), ttl, RData::A(A::new(192, 0, 2, 1)));
-        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![a(300), a(60)], vec![])), 60);
-        assert_eq!(cache_ttl(&msg(ResponseCode::NXDomain, vec![], vec![soa(3600, 120)])), 120);
-        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![], vec![soa(30, 120)])), 30);
-        assert_eq!(cache_ttl(&msg(ResponseCode::NXDomain, vec![], vec![])), 0);
-        assert_eq!(cache_ttl(&msg(ResponseCode::ServFail, vec![a(300)], vec![])), 0);
-        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![a(10 * MAX_TTL)], vec![])), MAX_TTL);
+        let cname = |ttl| {
+            let n = Name::from_ascii("b.test.").unwrap();
+            Record::from_rdata(n.clone(), ttl, RData::CNAME(hickory_proto::rr::rdata::CNAME(n)))
+        };
+        let ttl = |m: &Message| cache_ttl(m, RecordType::A);
+        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![a(300), a(60)], vec![])), 60);
+        assert_eq!(ttl(&msg(ResponseCode::NXDomain, vec![], vec![soa(3600, 120)])), 120);
+        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![], vec![soa(30, 120)])), 30);
+        assert_eq!(ttl(&msg(ResponseCode::NXDomain, vec![], vec![])), 0);
+        assert_eq!(ttl(&msg(ResponseCode::ServFail, vec![a(300)], vec![])), 0);
+        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![a(10 * MAX_TTL)], vec![])), MAX_TTL);
+        // A CNAME chain ending in NODATA or NXDOMAIN: the SOA bounds it, and so does the CNAME.
+        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![cname(300)], vec![soa(3600, 60)])), 60);
+        assert_eq!(ttl(&msg(ResponseCode::NXDomain, vec![cname(20)], vec![soa(3600, 60)])), 20);
+        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![cname(300)], vec![])), 0);
+        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![cname(300)], vec![]), RecordType::CNAME), 300);
     }
 }

@@ -8,14 +8,15 @@
 //! against id and question, a deadline for the whole attempt across servers.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::{Error, Question, Transport, UpstreamSpec};
 use crate::metrics;
@@ -23,20 +24,86 @@ use crate::metrics;
 /// The EDNS payload size we advertise upstream and downstream (DNS flag day 2020).
 pub const EDNS_PAYLOAD: u16 = 1232;
 
+/// Upstream exchanges in flight at once, per forwarder. Beyond this, queries wait (within
+/// their timeout): a flood of unique names must not turn into unbounded sockets and
+/// buffers.
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// Largest UDP response accepted; we advertise [`EDNS_PAYLOAD`], so anything bigger is
+/// a broken upstream.
+const UDP_BUFFER: usize = 4096;
+
+/// What we remember about one upstream: failures in a row and until when to prefer the
+/// others (milliseconds since the forwarder was made).
+#[derive(Debug, Default)]
+struct Health {
+    failures: AtomicU32,
+    avoid_until_ms: AtomicU64,
+}
+
 /// A group of upstream servers used in turn.
 #[derive(Debug)]
 pub struct Forwarder {
     servers: Vec<UpstreamSpec>,
     labels: Vec<String>,
+    health: Vec<Health>,
     timeout: Duration,
     next: AtomicUsize,
+    epoch: Instant,
+    in_flight: Semaphore,
+}
+
+/// An upstream response and its size on the wire.
+#[derive(Debug)]
+pub struct Response {
+    /// The message.
+    pub msg: Message,
+    /// Its encoded size, for weighing it in the cache.
+    pub wire_len: usize,
 }
 
 impl Forwarder {
     /// A forwarder over `servers` that gives up after `timeout` in all.
     pub fn new(servers: Vec<UpstreamSpec>, timeout: Duration) -> Self {
         let labels = servers.iter().map(ToString::to_string).collect();
-        Self { servers, labels, timeout, next: AtomicUsize::new(0) }
+        let health = servers.iter().map(|_| Health::default()).collect();
+        Self {
+            servers,
+            labels,
+            health,
+            timeout,
+            next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The order to try servers in: round robin over the healthy ones, then the ones that
+    /// failed recently (so a dead upstream does not cost every other query a timeout).
+    fn order(&self) -> Vec<usize> {
+        let n = self.servers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+        order.sort_by_key(|&i| self.health[i].avoid_until_ms.load(Ordering::Relaxed) > now);
+        order
+    }
+
+    fn record(&self, idx: usize, ok: bool) {
+        let h = &self.health[idx];
+        if ok {
+            h.failures.store(0, Ordering::Relaxed);
+            h.avoid_until_ms.store(0, Ordering::Relaxed);
+        } else {
+            // Back off 1 s, 2 s, 4 s ... up to 30 s; after that the server is tried again
+            // first, so a recovered upstream comes back by itself.
+            let f = h.failures.fetch_add(1, Ordering::Relaxed).min(5);
+            let backoff = (1000u64 << f).min(30_000);
+            h.avoid_until_ms.store(self.now_ms() + backoff, Ordering::Relaxed);
+        }
     }
 
     /// The servers, as configured.
@@ -44,30 +111,33 @@ impl Forwarder {
         &self.servers
     }
 
-    /// Sends the question to the servers in turn (starting with the next in rotation)
+    /// Sends the question to the servers in turn (healthy ones first, round robin)
     /// until one answers; the whole attempt is bounded by the timeout.
-    pub async fn query(&self, q: &Question) -> Result<Message, Error> {
+    pub async fn query(&self, q: &Question) -> Result<Response, Error> {
         if self.servers.is_empty() {
             return Err(Error::Network("no upstream servers configured".into()));
         }
         let deadline = Instant::now() + self.timeout;
-        let n = self.servers.len();
+        let Ok(Ok(_permit)) = timeout_at(deadline, self.in_flight.acquire()).await else {
+            return Err(Error::Timeout);
+        };
+        let order = self.order();
         // With one server, still try twice: a lost UDP datagram should not cost the query.
-        let attempts = n.max(2);
+        let attempts = order.len().max(2);
         let slice = self.timeout / attempts as u32;
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut saw_timeout = false;
         let mut last_network = None;
         for i in 0..attempts {
-            let idx = (start + i) % n;
+            let idx = order[i % order.len()];
             let server = &self.servers[idx];
             let attempt_deadline = if i + 1 == attempts { deadline } else { (Instant::now() + slice).min(deadline) };
             let result = match server.transport {
-                Transport::Udp => self.exchange_udp(server.addr, q, attempt_deadline).await,
+                Transport::Udp => exchange_udp(server.addr, q, attempt_deadline).await,
                 Transport::Tcp => exchange_tcp(server.addr, q, attempt_deadline).await,
             };
+            self.record(idx, result.is_ok());
             match result {
-                Ok(m) => return Ok(m),
+                Ok(r) => return Ok(r),
                 Err(e) => {
                     ::metrics::counter!(metrics::UPSTREAM_ERRORS_TOTAL, "upstream" => self.labels[idx].clone()).increment(1);
                     debug!(error = %e, upstream = %self.labels[idx], "upstream attempt failed");
@@ -82,48 +152,46 @@ impl Forwarder {
             }
         }
         // A timeout anywhere makes the failure a timeout (EDE 22); only when every attempt
-        // failed at the network level is it a network error (EDE 23).
+        // failed at the network level is it a network error (EDE 23). Logged at debug:
+        // per-query detail, counted in dnsgate_upstream_errors_total.
         match last_network {
-            Some(e) if !saw_timeout => {
-                warn!(error = %e, "all upstreams failed");
-                Err(e)
-            }
+            Some(e) if !saw_timeout => Err(e),
             _ => Err(Error::Timeout),
-        }
-    }
-
-    async fn exchange_udp(&self, addr: SocketAddr, q: &Question, deadline: Instant) -> Result<Message, Error> {
-        let (id, wire) = encode_query(q)?;
-        let bind: SocketAddr = if addr.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(bind).await.map_err(net)?;
-        sock.connect(addr).await.map_err(net)?;
-        sock.send(&wire).await.map_err(net)?;
-        let mut buf = vec![0u8; 65535];
-        loop {
-            let len = match timeout_at(deadline, sock.recv(&mut buf)).await {
-                Err(_) => return Err(Error::Timeout),
-                Ok(r) => r.map_err(net)?,
-            };
-            // Anything that is not the answer to our question is ignored, not an error:
-            // it may be a late answer or a spoofing attempt.
-            let Ok(msg) = Message::from_vec(&buf[..len]) else { continue };
-            if !answers(&msg, id, q) {
-                continue;
-            }
-            if msg.metadata.truncation {
-                debug!(%addr, "truncated answer, retrying over TCP");
-                return exchange_tcp(addr, q, deadline).await;
-            }
-            return Ok(msg);
         }
     }
 }
 
-async fn exchange_tcp(addr: SocketAddr, q: &Question, deadline: Instant) -> Result<Message, Error> {
+async fn exchange_udp(addr: SocketAddr, q: &Question, deadline: Instant) -> Result<Response, Error> {
+    let (id, wire) = encode_query(q)?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(bind).await.map_err(net)?;
+    sock.connect(addr).await.map_err(net)?;
+    sock.send(&wire).await.map_err(net)?;
+    let mut buf = vec![0u8; UDP_BUFFER];
+    loop {
+        let len = match timeout_at(deadline, sock.recv(&mut buf)).await {
+            Err(_) => return Err(Error::Timeout),
+            Ok(r) => r.map_err(net)?,
+        };
+        // Anything that is not the answer to our question is ignored, not an error:
+        // it may be a late answer or a spoofing attempt.
+        let Ok(msg) = Message::from_vec(&buf[..len]) else { continue };
+        if !answers(&msg, id, q) {
+            continue;
+        }
+        if msg.metadata.truncation {
+            debug!(%addr, "truncated answer, retrying over TCP");
+            return exchange_tcp(addr, q, deadline).await;
+        }
+        return Ok(Response { msg, wire_len: len });
+    }
+}
+
+async fn exchange_tcp(addr: SocketAddr, q: &Question, deadline: Instant) -> Result<Response, Error> {
     let (id, wire) = encode_query(q)?;
     let io = async {
         let mut stream = TcpStream::connect(addr).await.map_err(net)?;
@@ -138,7 +206,7 @@ async fn exchange_tcp(addr: SocketAddr, q: &Question, deadline: Instant) -> Resu
             stream.read_exact(&mut body).await.map_err(net)?;
             let msg = Message::from_vec(&body).map_err(|e| Error::Network(format!("bad response: {e}")))?;
             if answers(&msg, id, q) {
-                return Ok(msg);
+                return Ok(Response { msg, wire_len: len });
             }
         }
     };
@@ -153,6 +221,7 @@ fn encode_query(q: &Question) -> Result<(u16, Vec<u8>), Error> {
     let id: u16 = rand::random();
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
+    m.metadata.checking_disabled = q.checking_disabled;
     let mut query = Query::query(q.name.clone(), q.qtype);
     query.set_query_class(q.qclass);
     m.add_query(query);

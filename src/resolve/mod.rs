@@ -14,7 +14,7 @@ use std::str::FromStr;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 pub use cache::{Cache, CachedMessage, Resolved};
-pub use forward::Forwarder;
+pub use forward::{Forwarder, Response};
 
 /// The transport of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,6 +129,9 @@ pub struct Question {
     pub qclass: DNSClass,
     /// The client asked for DNSSEC records (EDNS DO bit).
     pub dnssec_ok: bool,
+    /// The client disabled DNSSEC checking (CD bit): passed upstream, and a separate
+    /// cache entry, since a validating upstream answers such queries differently.
+    pub checking_disabled: bool,
 }
 
 /// Why no answer could be had from upstream.

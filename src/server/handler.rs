@@ -1,6 +1,7 @@
 //! The request handler: the SPEC §4 pipeline, top to bottom.
 //!
-//! 1. ACL — outsiders get REFUSED + EDE 18 and nothing else runs (§4.1).
+//! 1. ACL — outsiders get REFUSED + EDE 18 and nothing else runs (§4.1); then what a
+//!    forwarder does not pass on (other classes than IN, zone transfers) is refused.
 //! 2. Facts — name, type, client, identity, location, categories, client GeoIP.
 //! 3. Pre-resolution policies, then `resolve` policies picking upstreams (§4.3, §4.4).
 //! 4. Resolution through the shared cache (serve-stale on failure).
@@ -20,10 +21,10 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use jiff::Timestamp;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::Shared;
-use crate::answer::{self, EDE_FILTERED, EDE_FORGED, EDE_PROHIBITED, Reply};
+use crate::answer::{self, EDE_PROHIBITED, Reply};
 use crate::geoip::GeoInfo;
 use crate::metrics;
 use crate::policy::fields::{Phase, PostFacts, QueryFacts};
@@ -124,6 +125,13 @@ impl Shared {
             out.action = "refused";
             return out;
         }
+        // A filtering forwarder speaks for the IN class only, and is no zone-transfer
+        // proxy: CHAOS (`version.bind`), AXFR and IXFR never go upstream.
+        if q.qclass != DNSClass::IN || matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
+            out.reply = Reply::rcode(ResponseCode::Refused);
+            out.action = "refused";
+            return out;
+        }
         // 2. Facts.
         let fqdn = fqdn_of(&q.name);
         let identity = rt.directory.identity_for_ip(src);
@@ -209,7 +217,7 @@ impl Shared {
     /// Builds the answer for a decision (§4.5).
     async fn decide(&self, rt: &Runtime, q: &Question, v: Verdict, phase: Phase, out: &mut Outcome) {
         self.note_match(rt, &v, phase, out);
-        out.reply = match &v.decision {
+        let mut reply = match &v.decision {
             Decision::Allow => match self.resolve(rt, v.upstreams, q).await {
                 Ok(r) => {
                     out.cached = r.cached;
@@ -217,31 +225,34 @@ impl Shared {
                 }
                 Err(e) => Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string()),
             },
-            Decision::Block { mode, reason } => {
-                answer::block(&q.name, q.qtype, *mode, &rt.block_ips, rt.block_ttl, reason.as_deref())
-            }
+            Decision::Block { mode, .. } => answer::block(&q.name, q.qtype, *mode, &rt.block_ips, rt.block_ttl),
             Decision::Override { ips, host: None } => answer::override_ips(&q.name, q.qtype, ips, rt.block_ttl),
-            Decision::Override { host: Some(host), .. } => self.cname_to(rt, q, host, EDE_FORGED).await,
+            Decision::Override { host: Some(host), .. } => self.cname_to(rt, q, host).await,
             Decision::SafeSearch { target } | Decision::YtRestricted { target } => match Name::from_ascii(target) {
                 Ok(mut host) => {
                     host.set_fqdn(true);
-                    self.cname_to(rt, q, &host, EDE_FILTERED).await
+                    self.cname_to(rt, q, &host).await
                 }
                 Err(_) => Reply::rcode(ResponseCode::ServFail),
             },
         };
+        // One mapping from decision to EDE (blocky's ToExtendedErrorCode).
+        if let Some((code, text)) = v.decision.ede() {
+            reply = reply.with_ede(code, text.unwrap_or(""));
+        }
+        out.reply = reply;
     }
 
-    async fn cname_to(&self, rt: &Runtime, q: &Question, host: &Name, ede: u16) -> Reply {
+    async fn cname_to(&self, rt: &Runtime, q: &Question, host: &Name) -> Reply {
         if q.qtype == RecordType::CNAME {
-            return answer::cname(&q.name, host, rt.block_ttl, None, ede);
+            return answer::cname(&q.name, host, rt.block_ttl, None);
         }
         let tq = Question { name: host.clone(), ..q.clone() };
         match self.resolve(rt, 0, &tq).await {
-            Ok(r) => answer::cname(&q.name, host, rt.block_ttl, Some(&r), ede),
+            Ok(r) => answer::cname(&q.name, host, rt.block_ttl, Some(&r)),
             Err(e) => {
-                warn!(target = %host, error = %e, "cannot resolve override/safe-search target");
-                answer::cname(&q.name, host, rt.block_ttl, None, ede)
+                debug!(target = %host, error = %e, "cannot resolve override/safe-search target");
+                answer::cname(&q.name, host, rt.block_ttl, None)
             }
         }
     }
@@ -265,8 +276,12 @@ impl RequestHandler for Handler {
         };
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let mut outcome = None;
+        let question = request.queries.queries().first().map(|q| q.original());
         let (reply, action) = if request.metadata.op_code != OpCode::Query {
             (Reply::rcode(ResponseCode::NotImp), "error")
+        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            // RFC 6891 §6.1.3: we speak EDNS version 0 only.
+            (Reply::rcode(ResponseCode::BADVERS), "error")
         } else {
             match request.request_info() {
                 Err(_) => (Reply::rcode(ResponseCode::FormErr), "error"),
@@ -277,12 +292,13 @@ impl RequestHandler for Handler {
                         qtype: orig.query_type(),
                         qclass: orig.query_class(),
                         dnssec_ok,
+                        checking_disabled: request.metadata.checking_disabled,
                     };
                     let o = self.shared.process(&rt, request.src().ip(), &q).await;
                     debug!(client = %request.src().ip(), qname = %q.name, qtype = %q.qtype, action = o.action,
                         policy = o.policy.as_deref().unwrap_or("-"), rcode = %o.reply.rcode, cached = o.cached, "decision");
                     let r = (o.reply.clone(), o.action);
-                    outcome = Some((q, o));
+                    outcome = Some(o);
                     r
                 }
             }
@@ -317,21 +333,25 @@ impl RequestHandler for Handler {
         ::metrics::counter!(metrics::QUERIES_TOTAL, "protocol" => protocol, "action" => action).increment(1);
         ::metrics::counter!(metrics::RESPONSES_TOTAL, "rcode" => rcode_label(reply.rcode)).increment(1);
         ::metrics::histogram!(metrics::QUERY_DURATION_SECONDS).record(elapsed.as_secs_f64());
-        if let (Some(log), Some((q, o))) = (&self.shared.querylog, outcome) {
+        if let Some(log) = &self.shared.querylog {
+            // Every query is logged, the malformed and refused ones too.
+            let (device, user, policy, phase, cached) = match outcome {
+                Some(o) => (o.device, o.user, o.policy, o.phase, o.cached),
+                None => (None, None, None, None, false),
+            };
             log.log(Entry {
                 time: Timestamp::now(),
                 client: canonical_ip(request.src().ip()),
-                device: o.device,
-                user: o.user,
-                name: fqdn_of(&q.name),
-                qtype: q.qtype,
-                qclass: q.qclass != DNSClass::IN,
+                device,
+                user,
+                name: question.map(|q| fqdn_of(q.name())).unwrap_or_default(),
+                qtype: question.map(|q| q.query_type()),
                 action,
-                policy: o.policy,
-                phase: o.phase,
+                policy,
+                phase,
                 rcode: reply.rcode,
                 latency: elapsed,
-                cached: o.cached,
+                cached,
             });
         }
         info
@@ -347,6 +367,7 @@ pub fn rcode_label(rcode: ResponseCode) -> &'static str {
         ResponseCode::NXDomain => "NXDOMAIN",
         ResponseCode::NotImp => "NOTIMP",
         ResponseCode::Refused => "REFUSED",
+        ResponseCode::BADVERS => "BADVERS",
         _ => "OTHER",
     }
 }

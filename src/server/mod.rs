@@ -121,8 +121,17 @@ pub fn reload(shared: &Shared) -> Result<(), Vec<Diagnostic>> {
                 warn!("listen, metrics, query log and cache settings take effect at the next restart");
             }
             publish_list_gauges(&rt);
-            info!(summary = %rt.summary(), "configuration reloaded");
-            shared.runtime.store(Arc::new(rt));
+            let summary = rt.summary();
+            let old = shared.runtime.swap(Arc::new(rt));
+            // Lists the new configuration dropped: their series go to 0 (a recorder cannot
+            // delete a series).
+            let current = shared.runtime.load();
+            for l in &old.list_info {
+                if !current.list_info.iter().any(|n| n.name == l.name) {
+                    ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => l.name.clone()).set(0.0);
+                }
+            }
+            info!(summary = %summary, "configuration reloaded");
             ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "success").increment(1);
             Ok(())
         }
