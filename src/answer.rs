@@ -43,7 +43,10 @@ pub struct Reply {
 impl Reply {
     /// A reply with only an rcode.
     pub fn rcode(rcode: ResponseCode) -> Self {
-        Self { rcode, ..Self::default() }
+        Self {
+            rcode,
+            ..Self::default()
+        }
     }
 
     /// Attaches an EDE.
@@ -81,26 +84,47 @@ fn address_records(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) -> 
         .collect()
 }
 
-const NULL_IPS: [IpAddr; 2] = [IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)];
+const NULL_IPS: [IpAddr; 2] = [
+    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+];
 
 /// The SOA of a synthesized negative answer: its TTL and MINIMUM are `ttl`, so a client
 /// caches the NXDOMAIN or NODATA exactly as long as a positive block answer.
 pub fn negative_soa(name: &Name, ttl: u32) -> Record {
     let mname = Name::from_ascii("dnsgate.invalid.").unwrap_or_else(|_| Name::root());
     let rname = Name::from_ascii("hostmaster.dnsgate.invalid.").unwrap_or_else(|_| Name::root());
-    Record::from_rdata(name.clone(), ttl, RData::SOA(SOA::new(mname, rname, 1, 1800, 900, 604_800, ttl)))
+    Record::from_rdata(
+        name.clone(),
+        ttl,
+        RData::SOA(SOA::new(mname, rname, 1, 1800, 900, 604_800, ttl)),
+    )
 }
 
 /// A synthesized answer from address records; NODATA (with an SOA) when none fit the type.
 fn addresses(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) -> Reply {
     let answers = address_records(name, qtype, ips, ttl);
-    let authorities = if answers.is_empty() { vec![negative_soa(name, ttl)] } else { Vec::new() };
-    Reply { answers, authorities, ..Reply::default() }
+    let authorities = if answers.is_empty() {
+        vec![negative_soa(name, ttl)]
+    } else {
+        Vec::new()
+    };
+    Reply {
+        answers,
+        authorities,
+        ..Reply::default()
+    }
 }
 
 /// A block answer for `name`/`qtype`: null (0.0.0.0 / ::, NODATA for other types),
 /// NXDOMAIN, REFUSED, or the block-page addresses.
-pub fn block(name: &Name, qtype: RecordType, mode: BlockMode, block_ips: &[IpAddr], ttl: u32) -> Reply {
+pub fn block(
+    name: &Name,
+    qtype: RecordType,
+    mode: BlockMode,
+    block_ips: &[IpAddr],
+    ttl: u32,
+) -> Reply {
     match mode {
         BlockMode::NxDomain => Reply {
             rcode: ResponseCode::NXDomain,
@@ -122,7 +146,11 @@ pub fn override_ips(name: &Name, qtype: RecordType, ips: &[IpAddr], ttl: u32) ->
 /// resolved (for a CNAME question, only the CNAME). Used by override_host and safe search.
 pub fn cname(name: &Name, target: &Name, ttl: u32, resolved: Option<&Resolved>) -> Reply {
     let mut reply = Reply {
-        answers: vec![Record::from_rdata(name.clone(), ttl, RData::CNAME(CNAME(target.clone())))],
+        answers: vec![Record::from_rdata(
+            name.clone(),
+            ttl,
+            RData::CNAME(CNAME(target.clone())),
+        )],
         ..Reply::default()
     };
     if let Some(r) = resolved {
@@ -154,14 +182,18 @@ pub fn safe_search_target(fqdn: &str, youtube_only: bool) -> Option<&'static str
     let bare = fqdn.strip_prefix("www.").unwrap_or(fqdn);
     match bare {
         "bing.com" => return Some("strict.bing.com"),
-        "duckduckgo.com" | "start.duckduckgo.com" | "html.duckduckgo.com" => return Some("safe.duckduckgo.com"),
+        "duckduckgo.com" | "start.duckduckgo.com" | "html.duckduckgo.com" => {
+            return Some("safe.duckduckgo.com");
+        }
         _ => {}
     }
     // google.com, google.de, google.co.uk, google.com.au ...; yandex.ru, yandex.com.tr ...
     let (engine, tld) = bare.split_once('.')?;
     let tld_ok = !tld.is_empty()
         && tld.split('.').count() <= 2
-        && tld.split('.').all(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()));
+        && tld
+            .split('.')
+            .all(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()));
     match engine {
         "google" if tld_ok => Some("forcesafesearch.google.com"),
         "yandex" if tld_ok => Some("familysearch.yandex.ru"),
@@ -175,17 +207,46 @@ mod tests {
 
     #[test]
     fn safe_search_names() {
-        assert_eq!(safe_search_target("www.google.com", false), Some("forcesafesearch.google.com"));
-        assert_eq!(safe_search_target("google.co.uk", false), Some("forcesafesearch.google.com"));
-        assert_eq!(safe_search_target("www.bing.com", false), Some("strict.bing.com"));
-        assert_eq!(safe_search_target("duckduckgo.com", false), Some("safe.duckduckgo.com"));
-        assert_eq!(safe_search_target("yandex.ru", false), Some("familysearch.yandex.ru"));
-        assert_eq!(safe_search_target("www.youtube.com", false), Some("restrict.youtube.com"));
-        assert_eq!(safe_search_target("www.youtube.com", true), Some("restrict.youtube.com"));
+        assert_eq!(
+            safe_search_target("www.google.com", false),
+            Some("forcesafesearch.google.com")
+        );
+        assert_eq!(
+            safe_search_target("google.co.uk", false),
+            Some("forcesafesearch.google.com")
+        );
+        assert_eq!(
+            safe_search_target("www.bing.com", false),
+            Some("strict.bing.com")
+        );
+        assert_eq!(
+            safe_search_target("duckduckgo.com", false),
+            Some("safe.duckduckgo.com")
+        );
+        assert_eq!(
+            safe_search_target("yandex.ru", false),
+            Some("familysearch.yandex.ru")
+        );
+        assert_eq!(
+            safe_search_target("www.youtube.com", false),
+            Some("restrict.youtube.com")
+        );
+        assert_eq!(
+            safe_search_target("www.youtube.com", true),
+            Some("restrict.youtube.com")
+        );
         assert_eq!(safe_search_target("www.google.com", true), None);
         // The targets themselves and look-alikes are left alone (no loops).
-        for n in ["forcesafesearch.google.com", "strict.bing.com", "safe.duckduckgo.com", "restrict.youtube.com",
-                  "familysearch.yandex.ru", "mail.google.com", "google.example.org", "example.com"] {
+        for n in [
+            "forcesafesearch.google.com",
+            "strict.bing.com",
+            "safe.duckduckgo.com",
+            "restrict.youtube.com",
+            "familysearch.yandex.ru",
+            "mail.google.com",
+            "google.example.org",
+            "example.com",
+        ] {
             assert_eq!(safe_search_target(n, false), None, "{n}");
         }
     }
@@ -198,7 +259,10 @@ mod tests {
         assert_eq!(a.answers[0].data, RData::A(A::new(0, 0, 0, 0)));
         assert!(a.authorities.is_empty());
         let aaaa = block(&n, RecordType::AAAA, BlockMode::Null, &[], 60);
-        assert_eq!(aaaa.answers[0].data, RData::AAAA(AAAA(std::net::Ipv6Addr::UNSPECIFIED)));
+        assert_eq!(
+            aaaa.answers[0].data,
+            RData::AAAA(AAAA(std::net::Ipv6Addr::UNSPECIFIED))
+        );
         let mx = block(&n, RecordType::MX, BlockMode::Null, &[], 60);
         assert!(mx.answers.is_empty());
         assert_eq!(mx.rcode, ResponseCode::NoError);
@@ -211,6 +275,10 @@ mod tests {
         let nx = block(&n, RecordType::A, BlockMode::NxDomain, &[], 45);
         assert_eq!(nx.rcode, ResponseCode::NXDomain);
         assert_eq!(nx.authorities[0].ttl, 45);
-        assert!(block(&n, RecordType::A, BlockMode::Refused, &[], 60).authorities.is_empty());
+        assert!(
+            block(&n, RecordType::A, BlockMode::Refused, &[], 60)
+                .authorities
+                .is_empty()
+        );
     }
 }

@@ -73,8 +73,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Run { config } => serve(&config).await,
         Command::Check { config } => check(&config),
-        Command::Explain { config, name, qtype, client, token, resolved, json } => {
-            explain(&config, &name, &qtype, client, token.as_deref(), &resolved, json).await
+        Command::Explain {
+            config,
+            name,
+            qtype,
+            client,
+            token,
+            resolved,
+            json,
+        } => {
+            explain(
+                &config,
+                &name,
+                &qtype,
+                client,
+                token.as_deref(),
+                &resolved,
+                json,
+            )
+            .await
         }
     }
 }
@@ -99,27 +116,35 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     // never hit the default action, which would end the process.
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // The recorder comes before the configuration, whose per-policy counters register
+    // with it at load.
+    let handle = crate::metrics::install_recorder();
     let rt = load_or_report(config)?;
     info!(summary = %rt.summary(), config = %config.display(), "configuration loaded");
-    let metrics_addr = rt.settings.metrics;
-    if let Some(addr) = metrics_addr {
-        let listener = crate::metrics::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        if let Some(handle) = crate::metrics::install_recorder() {
-            tokio::spawn(crate::metrics::serve(listener, handle));
-        }
+    if let (Some(addr), Some(handle)) = (rt.settings.metrics, handle) {
+        let listener = crate::metrics::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        tokio::spawn(crate::metrics::serve(listener, handle));
     }
     let mut running = crate::server::start(config, rt).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shared = running.shared.clone();
+    let reloading = std::sync::Arc::new(tokio::sync::Mutex::new(()));
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 info!("SIGHUP: reloading");
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                 let s = shared.clone();
-                // Loading lists can take a while: keep it off the serving threads.
-                let _ = tokio::task::spawn_blocking(move || crate::server::reload(&s)).await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                let lock = reloading.clone();
+                // Loading lists can take a while: off the serving threads, and not in the
+                // way of SIGTERM. Reloads run one at a time, in the order asked.
+                tokio::spawn(async move {
+                    let _one_at_a_time = lock.lock().await;
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                    let _ = tokio::task::spawn_blocking(move || crate::server::reload(&s)).await;
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                });
             }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
@@ -157,8 +182,12 @@ fn decision_json(rt: &Runtime, d: &Decision) -> serde_json::Value {
             "ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "host": host.as_ref().map(ToString::to_string),
         }),
-        Decision::SafeSearch { target } => json!({"action": "safesearch", "ede": 17, "target": target}),
-        Decision::YtRestricted { target } => json!({"action": "ytrestricted", "ede": 17, "target": target}),
+        Decision::SafeSearch { target } => {
+            json!({"action": "safesearch", "ede": 17, "target": target})
+        }
+        Decision::YtRestricted { target } => {
+            json!({"action": "ytrestricted", "ede": 17, "target": target})
+        }
     }
 }
 
@@ -175,7 +204,10 @@ async fn explain(
     let rt = load_or_report(config)?;
     let mut qname = Name::from_utf8(name).with_context(|| format!("`{name}` is not a DNS name"))?;
     qname.set_fqdn(true);
-    let qtype: RecordType = qtype.to_ascii_uppercase().parse().map_err(|_| anyhow::anyhow!("unknown record type `{qtype}`"))?;
+    let qtype: RecordType = qtype
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown record type `{qtype}`"))?;
     let client = canonical_ip(client);
     let fqdn = fqdn_of(&qname);
     let rtype_str = qtype.to_string();
@@ -184,7 +216,10 @@ async fn explain(
         None => rt.directory.identity_for_ip(client),
     };
     let (content, security) = rt.policies.categorize(&fqdn);
-    let src_geo = rt.geoip.as_ref().map_or(GeoInfo::default(), |g| g.lookup(client));
+    let src_geo = rt
+        .geoip
+        .as_ref()
+        .map_or(GeoInfo::default(), |g| g.lookup(client));
     let mut facts = QueryFacts {
         fqdn: &fqdn,
         rtype: &rtype_str,
@@ -213,21 +248,39 @@ async fn explain(
                 let post = if !resolved.is_empty() {
                     Some(PostFacts {
                         resolved_ips: resolved.to_vec(),
-                        dst_geo: resolved.iter().map(|ip| rt.geoip.as_ref().map_or(GeoInfo::default(), |g| g.lookup(*ip))).collect(),
+                        dst_geo: resolved
+                            .iter()
+                            .map(|ip| {
+                                rt.geoip
+                                    .as_ref()
+                                    .map_or(GeoInfo::default(), |g| g.lookup(*ip))
+                            })
+                            .collect(),
                         ..Default::default()
                     })
                 } else {
-                    let q = Question { name: qname.clone(), qtype, qclass: DNSClass::IN, dnssec_ok: false, checking_disabled: false };
+                    let q = Question {
+                        name: qname.clone(),
+                        qtype,
+                        qclass: DNSClass::IN,
+                        dnssec_ok: false,
+                        checking_disabled: false,
+                    };
                     let cache = Cache::new(0, false);
                     let g = &rt.upstreams[upstreams];
                     match cache.resolve(&g.forwarder, g.fingerprint, &q).await {
                         Ok(r) if r.msg.rcode == ResponseCode::NoError => Some(post_facts(&rt, &r)),
                         Ok(r) => {
-                            note = Some(format!("upstream answered {}: post-resolution policies do not run", r.msg.rcode));
+                            note = Some(format!(
+                                "upstream answered {}: post-resolution policies do not run",
+                                r.msg.rcode
+                            ));
                             None
                         }
                         Err(e) => {
-                            note = Some(format!("resolution failed ({e}): post-resolution policies not evaluated"));
+                            note = Some(format!(
+                                "resolution failed ({e}): post-resolution policies not evaluated"
+                            ));
                             None
                         }
                     }
@@ -252,13 +305,21 @@ async fn explain(
         .map(|&(i, step, phase)| {
             let p = &rt.policies.policies[i];
             let clauses: Vec<_> = if matches!(step, Step::Evaluated(_) | Step::NotApplicable) {
-                let builder = [("include", &p.builder.include), ("require", &p.builder.require), ("exclude", &p.builder.exclude)]
-                    .into_iter()
-                    .flat_map(|(what, exprs)| exprs.iter().map(move |e| (what, e)));
+                let builder = [
+                    ("include", &p.builder.include),
+                    ("require", &p.builder.require),
+                    ("exclude", &p.builder.exclude),
+                ]
+                .into_iter()
+                .flat_map(|(what, exprs)| exprs.iter().map(move |e| (what, e)));
                 [("traffic", &p.traffic), ("identity", &p.identity)]
                     .into_iter()
                     .chain(builder)
-                    .flat_map(|(what, e)| e.trace(&facts).into_iter().map(move |c| json!({"in": what, "text": c.text, "matched": c.matched})))
+                    .flat_map(|(what, e)| {
+                        e.trace(&facts)
+                            .into_iter()
+                            .map(move |c| json!({"in": what, "text": c.text, "matched": c.matched}))
+                    })
                     .collect()
             } else {
                 Vec::new()
@@ -271,14 +332,18 @@ async fn explain(
         })
         .collect();
     let decision_value = match (&decision, allowed) {
-        (_, false) => json!({"action": "refused", "ede": 18, "reason": "client not in allow_networks"}),
+        (_, false) => {
+            json!({"action": "refused", "ede": 18, "reason": "client not in allow_networks"})
+        }
         (Some((idx, phase, d)), _) => {
             let mut v = decision_json(&rt, d);
             v["policy"] = json!(idx.map(|i| rt.policies.policies[i].name.clone()));
             v["phase"] = json!(if *phase == Phase::Pre { "pre" } else { "post" });
             v
         }
-        (None, true) => json!({"action": "allow", "policy": null, "reason": "no policy decided: the real answer"}),
+        (None, true) => {
+            json!({"action": "allow", "policy": null, "reason": "no policy decided: the real answer"})
+        }
     };
     let query = json!({
         "name": fqdn, "type": rtype_str, "client": client.to_string(),
@@ -297,7 +362,13 @@ async fn explain(
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    print_human(&query, &policy_rows, resolved_ips.as_deref(), note.as_deref(), &decision_value);
+    print_human(
+        &query,
+        &policy_rows,
+        resolved_ips.as_deref(),
+        note.as_deref(),
+        &decision_value,
+    );
     Ok(())
 }
 
@@ -311,26 +382,53 @@ fn print_human(
     let s = |v: &serde_json::Value| v.as_str().map_or("-".to_owned(), str::to_owned);
     println!(
         "query: {} {} from {} (device: {}, user: {}, location: {})",
-        s(&query["name"]), s(&query["type"]), s(&query["client"]), s(&query["device"]), s(&query["user"]), s(&query["location"])
+        s(&query["name"]),
+        s(&query["type"]),
+        s(&query["client"]),
+        s(&query["device"]),
+        s(&query["user"]),
+        s(&query["location"])
     );
-    println!("categories: content {}, security {}", query["content_categories"], query["security_categories"]);
+    println!(
+        "categories: content {}, security {}",
+        query["content_categories"], query["security_categories"]
+    );
     if rows.is_empty() {
         println!("no policies considered");
     }
     for (n, r) in rows.iter().enumerate() {
-        let prec = r["precedence"].as_i64().map_or("-".to_owned(), |p| p.to_string());
+        let prec = r["precedence"]
+            .as_i64()
+            .map_or("-".to_owned(), |p| p.to_string());
         println!(
             "{:>3}. [{:<4}] {:<32} precedence {:<6} {:<12} {}",
-            n + 1, s(&r["phase"]), format!("\"{}\"", s(&r["name"])), prec, s(&r["action"]), s(&r["result"]).to_uppercase()
+            n + 1,
+            s(&r["phase"]),
+            format!("\"{}\"", s(&r["name"])),
+            prec,
+            s(&r["action"]),
+            s(&r["result"]).to_uppercase()
         );
         println!("        defined at {}", s(&r["defined_at"]));
         for c in r["clauses"].as_array().into_iter().flatten() {
-            println!("        {}: {}  => {}", s(&c["in"]), s(&c["text"]), c["matched"]);
+            println!(
+                "        {}: {}  => {}",
+                s(&c["in"]),
+                s(&c["text"]),
+                c["matched"]
+            );
         }
     }
     if let Some(ips) = resolved {
         let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
-        println!("resolved: {}", if ips.is_empty() { "(no addresses)".to_owned() } else { ips.join(" ") });
+        println!(
+            "resolved: {}",
+            if ips.is_empty() {
+                "(no addresses)".to_owned()
+            } else {
+                ips.join(" ")
+            }
+        );
     }
     if let Some(n) = note {
         println!("note: {n}");
@@ -345,7 +443,13 @@ fn print_human(
         }
     }
     if let Some(ips) = decision["ips"].as_array().filter(|a| !a.is_empty()) {
-        line += &format!(", ips {}", ips.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" "));
+        line += &format!(
+            ", ips {}",
+            ips.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     if let Some(e) = decision["ede"].as_u64() {
         line += &format!(", EDE {e}");

@@ -20,18 +20,35 @@ impl Diagnostic {
     /// A diagnostic at a byte offset of `text` (the contents of `path`).
     pub fn at_offset(path: &Path, text: &str, offset: usize, message: impl Into<String>) -> Self {
         let (line, col) = line_col(text, offset);
-        Self { path: path.to_path_buf(), line, col, message: message.into() }
+        Self {
+            path: path.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        }
     }
 
     /// A diagnostic about a whole file (reported at 1:1).
     pub fn file(path: &Path, message: impl Into<String>) -> Self {
-        Self { path: path.to_path_buf(), line: 1, col: 1, message: message.into() }
+        Self {
+            path: path.to_path_buf(),
+            line: 1,
+            col: 1,
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.col,
+            self.message
+        )
     }
 }
 

@@ -32,18 +32,32 @@ pub const CONFIG_RELOADS_TOTAL: &str = "dnsgate_config_reloads_total";
 /// Answers served stale (RFC 8767).
 pub const STALE_ANSWERS_TOTAL: &str = "dnsgate_stale_answers_total";
 
-const BUCKETS: [f64; 14] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(QUERIES_TOTAL, "DNS queries received, by protocol and action");
+    describe_counter!(
+        QUERIES_TOTAL,
+        "DNS queries received, by protocol and action"
+    );
     describe_counter!(RESPONSES_TOTAL, "DNS responses sent, by rcode");
     describe_counter!(POLICY_MATCHES_TOTAL, "Decisive policy matches, by policy");
-    describe_histogram!(QUERY_DURATION_SECONDS, Unit::Seconds, "Time from query to response");
+    describe_histogram!(
+        QUERY_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from query to response"
+    );
     describe_counter!(CACHE_HITS_TOTAL, "Answers served from the cache");
-    describe_counter!(CACHE_MISSES_TOTAL, "Lookups the cache could not answer fresh");
-    describe_counter!(UPSTREAM_ERRORS_TOTAL, "Failed upstream attempts, by upstream");
+    describe_counter!(
+        CACHE_MISSES_TOTAL,
+        "Lookups the cache could not answer fresh"
+    );
+    describe_counter!(
+        UPSTREAM_ERRORS_TOTAL,
+        "Failed upstream attempts, by upstream"
+    );
     describe_gauge!(LIST_ENTRIES, "Entries per list");
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
@@ -84,7 +98,10 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
             let handle = handle.clone();
             async move {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
                     handle.render(),
                 )
             }

@@ -86,26 +86,57 @@ impl Entry {
     }
 }
 
+enum Msg {
+    Entry(Entry),
+    /// Reopen the file (after logrotate moved it away), on reload.
+    Reopen,
+}
+
 /// A handle to the query-log writer.
 #[derive(Debug, Clone)]
 pub struct QueryLog {
-    tx: mpsc::Sender<Entry>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Entry(_) => "Entry",
+            Self::Reopen => "Reopen",
+        })
+    }
+}
+
+async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
 }
 
 impl QueryLog {
     /// Opens (appends to) the log file and starts the writer task.
     pub async fn open(path: &Path) -> std::io::Result<Self> {
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
-        let (tx, mut rx) = mpsc::channel::<Entry>(65_536);
+        let file = open_append(path).await?;
+        let path = path.to_path_buf();
+        let (tx, mut rx) = mpsc::channel::<Msg>(65_536);
         tokio::spawn(async move {
             let mut out = tokio::io::BufWriter::new(file);
-            while let Some(e) = rx.recv().await {
-                let mut buf = e.to_json();
-                buf.push('\n');
-                // Drain what is already queued before flushing, so bursts cost one write.
-                while let Ok(e) = rx.try_recv() {
-                    buf.push_str(&e.to_json());
-                    buf.push('\n');
+            while let Some(msg) = rx.recv().await {
+                let mut buf = String::new();
+                let mut reopen = false;
+                let mut next = Some(msg);
+                // Drain what is already queued before writing, so bursts cost one write.
+                while let Some(m) = next {
+                    match m {
+                        Msg::Entry(e) => {
+                            buf.push_str(&e.to_json());
+                            buf.push('\n');
+                        }
+                        Msg::Reopen => reopen = true,
+                    }
+                    next = rx.try_recv().ok();
                 }
                 if let Err(err) = async {
                     out.write_all(buf.as_bytes()).await?;
@@ -115,14 +146,27 @@ impl QueryLog {
                 {
                     warn!(error = %err, "query log write failed");
                 }
+                if reopen {
+                    match open_append(&path).await {
+                        Ok(f) => out = tokio::io::BufWriter::new(f),
+                        Err(err) => {
+                            warn!(error = %err, path = %path.display(), "cannot reopen the query log")
+                        }
+                    }
+                }
             }
         });
         Ok(Self { tx })
     }
 
+    /// Reopens the file (a reload does this, so logrotate can move the old one away).
+    pub fn reopen(&self) {
+        let _ = self.tx.try_send(Msg::Reopen);
+    }
+
     /// Queues an entry; drops it if the writer is far behind.
     pub fn log(&self, e: Entry) {
-        if self.tx.try_send(e).is_err() {
+        if self.tx.try_send(Msg::Entry(e)).is_err() {
             ::metrics::counter!("dnsgate_querylog_dropped_total").increment(1);
         }
     }

@@ -82,8 +82,20 @@ pub struct Runtime {
     pub settings: Settings,
 }
 
-fn parse_addr(file: &config::SourceFile, s: &toml::Spanned<String>, diags: &mut Vec<Diagnostic>) -> Option<SocketAddr> {
-    s.get_ref().parse().map_err(|_| diags.push(file.diag(&s.span(), format!("`{}` is not an address:port", s.get_ref())))).ok()
+fn parse_addr(
+    file: &config::SourceFile,
+    s: &toml::Spanned<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<SocketAddr> {
+    s.get_ref()
+        .parse()
+        .map_err(|_| {
+            diags.push(file.diag(
+                &s.span(),
+                format!("`{}` is not an address:port", s.get_ref()),
+            ))
+        })
+        .ok()
 }
 
 impl Runtime {
@@ -99,7 +111,12 @@ impl Runtime {
         let mf = cfg.main_file();
         let mut diags = Vec::new();
 
-        let listen = main.server.listen.iter().filter_map(|s| parse_addr(mf, s, &mut diags)).collect();
+        let listen = main
+            .server
+            .listen
+            .iter()
+            .filter_map(|s| parse_addr(mf, s, &mut diags))
+            .collect();
         let allow = main
             .server
             .allow_networks
@@ -108,45 +125,75 @@ impl Runtime {
                 s.get_ref()
                     .parse::<IpNet>()
                     .or_else(|_| s.get_ref().parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| diags.push(mf.diag(&s.span(), format!("`{}` is not a network", s.get_ref()))))
+                    .map_err(|_| {
+                        diags
+                            .push(mf.diag(&s.span(), format!("`{}` is not a network", s.get_ref())))
+                    })
                     .ok()
             })
             .collect();
         for (key, v) in [("dot", &main.server.dot), ("doh", &main.server.doh)] {
             if let Some(v) = v {
-                diags.push(mf.diag(&v.span(), format!("[server] {key}: DNS-over-TLS/HTTPS listeners are not supported yet")));
+                diags.push(mf.diag(
+                    &v.span(),
+                    format!("[server] {key}: DNS-over-TLS/HTTPS listeners are not supported yet"),
+                ));
             }
         }
         if main.upstream.mode.get_ref() != "forward" {
             let msg = match main.upstream.mode.get_ref().as_str() {
-                "recursive" => "recursive mode is not supported yet: use mode = \"forward\"".to_owned(),
+                "recursive" => {
+                    "recursive mode is not supported yet: use mode = \"forward\"".to_owned()
+                }
                 other => format!("unknown upstream mode `{other}` (expected forward or recursive)"),
             };
             diags.push(mf.diag(&main.upstream.mode.span(), msg));
         }
         let timeout = Duration::from_millis(main.upstream.timeout_ms.max(1));
-        let default_specs: Vec<UpstreamSpec> =
-            parse_specs(&main.upstream.servers, |s, e| diags.push(mf.diag(&s.span(), e.to_string())));
+        let default_specs: Vec<UpstreamSpec> = parse_specs(&main.upstream.servers, |s, e| {
+            diags.push(mf.diag(&s.span(), e.to_string()))
+        });
         if main.upstream.servers.is_empty() {
             diags.push(mf.diag(&main.upstream.mode.span(), "[upstream] servers is empty"));
         }
 
         let default_block_mode = BlockMode::parse(main.block.mode.get_ref()).unwrap_or_else(|| {
-            diags.push(mf.diag(&main.block.mode.span(), format!("unknown block mode `{}` (expected null, nxdomain, refused or ips)", main.block.mode.get_ref())));
+            diags.push(mf.diag(
+                &main.block.mode.span(),
+                format!(
+                    "unknown block mode `{}` (expected null, nxdomain, refused or ips)",
+                    main.block.mode.get_ref()
+                ),
+            ));
             BlockMode::Null
         });
         let block_ips: Vec<IpAddr> = main
             .block
             .ips
             .iter()
-            .filter_map(|s| s.get_ref().parse().map_err(|_| diags.push(mf.diag(&s.span(), format!("`{}` is not an IP address", s.get_ref())))).ok())
+            .filter_map(|s| {
+                s.get_ref()
+                    .parse()
+                    .map_err(|_| {
+                        diags.push(
+                            mf.diag(&s.span(), format!("`{}` is not an IP address", s.get_ref())),
+                        )
+                    })
+                    .ok()
+            })
             .collect();
 
         if default_block_mode == BlockMode::Ips && main.block.ips.is_empty() {
-            diags.push(mf.diag(&main.block.mode.span(), "block mode \"ips\" needs [block] ips"));
+            diags.push(mf.diag(
+                &main.block.mode.span(),
+                "block mode \"ips\" needs [block] ips",
+            ));
         }
 
-        let metrics = main.metrics.as_ref().and_then(|m| parse_addr(mf, &m.listen, &mut diags));
+        let metrics = main
+            .metrics
+            .as_ref()
+            .and_then(|m| parse_addr(mf, &m.listen, &mut diags));
         let querylog = main.querylog.as_ref().map(|q| mf.resolve(q.path.get_ref()));
 
         let geoip = main.geoip.as_ref().and_then(|g| {
@@ -186,7 +233,10 @@ impl Runtime {
             .map(|specs| {
                 let forwarder = Forwarder::new(specs, timeout);
                 let fingerprint = group_fingerprint(&forwarder);
-                UpstreamGroup { forwarder, fingerprint }
+                UpstreamGroup {
+                    forwarder,
+                    fingerprint,
+                }
             })
             .collect();
         Ok(Self {
@@ -239,16 +289,25 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn load_lists(cfg: &LoadedConfig, diags: &mut Vec<Diagnostic>) -> (HashMap<String, Arc<List>>, Vec<ListInfo>) {
+fn load_lists(
+    cfg: &LoadedConfig,
+    diags: &mut Vec<Diagnostic>,
+) -> (HashMap<String, Arc<List>>, Vec<ListInfo>) {
     let mut lists = HashMap::new();
     let mut info = Vec::new();
     for loc in &cfg.lists {
         let file = &cfg.files[loc.file];
         let l = loc.item.get_ref();
         let name = l.name.get_ref().clone();
-        let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid_name {
-            diags.push(file.diag(&l.name.span(), format!("list name `{name}` may hold only letters, digits, `_` and `-`")));
+            diags.push(file.diag(
+                &l.name.span(),
+                format!("list name `{name}` may hold only letters, digits, `_` and `-`"),
+            ));
             continue;
         }
         let kind = match l.kind.get_ref().as_str() {
@@ -257,7 +316,10 @@ fn load_lists(cfg: &LoadedConfig, diags: &mut Vec<Diagnostic>) -> (HashMap<Strin
             "email" => ListKind::Email,
             "string" => ListKind::String,
             other => {
-                diags.push(file.diag(&l.kind.span(), format!("unknown list type `{other}` (expected domain, ip, email or string)")));
+                diags.push(file.diag(
+                    &l.kind.span(),
+                    format!("unknown list type `{other}` (expected domain, ip, email or string)"),
+                ));
                 continue;
             }
         };
@@ -270,14 +332,22 @@ fn load_lists(cfg: &LoadedConfig, diags: &mut Vec<Diagnostic>) -> (HashMap<Strin
             Some("plain") => ListFormat::Plain,
             Some(other) => {
                 let span = l.format.as_ref().map(|f| f.span()).unwrap_or_default();
-                diags.push(file.diag(&span, format!("unknown list format `{other}` (expected domains, hosts, adblock or plain)")));
+                diags.push(file.diag(
+                    &span,
+                    format!(
+                        "unknown list format `{other}` (expected domains, hosts, adblock or plain)"
+                    ),
+                ));
                 continue;
             }
         };
         let path = match (&l.path, &l.url) {
             (Some(p), None) => file.resolve(p.get_ref()),
             (_, Some(u)) => {
-                diags.push(file.diag(&u.span(), "url lists are not supported yet: download the list and use `path`"));
+                diags.push(file.diag(
+                    &u.span(),
+                    "url lists are not supported yet: download the list and use `path`",
+                ));
                 continue;
             }
             (None, None) => {
@@ -289,7 +359,10 @@ fn load_lists(cfg: &LoadedConfig, diags: &mut Vec<Diagnostic>) -> (HashMap<Strin
             Ok(t) => t,
             Err(e) => {
                 let span = l.path.as_ref().map(|p| p.span()).unwrap_or_default();
-                diags.push(file.diag(&span, format!("list `{name}`: cannot read {}: {e}", path.display())));
+                diags.push(file.diag(
+                    &span,
+                    format!("list `{name}`: cannot read {}: {e}", path.display()),
+                ));
                 continue;
             }
         };
@@ -300,7 +373,11 @@ fn load_lists(cfg: &LoadedConfig, diags: &mut Vec<Diagnostic>) -> (HashMap<Strin
         if lists.insert(name.clone(), Arc::new(list)).is_some() {
             diags.push(file.diag(&l.name.span(), format!("duplicate list name `{name}`")));
         }
-        info.push(ListInfo { name, entries: stats.entries, skipped: stats.skipped });
+        info.push(ListInfo {
+            name,
+            entries: stats.entries,
+            skipped: stats.skipped,
+        });
     }
     (lists, info)
 }

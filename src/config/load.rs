@@ -31,7 +31,11 @@ impl SourceFile {
     /// A path named in this file, resolved relative to it.
     pub fn resolve(&self, name: &str) -> PathBuf {
         let p = Path::new(name);
-        if p.is_absolute() { p.to_path_buf() } else { self.dir().join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir().join(p)
+        }
     }
 
     /// A diagnostic at a byte span of this file.
@@ -41,23 +45,70 @@ impl SourceFile {
 
     /// The file offset of byte `inner` of the string value whose TOML literal spans `span`.
     ///
-    /// Exact for literal strings and for basic strings without escapes; otherwise close.
+    /// Literal strings ('…', '''…''') map one to one; basic strings ("…", """…""") are
+    /// walked escape by escape, so an error after `\"` still points at the right column.
     pub fn string_offset(&self, span: &Range<usize>, inner: usize) -> usize {
         let lit = self.text.get(span.clone()).unwrap_or("");
-        let open = if lit.starts_with("\"\"\"") || lit.starts_with("'''") {
-            let mut n = 3;
-            if lit[3..].starts_with("\r\n") {
-                n += 2;
-            } else if lit[3..].starts_with('\n') {
-                n += 1;
-            }
-            n
-        } else if lit.starts_with('"') || lit.starts_with('\'') {
-            1
+        let (open, basic, multi) = if lit.starts_with("\"\"\"") {
+            (3, true, true)
+        } else if lit.starts_with("'''") {
+            (3, false, true)
+        } else if lit.starts_with('"') {
+            (1, true, false)
+        } else if lit.starts_with('\'') {
+            (1, false, false)
         } else {
-            0
+            (0, false, false)
         };
-        (span.start + open + inner).min(self.text.len())
+        let mut raw = open;
+        if multi {
+            // A newline right after the opening delimiter is not part of the value.
+            if lit[raw..].starts_with("\r\n") {
+                raw += 2;
+            } else if lit[raw..].starts_with('\n') {
+                raw += 1;
+            }
+        }
+        if !basic {
+            return (span.start + raw + inner).min(self.text.len());
+        }
+        let bytes = lit.as_bytes();
+        let mut decoded = 0;
+        while decoded < inner && raw < bytes.len() {
+            if bytes[raw] != b'\\' {
+                let ch = lit[raw..].chars().next().map_or(1, char::len_utf8);
+                raw += ch;
+                decoded += ch;
+                continue;
+            }
+            let Some(&esc) = bytes.get(raw + 1) else {
+                break;
+            };
+            match esc {
+                b'u' | b'U' => {
+                    let digits = if esc == b'u' { 4 } else { 8 };
+                    let hex = lit.get(raw + 2..raw + 2 + digits).unwrap_or("");
+                    let len = u32::from_str_radix(hex, 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .map_or(1, char::len_utf8);
+                    raw += 2 + digits;
+                    decoded += len;
+                }
+                b' ' | b'\t' | b'\r' | b'\n' if multi => {
+                    // Line-ending backslash: the newline and following whitespace vanish.
+                    raw += 1;
+                    while raw < bytes.len() && bytes[raw].is_ascii_whitespace() {
+                        raw += 1;
+                    }
+                }
+                _ => {
+                    raw += 2;
+                    decoded += 1;
+                }
+            }
+        }
+        (span.start + raw).min(self.text.len())
     }
 }
 
@@ -101,7 +152,10 @@ fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostic> {
 
 fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
     std::fs::read_to_string(path)
-        .map(|text| SourceFile { path: path.to_path_buf(), text })
+        .map(|text| SourceFile {
+            path: path.to_path_buf(),
+            text,
+        })
         .map_err(|e| Diagnostic::file(path, format!("cannot read file: {e}")))
 }
 
@@ -111,12 +165,21 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
     let mut main: ConfigFile = parse(&main_file).map_err(|d| vec![d])?;
     let mut diags = Vec::new();
     let mut files = vec![main_file];
-    let mut lists: Vec<_> =
-        main.lists.drain(..).map(|item| Located { file: 0, item }).collect();
-    let mut categories: Vec<_> =
-        main.categories.drain(..).map(|item| Located { file: 0, item }).collect();
-    let mut policies: Vec<_> =
-        main.policies.drain(..).map(|item| Located { file: 0, item }).collect();
+    let mut lists: Vec<_> = main
+        .lists
+        .drain(..)
+        .map(|item| Located { file: 0, item })
+        .collect();
+    let mut categories: Vec<_> = main
+        .categories
+        .drain(..)
+        .map(|item| Located { file: 0, item })
+        .collect();
+    let mut policies: Vec<_> = main
+        .policies
+        .drain(..)
+        .map(|item| Located { file: 0, item })
+        .collect();
 
     for pattern in &main.include {
         let full = files[0].resolve(pattern.get_ref());
@@ -131,9 +194,10 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
         matched.sort();
         let is_glob = pattern.get_ref().contains(['*', '?', '[']);
         if matched.is_empty() && !is_glob {
-            diags.push(
-                files[0].diag(&pattern.span(), format!("included file {} does not exist", full.display())),
-            );
+            diags.push(files[0].diag(
+                &pattern.span(),
+                format!("included file {} does not exist", full.display()),
+            ));
         }
         for p in matched {
             let file = match read(&p) {
@@ -146,10 +210,21 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
             match parse::<IncludeFile>(&file) {
                 Ok(inc) => {
                     let idx = files.len();
-                    lists.extend(inc.lists.into_iter().map(|item| Located { file: idx, item }));
-                    categories
-                        .extend(inc.categories.into_iter().map(|item| Located { file: idx, item }));
-                    policies.extend(inc.policies.into_iter().map(|item| Located { file: idx, item }));
+                    lists.extend(
+                        inc.lists
+                            .into_iter()
+                            .map(|item| Located { file: idx, item }),
+                    );
+                    categories.extend(
+                        inc.categories
+                            .into_iter()
+                            .map(|item| Located { file: idx, item }),
+                    );
+                    policies.extend(
+                        inc.policies
+                            .into_iter()
+                            .map(|item| Located { file: idx, item }),
+                    );
                     files.push(file);
                 }
                 Err(d) => diags.push(d),
@@ -159,7 +234,13 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
     if !diags.is_empty() {
         return Err(diags);
     }
-    Ok(LoadedConfig { main, files, lists, categories, policies })
+    Ok(LoadedConfig {
+        main,
+        files,
+        lists,
+        categories,
+        policies,
+    })
 }
 
 #[cfg(test)]
@@ -191,10 +272,22 @@ mod tests {
             "d.toml",
             "include = [\"p/*.toml\"]\n[[policies]]\nname = \"main\"\naction = \"allow\"\n",
         );
-        write(dir.path(), "p/b.toml", "[[policies]]\nname = \"b\"\naction = \"block\"\n");
-        write(dir.path(), "p/a.toml", "[[policies]]\nname = \"a\"\naction = \"block\"\n");
+        write(
+            dir.path(),
+            "p/b.toml",
+            "[[policies]]\nname = \"b\"\naction = \"block\"\n",
+        );
+        write(
+            dir.path(),
+            "p/a.toml",
+            "[[policies]]\nname = \"a\"\naction = \"block\"\n",
+        );
         let c = load(&p).unwrap();
-        let names: Vec<_> = c.policies.iter().map(|p| p.item.get_ref().name.get_ref().as_str()).collect();
+        let names: Vec<_> = c
+            .policies
+            .iter()
+            .map(|p| p.item.get_ref().name.get_ref().as_str())
+            .collect();
         assert_eq!(names, ["main", "a", "b"]);
         assert!(c.files[c.policies[1].file].path.ends_with("p/a.toml"));
     }
@@ -203,17 +296,40 @@ mod tests {
     fn error_in_included_file_names_that_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "d.toml", "include = [\"x.toml\"]\n");
-        write(dir.path(), "x.toml", "[[policies]]\nname = \"b\"\naction = \"block\"\nbogus = 1\n");
+        write(
+            dir.path(),
+            "x.toml",
+            "[[policies]]\nname = \"b\"\naction = \"block\"\nbogus = 1\n",
+        );
         let err = load(&p).unwrap_err();
         assert!(err[0].path.ends_with("x.toml"));
         assert_eq!(err[0].line, 4);
     }
 
     #[test]
+    fn string_offset_walks_escapes_in_basic_strings() {
+        let text = "t = \"dns.fqdn == \\\"a\\\" and \\u00e9 == x\"";
+        let f = SourceFile {
+            path: "x".into(),
+            text: text.into(),
+        };
+        let value = "dns.fqdn == \"a\" and é == x";
+        let inner = value.find("== x").unwrap();
+        let off = f.string_offset(&(4..text.len()), inner);
+        assert_eq!(&text[off..off + 4], "== x");
+    }
+
+    #[test]
     fn string_offset_skips_the_quote() {
-        let f = SourceFile { path: "x".into(), text: "t = 'abc'\nu = \"\"\"\nxyz\"\"\"".into() };
+        let f = SourceFile {
+            path: "x".into(),
+            text: "t = 'abc'\nu = \"\"\"\nxyz\"\"\"".into(),
+        };
         assert_eq!(f.string_offset(&(4..9), 1), 6);
         let start = f.text.find("\"\"\"").unwrap();
-        assert_eq!(&f.text[f.string_offset(&(start..f.text.len()), 0)..][..3], "xyz");
+        assert_eq!(
+            &f.text[f.string_offset(&(start..f.text.len()), 0)..][..3],
+            "xyz"
+        );
     }
 }

@@ -85,10 +85,14 @@ pub struct ServerConfig {
 }
 
 fn default_listen() -> Vec<Spanned<String>> {
-    ["127.0.0.1:53", "[::1]:53"].map(|s| Spanned::new(0..0, s.to_owned())).into()
+    ["127.0.0.1:53", "[::1]:53"]
+        .map(|s| Spanned::new(0..0, s.to_owned()))
+        .into()
 }
 fn default_allow_networks() -> Vec<Spanned<String>> {
-    ["127.0.0.0/8", "::1/128"].map(|s| Spanned::new(0..0, s.to_owned())).into()
+    ["127.0.0.0/8", "::1/128"]
+        .map(|s| Spanned::new(0..0, s.to_owned()))
+        .into()
 }
 fn default_tcp_idle_ms() -> u64 {
     10_000
@@ -127,7 +131,9 @@ fn default_mode() -> Spanned<String> {
     Spanned::new(0..0, "forward".to_owned())
 }
 fn default_servers() -> Vec<Spanned<String>> {
-    ["udp://9.9.9.9:53", "udp://1.1.1.1:53"].map(|s| Spanned::new(0..0, s.to_owned())).into()
+    ["udp://9.9.9.9:53", "udp://1.1.1.1:53"]
+        .map(|s| Spanned::new(0..0, s.to_owned()))
+        .into()
 }
 fn default_timeout_ms() -> u64 {
     2000
@@ -165,7 +171,10 @@ fn default_true() -> bool {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { size: default_cache_size(), serve_stale: true }
+        Self {
+            size: default_cache_size(),
+            serve_stale: true,
+        }
     }
 }
 
@@ -214,7 +223,11 @@ fn default_block_ttl() -> u32 {
 
 impl Default for BlockConfig {
     fn default() -> Self {
-        Self { mode: default_block_mode(), ips: Vec::new(), ttl: default_block_ttl() }
+        Self {
+            mode: default_block_mode(),
+            ips: Vec::new(),
+            ttl: default_block_ttl(),
+        }
     }
 }
 

@@ -51,14 +51,23 @@ pub fn build(
         for name in &c.lists {
             match env.lists.get(name.get_ref()) {
                 Some(l) if matches!(**l, List::Domain(_)) => lists.push(l.clone()),
-                Some(_) => diags.push(file.diag(&name.span(), format!("category list `{}` is not a domain list", name.get_ref()))),
-                None => diags.push(file.diag(&name.span(), format!("unknown list `{}`", name.get_ref()))),
+                Some(_) => diags.push(file.diag(
+                    &name.span(),
+                    format!("category list `{}` is not a domain list", name.get_ref()),
+                )),
+                None => diags
+                    .push(file.diag(&name.span(), format!("unknown list `{}`", name.get_ref()))),
             }
         }
         if set.categories.iter().any(|x| x.id == c.id) {
             diags.push(file.diag(&cat.item.span(), format!("duplicate category id {}", c.id)));
         }
-        set.categories.push(Category { id: c.id, name: c.name.clone(), security: c.security, lists });
+        set.categories.push(Category {
+            id: c.id,
+            name: c.name.clone(),
+            security: c.security,
+            lists,
+        });
     }
 
     let mut compiled: Vec<(Option<i64>, usize, CompiledPolicy)> = Vec::new();
@@ -67,7 +76,10 @@ pub fn build(
         let file = &cfg.files[loc.file];
         let name = loc.item.get_ref().name.get_ref();
         if names.insert(name.clone(), ()).is_some() {
-            diags.push(file.diag(&loc.item.get_ref().name.span(), format!("duplicate policy name `{name}`")));
+            diags.push(file.diag(
+                &loc.item.get_ref().name.span(),
+                format!("duplicate policy name `{name}`"),
+            ));
         }
         match compile_policy(loc, file, env, &mut groups) {
             Ok(p) => compiled.push((p.precedence, order, p)),
@@ -80,11 +92,18 @@ pub fn build(
     // Lowest precedence first; ties (and policies without one, which go last) in file order.
     compiled.sort_by_key(|(prec, order, _)| (prec.is_none(), *prec, *order));
     set.policies = compiled.into_iter().map(|(_, _, p)| p).collect();
-    set.needs_categories = set.policies.iter().any(|p| {
-        uses(p, Field::ContentCategory) || uses(p, Field::SecurityCategory)
-    });
-    set.needs_src_geo = set.policies.iter().any(|p| uses(p, Field::SrcGeoCountry) || uses(p, Field::SrcGeoContinent));
-    set.needs_dst_geo = set.policies.iter().any(|p| uses(p, Field::DstGeoCountry) || uses(p, Field::DstGeoContinent));
+    set.needs_categories = set
+        .policies
+        .iter()
+        .any(|p| uses(p, Field::ContentCategory) || uses(p, Field::SecurityCategory));
+    set.needs_src_geo = set
+        .policies
+        .iter()
+        .any(|p| uses(p, Field::SrcGeoCountry) || uses(p, Field::SrcGeoContinent));
+    set.needs_dst_geo = set
+        .policies
+        .iter()
+        .any(|p| uses(p, Field::DstGeoCountry) || uses(p, Field::DstGeoContinent));
     set.index();
     Ok((set, groups))
 }
@@ -120,8 +139,16 @@ fn compile_policy(
         )]);
     };
     let email_variants = env.match_extended_emails
-        || matches!(action, Action::Block | Action::Override | Action::SafeSearch | Action::YtRestricted);
-    let cenv = CompileEnv { lists: env.lists, email_variants, has_geoip: env.has_geoip, limits: Limits::default() };
+        || matches!(
+            action,
+            Action::Block | Action::Override | Action::SafeSearch | Action::YtRestricted
+        );
+    let cenv = CompileEnv {
+        lists: env.lists,
+        email_variants,
+        has_geoip: env.has_geoip,
+        limits: Limits::default(),
+    };
 
     let mut compile_text = |text: &toml::Spanned<String>| -> Option<Expr> {
         match expr::compile(text.get_ref(), &cenv) {
@@ -129,7 +156,12 @@ fn compile_policy(
             Err(errs) => {
                 for e in errs {
                     let off = file.string_offset(&text.span(), e.offset);
-                    diags.push(Diagnostic::at_offset(&file.path, &file.text, off, format!("policy `{name}`: {}", e.message)));
+                    diags.push(Diagnostic::at_offset(
+                        &file.path,
+                        &file.text,
+                        off,
+                        format!("policy `{name}`: {}", e.message),
+                    ));
                 }
                 None
             }
@@ -138,7 +170,9 @@ fn compile_policy(
     let traffic = compile_text(&cfg.traffic);
     let identity = compile_text(&cfg.identity);
     let mut builder = Builder::default();
-    let mut compile_tables = |tables: &[toml::Spanned<SelectorConfig>], out: &mut Vec<Expr>, what: &str| {
+    let mut compile_tables = |tables: &[toml::Spanned<SelectorConfig>],
+                              out: &mut Vec<Expr>,
+                              what: &str| {
         for t in tables {
             let src = match builder::selector_source(t.get_ref(), env.lists) {
                 Ok(s) => s,
@@ -151,7 +185,9 @@ fn compile_policy(
                 Ok(e) => out.push(e),
                 Err(errs) => {
                     for e in errs {
-                        diags.push(file.diag(&t.span(), format!("policy `{name}` {what}: {}", e.message)));
+                        diags.push(
+                            file.diag(&t.span(), format!("policy `{name}` {what}: {}", e.message)),
+                        );
                     }
                 }
             }
@@ -161,28 +197,41 @@ fn compile_policy(
     compile_tables(&cfg.require, &mut builder.require, "require");
     compile_tables(&cfg.exclude, &mut builder.exclude, "exclude");
 
-    let schedule = cfg.schedule.as_ref().and_then(|s| match Schedule::from_config(s.get_ref()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            diags.push(file.diag(&s.span(), format!("policy `{name}`: {e}")));
-            None
-        }
-    });
+    let schedule = cfg
+        .schedule
+        .as_ref()
+        .and_then(|s| match Schedule::from_config(s.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                diags.push(file.diag(&s.span(), format!("policy `{name}`: {e}")));
+                None
+            }
+        });
 
     let decision = decision(cfg, action, file, env, &name, &mut diags);
     let mut upstreams = 0;
     if action == Action::Resolve {
-        let specs = parse_specs(&cfg.upstreams, |u, e| diags.push(file.diag(&u.span(), format!("policy `{name}`: {e}"))));
+        let specs = parse_specs(&cfg.upstreams, |u, e| {
+            diags.push(file.diag(&u.span(), format!("policy `{name}`: {e}")))
+        });
         if cfg.upstreams.is_empty() {
-            diags.push(file.diag(&loc.item.span(), format!("policy `{name}`: a resolve policy needs `upstreams`")));
+            diags.push(file.diag(
+                &loc.item.span(),
+                format!("policy `{name}`: a resolve policy needs `upstreams`"),
+            ));
         }
         groups.push(specs);
         upstreams = groups.len();
     } else if !cfg.upstreams.is_empty() {
-        diags.push(file.diag(&cfg.upstreams[0].span(), format!("policy `{name}`: `upstreams` is only for resolve policies")));
+        diags.push(file.diag(
+            &cfg.upstreams[0].span(),
+            format!("policy `{name}`: `upstreams` is only for resolve policies"),
+        ));
     }
 
-    let (Some(traffic), Some(identity)) = (traffic, identity) else { return Err(diags) };
+    let (Some(traffic), Some(identity)) = (traffic, identity) else {
+        return Err(diags);
+    };
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -199,18 +248,30 @@ fn compile_policy(
         builder,
         decision,
         upstreams,
+        matches: ::metrics::counter!(crate::metrics::POLICY_MATCHES_TOTAL, "policy" => name.clone()),
         location: {
             let (l, c) = crate::diag::line_col(&file.text, loc.item.span().start);
             format!("{}:{l}:{c}", file.path.display())
         },
     };
-    p.phase = if exprs(&p).any(|e| e.phase() == Phase::Post) { Phase::Post } else { Phase::Pre };
+    p.phase = if exprs(&p).any(|e| e.phase() == Phase::Post) {
+        Phase::Post
+    } else {
+        Phase::Pre
+    };
     if p.phase == Phase::Post && !matches!(action, Action::Allow | Action::Block) {
         // SPEC §4.4, as in Gateway: these act before resolution.
-        let span = if cfg.traffic.get_ref().trim().is_empty() { loc.item.span() } else { cfg.traffic.span() };
+        let span = if cfg.traffic.get_ref().trim().is_empty() {
+            loc.item.span()
+        } else {
+            cfg.traffic.span()
+        };
         return Err(vec![file.diag(
             &span,
-            format!("policy `{name}`: {} policies may use pre-resolution fields only", action.as_str()),
+            format!(
+                "policy `{name}`: {} policies may use pre-resolution fields only",
+                action.as_str()
+            ),
         )]);
     }
     Ok(p)
@@ -235,38 +296,58 @@ fn decision(
                 }),
             };
             // The default mode is checked with `[block]` itself.
-            if let Some(m) = cfg.block_mode.as_ref().filter(|_| mode == BlockMode::Ips && !env.has_block_ips) {
-                diags.push(file.diag(&m.span(), format!("policy `{name}`: block mode \"ips\" needs [block] ips")));
+            if let Some(m) = cfg
+                .block_mode
+                .as_ref()
+                .filter(|_| mode == BlockMode::Ips && !env.has_block_ips)
+            {
+                diags.push(file.diag(
+                    &m.span(),
+                    format!("policy `{name}`: block mode \"ips\" needs [block] ips"),
+                ));
             }
-            Some(Decision::Block { mode, reason: cfg.block_reason.as_deref().map(Arc::from) })
+            Some(Decision::Block {
+                mode,
+                reason: cfg.block_reason.as_deref().map(Arc::from),
+            })
         }
         Action::Override => {
             let mut ips = Vec::new();
             for ip in &cfg.override_ips {
                 match ip.get_ref().parse::<IpAddr>() {
                     Ok(a) => ips.push(a),
-                    Err(_) => diags.push(file.diag(&ip.span(), format!("policy `{name}`: `{}` is not an IP address", ip.get_ref()))),
+                    Err(_) => diags.push(file.diag(
+                        &ip.span(),
+                        format!("policy `{name}`: `{}` is not an IP address", ip.get_ref()),
+                    )),
                 }
             }
-            let host = cfg.override_host.as_ref().and_then(|h| {
-                match Name::from_utf8(h.get_ref()) {
-                    Ok(mut n) => {
-                        n.set_fqdn(true);
-                        Some(n)
-                    }
-                    Err(e) => {
-                        diags.push(file.diag(&h.span(), format!("policy `{name}`: bad override_host: {e}")));
-                        None
-                    }
-                }
-            });
+            let host =
+                cfg.override_host
+                    .as_ref()
+                    .and_then(|h| match Name::from_utf8(h.get_ref()) {
+                        Ok(mut n) => {
+                            n.set_fqdn(true);
+                            Some(n)
+                        }
+                        Err(e) => {
+                            diags.push(file.diag(
+                                &h.span(),
+                                format!("policy `{name}`: bad override_host: {e}"),
+                            ));
+                            None
+                        }
+                    });
             if cfg.override_ips.is_empty() == cfg.override_host.is_none() {
                 diags.push(file.diag(
                     &cfg.action.span(),
                     format!("policy `{name}`: an override policy needs exactly one of override_ips and override_host"),
                 ));
             }
-            Some(Decision::Override { ips: ips.into(), host })
+            Some(Decision::Override {
+                ips: ips.into(),
+                host,
+            })
         }
         Action::SafeSearch | Action::YtRestricted | Action::Resolve => None,
     }

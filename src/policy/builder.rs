@@ -45,12 +45,17 @@ pub fn selector_source(
             if d.is_empty() {
                 return Err("email_domain needs a domain such as \"@example.com\"".into());
             }
-            terms.push(format!("identity.email matches {}", quote(&format!("@{}$", regex::escape(&d)))));
+            terms.push(format!(
+                "identity.email matches {}",
+                quote(&format!("@{}$", regex::escape(&d)))
+            ));
         }
     }
     if let Some(v) = &sel.group {
         let s = set(v.as_slice());
-        terms.push(format!("any(identity.groups.name[*] in {s}) or any(identity.groups.id[*] in {s})"));
+        terms.push(format!(
+            "any(identity.groups.name[*] in {s}) or any(identity.groups.id[*] in {s})"
+        ));
     }
     if let Some(v) = &sel.domain {
         terms.push(format!("any(dns.domains[*] in {})", set(v.as_slice())));
@@ -90,7 +95,9 @@ pub fn selector_source(
     }
     if let Some(v) = &sel.list {
         for name in v.as_slice() {
-            let list = lists.get(name).ok_or_else(|| format!("unknown list `{name}`"))?;
+            let list = lists
+                .get(name)
+                .ok_or_else(|| format!("unknown list `{name}`"))?;
             terms.push(match list.kind() {
                 ListKind::Domain => format!("any(dns.domains[*] in ${name})"),
                 ListKind::Ip => format!("dns.src_ip in ${name}"),
@@ -106,7 +113,11 @@ pub fn selector_source(
     if terms.is_empty() {
         return Err("empty selector: name at least one of email, email_domain, group, domain, host, category, location, src_ip, country, device, list".into());
     }
-    Ok(terms.iter().map(|t| format!("({t})")).collect::<Vec<_>>().join(" or "))
+    Ok(terms
+        .iter()
+        .map(|t| format!("({t})"))
+        .collect::<Vec<_>>()
+        .join(" or "))
 }
 
 #[cfg(test)]
@@ -134,15 +145,28 @@ mod tests {
             email_domain: Some(OneOrMany::One("@team.com".into())),
             ..Default::default()
         };
-        assert_eq!(selector_source(&sel, &HashMap::new()).unwrap(), r#"(identity.email matches "@team\\.com$")"#);
+        assert_eq!(
+            selector_source(&sel, &HashMap::new()).unwrap(),
+            r#"(identity.email matches "@team\\.com$")"#
+        );
     }
 
     #[test]
     fn empty_table_and_unknown_list_are_errors() {
         assert!(selector_source(&SelectorConfig::default(), &HashMap::new()).is_err());
-        let sel = SelectorConfig { list: Some(OneOrMany::One("nope".into())), ..Default::default() };
-        assert!(selector_source(&sel, &HashMap::new()).unwrap_err().contains("unknown list"));
-        let sel = SelectorConfig { src_ip: Some(OneOrMany::One("10.0.0.0/33".into())), ..Default::default() };
+        let sel = SelectorConfig {
+            list: Some(OneOrMany::One("nope".into())),
+            ..Default::default()
+        };
+        assert!(
+            selector_source(&sel, &HashMap::new())
+                .unwrap_err()
+                .contains("unknown list")
+        );
+        let sel = SelectorConfig {
+            src_ip: Some(OneOrMany::One("10.0.0.0/33".into())),
+            ..Default::default()
+        };
         assert!(selector_source(&sel, &HashMap::new()).is_err());
     }
 }

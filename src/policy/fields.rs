@@ -259,7 +259,10 @@ impl Field {
     pub fn needs_geoip(self) -> bool {
         matches!(
             self,
-            Self::DstGeoCountry | Self::DstGeoContinent | Self::SrcGeoCountry | Self::SrcGeoContinent
+            Self::DstGeoCountry
+                | Self::DstGeoContinent
+                | Self::SrcGeoCountry
+                | Self::SrcGeoContinent
         )
     }
 }
@@ -322,7 +325,10 @@ pub fn domains(fqdn: &str) -> impl Iterator<Item = &str> + Clone {
     let mut rest = Some(fqdn).filter(|s| !s.is_empty());
     std::iter::from_fn(move || {
         let cur = rest?;
-        rest = cur.find('.').map(|i| &cur[i + 1..]).filter(|s| !s.is_empty());
+        rest = cur
+            .find('.')
+            .map(|i| &cur[i + 1..])
+            .filter(|s| !s.is_empty());
         Some(cur)
     })
 }
@@ -334,7 +340,10 @@ mod tests {
     #[test]
     fn domains_lists_name_and_parents() {
         let d: Vec<_> = domains("a.b.example.com").collect();
-        assert_eq!(d, ["a.b.example.com", "b.example.com", "example.com", "com"]);
+        assert_eq!(
+            d,
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
+        );
         assert_eq!(domains("").count(), 0);
         assert_eq!(domains("com").collect::<Vec<_>>(), ["com"]);
     }

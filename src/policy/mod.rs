@@ -5,8 +5,8 @@
 //! (ties: file order), then the first matching `resolve` policy picks upstreams, then —
 //! only if nothing decided — post-resolution policies. The first decisive match wins.
 
-pub mod builder;
 pub mod build;
+pub mod builder;
 pub mod expr;
 pub mod fields;
 pub mod schedule;
@@ -133,7 +133,9 @@ impl Decision {
             Self::Allow => None,
             Self::Block { reason, .. } => Some((answer::EDE_BLOCKED, reason.as_deref())),
             Self::Override { .. } => Some((answer::EDE_FORGED, None)),
-            Self::SafeSearch { .. } | Self::YtRestricted { .. } => Some((answer::EDE_FILTERED, None)),
+            Self::SafeSearch { .. } | Self::YtRestricted { .. } => {
+                Some((answer::EDE_FILTERED, None))
+            }
         }
     }
 }
@@ -213,6 +215,9 @@ pub struct CompiledPolicy {
     pub upstreams: usize,
     /// Where the policy was defined (`path:line:col`), for explanations.
     pub location: String,
+    /// `dnsgate_policy_matches_total{policy=name}`, registered at load so a match costs
+    /// no label allocation.
+    pub matches: ::metrics::Counter,
 }
 
 impl CompiledPolicy {
@@ -266,10 +271,19 @@ impl Tracer for Vec<(usize, Step)> {
 }
 
 /// Category ids found for a name, without allocating.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct IdBuf {
-    ids: [u32; 32],
+    ids: [u32; 64],
     len: usize,
+}
+
+impl Default for IdBuf {
+    fn default() -> Self {
+        Self {
+            ids: [0; 64],
+            len: 0,
+        }
+    }
 }
 
 impl IdBuf {
@@ -322,7 +336,11 @@ impl PolicySet {
                 _ => false,
             });
             if hit {
-                if cat.security { security.push(cat.id) } else { content.push(cat.id) }
+                if cat.security {
+                    security.push(cat.id)
+                } else {
+                    content.push(cat.id)
+                }
             }
         }
         (content, security)
@@ -330,7 +348,13 @@ impl PolicySet {
 
     /// Runs one phase (SPEC §4). `Phase::Pre` also runs the `resolve` policies when nothing
     /// decided; `Phase::Post` expects `facts.post` to be set.
-    pub fn run(&self, phase: Phase, facts: &QueryFacts<'_>, now: Timestamp, tracer: &mut impl Tracer) -> Flow {
+    pub fn run(
+        &self,
+        phase: Phase,
+        facts: &QueryFacts<'_>,
+        now: Timestamp,
+        tracer: &mut impl Tracer,
+    ) -> Flow {
         let order = match phase {
             Phase::Pre => &self.pre,
             Phase::Post => &self.post,
@@ -354,13 +378,15 @@ impl PolicySet {
                         continue;
                     }
                 },
-                (None, Action::YtRestricted) => match answer::safe_search_target(facts.fqdn, true) {
-                    Some(target) => Decision::YtRestricted { target },
-                    None => {
-                        tracer.step(idx, Step::NotApplicable);
-                        continue;
+                (None, Action::YtRestricted) => {
+                    match answer::safe_search_target(facts.fqdn, true) {
+                        Some(target) => Decision::YtRestricted { target },
+                        None => {
+                            tracer.step(idx, Step::NotApplicable);
+                            continue;
+                        }
                     }
-                },
+                }
                 (None, _) => {
                     tracer.step(idx, Step::Evaluated(true));
                     continue;
@@ -371,17 +397,29 @@ impl PolicySet {
                 (Phase::Pre, Decision::Allow) => self.pick_upstreams(facts, now, tracer).0,
                 _ => 0,
             };
-            return Flow::Decide(Verdict { policy: idx, decision, upstreams });
+            return Flow::Decide(Verdict {
+                policy: idx,
+                decision,
+                upstreams,
+            });
         }
         if phase == Phase::Pre {
             let (upstreams, policy) = self.pick_upstreams(facts, now, tracer);
             return Flow::Continue { upstreams, policy };
         }
-        Flow::Continue { upstreams: 0, policy: None }
+        Flow::Continue {
+            upstreams: 0,
+            policy: None,
+        }
     }
 
     /// The first matching `resolve` policy's upstream group (0 and `None` if none matches).
-    fn pick_upstreams(&self, facts: &QueryFacts<'_>, now: Timestamp, tracer: &mut impl Tracer) -> (usize, Option<usize>) {
+    fn pick_upstreams(
+        &self,
+        facts: &QueryFacts<'_>,
+        now: Timestamp,
+        tracer: &mut impl Tracer,
+    ) -> (usize, Option<usize>) {
         for &idx in &self.resolve {
             let p = &self.policies[idx];
             if !self.is_active(idx, p, now, tracer) {
@@ -396,7 +434,13 @@ impl PolicySet {
         (0, None)
     }
 
-    fn is_active(&self, idx: usize, p: &CompiledPolicy, now: Timestamp, tracer: &mut impl Tracer) -> bool {
+    fn is_active(
+        &self,
+        idx: usize,
+        p: &CompiledPolicy,
+        now: Timestamp,
+        tracer: &mut impl Tracer,
+    ) -> bool {
         if !p.enabled {
             tracer.step(idx, Step::Disabled);
             return false;

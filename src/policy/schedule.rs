@@ -24,7 +24,9 @@ pub enum Error {
     #[error("unknown time zone `{0}`")]
     UnknownTimeZone(String),
     /// A range is not `HH:MM-HH:MM` with start before end.
-    #[error("bad time range `{range}` for {day}: expected HH:MM-HH:MM with the start before the end (24:00 ends a day)")]
+    #[error(
+        "bad time range `{range}` for {day}: expected HH:MM-HH:MM with the start before the end (24:00 ends a day)"
+    )]
     BadRange {
         /// The day key.
         day: &'static str,
@@ -47,12 +49,20 @@ fn parse_time(s: &str) -> Option<u16> {
 }
 
 fn parse_day(day: &'static str, text: Option<&str>) -> Result<Vec<(u16, u16)>, Error> {
-    let Some(text) = text else { return Ok(Vec::new()) };
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
     let mut ranges = Vec::new();
     for range in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-        let bad = || Error::BadRange { day, range: range.to_owned() };
+        let bad = || Error::BadRange {
+            day,
+            range: range.to_owned(),
+        };
         let (a, b) = range.split_once('-').ok_or_else(bad)?;
-        let (a, b) = (parse_time(a).ok_or_else(bad)?, parse_time(b).ok_or_else(bad)?);
+        let (a, b) = (
+            parse_time(a).ok_or_else(bad)?,
+            parse_time(b).ok_or_else(bad)?,
+        );
         if a >= b {
             return Err(bad());
         }
@@ -91,7 +101,9 @@ impl Schedule {
             Weekday::Sunday => 6,
         };
         let minute = dt.hour() as u16 * 60 + dt.minute() as u16;
-        self.days[day].iter().any(|&(a, b)| a <= minute && minute < b)
+        self.days[day]
+            .iter()
+            .any(|&(a, b)| a <= minute && minute < b)
     }
 
     /// The time zone's name.
@@ -146,8 +158,18 @@ mod tests {
             sat: None,
             sun: None,
         };
-        assert!(matches!(Schedule::from_config(&cfg("Mars/Base", "08:00-09:00")), Err(Error::UnknownTimeZone(_))));
-        for bad in ["08:00", "09:00-08:00", "25:00-26:00", "8-9", "08:00-24:01", "08:60-09:00"] {
+        assert!(matches!(
+            Schedule::from_config(&cfg("Mars/Base", "08:00-09:00")),
+            Err(Error::UnknownTimeZone(_))
+        ));
+        for bad in [
+            "08:00",
+            "09:00-08:00",
+            "25:00-26:00",
+            "8-9",
+            "08:00-24:01",
+            "08:60-09:00",
+        ] {
             assert!(Schedule::from_config(&cfg("UTC", bad)).is_err(), "{bad}");
         }
         assert!(Schedule::from_config(&cfg("UTC", "")).is_ok());

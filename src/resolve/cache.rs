@@ -55,7 +55,11 @@ impl CachedMessage {
             authentic_data: msg.metadata.authentic_data,
             answers: msg.answers,
             authorities: msg.authorities,
-            additionals: msg.additionals.into_iter().filter(|r| r.record_type() != RecordType::OPT).collect(),
+            additionals: msg
+                .additionals
+                .into_iter()
+                .filter(|r| r.record_type() != RecordType::OPT)
+                .collect(),
             stored: now,
             ttl,
         }
@@ -71,8 +75,7 @@ fn cache_ttl(msg: &Message, qtype: RecordType) -> u32 {
         return 0;
     }
     let answer_ttl = msg.answers.iter().map(|r| r.ttl).min();
-    let has_data = matches!(qtype, RecordType::ANY | RecordType::CNAME)
-        && !msg.answers.is_empty()
+    let has_data = matches!(qtype, RecordType::ANY | RecordType::CNAME) && !msg.answers.is_empty()
         || msg.answers.iter().any(|r| r.record_type() == qtype);
     let ttl = if rcode == ResponseCode::NoError && has_data {
         answer_ttl.unwrap_or(0)
@@ -107,7 +110,11 @@ impl Resolved {
     /// A record with its TTL as the client should see it.
     pub fn adjust(&self, r: &Record) -> Record {
         let mut r = r.clone();
-        r.ttl = if self.stale { STALE_TTL } else { r.ttl.saturating_sub(self.age) };
+        r.ttl = if self.stale {
+            STALE_TTL
+        } else {
+            r.ttl.saturating_sub(self.age)
+        };
         r
     }
 }
@@ -139,7 +146,9 @@ pub struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("enabled", &self.inner.is_some()).finish()
+        f.debug_struct("Cache")
+            .field("enabled", &self.inner.is_some())
+            .finish()
     }
 }
 
@@ -156,7 +165,8 @@ impl Cache {
     /// caching).
     pub fn new(size: usize, serve_stale: bool) -> Self {
         Self {
-            inner: (size > 0).then(|| quick_cache::sync::Cache::with_weighter(size, size as u64, Weigher)),
+            inner: (size > 0)
+                .then(|| quick_cache::sync::Cache::with_weighter(size, size as u64, Weigher)),
             serve_stale,
             in_flight: Mutex::new(HashMap::new()),
         }
@@ -172,7 +182,11 @@ impl Cache {
         let result = flight
             .get_or_init(|| async {
                 let r = forwarder.query(&key.q).await?;
-                Ok(Arc::new(CachedMessage::from_response(r, key.q.qtype, Instant::now())))
+                Ok(Arc::new(CachedMessage::from_response(
+                    r,
+                    key.q.qtype,
+                    Instant::now(),
+                )))
             })
             .await
             .clone();
@@ -185,25 +199,53 @@ impl Cache {
 
     /// Resolves `q` through `forwarder`, from the cache when fresh; on upstream failure,
     /// from an expired entry when serve-stale allows it.
-    pub async fn resolve(&self, forwarder: &Forwarder, group: u64, q: &Question) -> Result<Resolved, Error> {
-        let key = Key { q: q.clone(), group };
+    pub async fn resolve(
+        &self,
+        forwarder: &Forwarder,
+        group: u64,
+        q: &Question,
+    ) -> Result<Resolved, Error> {
+        let key = Key {
+            q: q.clone(),
+            group,
+        };
         let Some(cache) = &self.inner else {
             let msg = self.fetch(forwarder, &key).await?;
-            return Ok(Resolved { msg, age: 0, stale: false, cached: false });
+            return Ok(Resolved {
+                msg,
+                age: 0,
+                stale: false,
+                cached: false,
+            });
         };
         let existing = cache.get(&key);
         if let Some(entry) = &existing {
-            let age = Instant::now().saturating_duration_since(entry.stored).as_secs();
+            let age = Instant::now()
+                .saturating_duration_since(entry.stored)
+                .as_secs();
             if age < u64::from(entry.ttl) {
                 ::metrics::counter!(metrics::CACHE_HITS_TOTAL).increment(1);
-                return Ok(Resolved { msg: entry.clone(), age: age as u32, stale: false, cached: true });
+                return Ok(Resolved {
+                    msg: entry.clone(),
+                    age: age as u32,
+                    stale: false,
+                    cached: true,
+                });
             }
         }
         ::metrics::counter!(metrics::CACHE_MISSES_TOTAL).increment(1);
         let stale = |entry: &Arc<CachedMessage>| {
-            let age = Instant::now().saturating_duration_since(entry.stored).as_secs();
-            (self.serve_stale && age < u64::from(entry.ttl) + u64::from(STALE_MAX))
-                .then(|| Resolved { msg: entry.clone(), age: age as u32, stale: true, cached: true })
+            let age = Instant::now()
+                .saturating_duration_since(entry.stored)
+                .as_secs();
+            (self.serve_stale && age < u64::from(entry.ttl) + u64::from(STALE_MAX)).then(|| {
+                Resolved {
+                    msg: entry.clone(),
+                    age: age as u32,
+                    stale: true,
+                    cached: true,
+                }
+            })
         };
         match self.fetch(forwarder, &key).await {
             Ok(msg) => {
@@ -215,7 +257,12 @@ impl Cache {
                         return Ok(r);
                     }
                 }
-                Ok(Resolved { msg, age: 0, stale: false, cached: false })
+                Ok(Resolved {
+                    msg,
+                    age: 0,
+                    stale: false,
+                    cached: false,
+                })
             }
             Err(e) => existing.as_ref().and_then(stale).ok_or(e),
         }
@@ -239,27 +286,76 @@ mod tests {
 
     fn soa(ttl: u32, minimum: u32) -> Record {
         let n = Name::from_ascii("test.").unwrap();
-        Record::from_rdata(n.clone(), ttl, RData::SOA(SOA::new(n.clone(), n, 1, 60, 60, 60, minimum)))
+        Record::from_rdata(
+            n.clone(),
+            ttl,
+            RData::SOA(SOA::new(n.clone(), n, 1, 60, 60, 60, minimum)),
+        )
     }
 
     #[test]
     fn ttls_follow_rfc_2308() {
-        let a = |ttl| Record::from_rdata(Name::from_ascii("a.test.").unwrap(), ttl, RData::A(A::new(192, 0, 2, 1)));
+        let a = |ttl| {
+            Record::from_rdata(
+                Name::from_ascii("a.test.").unwrap(),
+                ttl,
+                RData::A(A::new(192, 0, 2, 1)),
+            )
+        };
         let cname = |ttl| {
             let n = Name::from_ascii("b.test.").unwrap();
-            Record::from_rdata(n.clone(), ttl, RData::CNAME(hickory_proto::rr::rdata::CNAME(n)))
+            Record::from_rdata(
+                n.clone(),
+                ttl,
+                RData::CNAME(hickory_proto::rr::rdata::CNAME(n)),
+            )
         };
         let ttl = |m: &Message| cache_ttl(m, RecordType::A);
-        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![a(300), a(60)], vec![])), 60);
-        assert_eq!(ttl(&msg(ResponseCode::NXDomain, vec![], vec![soa(3600, 120)])), 120);
-        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![], vec![soa(30, 120)])), 30);
+        assert_eq!(
+            ttl(&msg(ResponseCode::NoError, vec![a(300), a(60)], vec![])),
+            60
+        );
+        assert_eq!(
+            ttl(&msg(ResponseCode::NXDomain, vec![], vec![soa(3600, 120)])),
+            120
+        );
+        assert_eq!(
+            ttl(&msg(ResponseCode::NoError, vec![], vec![soa(30, 120)])),
+            30
+        );
         assert_eq!(ttl(&msg(ResponseCode::NXDomain, vec![], vec![])), 0);
         assert_eq!(ttl(&msg(ResponseCode::ServFail, vec![a(300)], vec![])), 0);
-        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![a(10 * MAX_TTL)], vec![])), MAX_TTL);
+        assert_eq!(
+            ttl(&msg(ResponseCode::NoError, vec![a(10 * MAX_TTL)], vec![])),
+            MAX_TTL
+        );
         // A CNAME chain ending in NODATA or NXDOMAIN: the SOA bounds it, and so does the CNAME.
-        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![cname(300)], vec![soa(3600, 60)])), 60);
-        assert_eq!(ttl(&msg(ResponseCode::NXDomain, vec![cname(20)], vec![soa(3600, 60)])), 20);
-        assert_eq!(ttl(&msg(ResponseCode::NoError, vec![cname(300)], vec![])), 0);
-        assert_eq!(cache_ttl(&msg(ResponseCode::NoError, vec![cname(300)], vec![]), RecordType::CNAME), 300);
+        assert_eq!(
+            ttl(&msg(
+                ResponseCode::NoError,
+                vec![cname(300)],
+                vec![soa(3600, 60)]
+            )),
+            60
+        );
+        assert_eq!(
+            ttl(&msg(
+                ResponseCode::NXDomain,
+                vec![cname(20)],
+                vec![soa(3600, 60)]
+            )),
+            20
+        );
+        assert_eq!(
+            ttl(&msg(ResponseCode::NoError, vec![cname(300)], vec![])),
+            0
+        );
+        assert_eq!(
+            cache_ttl(
+                &msg(ResponseCode::NoError, vec![cname(300)], vec![]),
+                RecordType::CNAME
+            ),
+            300
+        );
     }
 }

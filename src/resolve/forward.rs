@@ -102,7 +102,8 @@ impl Forwarder {
             // first, so a recovered upstream comes back by itself.
             let f = h.failures.fetch_add(1, Ordering::Relaxed).min(5);
             let backoff = (1000u64 << f).min(30_000);
-            h.avoid_until_ms.store(self.now_ms() + backoff, Ordering::Relaxed);
+            h.avoid_until_ms
+                .store(self.now_ms() + backoff, Ordering::Relaxed);
         }
     }
 
@@ -130,7 +131,11 @@ impl Forwarder {
         for i in 0..attempts {
             let idx = order[i % order.len()];
             let server = &self.servers[idx];
-            let attempt_deadline = if i + 1 == attempts { deadline } else { (Instant::now() + slice).min(deadline) };
+            let attempt_deadline = if i + 1 == attempts {
+                deadline
+            } else {
+                (Instant::now() + slice).min(deadline)
+            };
             let result = match server.transport {
                 Transport::Udp => exchange_udp(server.addr, q, attempt_deadline).await,
                 Transport::Tcp => exchange_tcp(server.addr, q, attempt_deadline).await,
@@ -161,7 +166,11 @@ impl Forwarder {
     }
 }
 
-async fn exchange_udp(addr: SocketAddr, q: &Question, deadline: Instant) -> Result<Response, Error> {
+async fn exchange_udp(
+    addr: SocketAddr,
+    q: &Question,
+    deadline: Instant,
+) -> Result<Response, Error> {
     let (id, wire) = encode_query(q)?;
     let bind: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -179,7 +188,9 @@ async fn exchange_udp(addr: SocketAddr, q: &Question, deadline: Instant) -> Resu
         };
         // Anything that is not the answer to our question is ignored, not an error:
         // it may be a late answer or a spoofing attempt.
-        let Ok(msg) = Message::from_vec(&buf[..len]) else { continue };
+        let Ok(msg) = Message::from_vec(&buf[..len]) else {
+            continue;
+        };
         if !answers(&msg, id, q) {
             continue;
         }
@@ -191,7 +202,11 @@ async fn exchange_udp(addr: SocketAddr, q: &Question, deadline: Instant) -> Resu
     }
 }
 
-async fn exchange_tcp(addr: SocketAddr, q: &Question, deadline: Instant) -> Result<Response, Error> {
+async fn exchange_tcp(
+    addr: SocketAddr,
+    q: &Question,
+    deadline: Instant,
+) -> Result<Response, Error> {
     let (id, wire) = encode_query(q)?;
     let io = async {
         let mut stream = TcpStream::connect(addr).await.map_err(net)?;
@@ -204,13 +219,16 @@ async fn exchange_tcp(addr: SocketAddr, q: &Question, deadline: Instant) -> Resu
             let len = stream.read_u16().await.map_err(net)? as usize;
             let mut body = vec![0u8; len];
             stream.read_exact(&mut body).await.map_err(net)?;
-            let msg = Message::from_vec(&body).map_err(|e| Error::Network(format!("bad response: {e}")))?;
+            let msg = Message::from_vec(&body)
+                .map_err(|e| Error::Network(format!("bad response: {e}")))?;
             if answers(&msg, id, q) {
                 return Ok(Response { msg, wire_len: len });
             }
         }
     };
-    timeout_at(deadline, io).await.unwrap_or(Err(Error::Timeout))
+    timeout_at(deadline, io)
+        .await
+        .unwrap_or(Err(Error::Timeout))
 }
 
 fn net(e: std::io::Error) -> Error {
@@ -229,7 +247,9 @@ fn encode_query(q: &Question) -> Result<(u16, Vec<u8>), Error> {
     edns.set_max_payload(EDNS_PAYLOAD);
     edns.set_dnssec_ok(q.dnssec_ok);
     m.set_edns(edns);
-    let wire = m.to_vec().map_err(|e| Error::Network(format!("cannot encode query: {e}")))?;
+    let wire = m
+        .to_vec()
+        .map_err(|e| Error::Network(format!("cannot encode query: {e}")))?;
     Ok((id, wire))
 }
 

@@ -173,19 +173,37 @@ mod tests {
         assert_eq!(u.to_string(), "udp://9.9.9.9:53");
         let u: UpstreamSpec = "[::1]".parse().unwrap();
         assert_eq!(u.addr.port(), 53);
-        assert!(matches!("tls://1.1.1.1:853#x".parse::<UpstreamSpec>(), Err(SpecError::Unsupported(..))));
-        assert!(matches!("dns.google".parse::<UpstreamSpec>(), Err(SpecError::Invalid(..))));
+        assert!(matches!(
+            "tls://1.1.1.1:853#x".parse::<UpstreamSpec>(),
+            Err(SpecError::Unsupported(..))
+        ));
+        assert!(matches!(
+            "dns.google".parse::<UpstreamSpec>(),
+            Err(SpecError::Invalid(..))
+        ));
     }
 
     #[test]
     fn unsupported_upstreams_are_skipped_only_when_another_remains() {
-        let sp = |v: &[&str]| v.iter().map(|s| toml::Spanned::new(0..0, s.to_string())).collect::<Vec<_>>();
+        let sp = |v: &[&str]| {
+            v.iter()
+                .map(|s| toml::Spanned::new(0..0, s.to_string()))
+                .collect::<Vec<_>>()
+        };
         let mut errors = 0;
-        let specs = parse_specs(&sp(&["udp://127.0.0.1:53", "tls://1.1.1.1:853#x"]), |_, _| errors += 1);
+        let specs = parse_specs(
+            &sp(&["udp://127.0.0.1:53", "tls://1.1.1.1:853#x"]),
+            |_, _| errors += 1,
+        );
         assert_eq!((specs.len(), errors), (1, 0));
-        let specs = parse_specs(&sp(&["tls://1.1.1.1:853#x", "https://dns.example/dns-query"]), |_, _| errors += 1);
+        let specs = parse_specs(
+            &sp(&["tls://1.1.1.1:853#x", "https://dns.example/dns-query"]),
+            |_, _| errors += 1,
+        );
         assert_eq!((specs.len(), errors), (0, 2));
-        let specs = parse_specs(&sp(&["udp://127.0.0.1:53", "bogus://x"]), |_, _| errors += 1);
+        let specs = parse_specs(&sp(&["udp://127.0.0.1:53", "bogus://x"]), |_, _| {
+            errors += 1
+        });
         assert_eq!((specs.len(), errors), (1, 3));
     }
 }

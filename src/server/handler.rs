@@ -87,7 +87,11 @@ pub fn post_facts(rt: &Runtime, r: &Resolved) -> PostFacts {
             RData::MX(mx) => post.mx.push(fqdn_of(&mx.exchange)),
             RData::PTR(p) => post.ptr.push(fqdn_of(&p.0)),
             RData::TXT(t) => post.txt.push(
-                t.txt_data.iter().map(|d| String::from_utf8_lossy(d)).collect::<Vec<_>>().concat(),
+                t.txt_data
+                    .iter()
+                    .map(|d| String::from_utf8_lossy(d))
+                    .collect::<Vec<_>>()
+                    .concat(),
             ),
             _ => {}
         }
@@ -102,7 +106,12 @@ pub fn post_facts(rt: &Runtime, r: &Resolved) -> PostFacts {
 
 impl Shared {
     /// Resolves a question through upstream group `group` and the cache.
-    pub async fn resolve(&self, rt: &Runtime, group: usize, q: &Question) -> Result<Resolved, crate::resolve::Error> {
+    pub async fn resolve(
+        &self,
+        rt: &Runtime,
+        group: usize,
+        q: &Question,
+    ) -> Result<Resolved, crate::resolve::Error> {
         let g = &rt.upstreams[group.min(rt.upstreams.len() - 1)];
         self.cache.resolve(&g.forwarder, g.fingerprint, q).await
     }
@@ -121,7 +130,8 @@ impl Shared {
         };
         // 1. ACL (§4.1): never an open resolver.
         if !rt.is_allowed(src) {
-            out.reply = Reply::rcode(ResponseCode::Refused).with_ede(EDE_PROHIBITED, "client not allowed");
+            out.reply =
+                Reply::rcode(ResponseCode::Refused).with_ede(EDE_PROHIBITED, "client not allowed");
             out.action = "refused";
             return out;
         }
@@ -178,7 +188,8 @@ impl Shared {
         let resolved = match self.resolve(rt, group, q).await {
             Ok(r) => r,
             Err(e) => {
-                out.reply = Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string());
+                out.reply =
+                    Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string());
                 out.action = "error";
                 return out;
             }
@@ -208,14 +219,21 @@ impl Shared {
 
     fn note_match(&self, rt: &Runtime, v: &Verdict, phase: Phase, out: &mut Outcome) {
         let p = &rt.policies.policies[v.policy];
-        ::metrics::counter!(metrics::POLICY_MATCHES_TOTAL, "policy" => p.name.clone()).increment(1);
+        p.matches.increment(1);
         out.action = p.action.as_str();
         out.policy = Some(p.name.clone());
         out.phase = Some(phase);
     }
 
     /// Builds the answer for a decision (§4.5).
-    async fn decide(&self, rt: &Runtime, q: &Question, v: Verdict, phase: Phase, out: &mut Outcome) {
+    async fn decide(
+        &self,
+        rt: &Runtime,
+        q: &Question,
+        v: Verdict,
+        phase: Phase,
+        out: &mut Outcome,
+    ) {
         self.note_match(rt, &v, phase, out);
         let mut reply = match &v.decision {
             Decision::Allow => match self.resolve(rt, v.upstreams, q).await {
@@ -223,18 +241,28 @@ impl Shared {
                     out.cached = r.cached;
                     Reply::from_resolved(&r)
                 }
-                Err(e) => Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string()),
-            },
-            Decision::Block { mode, .. } => answer::block(&q.name, q.qtype, *mode, &rt.block_ips, rt.block_ttl),
-            Decision::Override { ips, host: None } => answer::override_ips(&q.name, q.qtype, ips, rt.block_ttl),
-            Decision::Override { host: Some(host), .. } => self.cname_to(rt, q, host).await,
-            Decision::SafeSearch { target } | Decision::YtRestricted { target } => match Name::from_ascii(target) {
-                Ok(mut host) => {
-                    host.set_fqdn(true);
-                    self.cname_to(rt, q, &host).await
+                Err(e) => {
+                    Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string())
                 }
-                Err(_) => Reply::rcode(ResponseCode::ServFail),
             },
+            Decision::Block { mode, .. } => {
+                answer::block(&q.name, q.qtype, *mode, &rt.block_ips, rt.block_ttl)
+            }
+            Decision::Override { ips, host: None } => {
+                answer::override_ips(&q.name, q.qtype, ips, rt.block_ttl)
+            }
+            Decision::Override {
+                host: Some(host), ..
+            } => self.cname_to(rt, q, host).await,
+            Decision::SafeSearch { target } | Decision::YtRestricted { target } => {
+                match Name::from_ascii(target) {
+                    Ok(mut host) => {
+                        host.set_fqdn(true);
+                        self.cname_to(rt, q, &host).await
+                    }
+                    Err(_) => Reply::rcode(ResponseCode::ServFail),
+                }
+            }
         };
         // One mapping from decision to EDE (blocky's ToExtendedErrorCode).
         if let Some((code, text)) = v.decision.ede() {
@@ -247,7 +275,10 @@ impl Shared {
         if q.qtype == RecordType::CNAME {
             return answer::cname(&q.name, host, rt.block_ttl, None);
         }
-        let tq = Question { name: host.clone(), ..q.clone() };
+        let tq = Question {
+            name: host.clone(),
+            ..q.clone()
+        };
         match self.resolve(rt, 0, &tq).await {
             Ok(r) => answer::cname(&q.name, host, rt.block_ttl, Some(&r)),
             Err(e) => {
@@ -266,7 +297,11 @@ fn ede_option(code: u16, text: &str) -> EdnsOption {
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
         let start = Instant::now();
         let rt = self.shared.runtime.load_full();
         let protocol = match request.protocol() {
@@ -319,19 +354,30 @@ impl RequestHandler for Handler {
         md.recursion_available = true;
         md.response_code = reply.rcode;
         md.authentic_data = reply.authentic_data && dnssec_ok;
-        let response = builder.build(md, reply.answers.iter(), reply.authorities.iter(), std::iter::empty(), reply.additionals.iter());
+        let response = builder.build(
+            md,
+            reply.answers.iter(),
+            reply.authorities.iter(),
+            std::iter::empty(),
+            reply.additionals.iter(),
+        );
         let info = match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
                 debug!(error = %e, "failed to send response");
                 let mut md = Metadata::response_from_request(&request.metadata);
                 md.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header { metadata: md, counts: HeaderCounts::default() })
+                ResponseInfo::from(Header {
+                    metadata: md,
+                    counts: HeaderCounts::default(),
+                })
             }
         };
         let elapsed = start.elapsed();
-        ::metrics::counter!(metrics::QUERIES_TOTAL, "protocol" => protocol, "action" => action).increment(1);
-        ::metrics::counter!(metrics::RESPONSES_TOTAL, "rcode" => rcode_label(reply.rcode)).increment(1);
+        ::metrics::counter!(metrics::QUERIES_TOTAL, "protocol" => protocol, "action" => action)
+            .increment(1);
+        ::metrics::counter!(metrics::RESPONSES_TOTAL, "rcode" => rcode_label(reply.rcode))
+            .increment(1);
         ::metrics::histogram!(metrics::QUERY_DURATION_SECONDS).record(elapsed.as_secs_f64());
         if let Some(log) = &self.shared.querylog {
             // Every query is logged, the malformed and refused ones too.

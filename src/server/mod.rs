@@ -80,7 +80,10 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
     let settings = rt.settings.clone();
     let querylog = match &settings.querylog {
         Some(p) => Some(QueryLog::open(p).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot open query log {}: {e}", p.display()))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot open query log {}: {e}", p.display()),
+            )
         })?),
         None => None,
     };
@@ -103,7 +106,11 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         info!(addr = %bound, "listening");
         addrs.push(bound);
     }
-    Ok(Running { shared, addrs, server })
+    Ok(Running {
+        shared,
+        addrs,
+        server,
+    })
 }
 
 fn publish_list_gauges(rt: &Runtime) {
@@ -115,10 +122,15 @@ fn publish_list_gauges(rt: &Runtime) {
 /// Reloads the configuration (SIGHUP): the new one replaces the old only if all of it
 /// loads; otherwise the old keeps serving and the errors are returned.
 pub fn reload(shared: &Shared) -> Result<(), Vec<Diagnostic>> {
+    if let Some(log) = &shared.querylog {
+        log.reopen();
+    }
     match Runtime::load(&shared.config_path) {
         Ok(rt) => {
             if rt.settings != shared.runtime.load().settings {
-                warn!("listen, metrics, query log and cache settings take effect at the next restart");
+                warn!(
+                    "listen, metrics, query log and cache settings take effect at the next restart"
+                );
             }
             publish_list_gauges(&rt);
             let summary = rt.summary();
@@ -139,7 +151,10 @@ pub fn reload(shared: &Shared) -> Result<(), Vec<Diagnostic>> {
             for d in &diags {
                 error!("{d}");
             }
-            error!(errors = diags.len(), "reload rejected; the running configuration keeps serving");
+            error!(
+                errors = diags.len(),
+                "reload rejected; the running configuration keeps serving"
+            );
             ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "failure").increment(1);
             Err(diags)
         }

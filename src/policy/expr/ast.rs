@@ -227,7 +227,11 @@ impl fmt::Display for Ast {
 
 /// Writes `node`, in parentheses unless it binds more tightly than `min`.
 fn write_child(f: &mut fmt::Formatter<'_>, node: &Ast, min: u8) -> fmt::Result {
-    if level(&node.kind) > min { write!(f, "{node}") } else { write!(f, "({node})") }
+    if level(&node.kind) > min {
+        write!(f, "{node}")
+    } else {
+        write!(f, "({node})")
+    }
 }
 
 impl fmt::Display for Operand {

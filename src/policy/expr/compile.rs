@@ -72,45 +72,82 @@ fn array_src(field: Field, key: Option<String>) -> Option<ArrSrc> {
 /// empty arrays included), which exposes the one-call shapes `any(dns.domains[*] == "x")`
 /// and `any(dns.domains[*] in $list)` inside larger conditions.
 fn quantify(all: bool, arr: &ArrSrc, body: Node) -> Node {
-    let spread =
-        |kids: Box<[Node]>| kids.into_vec().into_iter().map(|k| quantify(all, arr, k)).collect();
+    let spread = |kids: Box<[Node]>| {
+        kids.into_vec()
+            .into_iter()
+            .map(|k| quantify(all, arr, k))
+            .collect()
+    };
     match (all, body) {
         (false, Node::Or(kids)) => Node::Or(spread(kids)),
         (true, Node::And(kids)) => Node::And(spread(kids)),
-        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::Eq(x) })
-            if *arr == ArrSrc::Domains =>
-        {
-            Node::DomainsEq(x)
-        }
-        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::DomainList(l) })
-            if *arr == ArrSrc::Domains =>
-        {
-            Node::DomainsInList(l)
-        }
-        (false, Node::Str { src: StrSrc::Elem, fold: false, test: StrTest::In(set) })
-            if *arr == ArrSrc::Domains =>
-        {
-            Node::DomainsIn(set)
-        }
+        (
+            false,
+            Node::Str {
+                src: StrSrc::Elem,
+                fold: false,
+                test: StrTest::Eq(x),
+            },
+        ) if *arr == ArrSrc::Domains => Node::DomainsEq(x),
+        (
+            false,
+            Node::Str {
+                src: StrSrc::Elem,
+                fold: false,
+                test: StrTest::DomainList(l),
+            },
+        ) if *arr == ArrSrc::Domains => Node::DomainsInList(l),
+        (
+            false,
+            Node::Str {
+                src: StrSrc::Elem,
+                fold: false,
+                test: StrTest::In(set),
+            },
+        ) if *arr == ArrSrc::Domains => Node::DomainsIn(set),
         (all, Node::Int(test))
             if matches!(arr, ArrSrc::ContentCategory | ArrSrc::SecurityCategory) =>
         {
-            Node::Categories { security: *arr == ArrSrc::SecurityCategory, all, test }
+            Node::Categories {
+                security: *arr == ArrSrc::SecurityCategory,
+                all,
+                test,
+            }
         }
-        (all, Node::Str { src: StrSrc::Elem, fold: false, test }) => {
-            Node::QuantStr { all, arr: arr.clone(), test: Box::new(test) }
-        }
-        (all, body) => Node::Quant { all, arr: arr.clone(), body: Box::new(body) },
+        (
+            all,
+            Node::Str {
+                src: StrSrc::Elem,
+                fold: false,
+                test,
+            },
+        ) => Node::QuantStr {
+            all,
+            arr: arr.clone(),
+            test: Box::new(test),
+        },
+        (all, body) => Node::Quant {
+            all,
+            arr: arr.clone(),
+            body: Box::new(body),
+        },
     }
 }
 
 impl<'e, 'l> Compiler<'e, 'l> {
     pub(super) fn new(env: &'e CompileEnv<'l>) -> Self {
-        Self { env, errors: Vec::new(), used: 0 }
+        Self {
+            env,
+            errors: Vec::new(),
+            used: 0,
+        }
     }
 
     pub(super) fn err(&mut self, offset: usize, message: impl Into<String>) {
-        self.errors.push(ExprError { offset, message: message.into() });
+        self.errors.push(ExprError {
+            offset,
+            message: message.into(),
+        });
     }
 
     /// Compiles a node; `scope` is `Some` inside `any()`/`all()`.
@@ -132,7 +169,9 @@ impl<'e, 'l> Compiler<'e, 'l> {
         let before = self.errors.len();
         let mut inner = Some(Scope::default());
         let body = self.node(body, &mut inner);
-        let bound = inner.and_then(|s| s.arr).and_then(|(f, key, _)| array_src(f, key));
+        let bound = inner
+            .and_then(|s| s.arr)
+            .and_then(|(f, key, _)| array_src(f, key));
         match bound {
             Some(arr) => quantify(all, &arr, body),
             None => {
@@ -156,10 +195,17 @@ impl<'e, 'l> Compiler<'e, 'l> {
             return None;
         };
         self.used |= 1 << field as u32;
-        let text = Operand { lower: false, ..op.clone() }.to_string();
+        let text = Operand {
+            lower: false,
+            ..op.clone()
+        }
+        .to_string();
         let name = field.name();
         if field.needs_geoip() && !self.env.has_geoip {
-            self.err(op.field_span.start, format!("`{name}` needs a [geoip] database"));
+            self.err(
+                op.field_span.start,
+                format!("`{name}` needs a [geoip] database"),
+            );
             return None;
         }
         let at = op.span.start;
@@ -201,11 +247,20 @@ impl<'e, 'l> Compiler<'e, 'l> {
         if op.lower && !matches!(kind, Kind::Str(_)) {
             self.err(
                 at,
-                format!("lower() needs a string field; `{text}` is an {} field", kind.name()),
+                format!(
+                    "lower() needs a string field; `{text}` is an {} field",
+                    kind.name()
+                ),
             );
             return None;
         }
-        Some(Resolved { field, text, kind, lower: op.lower, span: op.span })
+        Some(Resolved {
+            field,
+            text,
+            kind,
+            lower: op.lower,
+            span: op.span,
+        })
     }
 
     /// Records that `[*]` of `field` is used in the current `any()`/`all()`.
@@ -217,7 +272,10 @@ impl<'e, 'l> Compiler<'e, 'l> {
         text: &str,
     ) -> Option<()> {
         let Some(scope) = scope else {
-            self.err(op.span.start, format!("`{text}` is only allowed inside any() or all()"));
+            self.err(
+                op.span.start,
+                format!("`{text}` is only allowed inside any() or all()"),
+            );
             return None;
         };
         match &scope.arr {
@@ -252,9 +310,15 @@ mod tests {
     fn name_errors_point_at_the_name() {
         assert_eq!(
             one(r#"dns.fqdnn == "a""#),
-            (0, "unknown field `dns.fqdnn` (did you mean `dns.fqdn`?)".to_owned())
+            (
+                0,
+                "unknown field `dns.fqdnn` (did you mean `dns.fqdn`?)".to_owned()
+            )
         );
-        assert_eq!(one(r#"lower( dns.nme) == "a""#), (7, "unknown field `dns.nme`".to_owned()));
+        assert_eq!(
+            one(r#"lower( dns.nme) == "a""#),
+            (7, "unknown field `dns.nme`".to_owned())
+        );
         assert_eq!(
             one("dns.fqdn in $adz"),
             (12, "unknown list `$adz` (did you mean `$ads`?)".to_owned())
@@ -262,7 +326,10 @@ mod tests {
         // The right-hand side is still checked when the field is unknown.
         assert_eq!(
             errors("x in $nope"),
-            [(0, "unknown field `x`".to_owned()), (5, "unknown list `$nope`".to_owned())]
+            [
+                (0, "unknown field `x`".to_owned()),
+                (5, "unknown list `$nope`".to_owned())
+            ]
         );
     }
 
@@ -294,7 +361,11 @@ mod tests {
                 0,
                 "`dns.domains[*]` is only allowed inside any() or all()",
             ),
-            (r#"any(dns.fqdn[*] == "x")"#, 4, "`dns.fqdn` is not an array: use it without [*]"),
+            (
+                r#"any(dns.fqdn[*] == "x")"#,
+                4,
+                "`dns.fqdn` is not an array: use it without [*]",
+            ),
             (
                 r#"any(dns.domains["k"][*] == "x")"#,
                 4,
@@ -314,7 +385,10 @@ mod tests {
             assert_eq!(one(src), (offset, message.to_owned()), "{src}");
         }
         let long = format!("dns.domains in {{{}}}", ["\"example.com\""; 10].join(" "));
-        assert_eq!(one(&long).1, "`dns.domains` is an array: use any(dns.domains[*] in ...)");
+        assert_eq!(
+            one(&long).1,
+            "`dns.domains` is an array: use any(dns.domains[*] in ...)"
+        );
     }
 
     #[test]
@@ -346,8 +420,14 @@ mod tests {
         assert_eq!(
             e,
             [
-                (0, "`dns.src.geo.country` needs a [geoip] database".to_owned()),
-                (35, "`dns.dst.geo.continent` needs a [geoip] database".to_owned()),
+                (
+                    0,
+                    "`dns.src.geo.country` needs a [geoip] database".to_owned()
+                ),
+                (
+                    35,
+                    "`dns.dst.geo.continent` needs a [geoip] database".to_owned()
+                ),
             ]
         );
         assert!(compile(r#"dns.fqdn == "a""#, &no_geo).is_ok());
@@ -367,8 +447,14 @@ mod tests {
 
     #[test]
     fn domain_suffix_shapes_compile_to_one_call() {
-        assert!(matches!(ok(r#"any(dns.domains[*] == "a.com")"#).root, Node::DomainsEq(_)));
-        assert!(matches!(ok("any(dns.domains[*] in $ads)").root, Node::DomainsInList(_)));
+        assert!(matches!(
+            ok(r#"any(dns.domains[*] == "a.com")"#).root,
+            Node::DomainsEq(_)
+        ));
+        assert!(matches!(
+            ok("any(dns.domains[*] in $ads)").root,
+            Node::DomainsInList(_)
+        ));
         let e = ok(r#"any(dns.domains[*] in $ads or dns.domains[*] == "x.com")"#);
         assert!(
             matches!(&e.root, Node::Or(k) if matches!(&k[..], [Node::DomainsInList(_), Node::DomainsEq(_)]))
@@ -385,13 +471,19 @@ mod tests {
             ok("all(dns.security_category[*] > 2)").root,
             Node::Categories { all: true, .. }
         ));
-        assert!(matches!(ok(r#"dns.src.geo.country in {"PT"}"#).root, Node::Code { .. }));
+        assert!(matches!(
+            ok(r#"dns.src.geo.country in {"PT"}"#).root,
+            Node::Code { .. }
+        ));
         let e = ok(r#"any(dns.dst.geo.continent[*] != "EU")"#);
         assert!(matches!(&e.root, Node::Quant { body, .. } if matches!(&**body, Node::Not(_))));
         let e = ok(r#"any(identity.groups.name[*] in {"a" "b"})"#);
         assert!(matches!(e.root, Node::QuantStr { all: false, .. }));
         // all() tests each element exactly.
-        assert!(matches!(ok("all(dns.domains[*] in $ads)").root, Node::QuantStr { all: true, .. }));
+        assert!(matches!(
+            ok("all(dns.domains[*] in $ads)").root,
+            Node::QuantStr { all: true, .. }
+        ));
         let e = ok(r#"any(lower(identity.groups.name[*]) == "x")"#);
         assert!(matches!(e.root, Node::Quant { all: false, .. }));
         let e = ok(r#"all(dns.domains[*] contains "a" and dns.domains[*] contains "b")"#);

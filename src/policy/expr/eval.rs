@@ -193,7 +193,11 @@ impl Node {
             Self::Not(n) => !n.eval(f, e),
             Self::Str { src, fold, test } => {
                 let s = src.get(f, e);
-                if *fold { test.eval_lowered(s) } else { test.eval(s) }
+                if *fold {
+                    test.eval_lowered(s)
+                } else {
+                    test.eval(s)
+                }
             }
             Self::Ip { src, test } => {
                 let ip = match (src, e) {
@@ -210,8 +214,16 @@ impl Node {
             }
             Self::DomainsEq(x) => is_name_or_parent(f.fqdn, x),
             Self::DomainsIn(set) => domains_in(f.fqdn, set),
-            Self::Categories { security, all, test } => {
-                let ids = if *security { f.security_categories } else { f.content_categories };
+            Self::Categories {
+                security,
+                all,
+                test,
+            } => {
+                let ids = if *security {
+                    f.security_categories
+                } else {
+                    f.content_categories
+                };
                 test.quantify(ids, *all)
             }
             Self::Code { src, test } => {
@@ -339,7 +351,11 @@ impl IntTest {
     /// `any` (or `all`) of the test over `ids`.
     #[inline(never)]
     fn quantify(&self, ids: &[u32], all: bool) -> bool {
-        if all { ids.iter().all(|&n| self.eval(n)) } else { ids.iter().any(|&n| self.eval(n)) }
+        if all {
+            ids.iter().all(|&n| self.eval(n))
+        } else {
+            ids.iter().any(|&n| self.eval(n))
+        }
     }
 
     fn eval(&self, n: u32) -> bool {
@@ -372,7 +388,9 @@ impl ArrSrc {
         let group = |get: fn(&Group) -> &str| groups().map(move |g| Elem::Str(get(g)));
         let post = f.post;
         let strs = |get: fn(&crate::policy::fields::PostFacts) -> &Vec<String>| {
-            post.map_or(&[][..], |p| &get(p)[..]).iter().map(|s| Elem::Str(s))
+            post.map_or(&[][..], |p| &get(p)[..])
+                .iter()
+                .map(|s| Elem::Str(s))
         };
         let geo = post.map_or(&[][..], |p| &p.dst_geo[..]).iter();
         let p = &mut p;
@@ -389,7 +407,14 @@ impl ArrSrc {
             Self::GroupsEmail => quantify(group(|g| &g.email), all, p),
             Self::Saml(key) => {
                 let values = f.identity.and_then(|i| i.saml_attributes.get(key.as_str()));
-                quantify(values.map_or(&[][..], |v| &v[..]).iter().map(|s| Elem::Str(s)), all, p)
+                quantify(
+                    values
+                        .map_or(&[][..], |v| &v[..])
+                        .iter()
+                        .map(|s| Elem::Str(s)),
+                    all,
+                    p,
+                )
             }
             Self::ResolvedIps => {
                 let ips = post.map_or(&[][..], |p| &p.resolved_ips[..]);
@@ -422,7 +447,11 @@ mod tests {
             ("a..b", ".b", true),
         ] {
             assert_eq!(is_name_or_parent(fqdn, x), want, "{fqdn} {x}");
-            assert_eq!(domains(fqdn).any(|d| d == x), want, "{fqdn} {x} (reference)");
+            assert_eq!(
+                domains(fqdn).any(|d| d == x),
+                want,
+                "{fqdn} {x} (reference)"
+            );
         }
     }
 
@@ -449,17 +478,42 @@ mod field_tests {
         (r#"dns.fqdn == "WWW.ads.Example.com.""#, true, true, true),
         (r#"dns.fqdn == "ads.example.com""#, false, false, false),
         (r#"dns.fqdn != "ads.example.com""#, true, true, true),
-        (r#"dns.fqdn in {"x.com" "www.ads.example.com."}"#, true, true, true),
+        (
+            r#"dns.fqdn in {"x.com" "www.ads.example.com."}"#,
+            true,
+            true,
+            true,
+        ),
         (r#"dns.fqdn matches "^WWW\.ads""#, true, true, true),
         (r#"dns.fqdn contains "ADS.""#, true, true, true),
-        (r#"dns.fqdn contains "ads.example.com.""#, false, false, false),
+        (
+            r#"dns.fqdn contains "ads.example.com.""#,
+            false,
+            false,
+            false,
+        ),
         (r#"dns.fqdn < "x" and dns.fqdn >= "www""#, true, true, true),
         // dns.domains: the name and its parents.
         (r#"any(dns.domains[*] == "example.com")"#, true, true, true),
         (r#"any(dns.domains[*] == "ample.com")"#, false, false, false),
-        (r#"any(dns.domains[*] in {"a.com" "example.com"})"#, true, true, true),
-        (r#"any(dns.domains[*] in {"ads.example.com" "b.c"})"#, true, true, true),
-        (r#"any(dns.domains[*] in {"s.example.com" "xample.com" "www"})"#, false, false, false),
+        (
+            r#"any(dns.domains[*] in {"a.com" "example.com"})"#,
+            true,
+            true,
+            true,
+        ),
+        (
+            r#"any(dns.domains[*] in {"ads.example.com" "b.c"})"#,
+            true,
+            true,
+            true,
+        ),
+        (
+            r#"any(dns.domains[*] in {"s.example.com" "xample.com" "www"})"#,
+            false,
+            false,
+            false,
+        ),
         (
             r#"any(dns.domains[*] in {"a1.com" "a2.com" "a3.com" "a4.com" "a5.com" "a6.com" "a7.com" "a8.com" "example.com"})"#,
             true,
@@ -478,21 +532,51 @@ mod field_tests {
             true,
             true,
         ),
-        (r#"any(dns.domains[*] == "a.com" or dns.domains[*] == "Example.COM")"#, true, true, true),
-        (r#"any(dns.domains[*] == "com" and dns.query_rtype == "A")"#, false, false, false),
+        (
+            r#"any(dns.domains[*] == "a.com" or dns.domains[*] == "Example.COM")"#,
+            true,
+            true,
+            true,
+        ),
+        (
+            r#"any(dns.domains[*] == "com" and dns.query_rtype == "A")"#,
+            false,
+            false,
+            false,
+        ),
         (r#"all(dns.domains[*] contains "com")"#, true, true, true),
-        (r#"all(dns.domains[*] matches "example")"#, false, false, false),
-        (r#"any(lower(dns.domains[*]) == "EXAMPLE.com")"#, true, true, true),
+        (
+            r#"all(dns.domains[*] matches "example")"#,
+            false,
+            false,
+            false,
+        ),
+        (
+            r#"any(lower(dns.domains[*]) == "EXAMPLE.com")"#,
+            true,
+            true,
+            true,
+        ),
         // dns.query_rtype: codes are uppercase.
         (r#"dns.query_rtype == "aaaa""#, true, true, true),
         (r#"dns.query_rtype in {"A" "AAAA"}"#, true, true, true),
         (r#"lower(dns.query_rtype) == "aaaa""#, true, true, true),
         (r#"lower(dns.query_rtype) matches "^a+$""#, true, true, true),
-        (r#"lower(dns.query_rtype) matches "^A+$""#, false, false, false),
+        (
+            r#"lower(dns.query_rtype) matches "^A+$""#,
+            false,
+            false,
+            false,
+        ),
         (r#"dns.query_rtype matches "^a+$""#, true, true, true),
         // dns.content_category / dns.security_category.
         ("any(dns.content_category[*] in {1})", true, true, true),
-        ("any(dns.content_category[*] in {2..6 8})", false, false, false),
+        (
+            "any(dns.content_category[*] in {2..6 8})",
+            false,
+            false,
+            false,
+        ),
         ("any(dns.content_category[*] in {5..8})", true, true, true),
         ("all(dns.content_category[*] < 10)", true, true, true),
         ("any(dns.content_category[*] ge 7)", true, true, true),
@@ -501,13 +585,28 @@ mod field_tests {
         ("any(dns.security_category[*] > 80)", false, false, false),
         ("all(dns.content_category[*] in {1 7})", true, true, true),
         ("all(dns.content_category[*] == 1)", false, false, false),
-        ("not any(dns.security_category[*] in {1..79 81..100})", true, true, true),
+        (
+            "not any(dns.security_category[*] in {1..79 81..100})",
+            true,
+            true,
+            true,
+        ),
         // dns.src_ip.
         ("dns.src_ip == 192.168.1.10", true, true, true),
         ("dns.src_ip == ::ffff:192.168.1.10", true, true, true),
         ("dns.src_ip != 192.168.1.11", true, true, true),
-        ("dns.src_ip in {10.0.0.0/8 192.168.0.0/16}", true, true, true),
-        ("dns.src_ip in {10.0.0.0/8, ::1, 192.168.1.9}", false, false, false),
+        (
+            "dns.src_ip in {10.0.0.0/8 192.168.0.0/16}",
+            true,
+            true,
+            true,
+        ),
+        (
+            "dns.src_ip in {10.0.0.0/8, ::1, 192.168.1.9}",
+            false,
+            false,
+            false,
+        ),
         ("dns.src_ip in {::ffff:192.168.1.0/120}", true, true, true),
         // dns.location (compared as written; none for the anonymous client).
         (r#"dns.location == "office""#, true, true, false),
@@ -515,49 +614,164 @@ mod field_tests {
         (r#"lower(dns.location) == "Office""#, true, true, false),
         (r#"dns.location == """#, false, false, true),
         // identity.*: empty without a known device.
-        (r#"identity.email == "Alice.Smith+dev@example.com""#, true, true, false),
-        (r#"identity.email == "alicesmith@example.com""#, false, false, false),
+        (
+            r#"identity.email == "Alice.Smith+dev@example.com""#,
+            true,
+            true,
+            false,
+        ),
+        (
+            r#"identity.email == "alicesmith@example.com""#,
+            false,
+            false,
+            false,
+        ),
         (
             r#"identity.email in {"bob@example.com" "alice.smith+dev@example.com"}"#,
             true,
             true,
             false,
         ),
-        (r#"identity.email matches "@example\.COM$""#, true, true, false),
+        (
+            r#"identity.email matches "@example\.COM$""#,
+            true,
+            true,
+            false,
+        ),
         (r#"identity.email != "x@example.com""#, true, true, true),
         (r#"identity.name == "Alice""#, true, true, false),
         (r#"identity.name == "alice""#, false, false, false),
         (r#"lower(identity.name) == "alice""#, true, true, false),
         (r#"identity.name contains "lic""#, true, true, false),
         (r#"identity.device_id == "alice-laptop""#, true, true, false),
-        (r#"any(identity.groups.name[*] == "finance")"#, true, true, false),
-        (r#"any(identity.groups.name[*] == "everyone")"#, false, false, false),
-        (r#"any(identity.groups.id[*] in {"grp-all" "grp-x"})"#, true, true, false),
-        (r#"any(identity.groups.email[*] == "FINANCE@example.com")"#, true, true, false),
-        (r#"all(identity.groups.email[*] contains "@example.com")"#, true, true, true),
-        (r#"any(identity.saml_attributes["department"][*] == "Marketing")"#, true, true, false),
-        (r#"any(identity.saml_attributes["department"][*] == "marketing")"#, false, false, false),
+        (
+            r#"any(identity.groups.name[*] == "finance")"#,
+            true,
+            true,
+            false,
+        ),
+        (
+            r#"any(identity.groups.name[*] == "everyone")"#,
+            false,
+            false,
+            false,
+        ),
+        (
+            r#"any(identity.groups.id[*] in {"grp-all" "grp-x"})"#,
+            true,
+            true,
+            false,
+        ),
+        (
+            r#"any(identity.groups.email[*] == "FINANCE@example.com")"#,
+            true,
+            true,
+            false,
+        ),
+        (
+            r#"all(identity.groups.email[*] contains "@example.com")"#,
+            true,
+            true,
+            true,
+        ),
+        (
+            r#"any(identity.saml_attributes["department"][*] == "Marketing")"#,
+            true,
+            true,
+            false,
+        ),
+        (
+            r#"any(identity.saml_attributes["department"][*] == "marketing")"#,
+            false,
+            false,
+            false,
+        ),
         (
             r#"any(lower(identity.saml_attributes["department"][*]) == "marketing")"#,
             true,
             true,
             false,
         ),
-        (r#"any(identity.saml_attributes["team"][*] == "x")"#, false, false, false),
-        (r#"all(identity.saml_attributes["team"][*] == "x")"#, true, true, true),
+        (
+            r#"any(identity.saml_attributes["team"][*] == "x")"#,
+            false,
+            false,
+            false,
+        ),
+        (
+            r#"all(identity.saml_attributes["team"][*] == "x")"#,
+            true,
+            true,
+            true,
+        ),
         // Post fields: empty arrays before resolution.
-        ("any(dns.resolved_ips[*] in {192.0.2.0/24})", true, false, false),
-        ("any(dns.resolved_ips[*] == 2001:db8::1)", true, false, false),
-        ("all(dns.resolved_ips[*] in {192.0.2.0/24})", false, true, true),
-        ("all(dns.resolved_ips[*] in {192.0.2.0/24 2001:db8::/32})", true, true, true),
+        (
+            "any(dns.resolved_ips[*] in {192.0.2.0/24})",
+            true,
+            false,
+            false,
+        ),
+        (
+            "any(dns.resolved_ips[*] == 2001:db8::1)",
+            true,
+            false,
+            false,
+        ),
+        (
+            "all(dns.resolved_ips[*] in {192.0.2.0/24})",
+            false,
+            true,
+            true,
+        ),
+        (
+            "all(dns.resolved_ips[*] in {192.0.2.0/24 2001:db8::/32})",
+            true,
+            true,
+            true,
+        ),
         (r#"any(dns.dst.geo.country[*] == "jp")"#, true, false, false),
-        (r#"any(dns.dst.geo.country[*] in {"US" "PT"})"#, false, false, false),
-        (r#"any(dns.dst.geo.continent[*] == "EU")"#, true, false, false),
-        (r#"any(dns.response.cname[*] == "CDN.example.net.")"#, true, false, false),
-        (r#"any(dns.response.mx[*] matches "^MX\d\.")"#, true, false, false),
-        (r#"any(dns.response.txt[*] contains "spf1")"#, true, false, false),
-        (r#"any(dns.response.txt[*] contains "SPF1")"#, false, false, false),
-        (r#"any(dns.response.ptr[*] == "host.example.org")"#, true, false, false),
+        (
+            r#"any(dns.dst.geo.country[*] in {"US" "PT"})"#,
+            false,
+            false,
+            false,
+        ),
+        (
+            r#"any(dns.dst.geo.continent[*] == "EU")"#,
+            true,
+            false,
+            false,
+        ),
+        (
+            r#"any(dns.response.cname[*] == "CDN.example.net.")"#,
+            true,
+            false,
+            false,
+        ),
+        (
+            r#"any(dns.response.mx[*] matches "^MX\d\.")"#,
+            true,
+            false,
+            false,
+        ),
+        (
+            r#"any(dns.response.txt[*] contains "spf1")"#,
+            true,
+            false,
+            false,
+        ),
+        (
+            r#"any(dns.response.txt[*] contains "SPF1")"#,
+            false,
+            false,
+            false,
+        ),
+        (
+            r#"any(dns.response.ptr[*] == "host.example.org")"#,
+            true,
+            false,
+            false,
+        ),
         // dns.src.geo.*: the client's.
         (r#"dns.src.geo.country == "pt""#, true, true, false),
         (r#"dns.src.geo.continent in {"EU" "NA"}"#, true, true, false),
@@ -567,13 +781,38 @@ mod field_tests {
         (r#"dns.src.geo.country in {"" "US"}"#, false, false, true),
         (r#"dns.src.geo.continent matches "^e""#, true, true, false),
         (r#"lower(dns.src.geo.country) == "PT""#, true, true, false),
-        (r#"any(dns.dst.geo.country[*] matches "^J")"#, true, false, false),
-        (r#"any(lower(dns.dst.geo.country[*]) in {"de"})"#, true, false, false),
+        (
+            r#"any(dns.dst.geo.country[*] matches "^J")"#,
+            true,
+            false,
+            false,
+        ),
+        (
+            r#"any(lower(dns.dst.geo.country[*]) in {"de"})"#,
+            true,
+            false,
+            false,
+        ),
         (r#"any(dns.dst.geo.country[*] != "JP")"#, true, false, false),
-        (r#"all(dns.dst.geo.continent[*] in {"AS" "EU"})"#, true, true, true),
+        (
+            r#"all(dns.dst.geo.continent[*] in {"AS" "EU"})"#,
+            true,
+            true,
+            true,
+        ),
         // Logic.
-        (r#"dns.query_rtype == "A" xor dns.query_rtype == "AAAA""#, true, true, true),
-        (r#"dns.query_rtype == "AAAA" ^^ dns.fqdn contains "ads""#, false, false, false),
+        (
+            r#"dns.query_rtype == "A" xor dns.query_rtype == "AAAA""#,
+            true,
+            true,
+            true,
+        ),
+        (
+            r#"dns.query_rtype == "AAAA" ^^ dns.fqdn contains "ads""#,
+            false,
+            false,
+            false,
+        ),
         (
             r#"not dns.query_rtype == "A" && !(dns.fqdn == "x" || dns.fqdn == "y")"#,
             true,
@@ -603,7 +842,11 @@ mod field_tests {
     #[test]
     fn every_field_is_covered() {
         for f in crate::policy::fields::Field::ALL {
-            assert!(CASES.iter().any(|(src, ..)| ok(src).uses(f)), "{} untested", f.name());
+            assert!(
+                CASES.iter().any(|(src, ..)| ok(src).uses(f)),
+                "{} untested",
+                f.name()
+            );
         }
     }
 }
@@ -613,7 +856,11 @@ mod layout_tests {
     /// Two nodes per cache line: the tree of a typical policy fits in one or two.
     #[test]
     fn nodes_stay_small() {
-        assert!(size_of::<super::Node>() <= 32, "{}", size_of::<super::Node>());
+        assert!(
+            size_of::<super::Node>() <= 32,
+            "{}",
+            size_of::<super::Node>()
+        );
     }
 }
 

@@ -123,7 +123,11 @@ pub(super) fn tokenize(src: &str) -> Vec<Token<'_>> {
         }
         let start = i;
         let Some(&b) = bytes.get(i) else {
-            out.push(Token { tok: Tok::Eof, start, end: start });
+            out.push(Token {
+                tok: Tok::Eof,
+                start,
+                end: start,
+            });
             return out;
         };
         let next = bytes.get(i + 1).copied();
@@ -157,7 +161,10 @@ pub(super) fn tokenize(src: &str) -> Vec<Token<'_>> {
                 Err(e) => (Tok::Error(e), 0),
             },
             (b'$', _) => {
-                let n = bytes[i + 1..].iter().take_while(|&&b| is_list_byte(b)).count();
+                let n = bytes[i + 1..]
+                    .iter()
+                    .take_while(|&&b| is_list_byte(b))
+                    .count();
                 if n == 0 {
                     let e = err(start, "expected a list name after `$`");
                     (Tok::Error(e), 0)
@@ -181,7 +188,10 @@ pub(super) fn tokenize(src: &str) -> Vec<Token<'_>> {
 }
 
 fn err(offset: usize, message: impl Into<String>) -> ExprError {
-    ExprError { offset, message: message.into() }
+    ExprError {
+        offset,
+        message: message.into(),
+    }
 }
 
 /// The error for a character no token starts with, with a hint for the near misses.
@@ -288,24 +298,36 @@ mod tests {
                 Tok::Eof
             ]
         );
-        assert_eq!(toks("!dns.fqdn"), [Tok::Bang, Tok::Word("dns.fqdn"), Tok::Eof]);
+        assert_eq!(
+            toks("!dns.fqdn"),
+            [Tok::Bang, Tok::Word("dns.fqdn"), Tok::Eof]
+        );
     }
 
     #[test]
     fn strings_decode_quote_and_backslash_and_keep_other_escapes() {
-        assert_eq!(toks(r#""a\"b\\c\d""#), [Tok::Str(r#"a"b\c\d"#.to_owned()), Tok::Eof]);
+        assert_eq!(
+            toks(r#""a\"b\\c\d""#),
+            [Tok::Str(r#"a"b\c\d"#.to_owned()), Tok::Eof]
+        );
         assert_eq!(toks(r#""""#), [Tok::Str(String::new()), Tok::Eof]);
         assert_eq!(toks("\"héllo\""), [Tok::Str("héllo".to_owned()), Tok::Eof]);
     }
 
     #[test]
     fn raw_strings_take_backslashes_and_quotes_as_written() {
-        assert_eq!(toks(r#"r"\d+\.com""#), [Tok::Str(r"\d+\.com".to_owned()), Tok::Eof]);
+        assert_eq!(
+            toks(r#"r"\d+\.com""#),
+            [Tok::Str(r"\d+\.com".to_owned()), Tok::Eof]
+        );
         assert_eq!(
             toks(r##"r#"a"b"# x"##),
             [Tok::Str("a\"b".to_owned()), Tok::Word("x"), Tok::Eof]
         );
-        assert_eq!(toks("r == 1"), [Tok::Word("r"), Tok::EqEq, Tok::Word("1"), Tok::Eof]);
+        assert_eq!(
+            toks("r == 1"),
+            [Tok::Word("r"), Tok::EqEq, Tok::Word("1"), Tok::Eof]
+        );
         assert_eq!(toks("rr"), [Tok::Word("rr"), Tok::Eof]);
         let t = tokenize(r##"a ~ r#"abc"##);
         assert!(

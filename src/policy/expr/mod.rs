@@ -83,7 +83,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_depth: 64, regex_size: 1 << 20 }
+        Self {
+            max_depth: 64,
+            regex_size: 1 << 20,
+        }
     }
 }
 
@@ -132,7 +135,12 @@ pub struct ClauseTrace {
 pub fn compile(src: &str, env: &CompileEnv<'_>) -> Result<Expr, Vec<ExprError>> {
     let Some(ast) = parse(src, env.limits).map_err(|e| vec![e])? else {
         let source = src.into();
-        return Ok(Expr { root: Node::Const(true), clauses: Box::new([]), used: 0, source });
+        return Ok(Expr {
+            root: Node::Const(true),
+            clauses: Box::new([]),
+            used: 0,
+            source,
+        });
     };
     let mut compiler = compile::Compiler::new(env);
     let root = compiler.node(&ast, &mut None);
@@ -146,7 +154,12 @@ pub fn compile(src: &str, env: &CompileEnv<'_>) -> Result<Expr, Vec<ExprError>> 
         AstKind::And(items) => items.iter().map(text).collect(),
         _ => Box::new([text(&ast)]) as Box<[_]>,
     };
-    Ok(Expr { root, clauses, used: compiler.used, source: src.into() })
+    Ok(Expr {
+        root,
+        clauses,
+        used: compiler.used,
+        source: src.into(),
+    })
 }
 
 impl Expr {
@@ -163,7 +176,9 @@ impl Expr {
 
     /// `Post` if the expression references any post-resolution field.
     pub fn phase(&self) -> Phase {
-        let post = Field::ALL.iter().any(|&f| self.uses(f) && f.phase() == Phase::Post);
+        let post = Field::ALL
+            .iter()
+            .any(|&f| self.uses(f) && f.phase() == Phase::Post);
         if post { Phase::Post } else { Phase::Pre }
     }
 
@@ -190,9 +205,11 @@ impl Expr {
             matched: node.eval(facts, &Elem::None),
         };
         match (&self.root, &*self.clauses) {
-            (Node::And(kids), texts) if kids.len() == texts.len() => {
-                texts.iter().zip(kids.iter()).map(|(t, n)| clause(t, n)).collect()
-            }
+            (Node::And(kids), texts) if kids.len() == texts.len() => texts
+                .iter()
+                .zip(kids.iter())
+                .map(|(t, n)| clause(t, n))
+                .collect(),
             (root, texts) => texts.iter().map(|t| clause(t, root)).collect(),
         }
     }
@@ -213,15 +230,29 @@ mod fixtures {
     /// One (empty) list of each kind: enough for the compiler's kind checks.
     pub(super) fn kind_lists() -> HashMap<String, Arc<List>> {
         let mut m = HashMap::new();
-        m.insert("ads".to_owned(), Arc::new(List::Domain(DomainList::default())));
+        m.insert(
+            "ads".to_owned(),
+            Arc::new(List::Domain(DomainList::default())),
+        );
         m.insert("bad_ips".to_owned(), Arc::new(List::Ip(IpSet::default())));
-        m.insert("vips".to_owned(), Arc::new(List::Email(EmailSet::default())));
-        m.insert("words".to_owned(), Arc::new(List::String(StringSet::default())));
+        m.insert(
+            "vips".to_owned(),
+            Arc::new(List::Email(EmailSet::default())),
+        );
+        m.insert(
+            "words".to_owned(),
+            Arc::new(List::String(StringSet::default())),
+        );
         m
     }
 
     pub(super) fn env(lists: &HashMap<String, Arc<List>>, email_variants: bool) -> CompileEnv<'_> {
-        CompileEnv { lists, email_variants, has_geoip: true, limits: Limits::default() }
+        CompileEnv {
+            lists,
+            email_variants,
+            has_geoip: true,
+            limits: Limits::default(),
+        }
     }
 
     pub(super) fn ok(src: &str) -> Expr {
@@ -237,14 +268,18 @@ mod fixtures {
     pub(super) fn errors_in(src: &str, env: &CompileEnv<'_>) -> Vec<(usize, String)> {
         match compile(src, env) {
             Ok(_) => panic!("{src}: compiled"),
-            Err(e) => {
-                e.into_iter().map(|ExprError { offset, message }| (offset, message)).collect()
-            }
+            Err(e) => e
+                .into_iter()
+                .map(|ExprError { offset, message }| (offset, message))
+                .collect(),
         }
     }
 
     fn geo(country: &str, continent: &str) -> GeoInfo {
-        GeoInfo { country: Code::new(country), continent: Code::new(continent) }
+        GeoInfo {
+            country: Code::new(country),
+            continent: Code::new(continent),
+        }
     }
 
     pub(super) fn alice() -> Identity {
@@ -271,7 +306,10 @@ mod fixtures {
     }
 
     pub(super) fn answers() -> PostFacts {
-        let ips = ["192.0.2.1", "2001:db8::1"].iter().filter_map(|s| s.parse().ok()).collect();
+        let ips = ["192.0.2.1", "2001:db8::1"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
         PostFacts {
             resolved_ips: ips,
             dst_geo: vec![geo("JP", "AS"), geo("DE", "EU")],
@@ -334,7 +372,10 @@ mod tests {
         let t = e.trace(&facts);
         let want = [
             (r#"dns.fqdn == "x.com""#, false),
-            (r#"(dns.query_rtype == "A" or dns.query_rtype == "AAAA")"#, true),
+            (
+                r#"(dns.query_rtype == "A" or dns.query_rtype == "AAAA")"#,
+                true,
+            ),
             (r#"any(dns.domains[*] == "example.com")"#, true),
         ];
         let got: Vec<_> = t.iter().map(|c| (c.text.as_str(), c.matched)).collect();
@@ -371,9 +412,15 @@ mod tests {
     fn lists_match_exactly_or_by_suffix_as_the_field_says() {
         let mut lists = HashMap::new();
         let ads = "ads.example.com\ntracker.example.org\n";
-        lists.insert("ads".to_owned(), list(ListKind::Domain, ListFormat::Domains, ads));
+        lists.insert(
+            "ads".to_owned(),
+            list(ListKind::Domain, ListFormat::Domains, ads),
+        );
         let ab = "||example.net^\n@@||good.example.net^\n";
-        lists.insert("ab".to_owned(), list(ListKind::Domain, ListFormat::Adblock, ab));
+        lists.insert(
+            "ab".to_owned(),
+            list(ListKind::Domain, ListFormat::Adblock, ab),
+        );
         let env = env(&lists, false);
         let exact = compile("dns.fqdn in $ads", &env).unwrap();
         let suffix = compile("any(dns.domains[*] in $ads)", &env).unwrap();
@@ -397,7 +444,11 @@ mod tests {
                 ab_suffix.eval(&facts),
                 ab_exact.eval(&facts),
             );
-            assert_eq!(got, (want_exact, want_suffix, want_ab_suffix, want_ab_exact), "{name}");
+            assert_eq!(
+                got,
+                (want_exact, want_suffix, want_ab_suffix, want_ab_exact),
+                "{name}"
+            );
             assert!(!every.eval(&facts), "{name}");
         }
     }
@@ -408,11 +459,19 @@ mod tests {
         let mut lists = HashMap::new();
         lists.insert(
             "nets".to_owned(),
-            list(ListKind::Ip, ListFormat::Plain, "192.168.0.0/16\n2001:db8::1\n"),
+            list(
+                ListKind::Ip,
+                ListFormat::Plain,
+                "192.168.0.0/16\n2001:db8::1\n",
+            ),
         );
         lists.insert(
             "vips".to_owned(),
-            list(ListKind::Email, ListFormat::Plain, "AliceSmith@example.com\n"),
+            list(
+                ListKind::Email,
+                ListFormat::Plain,
+                "AliceSmith@example.com\n",
+            ),
         );
         lists.insert(
             "groups".to_owned(),
@@ -433,7 +492,10 @@ mod tests {
         assert_eq!(check("all(dns.resolved_ips[*] in $nets)", false), Ok(false));
         assert_eq!(check("identity.email in $vips", false), Ok(false));
         assert_eq!(check("identity.email in $vips", true), Ok(true));
-        assert_eq!(check("any(identity.groups.email[*] in $groups)", true), Ok(true));
+        assert_eq!(
+            check("any(identity.groups.email[*] in $groups)", true),
+            Ok(true)
+        );
         assert_eq!(check("identity.device_id in $devices", false), Ok(true));
     }
 

@@ -59,8 +59,15 @@ pub(super) fn unknown_list<'a>(name: &str, known: impl Iterator<Item = &'a str>)
 
 /// The predicate rewritten over `[*]` inside `any()`: what the user probably meant.
 pub(super) fn array_hint(p: &Predicate) -> String {
-    let lhs = Operand { star: true, ..p.lhs.clone() };
-    let full = Predicate { lhs: lhs.clone(), op: p.op.clone() }.to_string();
+    let lhs = Operand {
+        star: true,
+        ..p.lhs.clone()
+    };
+    let full = Predicate {
+        lhs: lhs.clone(),
+        op: p.op.clone(),
+    }
+    .to_string();
     if full.len() <= 80 {
         return format!("any({full})");
     }
@@ -80,10 +87,14 @@ pub(super) fn list_hint(kind: ListKind) -> (&'static str, &'static str) {
             "a domain",
             "domain lists go with dns.fqdn, dns.domains[*] and dns.response.cname/mx/ptr[*]",
         ),
-        ListKind::Ip => ("an ip", "ip lists go with dns.src_ip and dns.resolved_ips[*]"),
-        ListKind::Email => {
-            ("an e-mail", "e-mail lists go with identity.email and identity.groups.email[*]")
-        }
+        ListKind::Ip => (
+            "an ip",
+            "ip lists go with dns.src_ip and dns.resolved_ips[*]",
+        ),
+        ListKind::Email => (
+            "an e-mail",
+            "e-mail lists go with identity.email and identity.groups.email[*]",
+        ),
         ListKind::String => ("a string", "string lists go with string fields"),
     }
 }
@@ -105,7 +116,10 @@ mod tests {
             unknown_field("dns.fqdnn"),
             "unknown field `dns.fqdnn` (did you mean `dns.fqdn`?)"
         );
-        assert_eq!(unknown_field("fqdn"), "unknown field `fqdn` (did you mean `dns.fqdn`?)");
+        assert_eq!(
+            unknown_field("fqdn"),
+            "unknown field `fqdn` (did you mean `dns.fqdn`?)"
+        );
         assert_eq!(
             unknown_field("dns.domain"),
             "unknown field `dns.domain` (did you mean `dns.domains`?)"

@@ -21,7 +21,13 @@ const KEYWORDS: &[&str] = &[
 
 /// Parses an expression. `Ok(None)` for an empty (or all-whitespace) source.
 pub fn parse(src: &str, limits: Limits) -> Result<Option<Ast>, ExprError> {
-    let mut p = Parser { src, toks: tokenize(src), pos: 0, depth: 0, max_depth: limits.max_depth };
+    let mut p = Parser {
+        src,
+        toks: tokenize(src),
+        pos: 0,
+        depth: 0,
+        max_depth: limits.max_depth,
+    };
     if p.peek() == &Tok::Eof {
         return Ok(None);
     }
@@ -84,13 +90,18 @@ impl<'s> Parser<'s> {
 
     /// The source text of the last consumed token, for "after `==`" messages.
     fn last_text(&self) -> &'s str {
-        self.pos.checked_sub(1).map_or("", |i| &self.src[self.toks[i].start..self.toks[i].end])
+        self.pos
+            .checked_sub(1)
+            .map_or("", |i| &self.src[self.toks[i].start..self.toks[i].end])
     }
 
     fn err_here(&self, message: impl Into<String>) -> ExprError {
         match self.peek() {
             Tok::Error(e) => e.clone(),
-            _ => ExprError { offset: self.tok().start, message: message.into() },
+            _ => ExprError {
+                offset: self.tok().start,
+                message: message.into(),
+            },
         }
     }
 
@@ -106,9 +117,10 @@ impl<'s> Parser<'s> {
     fn enter(&mut self) -> Result<(), ExprError> {
         self.depth += 1;
         if self.depth > self.max_depth {
-            return Err(
-                self.err_here(format!("expression nests more than {} levels deep", self.max_depth))
-            );
+            return Err(self.err_here(format!(
+                "expression nests more than {} levels deep",
+                self.max_depth
+            )));
         }
         Ok(())
     }
@@ -161,7 +173,10 @@ impl<'s> Parser<'s> {
         self.enter()?;
         let inner = self.unary()?;
         self.depth -= 1;
-        Ok(Ast { kind: AstKind::Not(Box::new(inner)), span: Span::new(start, self.last_end()) })
+        Ok(Ast {
+            kind: AstKind::Not(Box::new(inner)),
+            span: Span::new(start, self.last_end()),
+        })
     }
 
     fn primary(&mut self) -> Result<Ast, ExprError> {
@@ -184,14 +199,24 @@ impl<'s> Parser<'s> {
                 let body = Box::new(self.or()?);
                 self.close_paren(start)?;
                 self.depth -= 1;
-                let kind = if is_any { AstKind::Any(body) } else { AstKind::All(body) };
-                Ok(Ast { kind, span: Span::new(start, self.last_end()) })
+                let kind = if is_any {
+                    AstKind::Any(body)
+                } else {
+                    AstKind::All(body)
+                };
+                Ok(Ast {
+                    kind,
+                    span: Span::new(start, self.last_end()),
+                })
             }
             Tok::Word(_) => {
                 let lhs = self.operand()?;
                 let op = self.pred_op(&lhs)?;
                 let span = Span::new(start, self.last_end());
-                Ok(Ast { kind: AstKind::Pred(Predicate { lhs, op }), span })
+                Ok(Ast {
+                    kind: AstKind::Pred(Predicate { lhs, op }),
+                    span,
+                })
             }
             _ if self.pos == 0 => Err(self.expected("a field, `not`, `any(` or `(`")),
             _ => {
@@ -251,7 +276,14 @@ impl<'s> Parser<'s> {
             }
             self.bump();
         }
-        Ok(Operand { field, key, star, lower, span: Span::new(start, self.last_end()), field_span })
+        Ok(Operand {
+            field,
+            key,
+            star,
+            lower,
+            span: Span::new(start, self.last_end()),
+            field_span,
+        })
     }
 
     fn pred_op(&mut self, lhs: &Operand) -> Result<PredOp, ExprError> {
@@ -279,7 +311,10 @@ impl<'s> Parser<'s> {
                     }
                     Tok::List(name) => {
                         self.bump();
-                        Ok(PredOp::InList(name.to_owned(), Span::new(open, self.last_end())))
+                        Ok(PredOp::InList(
+                            name.to_owned(),
+                            Span::new(open, self.last_end()),
+                        ))
                     }
                     _ => Err(self.expected("`{` or a `$list` after `in`")),
                 }
@@ -289,13 +324,21 @@ impl<'s> Parser<'s> {
                 let op = self.bump();
                 let at = self.tok().start;
                 let Tok::Str(s) = self.peek().clone() else {
-                    let what = if is_contains { "a string" } else { "a regex string" };
+                    let what = if is_contains {
+                        "a string"
+                    } else {
+                        "a regex string"
+                    };
                     let op = &self.src[op.start..op.end];
                     return Err(self.expected(&format!("{what} after `{op}`")));
                 };
                 self.bump();
                 let span = Span::new(at, self.last_end());
-                Ok(if is_contains { PredOp::Contains(s, span) } else { PredOp::Matches(s, span) })
+                Ok(if is_contains {
+                    PredOp::Contains(s, span)
+                } else {
+                    PredOp::Matches(s, span)
+                })
             }
             _ => Err(self.expected(&format!("an operator after `{lhs}`"))),
         }
@@ -321,7 +364,10 @@ impl<'s> Parser<'s> {
                 }
                 Tok::Eof => {
                     let message = "unclosed `{`: expected `}`".to_owned();
-                    return Err(ExprError { offset: open, message });
+                    return Err(ExprError {
+                        offset: open,
+                        message,
+                    });
                 }
                 _ => return Err(self.expected("a value or `}`")),
             }
@@ -360,7 +406,9 @@ impl<'s> Parser<'s> {
 
 fn is_ident(w: &str) -> bool {
     let mut bytes = w.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
@@ -369,7 +417,8 @@ fn is_ident(w: &str) -> bool {
 fn classify(w: &str) -> Option<Result<Value, String>> {
     let int = |s: &str| -> Option<Result<u32, String>> {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| {
-            s.parse().map_err(|_| format!("integer `{s}` is out of range (0..=4294967295)"))
+            s.parse()
+                .map_err(|_| format!("integer `{s}` is out of range (0..=4294967295)"))
         })
     };
     if let Some(n) = int(w) {
@@ -386,7 +435,9 @@ fn classify(w: &str) -> Option<Result<Value, String>> {
     }
     if w.contains('/') {
         return Some(
-            w.parse::<IpNet>().map(Value::Cidr).map_err(|_| format!("invalid network `{w}`")),
+            w.parse::<IpNet>()
+                .map(Value::Cidr)
+                .map_err(|_| format!("invalid network `{w}`")),
         );
     }
     if let Ok(ip) = w.parse::<IpAddr>() {
@@ -418,7 +469,10 @@ mod tests {
     }
 
     fn node(kind: AstKind) -> Ast {
-        Ast { kind, span: Span::default() }
+        Ast {
+            kind,
+            span: Span::default(),
+        }
     }
 
     fn opnd(field: &str) -> Operand {
@@ -434,7 +488,10 @@ mod tests {
     }
 
     fn lit(value: Value) -> Lit {
-        Lit { value, span: Span::default() }
+        Lit {
+            value,
+            span: Span::default(),
+        }
     }
 
     fn s(v: &str) -> Lit {
@@ -490,18 +547,36 @@ mod tests {
     fn values_are_classified_by_shape() {
         let cmp = |v| pred(opnd("f"), PredOp::Cmp(CmpOp::Eq, lit(v)));
         assert_eq!(p("f == 42"), cmp(Value::Int(42)));
-        assert_eq!(p("f == 192.0.2.1"), cmp(Value::Ip("192.0.2.1".parse().unwrap())));
-        assert_eq!(p("f == 2001:db8::1"), cmp(Value::Ip("2001:db8::1".parse().unwrap())));
-        assert_eq!(p("f == fe80::1"), cmp(Value::Ip("fe80::1".parse().unwrap())));
-        assert_eq!(p("f == 10.0.0.0/8"), cmp(Value::Cidr("10.0.0.0/8".parse().unwrap())));
-        assert_eq!(p("f == 2001:db8::/32"), cmp(Value::Cidr("2001:db8::/32".parse().unwrap())));
+        assert_eq!(
+            p("f == 192.0.2.1"),
+            cmp(Value::Ip("192.0.2.1".parse().unwrap()))
+        );
+        assert_eq!(
+            p("f == 2001:db8::1"),
+            cmp(Value::Ip("2001:db8::1".parse().unwrap()))
+        );
+        assert_eq!(
+            p("f == fe80::1"),
+            cmp(Value::Ip("fe80::1".parse().unwrap()))
+        );
+        assert_eq!(
+            p("f == 10.0.0.0/8"),
+            cmp(Value::Cidr("10.0.0.0/8".parse().unwrap()))
+        );
+        assert_eq!(
+            p("f == 2001:db8::/32"),
+            cmp(Value::Cidr("2001:db8::/32".parse().unwrap()))
+        );
         assert_eq!(p(r#"f == "a\"b""#), cmp(Value::Str("a\"b".to_owned())));
     }
 
     #[test]
     fn sets_lists_matches_contains() {
         let set = |items: Vec<Value>| PredOp::InSet(items.into_iter().map(lit).collect());
-        let want = pred(opnd("c"), set(vec![Value::Int(1), Value::Range(3, 5), Value::Int(9)]));
+        let want = pred(
+            opnd("c"),
+            set(vec![Value::Int(1), Value::Range(3, 5), Value::Int(9)]),
+        );
         assert_eq!(p("c in {1 3..5 9}"), want);
         assert_eq!(p("c in {1, 3..5, 9}"), want);
         assert_eq!(p("c in {1,3..5,9,}"), want);
@@ -514,7 +589,10 @@ mod tests {
         let list = PredOp::InList("ads".to_owned(), Span::default());
         assert_eq!(p("dns.fqdn in $ads"), pred(opnd("dns.fqdn"), list));
         let re = PredOp::Matches(r"^a\d+$".to_owned(), Span::default());
-        assert_eq!(p(r#"dns.fqdn matches "^a\d+$""#), pred(opnd("dns.fqdn"), re.clone()));
+        assert_eq!(
+            p(r#"dns.fqdn matches "^a\d+$""#),
+            pred(opnd("dns.fqdn"), re.clone())
+        );
         assert_eq!(p(r#"dns.fqdn ~ "^a\d+$""#), pred(opnd("dns.fqdn"), re));
         let c = PredOp::Contains("ads".to_owned(), Span::default());
         assert_eq!(p(r#"dns.fqdn contains "ads""#), pred(opnd("dns.fqdn"), c));
@@ -527,15 +605,24 @@ mod tests {
         o.star = true;
         let body = pred(o, PredOp::Cmp(CmpOp::Eq, s("Marketing")));
         let want = node(AstKind::Any(Box::new(body)));
-        assert_eq!(p(r#"any(identity.saml_attributes["department"][*] == "Marketing")"#), want);
+        assert_eq!(
+            p(r#"any(identity.saml_attributes["department"][*] == "Marketing")"#),
+            want
+        );
         let mut o = opnd("dns.domains");
         o.star = true;
         o.lower = true;
         let body = pred(o, PredOp::Cmp(CmpOp::Eq, s("x")));
-        assert_eq!(p(r#"all(lower(dns.domains[*]) == "x")"#), node(AstKind::All(Box::new(body))));
+        assert_eq!(
+            p(r#"all(lower(dns.domains[*]) == "x")"#),
+            node(AstKind::All(Box::new(body)))
+        );
         let mut o = opnd("identity.name");
         o.lower = true;
-        assert_eq!(p(r#"lower( identity.name ) == "x""#), pred(o, PredOp::Cmp(CmpOp::Eq, s("x"))));
+        assert_eq!(
+            p(r#"lower( identity.name ) == "x""#),
+            pred(o, PredOp::Cmp(CmpOp::Eq, s("x")))
+        );
     }
 
     #[test]
@@ -553,10 +640,16 @@ mod tests {
             p(r#"a == "1" or b == "1" xor c == "1""#),
             or(vec![a.clone(), xor(vec![b.clone(), c.clone()])])
         );
-        assert_eq!(p(r#"not a == "1" and b == "1""#), and(vec![not(a.clone()), b.clone()]));
+        assert_eq!(
+            p(r#"not a == "1" and b == "1""#),
+            and(vec![not(a.clone()), b.clone()])
+        );
         assert_eq!(
             p(r#"a == "1" and b == "1" or c == "1" and d == "1""#),
-            or(vec![and(vec![a.clone(), b.clone()]), and(vec![c.clone(), d.clone()])])
+            or(vec![
+                and(vec![a.clone(), b.clone()]),
+                and(vec![c.clone(), d.clone()])
+            ])
         );
         assert_eq!(
             p(r#"(a == "1" or b == "1") and c == "1""#),
@@ -564,7 +657,10 @@ mod tests {
         );
         assert_eq!(
             p(r#"!(a == "1" || b == "1") && c == "1" ^^ d == "1""#),
-            xor(vec![and(vec![not(or(vec![a.clone(), b.clone()])), c.clone()]), d.clone()])
+            xor(vec![
+                and(vec![not(or(vec![a.clone(), b.clone()])), c.clone()]),
+                d.clone()
+            ])
         );
         // Chains are one node; parenthesised chains stay distinct.
         assert_eq!(
@@ -583,9 +679,17 @@ mod tests {
     fn spans_cover_the_source_of_each_node() {
         let src = r#"dns.fqdn == "a" and (b == 1 or c == 2)"#;
         let ast = p(src);
-        let AstKind::And(items) = &ast.kind else { panic!("{ast:?}") };
-        assert_eq!(&src[items[0].span.start..items[0].span.end], r#"dns.fqdn == "a""#);
-        assert_eq!(&src[items[1].span.start..items[1].span.end], "(b == 1 or c == 2)");
+        let AstKind::And(items) = &ast.kind else {
+            panic!("{ast:?}")
+        };
+        assert_eq!(
+            &src[items[0].span.start..items[0].span.end],
+            r#"dns.fqdn == "a""#
+        );
+        assert_eq!(
+            &src[items[1].span.start..items[1].span.end],
+            "(b == 1 or c == 2)"
+        );
         assert_eq!((ast.span.start, ast.span.end), (0, src.len()));
     }
 
@@ -593,36 +697,96 @@ mod tests {
     fn syntax_errors_have_exact_offsets() {
         for (src, offset, message) in [
             ("dns.fqdn ==", 11, "expected a value after `==`"),
-            ("dns.fqdn == )", 12, "expected a value after `==`, found `)`"),
+            (
+                "dns.fqdn == )",
+                12,
+                "expected a value after `==`, found `)`",
+            ),
             ("dns.fqdn eq", 11, "expected a value after `eq`"),
             (r#"dns.fqdn == "abc"#, 12, "unterminated string"),
-            (r#"dns.fqdn == "a" and"#, 19, "expected an expression after `and`"),
-            (r#"dns.fqdn == "a" or )"#, 19, "expected an expression after `or`, found `)`"),
-            (r#"(dns.fqdn == "a""#, 0, "unbalanced parentheses: this `(` is never closed"),
-            (r#"dns.fqdn == "a")"#, 15, "unexpected `)` (unbalanced parentheses)"),
-            (r#"any(dns.domains[*] == "a""#, 0, "unbalanced parentheses: this `(` is never closed"),
+            (
+                r#"dns.fqdn == "a" and"#,
+                19,
+                "expected an expression after `and`",
+            ),
+            (
+                r#"dns.fqdn == "a" or )"#,
+                19,
+                "expected an expression after `or`, found `)`",
+            ),
+            (
+                r#"(dns.fqdn == "a""#,
+                0,
+                "unbalanced parentheses: this `(` is never closed",
+            ),
+            (
+                r#"dns.fqdn == "a")"#,
+                15,
+                "unexpected `)` (unbalanced parentheses)",
+            ),
+            (
+                r#"any(dns.domains[*] == "a""#,
+                0,
+                "unbalanced parentheses: this `(` is never closed",
+            ),
             ("dns.fqdn", 8, "expected an operator after `dns.fqdn`"),
-            (r#"dns.fqdn "a""#, 9, "expected an operator after `dns.fqdn`, found a string"),
+            (
+                r#"dns.fqdn "a""#,
+                9,
+                "expected an operator after `dns.fqdn`, found a string",
+            ),
             (
                 "dns.fqdn == example.com",
                 12,
                 "expected a value after `==`, found `example.com` (strings are quoted: \"example.com\")",
             ),
-            ("dns.fqdn = 1", 9, "unexpected character `=` (did you mean `==`?)"),
-            ("a in 1", 5, "expected `{` or a `$list` after `in`, found `1`"),
+            (
+                "dns.fqdn = 1",
+                9,
+                "unexpected character `=` (did you mean `==`?)",
+            ),
+            (
+                "a in 1",
+                5,
+                "expected `{` or a `$list` after `in`, found `1`",
+            ),
             ("a in {1 2", 5, "unclosed `{`: expected `}`"),
             ("a in {1 ,, 2}", 9, "expected a value or `}`, found `,`"),
-            ("a matches 1", 10, "expected a regex string after `matches`, found `1`"),
+            (
+                "a matches 1",
+                10,
+                "expected a regex string after `matches`, found `1`",
+            ),
             ("a contains", 10, "expected a string after `contains`"),
             ("a == 1..5", 5, "a range is only allowed in a set: `{1..5}`"),
-            ("a in {5..1}", 6, "empty range `5..1`: the start is above the end"),
-            ("a == 99999999999", 5, "integer `99999999999` is out of range (0..=4294967295)"),
+            (
+                "a in {5..1}",
+                6,
+                "empty range `5..1`: the start is above the end",
+            ),
+            (
+                "a == 99999999999",
+                5,
+                "integer `99999999999` is out of range (0..=4294967295)",
+            ),
             ("a == 10.0.0.0/33", 5, "invalid network `10.0.0.0/33`"),
             ("a == 1.2.3", 5, "invalid value `1.2.3`"),
-            ("a[1] == 1", 2, "expected `*` or a quoted key after `[`, found `1`"),
+            (
+                "a[1] == 1",
+                2,
+                "expected `*` or a quoted key after `[`, found `1`",
+            ),
             ("a[* == 1", 4, "expected `]`, found `==`"),
-            ("lower(a == 1", 8, "expected `)` to close `lower(`, found `==`"),
-            ("== 1", 0, "expected a field, `not`, `any(` or `(`, found `==`"),
+            (
+                "lower(a == 1",
+                8,
+                "expected `)` to close `lower(`, found `==`",
+            ),
+            (
+                "== 1",
+                0,
+                "expected a field, `not`, `any(` or `(`, found `==`",
+            ),
             ("and == 1", 0, "expected a field, found `and`"),
             (
                 r#"a == "1" b == "2""#,
@@ -644,10 +808,16 @@ mod tests {
 
     #[test]
     fn depth_is_limited_without_overflowing_the_stack() {
-        let limits = Limits { max_depth: 3, ..Limits::default() };
+        let limits = Limits {
+            max_depth: 3,
+            ..Limits::default()
+        };
         assert!(parse(r#"(((a == "1")))"#, limits).is_ok());
         let e = parse(r#"((((a == "1"))))"#, limits).unwrap_err();
-        assert_eq!((e.offset, e.message.as_str()), (4, "expression nests more than 3 levels deep"));
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (4, "expression nests more than 3 levels deep")
+        );
         assert!(parse(r#"not not not not a == "1""#, limits).is_err());
         assert!(parse(r#"any(any(any(any(a[*] == "1"))))"#, limits).is_err());
         let deep = format!("{}a == 1{}", "(".repeat(100_000), ")".repeat(100_000));
@@ -667,10 +837,14 @@ mod tests {
             any::<u32>().prop_map(Value::Int),
             any::<std::net::IpAddr>().prop_map(Value::Ip),
             (any::<std::net::Ipv4Addr>(), 0u8..=32).prop_filter_map("net", |(a, l)| {
-                ipnet::Ipv4Net::new(a, l).ok().map(|n| Value::Cidr(n.into()))
+                ipnet::Ipv4Net::new(a, l)
+                    .ok()
+                    .map(|n| Value::Cidr(n.into()))
             }),
             (any::<std::net::Ipv6Addr>(), 0u8..=128).prop_filter_map("net", |(a, l)| {
-                ipnet::Ipv6Net::new(a, l).ok().map(|n| Value::Cidr(n.into()))
+                ipnet::Ipv6Net::new(a, l)
+                    .ok()
+                    .map(|n| Value::Cidr(n.into()))
             }),
         ]
     }
@@ -686,8 +860,18 @@ mod tests {
             "[a-z_][a-z0-9_]{0,6}(\\.[a-z0-9_]{1,6}){0,2}"
                 .prop_filter("keyword", |s| !KEYWORDS.contains(&s.as_str())),
         ];
-        (names, proptest::option::of(any::<String>()), any::<bool>(), any::<bool>())
-            .prop_map(|(field, key, star, lower)| Operand { key, star, lower, ..opnd(&field) })
+        (
+            names,
+            proptest::option::of(any::<String>()),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(field, key, star, lower)| Operand {
+                key,
+                star,
+                lower,
+                ..opnd(&field)
+            })
     }
 
     fn arb_pred_op() -> impl Strategy<Value = PredOp> {

@@ -116,7 +116,11 @@ impl Compiler<'_, '_> {
         // Extended e-mails (SPEC §5): equality and sets compare canonical forms.
         let variants = r.field == Field::IdentityEmail && self.env.email_variants;
         let canon = |s: String| if variants { canonical_email(&s) } else { s };
-        let eq_src = if variants { StrSrc::EmailCanonical } else { src };
+        let eq_src = if variants {
+            StrSrc::EmailCanonical
+        } else {
+            src
+        };
         if let (Some(code_src), false) = (code_src(r.field), fold) {
             if let Some(node) = self.code_pred(r, code_src, op) {
                 return node;
@@ -131,7 +135,11 @@ impl Compiler<'_, '_> {
                 };
                 let src = if cmp.is_ordering() { src } else { eq_src };
                 let node = Node::Str { src, fold, test };
-                return Some(if *cmp == CmpOp::Ne { Node::Not(Box::new(node)) } else { node });
+                return Some(if *cmp == CmpOp::Ne {
+                    Node::Not(Box::new(node))
+                } else {
+                    node
+                });
             }
             PredOp::InSet(items) => {
                 let vals: Vec<_> = items.iter().filter_map(|l| self.str_lit(r, l)).collect();
@@ -139,7 +147,11 @@ impl Compiler<'_, '_> {
                     return None;
                 }
                 let set = StrSet::new(vals.into_iter().map(canon));
-                return Some(Node::Str { src: eq_src, fold, test: StrTest::In(set) });
+                return Some(Node::Str {
+                    src: eq_src,
+                    fold,
+                    test: StrTest::In(set),
+                });
             }
             PredOp::InList(name, span) => {
                 let list = self.list(name, *span)?;
@@ -168,15 +180,30 @@ impl Compiler<'_, '_> {
     /// operator needs the string form.
     fn code_pred(&mut self, r: &Resolved, src: CodeSrc, op: &PredOp) -> Option<Option<Node>> {
         // "" is the unknown code; anything else that is not two letters never matches.
-        let code = |s: &str| if s.is_empty() { Some(None) } else { Code::new(s).map(Some) };
+        let code = |s: &str| {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                Code::new(s).map(Some)
+            }
+        };
         let node = match op {
             PredOp::Cmp(cmp @ (CmpOp::Eq | CmpOp::Ne), lit) => {
-                let Some(s) = self.str_lit(r, lit) else { return Some(None) };
+                let Some(s) = self.str_lit(r, lit) else {
+                    return Some(None);
+                };
                 let eq = match code(&s) {
-                    Some(c) => Node::Code { src, test: CodeTest::Eq(c) },
+                    Some(c) => Node::Code {
+                        src,
+                        test: CodeTest::Eq(c),
+                    },
                     None => Node::Const(false),
                 };
-                if *cmp == CmpOp::Ne { Node::Not(Box::new(eq)) } else { eq }
+                if *cmp == CmpOp::Ne {
+                    Node::Not(Box::new(eq))
+                } else {
+                    eq
+                }
             }
             PredOp::InSet(items) => {
                 let vals: Vec<_> = items.iter().filter_map(|l| self.str_lit(r, l)).collect();
@@ -184,7 +211,10 @@ impl Compiler<'_, '_> {
                     return Some(None);
                 }
                 let set = vals.iter().filter_map(|s| code(s)).collect();
-                Node::Code { src, test: CodeTest::In(set) }
+                Node::Code {
+                    src,
+                    test: CodeTest::In(set),
+                }
             }
             _ => return None,
         };
@@ -195,8 +225,10 @@ impl Compiler<'_, '_> {
         let test = match op {
             PredOp::Cmp(cmp, _) if cmp.is_ordering() => {
                 let sym = cmp.symbol();
-                return self
-                    .fail(r.span.start, format!("`{sym}` does not apply to {}", r.describe()));
+                return self.fail(
+                    r.span.start,
+                    format!("`{sym}` does not apply to {}", r.describe()),
+                );
             }
             PredOp::Cmp(cmp, lit) => {
                 let ip = match &lit.value {
@@ -211,8 +243,15 @@ impl Compiler<'_, '_> {
                     }
                     other => return self.mismatch(r, lit, other),
                 };
-                let node = Node::Ip { src, test: IpTest::Eq(ip) };
-                return Some(if *cmp == CmpOp::Ne { Node::Not(Box::new(node)) } else { node });
+                let node = Node::Ip {
+                    src,
+                    test: IpTest::Eq(ip),
+                };
+                return Some(if *cmp == CmpOp::Ne {
+                    Node::Not(Box::new(node))
+                } else {
+                    node
+                });
             }
             PredOp::InSet(items) => {
                 let mut nets = Vec::with_capacity(items.len());
@@ -297,7 +336,11 @@ impl Compiler<'_, '_> {
     }
 
     fn not_string(&mut self, r: &Resolved, op: &PredOp) -> Option<Node> {
-        let word = if matches!(op, PredOp::Matches(..)) { "matches" } else { "contains" };
+        let word = if matches!(op, PredOp::Matches(..)) {
+            "matches"
+        } else {
+            "contains"
+        };
         self.fail(
             r.span.start,
             format!("`{word}` applies to string fields, not to {}", r.describe()),
@@ -322,7 +365,10 @@ impl Compiler<'_, '_> {
     fn list(&mut self, name: &str, span: Span) -> Option<Arc<List>> {
         let found = self.env.lists.get(name).cloned();
         if found.is_none() {
-            self.err(span.start, unknown_list(name, self.env.lists.keys().map(String::as_str)));
+            self.err(
+                span.start,
+                unknown_list(name, self.env.lists.keys().map(String::as_str)),
+            );
         }
         found
     }
@@ -341,8 +387,11 @@ impl Compiler<'_, '_> {
             Err(e) => {
                 // The syntax error text is a multi-line diagram; keep its last line.
                 let text = e.to_string();
-                let why =
-                    text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(&text);
+                let why = text
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("error: "))
+                    .unwrap_or(&text);
                 self.fail(span.start, format!("invalid regex: {why}"))
             }
         }
@@ -383,7 +432,11 @@ mod tests {
                 14,
                 "cannot compare ip field `dns.src_ip` with a network: use `dns.src_ip in {10.0.0.0/8}`",
             ),
-            ("dns.src_ip < 10.0.0.1", 0, "`<` does not apply to ip field `dns.src_ip`"),
+            (
+                "dns.src_ip < 10.0.0.1",
+                0,
+                "`<` does not apply to ip field `dns.src_ip`",
+            ),
             (
                 r#"dns.src_ip matches "1""#,
                 0,
@@ -452,12 +505,24 @@ mod tests {
     #[test]
     fn regexes_are_checked_and_limited() {
         let (offset, message) = one(r#"dns.fqdn matches "(abc""#);
-        assert_eq!((offset, message.as_str()), (17, "invalid regex: unclosed group"));
+        assert_eq!(
+            (offset, message.as_str()),
+            (17, "invalid regex: unclosed group")
+        );
         let lists = kind_lists();
         let mut small = env(&lists, false);
-        small.limits = Limits { regex_size: 1000, ..Limits::default() };
+        small.limits = Limits {
+            regex_size: 1000,
+            ..Limits::default()
+        };
         let e = errors_in(r#"dns.fqdn matches "\w{1000}""#, &small);
-        assert_eq!(e, [(17, "regex is too big: it compiles to more than 1000 bytes".to_owned())]);
+        assert_eq!(
+            e,
+            [(
+                17,
+                "regex is too big: it compiles to more than 1000 bytes".to_owned()
+            )]
+        );
     }
 
     #[test]
@@ -467,10 +532,22 @@ mod tests {
         let facts = query(Some(&id), None);
         for (src, exact, variants) in [
             (r#"identity.email == "alicesmith@example.com""#, false, true),
-            (r#"identity.email == "Alice.Smith+other@example.com""#, false, true),
-            (r#"identity.email == "alice.smith+dev@example.com""#, true, true),
+            (
+                r#"identity.email == "Alice.Smith+other@example.com""#,
+                false,
+                true,
+            ),
+            (
+                r#"identity.email == "alice.smith+dev@example.com""#,
+                true,
+                true,
+            ),
             (r#"identity.email != "alicesmith@example.com""#, true, false),
-            (r#"identity.email in {"a@b.c" "alicesmith@example.com"}"#, false, true),
+            (
+                r#"identity.email in {"a@b.c" "alicesmith@example.com"}"#,
+                false,
+                true,
+            ),
             (r#"identity.email == "alicesmith@other.com""#, false, false),
             // Regexes see the address itself.
             (r#"identity.email matches "^alicesmith@""#, false, false),

@@ -84,7 +84,10 @@ impl IpRanges {
                 IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
             }
         }
-        Self { v4: Ranges::new(v4), v6: Ranges::new(v6) }
+        Self {
+            v4: Ranges::new(v4),
+            v6: Ranges::new(v6),
+        }
     }
 
     #[inline]
@@ -113,7 +116,11 @@ impl IpKey {
             IpAddr::V4(a) => Self::V4(u32::from(a)),
             IpAddr::V6(a) => {
                 let n = u128::from(a);
-                if n >> 32 == 0xffff { Self::V4(n as u32) } else { Self::V6(n) }
+                if n >> 32 == 0xffff {
+                    Self::V4(n as u32)
+                } else {
+                    Self::V6(n)
+                }
             }
         }
     }
@@ -166,7 +173,12 @@ mod tests {
 
     #[test]
     fn ip_ranges_cover_networks_of_both_families() {
-        let nets = ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32", "::ffff:198.51.100.0/120"];
+        let nets = [
+            "10.0.0.0/8",
+            "192.0.2.1/32",
+            "2001:db8::/32",
+            "::ffff:198.51.100.0/120",
+        ];
         let set = IpRanges::new(nets.iter().filter_map(|n| n.parse().ok()));
         for (ip, want) in [
             ("10.255.0.1", true),
