@@ -4,6 +4,8 @@
 //!
 //! `cargo bench --bench policy`
 
+#![allow(clippy::unwrap_used)] // a benchmark: a failure should stop it loudly
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::IpAddr;
