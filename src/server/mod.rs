@@ -97,9 +97,23 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
     let mut server = Server::new(handler::Handler::new(shared.clone()));
     let mut addrs = Vec::new();
     for addr in &settings.listen {
-        let (udp, tcp) = bind_pair(*addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let (udp, tcp) = match bind_pair(*addr).await {
+            Ok(pair) => pair,
+            // A host without IPv6 (a container, a kernel booted with ipv6.disable) cannot
+            // bind [::1]; the default and example listen there too, so that alone is not
+            // fatal while another address serves.
+            Err(e)
+                if addr.is_ipv6()
+                    && e.kind() == std::io::ErrorKind::AddrNotAvailable
+                    && settings.listen.iter().any(|a| a.is_ipv4()) =>
+            {
+                warn!(%addr, error = %e, "IPv6 address not available on this host; not listening there");
+                continue;
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")));
+            }
+        };
         let bound = udp.local_addr()?;
         server.register_socket(udp);
         server.register_listener(tcp, settings.tcp_idle, 65_535);
