@@ -104,7 +104,8 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
             // fatal while another address serves.
             Err(e)
                 if addr.is_ipv6()
-                    && e.kind() == std::io::ErrorKind::AddrNotAvailable
+                    // EADDRNOTAVAIL, or EAFNOSUPPORT (97 on Linux) without an IPv6 stack.
+                    && (e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(97))
                     && settings.listen.iter().any(|a| a.is_ipv4()) =>
             {
                 warn!(%addr, error = %e, "IPv6 address not available on this host; not listening there");
