@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod explain;
 mod faults;
 mod policies;
 mod serving;
