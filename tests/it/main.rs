@@ -6,6 +6,7 @@ mod client;
 mod explain;
 mod faults;
 mod policies;
+mod protocol;
 mod serving;
 mod upstream;
 
