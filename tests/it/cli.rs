@@ -105,6 +105,24 @@ fn post_fields_in_override_policies_are_load_errors() {
     assert!(err.contains("pre-resolution fields only"), "{err}");
 }
 
+// needs fix: policy-ips
+#[test]
+fn a_policy_block_mode_ips_without_block_ips_is_a_load_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "[[policies]]\nname = \"page\"\naction = \"block\"\nblock_mode = \"ips\"\ntraffic = 'dns.fqdn == \"x.test\"'\n";
+    let cfg = write_config(dir.path(), policy);
+    let (code, out, err) = dnsgate(&["check", "-c", &cfg]);
+    assert_eq!(code, 1, "a block page with no addresses: {out}{err}");
+    assert!(out.is_empty(), "{out}");
+    // block_mode is on line 4 of the file.
+    assert!(err.contains(&format!("{cfg}:4:")), "{err}");
+    assert!(err.contains("ips"), "{err}");
+    // With [block] ips the same policy loads.
+    let cfg = write_config(dir.path(), &format!("[block]\nips = [\"192.0.2.250\"]\n{policy}"));
+    let (code, _, err) = dnsgate(&["check", "-c", &cfg]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn explain_config(dir: &Path) -> String {
     write_files(dir, &[("ads.txt", "ads.test\n")]);
     let geoip = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/test-country.mmdb");

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod explain;
+mod expressions;
 mod faults;
 mod policies;
 mod protocol;
