@@ -8,6 +8,7 @@ mod expressions;
 mod faults;
 mod policies;
 mod protocol;
+mod reload;
 mod serving;
 mod upstream;
 
