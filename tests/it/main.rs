@@ -6,6 +6,7 @@ mod client;
 mod explain;
 mod expressions;
 mod faults;
+mod metrics;
 mod policies;
 mod protocol;
 mod reload;
