@@ -19,11 +19,13 @@ pub(crate) struct Opts {
     pub dnssec_ok: bool,
     /// Use TCP.
     pub tcp: bool,
+    /// Set the CD (checking disabled) header bit.
+    pub checking_disabled: bool,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Self { edns: Some(1232), dnssec_ok: false, tcp: false }
+        Self { edns: Some(1232), dnssec_ok: false, tcp: false, checking_disabled: false }
     }
 }
 
@@ -32,6 +34,7 @@ pub(crate) fn build(name: &str, qtype: RecordType, opts: Opts) -> (u16, Vec<u8>)
     let id: u16 = rand::random();
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
+    m.metadata.checking_disabled = opts.checking_disabled;
     m.add_query(Query::query(Name::from_utf8(name).unwrap(), qtype));
     if let Some(payload) = opts.edns {
         let mut e = Edns::new();
@@ -75,6 +78,15 @@ pub(crate) async fn query_with(server: SocketAddr, name: &str, qtype: RecordType
     let msg = Message::from_vec(&bytes).expect("response parses");
     assert_eq!(msg.metadata.id, id, "response id");
     msg
+}
+
+/// Sends a hand-built message over UDP; returns the parsed response and its raw bytes
+/// (panics after 10 s: a test bound, not a check).
+pub(crate) async fn exchange(server: SocketAddr, msg: &Message) -> (Message, Vec<u8>) {
+    let bytes = udp_raw(server, &msg.to_vec().unwrap(), Duration::from_secs(10)).await.expect("udp answer within 10 s");
+    let resp = Message::from_vec(&bytes).expect("response parses");
+    assert_eq!(resp.metadata.id, msg.metadata.id, "response id");
+    (resp, bytes)
 }
 
 /// Sends a query over UDP with EDNS.

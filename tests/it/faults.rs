@@ -121,3 +121,73 @@ async fn a_bad_tcp_frame_closes_only_that_connection() {
     assert_eq!(ips(&m), ["192.0.2.10"]);
     assert_eq!(ips(&query(g.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
 }
+
+// needs fix: upstream-health
+#[tokio::test]
+async fn a_blackholed_first_upstream_is_learned_and_skipped() {
+    // A swallows every query (a blackhole, not a refusal); B answers.
+    let a = crate::upstream::start().await;
+    a.set_silent(true);
+    let b = crate::upstream::start().await;
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{}\", \"udp://{}\"]\ntimeout_ms = 1000\n",
+        a.addr, b.addr
+    );
+    let g = crate::gate_with(b, &cfg, &[]).await;
+    let names = [
+        ("www.test.", "192.0.2.10"),
+        ("jp.test.", "192.0.2.55"),
+        ("pt.test.", "198.51.100.7"),
+        ("us.test.", "203.0.113.9"),
+        ("mx.test.", "192.0.2.25"),
+        ("ns.test.", "127.0.0.1"),
+        ("ads.test.", "192.0.2.30"),
+        ("tracker.ads.test.", "192.0.2.31"),
+        ("good.ads.test.", "192.0.2.32"),
+        ("internal.test.", "192.0.2.40"),
+    ];
+    for (name, ip) in names {
+        let m = query(g.addr, name, RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(ips(&m), [ip], "{name} answered by B");
+    }
+    assert_eq!(g.upstream.queries(), names.len(), "B answered every distinct name once");
+    // Taking turns would send A half of them; a resolver that learns sends A a few probes.
+    assert!(a.queries() <= 3, "the dead upstream was tried first {} times out of {}", a.queries(), names.len());
+}
+
+// needs fix: querylog-formerr
+#[tokio::test]
+async fn a_formerr_reply_is_logged_too() {
+    let g = gate("[querylog]\npath = \"queries.jsonl\"\n", &[]).await;
+    let log = g.dir.path().join("queries.jsonl");
+    // A query with two questions: FORMERR.
+    let (_, mut wire) = client::build("www.test.", RecordType::A, Opts { edns: None, ..Opts::default() });
+    let question = wire[12..].to_vec();
+    wire[5] = 2;
+    wire.extend_from_slice(&question);
+    let m = Message::from_vec(&client::udp_raw(g.addr, &wire, Duration::from_secs(5)).await.unwrap()).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // And a good query, so the log is known to be written.
+    assert_eq!(ips(&query(g.addr, "jp.test.", RecordType::A).await), ["192.0.2.55"]);
+
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..200 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        let formerr = lines.iter().any(|v| v["rcode"] == "FORMERR");
+        let good = lines.iter().any(|v| v["name"] == "jp.test");
+        if formerr && good {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(lines.iter().any(|v| v["name"] == "jp.test" && v["rcode"] == "NOERROR"), "{lines:?}");
+    let formerr: Vec<_> = lines.iter().filter(|v| v["rcode"] == "FORMERR").collect();
+    assert_eq!(formerr.len(), 1, "one line for the FORMERR reply: {lines:?}");
+    assert_eq!(formerr[0]["client"], "127.0.0.1", "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}

@@ -3,8 +3,13 @@
 
 mod cli;
 mod client;
+mod explain;
+mod expressions;
 mod faults;
+mod metrics;
 mod policies;
+mod protocol;
+mod reload;
 mod serving;
 mod upstream;
 

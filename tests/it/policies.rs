@@ -353,3 +353,37 @@ async fn reload_swaps_policies_and_a_bad_reload_keeps_the_old_ones() {
     assert!(!errs.is_empty());
     assert!(is_blocked_null(&query(g.addr, "www.test.", RecordType::A).await), "old policies still serve");
 }
+
+/// The negative-caching TTL a client derives from an authority SOA (RFC 2308 §5).
+fn negative_ttl(m: &Message) -> Option<u32> {
+    m.authorities.iter().find_map(|r| match &r.data {
+        hickory_proto::rr::RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+        _ => None,
+    })
+}
+
+// needs fix: block-soa
+#[tokio::test]
+async fn negative_block_answers_carry_an_soa_with_the_block_ttl() {
+    let body = "[block]\nttl = 45\n\n\
+                [[policies]]\nname = \"nx\"\naction = \"block\"\nblock_mode = \"nxdomain\"\ntraffic = 'dns.fqdn == \"ads.test\"'\n\n\
+                [[policies]]\nname = \"null\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"tracker.ads.test\"'\n";
+    let g = gate(body, &[]).await;
+    // NXDOMAIN: without an SOA a client cannot cache the negative answer at all (RFC 2308 §5).
+    let nx = query(g.addr, "ads.test.", RecordType::A).await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(ede(&nx).map(|e| e.0), Some(15));
+    let soa = nx.authorities.iter().find(|r| r.record_type() == RecordType::SOA).expect("SOA in the authority section");
+    assert_eq!(soa.ttl, 45, "{nx:?}");
+    assert_eq!(negative_ttl(&nx), Some(45), "min(SOA TTL, MINIMUM) is the block TTL: {nx:?}");
+    // NODATA (null mode, a type with no null address).
+    let nodata = query(g.addr, "tracker.ads.test.", RecordType::MX).await;
+    assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+    assert!(nodata.answers.is_empty());
+    assert_eq!(ede(&nodata).map(|e| e.0), Some(15));
+    assert_eq!(negative_ttl(&nodata), Some(45), "{nodata:?}");
+    // The positive null answer keeps the block TTL too.
+    let a = query(g.addr, "tracker.ads.test.", RecordType::A).await;
+    assert_eq!(ips(&a), ["0.0.0.0"]);
+    assert_eq!(a.answers[0].ttl, 45);
+}

@@ -94,12 +94,26 @@ struct Counting {
     catalog: Arc<Catalog>,
     queries: Arc<AtomicUsize>,
     silent: Arc<AtomicBool>,
+    flags: Arc<Flags>,
+}
+
+/// How many received queries carried the CD header bit and the EDNS DO bit.
+#[derive(Default)]
+struct Flags {
+    cd: AtomicUsize,
+    dnssec_ok: AtomicUsize,
 }
 
 #[async_trait::async_trait]
 impl RequestHandler for Counting {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
         self.queries.fetch_add(1, Ordering::SeqCst);
+        if request.metadata.checking_disabled {
+            self.flags.cd.fetch_add(1, Ordering::SeqCst);
+        }
+        if request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok) {
+            self.flags.dnssec_ok.fetch_add(1, Ordering::SeqCst);
+        }
         if self.silent.load(Ordering::SeqCst) {
             // Never answer: the client sees a timeout. Hold the task a little so nothing
             // is sent and nothing spins.
@@ -118,6 +132,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     queries: Arc<AtomicUsize>,
     silent: Arc<AtomicBool>,
+    flags: Arc<Flags>,
     _server: Server<Counting>,
 }
 
@@ -125,6 +140,16 @@ impl Upstream {
     /// Queries received so far.
     pub fn queries(&self) -> usize {
         self.queries.load(Ordering::SeqCst)
+    }
+
+    /// Queries received so far with the CD (checking disabled) header bit set.
+    pub fn queries_with_cd(&self) -> usize {
+        self.flags.cd.load(Ordering::SeqCst)
+    }
+
+    /// Queries received so far with the EDNS DO bit set.
+    pub fn queries_with_do(&self) -> usize {
+        self.flags.dnssec_ok.load(Ordering::SeqCst)
     }
 
     /// Stop (or resume) answering.
@@ -152,13 +177,14 @@ pub(crate) async fn start() -> Upstream {
         catalog: Arc::new(catalog),
         queries: Arc::default(),
         silent: Arc::default(),
+        flags: Arc::default(),
     };
-    let (queries, silent) = (handler.queries.clone(), handler.silent.clone());
+    let (queries, silent, flags) = (handler.queries.clone(), handler.silent.clone(), handler.flags.clone());
     let mut server = Server::new(handler);
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = udp.local_addr().unwrap();
     let tcp = TcpListener::bind(addr).await.unwrap();
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 65_535);
-    Upstream { addr, queries, silent, _server: server }
+    Upstream { addr, queries, silent, flags, _server: server }
 }
