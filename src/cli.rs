@@ -238,6 +238,7 @@ async fn explain(
     let allowed = rt.is_allowed(client);
     let mut decision: Option<(Option<usize>, Phase, Decision)> = None;
     let post_storage: PostFacts;
+    let mut failed: Option<crate::resolve::Error> = None;
     if allowed {
         let mut trace = Vec::new();
         let flow = rt.policies.run(Phase::Pre, &facts, now, &mut trace);
@@ -281,6 +282,7 @@ async fn explain(
                             note = Some(format!(
                                 "resolution failed ({e}): post-resolution policies not evaluated"
                             ));
+                            failed = Some(e);
                             None
                         }
                     }
@@ -341,9 +343,15 @@ async fn explain(
             v["phase"] = json!(if *phase == Phase::Pre { "pre" } else { "post" });
             v
         }
-        (None, true) => {
-            json!({"action": "allow", "policy": null, "reason": "no policy decided: the real answer"})
-        }
+        (None, true) => match &failed {
+            // What the server would answer: SERVFAIL with EDE 22/23.
+            Some(e) => {
+                json!({"action": "error", "policy": null, "rcode": "SERVFAIL", "ede": e.ede_code(), "reason": e.to_string()})
+            }
+            None => {
+                json!({"action": "allow", "policy": null, "reason": "no policy decided: the real answer"})
+            }
+        },
     };
     let query = json!({
         "name": fqdn, "type": rtype_str, "client": client.to_string(),

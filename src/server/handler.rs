@@ -353,7 +353,8 @@ impl RequestHandler for Handler {
         let mut md = Metadata::response_from_request(&request.metadata);
         md.recursion_available = true;
         md.response_code = reply.rcode;
-        md.authentic_data = reply.authentic_data && dnssec_ok;
+        // RFC 6840 §5.7: AD goes back to a client that set DO or AD.
+        md.authentic_data = reply.authentic_data && (dnssec_ok || request.metadata.authentic_data);
         let response = builder.build(
             md,
             reply.answers.iter(),

@@ -112,7 +112,10 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
                 continue;
             }
             Err(e) => {
-                return Err(std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")));
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ));
             }
         };
         let bound = udp.local_addr()?;

@@ -41,7 +41,10 @@ fn check_prints_a_summary_and_exits_0() {
     let (code, out, err) = dnsgate(&["check", "-c", &cfg]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("1 policies") && out.contains("2 entries"), "{out}");
+    assert!(
+        out.contains("1 policies") && out.contains("2 entries"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -49,7 +52,10 @@ fn check_reports_every_error_with_file_line_col_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     write_files(
         dir.path(),
-        &[("p/more.toml", "[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.src_ip == \"1.2.3.4\"'\n")],
+        &[(
+            "p/more.toml",
+            "[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.src_ip == \"1.2.3.4\"'\n",
+        )],
     );
     let cfg = write_config(
         dir.path(),
@@ -61,7 +67,10 @@ fn check_reports_every_error_with_file_line_col_and_exits_1() {
     // dns.fqdnn starts at line 5, column 12 of the main file.
     assert!(err.contains(&format!("{cfg}:5:12:")), "{err}");
     assert!(err.contains("dns.fqdnn"), "{err}");
-    assert!(err.contains(&format!("{cfg}:9:10:")), "unknown action position: {err}");
+    assert!(
+        err.contains(&format!("{cfg}:9:10:")),
+        "unknown action position: {err}"
+    );
     // The included file's error names that file: the string literal is at line 4 col 25.
     let more = dir.path().join("p/more.toml");
     assert!(err.contains(&format!("{}:4:", more.display())), "{err}");
@@ -70,15 +79,24 @@ fn check_reports_every_error_with_file_line_col_and_exits_1() {
 #[test]
 fn check_rejects_unknown_keys_and_missing_files() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "[server]\nlisten = [\"127.0.0.1:5353\"]\nlisen = 1\n");
+    let cfg = write_config(
+        dir.path(),
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\nlisen = 1\n",
+    );
     let (code, _, err) = dnsgate(&["check", "-c", &cfg]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("{cfg}:3:1:")), "{err}");
     let cfg = write_config(dir.path(), "[[lists]]\nname = \"a\"\npath = \"nope.txt\"\n");
     let (code, _, err) = dnsgate(&["check", "-c", &cfg]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("{cfg}:3:8:")) && err.contains("nope.txt"), "{err}");
-    let cfg = write_config(dir.path(), "[geoip]\ndatabase = \"missing.mmdb\"\n[[policies]]\nname = \"g\"\naction = \"block\"\ntraffic = 'dns.src.geo.country == \"PT\"'\n");
+    assert!(
+        err.contains(&format!("{cfg}:3:8:")) && err.contains("nope.txt"),
+        "{err}"
+    );
+    let cfg = write_config(
+        dir.path(),
+        "[geoip]\ndatabase = \"missing.mmdb\"\n[[policies]]\nname = \"g\"\naction = \"block\"\ntraffic = 'dns.src.geo.country == \"PT\"'\n",
+    );
     let (code, _, err) = dnsgate(&["check", "-c", &cfg]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("{cfg}:2:12:")), "{err}");
@@ -87,7 +105,10 @@ fn check_rejects_unknown_keys_and_missing_files() {
 #[test]
 fn a_geo_field_without_a_database_is_a_load_error() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "[[policies]]\nname = \"g\"\naction = \"block\"\ntraffic = 'any(dns.dst.geo.country[*] == \"PT\")'\n");
+    let cfg = write_config(
+        dir.path(),
+        "[[policies]]\nname = \"g\"\naction = \"block\"\ntraffic = 'any(dns.dst.geo.country[*] == \"PT\")'\n",
+    );
     let (code, _, err) = dnsgate(&["check", "-c", &cfg]);
     assert_eq!(code, 1);
     assert!(err.contains("geoip"), "{err}");
@@ -105,7 +126,6 @@ fn post_fields_in_override_policies_are_load_errors() {
     assert!(err.contains("pre-resolution fields only"), "{err}");
 }
 
-// needs fix: policy-ips
 #[test]
 fn a_policy_block_mode_ips_without_block_ips_is_a_load_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,7 +138,10 @@ fn a_policy_block_mode_ips_without_block_ips_is_a_load_error() {
     assert!(err.contains(&format!("{cfg}:4:")), "{err}");
     assert!(err.contains("ips"), "{err}");
     // With [block] ips the same policy loads.
-    let cfg = write_config(dir.path(), &format!("[block]\nips = [\"192.0.2.250\"]\n{policy}"));
+    let cfg = write_config(
+        dir.path(),
+        &format!("[block]\nips = [\"192.0.2.250\"]\n{policy}"),
+    );
     let (code, _, err) = dnsgate(&["check", "-c", &cfg]);
     assert_eq!(code, 0, "{err}");
 }
@@ -154,7 +177,16 @@ fn explain_says_which_policy_decided_and_why() {
     let allow_at = out.find("allow www").unwrap();
     assert!(allow_at < out.find("\"ads\"").unwrap());
 
-    let (code, out, _) = dnsgate(&["explain", "-c", &cfg, "jp.test", "A", "--resolved", "192.0.2.1", "--json"]);
+    let (code, out, _) = dnsgate(&[
+        "explain",
+        "-c",
+        &cfg,
+        "jp.test",
+        "A",
+        "--resolved",
+        "192.0.2.1",
+        "--json",
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"]["action"], "block");
@@ -164,7 +196,15 @@ fn explain_says_which_policy_decided_and_why() {
     assert_eq!(rows.last().unwrap()["name"], "JP answers");
     assert_eq!(rows.last().unwrap()["result"], "matched");
 
-    let (_, out, _) = dnsgate(&["explain", "-c", &cfg, "pt.test", "--client", "198.51.100.20", "--json"]);
+    let (_, out, _) = dnsgate(&[
+        "explain",
+        "-c",
+        &cfg,
+        "pt.test",
+        "--client",
+        "198.51.100.20",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"]["policy"], "PT clients");
     assert_eq!(v["query"]["src_country"], "PT");
@@ -213,17 +253,26 @@ impl Server {
             }
         });
         let addr = loop {
-            let line = rx.recv_timeout(Duration::from_secs(30)).expect("dnsgate prints its listening address");
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("dnsgate prints its listening address");
             if let Some(rest) = line.split("listening addr=").nth(1) {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         };
-        Self { child, addr, stderr: rx }
+        Self {
+            child,
+            addr,
+            stderr: rx,
+        }
     }
 
     pub(crate) fn wait_for_log(&self, needle: &str) -> String {
         loop {
-            let line = self.stderr.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("log line with `{needle}`"));
+            let line = self
+                .stderr
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("log line with `{needle}`"));
             if line.contains(needle) {
                 return line;
             }
@@ -231,21 +280,36 @@ impl Server {
     }
 
     pub(crate) fn hup(&self) {
-        let ok = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok);
     }
 }
 
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub(crate) async fn metrics(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut body)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     body
 }
@@ -265,7 +329,10 @@ async fn run_serves_reloads_on_sighup_and_exports_metrics() {
     let cfg = write_config(dir.path(), &head);
     let server = Server::start(&cfg);
 
-    assert_eq!(ips(&query(server.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
+    assert_eq!(
+        ips(&query(server.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
 
     // A good reload swaps the policies in.
     write_config(dir.path(), &format!("{head}{block}"));
@@ -276,10 +343,18 @@ async fn run_serves_reloads_on_sighup_and_exports_metrics() {
     assert_eq!(ede(&m), Some((15, "testing".into())));
 
     // A bad reload is rejected and counted; the old configuration keeps serving.
-    write_config(dir.path(), &format!("{head}{block}[[policies]]\nname = \"bad\"\naction = \"block\"\ntraffic = 'dns.fqdn =='\n"));
+    write_config(
+        dir.path(),
+        &format!(
+            "{head}{block}[[policies]]\nname = \"bad\"\naction = \"block\"\ntraffic = 'dns.fqdn =='\n"
+        ),
+    );
     server.hup();
     server.wait_for_log("reload rejected");
-    assert_eq!(ips(&query(server.addr, "www.test.", RecordType::A).await), ["0.0.0.0"]);
+    assert_eq!(
+        ips(&query(server.addr, "www.test.", RecordType::A).await),
+        ["0.0.0.0"]
+    );
     let nx = query(server.addr, "nope.test.", RecordType::A).await;
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
 
@@ -301,7 +376,11 @@ async fn run_serves_reloads_on_sighup_and_exports_metrics() {
     // The query log has one JSON line per query with the SPEC fields.
     let mut lines = Vec::new();
     for _ in 0..100 {
-        lines = std::fs::read_to_string(&log).unwrap_or_default().lines().map(str::to_owned).collect();
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
         if lines.len() >= 4 {
             break;
         }
@@ -309,7 +388,20 @@ async fn run_serves_reloads_on_sighup_and_exports_metrics() {
     }
     assert_eq!(lines.len(), 4, "{lines:?}");
     let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
-    for key in ["time", "client", "device", "user", "name", "type", "action", "policy", "phase", "rcode", "latency_ms", "cached"] {
+    for key in [
+        "time",
+        "client",
+        "device",
+        "user",
+        "name",
+        "type",
+        "action",
+        "policy",
+        "phase",
+        "rcode",
+        "latency_ms",
+        "cached",
+    ] {
         assert!(v.get(key).is_some(), "query log line lacks {key}: {v}");
     }
     assert_eq!(v["action"], "block");
@@ -336,7 +428,9 @@ fn the_example_configuration_and_every_policy_set_load() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write_config(
             dir.path(),
-            &format!("include = [\"{root}/policies/{set}/*.toml\"]\n[geoip]\ndatabase = \"{root}/geoip/test-country.mmdb\"\n"),
+            &format!(
+                "include = [\"{root}/policies/{set}/*.toml\"]\n[geoip]\ndatabase = \"{root}/geoip/test-country.mmdb\"\n"
+            ),
         );
         let (code, out, err) = dnsgate(&["check", "-c", &cfg]);
         assert_eq!(code, 0, "policy set {set}: {err}");

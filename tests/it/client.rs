@@ -25,7 +25,12 @@ pub(crate) struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Self { edns: Some(1232), dnssec_ok: false, tcp: false, checking_disabled: false }
+        Self {
+            edns: Some(1232),
+            dnssec_ok: false,
+            tcp: false,
+            checking_disabled: false,
+        }
     }
 }
 
@@ -58,7 +63,12 @@ pub(crate) async fn udp_raw(server: SocketAddr, wire: &[u8], wait: Duration) -> 
 }
 
 /// Sends a query and returns the response (panics after 10 s: a test bound, not a check).
-pub(crate) async fn query_with(server: SocketAddr, name: &str, qtype: RecordType, opts: Opts) -> Message {
+pub(crate) async fn query_with(
+    server: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    opts: Opts,
+) -> Message {
     let (id, wire) = build(name, qtype, opts);
     let bytes = if opts.tcp {
         let io = async {
@@ -71,9 +81,13 @@ pub(crate) async fn query_with(server: SocketAddr, name: &str, qtype: RecordType
             s.read_exact(&mut body).await.unwrap();
             body
         };
-        tokio::time::timeout(Duration::from_secs(10), io).await.expect("tcp answer within 10 s")
+        tokio::time::timeout(Duration::from_secs(10), io)
+            .await
+            .expect("tcp answer within 10 s")
     } else {
-        udp_raw(server, &wire, Duration::from_secs(10)).await.expect("udp answer within 10 s")
+        udp_raw(server, &wire, Duration::from_secs(10))
+            .await
+            .expect("udp answer within 10 s")
     };
     let msg = Message::from_vec(&bytes).expect("response parses");
     assert_eq!(msg.metadata.id, id, "response id");
@@ -83,7 +97,9 @@ pub(crate) async fn query_with(server: SocketAddr, name: &str, qtype: RecordType
 /// Sends a hand-built message over UDP; returns the parsed response and its raw bytes
 /// (panics after 10 s: a test bound, not a check).
 pub(crate) async fn exchange(server: SocketAddr, msg: &Message) -> (Message, Vec<u8>) {
-    let bytes = udp_raw(server, &msg.to_vec().unwrap(), Duration::from_secs(10)).await.expect("udp answer within 10 s");
+    let bytes = udp_raw(server, &msg.to_vec().unwrap(), Duration::from_secs(10))
+        .await
+        .expect("udp answer within 10 s");
     let resp = Message::from_vec(&bytes).expect("response parses");
     assert_eq!(resp.metadata.id, msg.metadata.id, "response id");
     (resp, bytes)
@@ -98,9 +114,10 @@ pub(crate) async fn query(server: SocketAddr, name: &str, qtype: RecordType) -> 
 pub(crate) fn ede(msg: &Message) -> Option<(u16, String)> {
     let edns = msg.edns.as_ref()?;
     edns.options().options.iter().find_map(|(_, o)| match o {
-        EdnsOption::Unknown(15, data) if data.len() >= 2 => {
-            Some((u16::from_be_bytes([data[0], data[1]]), String::from_utf8_lossy(&data[2..]).into_owned()))
-        }
+        EdnsOption::Unknown(15, data) if data.len() >= 2 => Some((
+            u16::from_be_bytes([data[0], data[1]]),
+            String::from_utf8_lossy(&data[2..]).into_owned(),
+        )),
         _ => None,
     })
 }

@@ -13,14 +13,22 @@ const GEOIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/test-country.mmd
 /// it) and returns the parsed output. Bounded: 30 s, then the child is killed.
 async fn explain_async(args: &[&str]) -> serde_json::Value {
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("explain").args(args).arg("--json").kill_on_drop(true);
+    cmd.arg("explain")
+        .args(args)
+        .arg("--json")
+        .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
         .expect("explain finishes within 30 s")
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "explain {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("explain --json prints JSON ({e}): {stdout}"))
+    assert!(
+        out.status.success(),
+        "explain {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("explain --json prints JSON ({e}): {stdout}"))
 }
 
 /// Runs `dnsgate explain --json` (no upstream needed) and returns the parsed output.
@@ -36,7 +44,10 @@ fn explain(args: &[&str]) -> serde_json::Value {
 /// (action, deciding policy or "-") of an explain result.
 fn decision(v: &serde_json::Value) -> (String, String) {
     let d = &v["decision"];
-    (d["action"].as_str().unwrap_or("?").to_owned(), d["policy"].as_str().unwrap_or("-").to_owned())
+    (
+        d["action"].as_str().unwrap_or("?").to_owned(),
+        d["policy"].as_str().unwrap_or("-").to_owned(),
+    )
 }
 
 fn resolving_config(dir: &std::path::Path, up: std::net::SocketAddr) -> String {
@@ -61,20 +72,27 @@ async fn explain_resolves_a_fully_qualified_name_itself_and_runs_post_policies()
     let v = explain_async(&["-c", &cfg, "jp.test."]).await;
     assert_eq!(decision(&v), ("block".into(), "JP answers".into()), "{v:#}");
     assert_eq!(v["decision"]["phase"], "post", "{v:#}");
-    assert_eq!(v["resolved_ips"], serde_json::json!(["192.0.2.55"]), "{v:#}");
+    assert_eq!(
+        v["resolved_ips"],
+        serde_json::json!(["192.0.2.55"]),
+        "{v:#}"
+    );
     assert!(up.queries() >= 1, "explain asked the upstream");
 
     // A name whose answer is not in JP: resolved, the post policy does not match.
     let v = explain_async(&["-c", &cfg, "pt.test.", "A"]).await;
     assert_eq!(decision(&v), ("allow".into(), "-".into()), "{v:#}");
-    assert_eq!(v["resolved_ips"], serde_json::json!(["198.51.100.7"]), "{v:#}");
+    assert_eq!(
+        v["resolved_ips"],
+        serde_json::json!(["198.51.100.7"]),
+        "{v:#}"
+    );
     let rows = v["policies"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{v:#}");
     assert_eq!(rows[0]["phase"], "post");
     assert_eq!(rows[0]["result"], "not matched");
 }
 
-// needs fix: explain-fqdn
 /// A user types names without the trailing dot; explain must resolve them all the same.
 #[tokio::test]
 async fn explain_resolves_a_name_given_without_a_trailing_dot() {
@@ -85,19 +103,31 @@ async fn explain_resolves_a_name_given_without_a_trailing_dot() {
     let v = explain_async(&["-c", &cfg, "jp.test"]).await;
     assert_eq!(decision(&v), ("block".into(), "JP answers".into()), "{v:#}");
     assert_eq!(v["decision"]["phase"], "post", "{v:#}");
-    assert_eq!(v["resolved_ips"], serde_json::json!(["192.0.2.55"]), "{v:#}");
+    assert_eq!(
+        v["resolved_ips"],
+        serde_json::json!(["192.0.2.55"]),
+        "{v:#}"
+    );
     assert!(v["note"].is_null(), "no resolution failure: {v:#}");
 
     let v = explain_async(&["-c", &cfg, "mixed.test", "A"]).await;
     assert_eq!(decision(&v), ("block".into(), "JP answers".into()), "{v:#}");
-    let mut got: Vec<String> =
-        v["resolved_ips"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect();
+    let mut got: Vec<String> = v["resolved_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect();
     got.sort();
     assert_eq!(got, ["192.0.2.56", "203.0.113.10"]);
 
     let v = explain_async(&["-c", &cfg, "us.test"]).await;
     assert_eq!(decision(&v), ("allow".into(), "-".into()), "{v:#}");
-    assert_eq!(v["resolved_ips"], serde_json::json!(["203.0.113.9"]), "{v:#}");
+    assert_eq!(
+        v["resolved_ips"],
+        serde_json::json!(["203.0.113.9"]),
+        "{v:#}"
+    );
 }
 
 const TOKEN_IDENTITIES: &str = r#"
@@ -210,7 +240,12 @@ fn rule_builder_country_selector_uses_the_clients_geoip() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = builder_config(dir.path());
     // 198.51.100.0/24 is PT, 2001:db8::/32 DE, 203.0.113.0/24 US, 192.0.2.0/24 JP.
-    for (client, want) in [("198.51.100.20", "block"), ("2001:db8::5", "block"), ("203.0.113.200", "allow"), ("192.0.2.99", "allow")] {
+    for (client, want) in [
+        ("198.51.100.20", "block"),
+        ("2001:db8::5", "block"),
+        ("203.0.113.200", "allow"),
+        ("192.0.2.99", "allow"),
+    ] {
         let v = explain(&["-c", &cfg, "www.test", "--client", client]);
         let (action, policy) = decision(&v);
         assert_eq!(action, want, "www.test from {client}: {v:#}");
@@ -227,7 +262,12 @@ fn rule_builder_country_selector_uses_the_clients_geoip() {
 fn client_continent_field_decides() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = builder_config(dir.path());
-    for (client, want) in [("198.51.100.20", "block"), ("2001:db8::5", "block"), ("203.0.113.200", "allow"), ("192.0.2.99", "allow")] {
+    for (client, want) in [
+        ("198.51.100.20", "block"),
+        ("2001:db8::5", "block"),
+        ("203.0.113.200", "allow"),
+        ("192.0.2.99", "allow"),
+    ] {
         let v = explain(&["-c", &cfg, "jp.test", "--client", client]);
         assert_eq!(decision(&v).0, want, "jp.test from {client}: {v:#}");
         if want == "block" {
@@ -244,7 +284,11 @@ fn rule_builder_list_selector_takes_domain_ip_and_email_lists() {
     // Domain list: the name and its subdomains, from any client.
     for name in ["ads.test", "tracker.ads.test"] {
         let v = explain(&["-c", &cfg, name]);
-        assert_eq!(decision(&v), ("block".into(), "domain list".into()), "{name}: {v:#}");
+        assert_eq!(
+            decision(&v),
+            ("block".into(), "domain list".into()),
+            "{name}: {v:#}"
+        );
     }
     let v = explain(&["-c", &cfg, "notads.test"]);
     assert_eq!(decision(&v).0, "allow", "{v:#}");

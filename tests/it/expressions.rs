@@ -59,7 +59,11 @@ fn blocked_by(m: &Message) -> Option<String> {
 
 async fn decided(g: &crate::Gate, name: &str, qtype: RecordType) -> (Option<String>, Message) {
     let m = query(g.addr, name, qtype).await;
-    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name} {qtype}: {m:?}");
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "{name} {qtype}: {m:?}"
+    );
     (blocked_by(&m), m)
 }
 
@@ -88,9 +92,21 @@ async fn matches_and_contains_test_the_name() {
     assert_eq!(by.as_deref(), Some("matches"));
     assert_eq!(ips(&m), ["0.0.0.0"]);
     // Upper case in the query: names compare case-insensitively.
-    assert_eq!(decided(&g, "TRACKER.ads.test.", RecordType::A).await.0.as_deref(), Some("matches"));
+    assert_eq!(
+        decided(&g, "TRACKER.ads.test.", RecordType::A)
+            .await
+            .0
+            .as_deref(),
+        Some("matches")
+    );
     // good.ads.test fails the regex and contains "ood.ad".
-    assert_eq!(decided(&g, "good.ads.test.", RecordType::A).await.0.as_deref(), Some("contains"));
+    assert_eq!(
+        decided(&g, "good.ads.test.", RecordType::A)
+            .await
+            .0
+            .as_deref(),
+        Some("contains")
+    );
     // ads.test is neither.
     let (by, m) = decided(&g, "ads.test.", RecordType::A).await;
     assert_eq!(by, None);
@@ -104,10 +120,20 @@ async fn lower_and_not_equal_decide() {
     let (by, m) = decided(&g, "mail.test.", RecordType::MX).await;
     assert_eq!(by.as_deref(), Some("lower"));
     assert!(m.answers.is_empty(), "null block of MX: NODATA");
-    assert_eq!(decided(&g, "www.test.", RecordType::MX).await.0.as_deref(), Some("lower"));
-    assert_eq!(g.upstream.queries(), 0, "pre-resolution blocks never ask upstream");
+    assert_eq!(
+        decided(&g, "www.test.", RecordType::MX).await.0.as_deref(),
+        Some("lower")
+    );
+    assert_eq!(
+        g.upstream.queries(),
+        0,
+        "pre-resolution blocks never ask upstream"
+    );
     // pt.test and type != A.
-    assert_eq!(decided(&g, "pt.test.", RecordType::TXT).await.0.as_deref(), Some("ne"));
+    assert_eq!(
+        decided(&g, "pt.test.", RecordType::TXT).await.0.as_deref(),
+        Some("ne")
+    );
     let (by, m) = decided(&g, "pt.test.", RecordType::A).await;
     assert_eq!(by, None);
     assert_eq!(ips(&m), ["198.51.100.7"]);

@@ -1,6 +1,8 @@
 //! Integration tests: a real dnsgate server on 127.0.0.1:0 in front of a real hickory
 //! authoritative upstream, queried over real sockets.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod cli;
 mod client;
 mod explain;
@@ -66,17 +68,30 @@ pub async fn gate(body: &str, files: &[(&str, &str)]) -> Gate {
 pub async fn gate_with(up: upstream::Upstream, config: &str, files: &[(&str, &str)]) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let upstream_addr = up.addr.to_string();
-    let files: Vec<(String, String)> =
-        files.iter().map(|(n, t)| (n.to_string(), t.replace("{UPSTREAM}", &upstream_addr))).collect();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.replace("{UPSTREAM}", &upstream_addr)))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     write_files(dir.path(), &refs);
     let cfg = dir.path().join("dnsgate.toml");
     std::fs::write(&cfg, config.replace("{UPSTREAM}", &upstream_addr)).unwrap();
     let rt = match Runtime::load(&cfg) {
         Ok(rt) => rt,
-        Err(d) => panic!("test config does not load:\n{}", dnsgate::diag::Diagnostics(d)),
+        Err(d) => panic!(
+            "test config does not load:\n{}",
+            dnsgate::diag::Diagnostics(d)
+        ),
     };
     let running = server::start(&cfg, rt).await.unwrap();
     let addr = running.addrs[0];
-    Gate { addr, running, upstream: up, dir }
+    Gate {
+        addr,
+        running,
+        upstream: up,
+        dir,
+    }
 }

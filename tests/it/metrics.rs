@@ -12,19 +12,32 @@ use crate::{upstream, write_files};
 
 /// The value of one series (`name` or `name{labels}` exactly as rendered), if present.
 fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[tokio::test]
 async fn cache_hits_upstream_errors_list_entries_and_stale_answers_are_counted() {
     let up = upstream::start().await;
     // A port nobody listens on: every attempt there fails at once (ICMP port unreachable).
-    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    write_files(dir.path(), &[("ads.txt", "# three names\nads.test\n\nads2.test\nads3.test\n")]);
+    write_files(
+        dir.path(),
+        &[(
+            "ads.txt",
+            "# three names\nads.test\n\nads2.test\nads3.test\n",
+        )],
+    );
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{dead}\", \"udp://{}\"]\ntimeout_ms = 1000\n\
          [cache]\nserve_stale = true\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
@@ -35,28 +48,59 @@ async fn cache_hits_upstream_errors_list_entries_and_stale_answers_are_counted()
     let cfg = write_config(dir.path(), &text);
     let server = Server::start(&cfg);
     let dead_series = format!("dnsgate_upstream_errors_total{{upstream=\"udp://{dead}\"}}");
-    let live_series = format!("dnsgate_upstream_errors_total{{upstream=\"udp://{}\"}}", up.addr);
+    let live_series = format!(
+        "dnsgate_upstream_errors_total{{upstream=\"udp://{}\"}}",
+        up.addr
+    );
 
     let m = metrics(port).await;
-    assert_eq!(value(&m, "dnsgate_list_entries{list=\"ads\"}"), Some(3.0), "{m}");
-    assert_eq!(value(&m, "dnsgate_cache_hits_total").unwrap_or(0.0), 0.0, "{m}");
+    assert_eq!(
+        value(&m, "dnsgate_list_entries{list=\"ads\"}"),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "dnsgate_cache_hits_total").unwrap_or(0.0),
+        0.0,
+        "{m}"
+    );
 
     // The same question twice: one miss, one hit. Taking turns, the dead upstream is
     // tried at least once on the way.
     for _ in 0..2 {
-        assert_eq!(ips(&query(server.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
+        assert_eq!(
+            ips(&query(server.addr, "www.test.", RecordType::A).await),
+            ["192.0.2.10"]
+        );
     }
-    assert_eq!(ips(&query(server.addr, "jp.test.", RecordType::A).await), ["192.0.2.55"]);
+    assert_eq!(
+        ips(&query(server.addr, "jp.test.", RecordType::A).await),
+        ["192.0.2.55"]
+    );
     let m = metrics(port).await;
     assert_eq!(value(&m, "dnsgate_cache_hits_total"), Some(1.0), "{m}");
     assert_eq!(value(&m, "dnsgate_cache_misses_total"), Some(2.0), "{m}");
-    assert!(value(&m, &dead_series).is_some_and(|v| v >= 1.0), "failures to the dead upstream are counted: {m}");
-    assert_eq!(value(&m, &live_series).unwrap_or(0.0), 0.0, "the live upstream never failed: {m}");
-    assert_eq!(value(&m, "dnsgate_stale_answers_total").unwrap_or(0.0), 0.0, "{m}");
+    assert!(
+        value(&m, &dead_series).is_some_and(|v| v >= 1.0),
+        "failures to the dead upstream are counted: {m}"
+    );
+    assert_eq!(
+        value(&m, &live_series).unwrap_or(0.0),
+        0.0,
+        "the live upstream never failed: {m}"
+    );
+    assert_eq!(
+        value(&m, "dnsgate_stale_answers_total").unwrap_or(0.0),
+        0.0,
+        "{m}"
+    );
 
     // Stale: short.test has TTL 2 s; once it has expired and the live upstream stops
     // answering, the expired answer is served with EDE 3 and counted.
-    assert_eq!(ips(&query(server.addr, "short.test.", RecordType::A).await), ["192.0.2.20"]);
+    assert_eq!(
+        ips(&query(server.addr, "short.test.", RecordType::A).await),
+        ["192.0.2.20"]
+    );
     tokio::time::sleep(Duration::from_millis(2600)).await;
     up.set_silent(true);
     let stale = query(server.addr, "short.test.", RecordType::A).await;
@@ -65,13 +109,26 @@ async fn cache_hits_upstream_errors_list_entries_and_stale_answers_are_counted()
     assert_eq!(ede(&stale).map(|e| e.0), Some(3));
     let m = metrics(port).await;
     assert_eq!(value(&m, "dnsgate_stale_answers_total"), Some(1.0), "{m}");
-    assert!(value(&m, &live_series).is_some_and(|v| v >= 1.0), "timeouts count as upstream errors: {m}");
+    assert!(
+        value(&m, &live_series).is_some_and(|v| v >= 1.0),
+        "timeouts count as upstream errors: {m}"
+    );
     up.set_silent(false);
 
     // A reload with a longer list updates the gauge.
-    write_files(dir.path(), &[("ads.txt", "ads.test\nads2.test\nads3.test\nads4.test\nads5.test\n")]);
+    write_files(
+        dir.path(),
+        &[(
+            "ads.txt",
+            "ads.test\nads2.test\nads3.test\nads4.test\nads5.test\n",
+        )],
+    );
     server.hup();
     server.wait_for_log("configuration reloaded");
     let m = metrics(port).await;
-    assert_eq!(value(&m, "dnsgate_list_entries{list=\"ads\"}"), Some(5.0), "{m}");
+    assert_eq!(
+        value(&m, "dnsgate_list_entries{list=\"ads\"}"),
+        Some(5.0),
+        "{m}"
+    );
 }

@@ -12,17 +12,24 @@ use crate::{Gate, gate};
 /// Sends a query from a chosen loopback source address (identity by source IP).
 async fn query_from(g: &Gate, src: &str, name: &str, qtype: RecordType) -> Message {
     let (id, wire) = client::build(name, qtype, Opts::default());
-    let sock = tokio::net::UdpSocket::bind(format!("{src}:0")).await.unwrap();
+    let sock = tokio::net::UdpSocket::bind(format!("{src}:0"))
+        .await
+        .unwrap();
     sock.send_to(&wire, g.addr).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let m = Message::from_vec(&buf[..n]).unwrap();
     assert_eq!(m.metadata.id, id);
     m
 }
 
 fn is_blocked_null(m: &Message) -> bool {
-    m.metadata.response_code == ResponseCode::NoError && ips(m) == ["0.0.0.0"] && ede(m).map(|e| e.0) == Some(15)
+    m.metadata.response_code == ResponseCode::NoError
+        && ips(m) == ["0.0.0.0"]
+        && ede(m).map(|e| e.0) == Some(15)
 }
 
 const ADS_LIST: &str = "[[lists]]\nname = \"ads\"\npath = \"ads.txt\"\n\n";
@@ -45,11 +52,21 @@ async fn block_modes_answer_as_configured_with_ede_15_and_the_reason() {
     let https = query(g.addr, "ads.test.", RecordType::HTTPS).await;
     assert!(https.answers.is_empty());
     assert_eq!(ede(&https).map(|e| e.0), Some(15));
-    assert_eq!(g.upstream.queries(), 0, "a pre-resolution block never asks upstream");
+    assert_eq!(
+        g.upstream.queries(),
+        0,
+        "a pre-resolution block never asks upstream"
+    );
     // Unlisted names resolve normally.
-    assert_eq!(ips(&query(g.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
 
-    for (mode, rcode) in [("nxdomain", ResponseCode::NXDomain), ("refused", ResponseCode::Refused)] {
+    for (mode, rcode) in [
+        ("nxdomain", ResponseCode::NXDomain),
+        ("refused", ResponseCode::Refused),
+    ] {
         let body = format!(
             "[block]\nmode = \"{mode}\"\n{ADS_LIST}[[policies]]\nname = \"ads\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $ads)'\n"
         );
@@ -75,8 +92,16 @@ async fn a_policys_own_block_mode_beats_the_default() {
     let body = "[[policies]]\nname = \"nx\"\naction = \"block\"\nblock_mode = \"nxdomain\"\ntraffic = 'dns.fqdn == \"ads.test\"'\n\n\
                 [[policies]]\nname = \"null\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"tracker.ads.test\"'\n";
     let g = gate(body, &[]).await;
-    assert_eq!(query(g.addr, "ads.test.", RecordType::A).await.metadata.response_code, ResponseCode::NXDomain);
-    assert!(is_blocked_null(&query(g.addr, "tracker.ads.test.", RecordType::A).await));
+    assert_eq!(
+        query(g.addr, "ads.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    assert!(is_blocked_null(
+        &query(g.addr, "tracker.ads.test.", RecordType::A).await
+    ));
 }
 
 #[tokio::test]
@@ -85,8 +110,14 @@ async fn fqdn_matches_exactly_and_domains_match_subdomains() {
         "{ADS_LIST}[[policies]]\nname = \"exact\"\naction = \"block\"\ntraffic = 'dns.fqdn in $ads'\n"
     );
     let g = gate(&body, &[("ads.txt", "ads.test\n")]).await;
-    assert!(is_blocked_null(&query(g.addr, "ADS.test.", RecordType::A).await), "case-insensitive");
-    assert_eq!(ips(&query(g.addr, "tracker.ads.test.", RecordType::A).await), ["192.0.2.31"]);
+    assert!(
+        is_blocked_null(&query(g.addr, "ADS.test.", RecordType::A).await),
+        "case-insensitive"
+    );
+    assert_eq!(
+        ips(&query(g.addr, "tracker.ads.test.", RecordType::A).await),
+        ["192.0.2.31"]
+    );
 }
 
 #[tokio::test]
@@ -94,7 +125,9 @@ async fn pre_block_beats_post_allow_whatever_the_precedence() {
     let body = "[[policies]]\nname = \"allow jp answers\"\nprecedence = 10\naction = \"allow\"\ntraffic = 'any(dns.resolved_ips[*] in {192.0.2.0/24})'\n\n\
                 [[policies]]\nname = \"block jp by name\"\nprecedence = 200\naction = \"block\"\ntraffic = 'dns.fqdn == \"jp.test\"'\n";
     let g = gate(body, &[]).await;
-    assert!(is_blocked_null(&query(g.addr, "jp.test.", RecordType::A).await));
+    assert!(is_blocked_null(
+        &query(g.addr, "jp.test.", RecordType::A).await
+    ));
 }
 
 #[tokio::test]
@@ -107,7 +140,13 @@ async fn first_decisive_match_wins_by_precedence_then_file_order() {
     let m = query(g.addr, "www.test.", RecordType::A).await;
     assert_eq!(ips(&m), ["192.0.2.10"]);
     assert!(ede(&m).is_none());
-    assert_eq!(query(g.addr, "us.test.", RecordType::A).await.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        query(g.addr, "us.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
 }
 
 #[tokio::test]
@@ -117,10 +156,16 @@ async fn post_resolution_block_on_resolved_ips_and_cnames() {
     let g = gate(body, &[]).await;
     let m = query(g.addr, "us.test.", RecordType::A).await;
     assert!(is_blocked_null(&m));
-    assert!(g.upstream.queries() > 0, "post-resolution: the name was resolved first");
+    assert!(
+        g.upstream.queries() > 0,
+        "post-resolution: the name was resolved first"
+    );
     let m = query(g.addr, "alias.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(ips(&query(g.addr, "jp.test.", RecordType::A).await), ["192.0.2.55"]);
+    assert_eq!(
+        ips(&query(g.addr, "jp.test.", RecordType::A).await),
+        ["192.0.2.55"]
+    );
 }
 
 #[tokio::test]
@@ -130,8 +175,13 @@ async fn disabled_and_out_of_schedule_policies_are_skipped() {
                 [[policies]]\nname = \"always\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"jp.test\"'\n\
                 schedule = { time_zone = \"Asia/Tokyo\", mon = \"00:00-24:00\", tue = \"00:00-24:00\", wed = \"00:00-24:00\", thu = \"00:00-24:00\", fri = \"00:00-24:00\", sat = \"00:00-24:00\", sun = \"00:00-24:00\" }\n";
     let g = gate(body, &[]).await;
-    assert_eq!(ips(&query(g.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
-    assert!(is_blocked_null(&query(g.addr, "jp.test.", RecordType::A).await));
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+    assert!(is_blocked_null(
+        &query(g.addr, "jp.test.", RecordType::A).await
+    ));
 }
 
 #[tokio::test]
@@ -143,9 +193,15 @@ async fn override_by_ips_and_by_host() {
     let m = query(g.addr, "www.test.", RecordType::A).await;
     assert_eq!(ips(&m), ["192.0.2.77"]);
     assert_eq!(ede(&m).map(|e| e.0), Some(4));
-    assert_eq!(ips(&query(g.addr, "www.test.", RecordType::AAAA).await), ["2001:db8::77"]);
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::AAAA).await),
+        ["2001:db8::77"]
+    );
     let m = query(g.addr, "us.test.", RecordType::AAAA).await;
-    assert!(m.answers.is_empty() && m.metadata.response_code == ResponseCode::NoError, "NODATA for a family not given");
+    assert!(
+        m.answers.is_empty() && m.metadata.response_code == ResponseCode::NoError,
+        "NODATA for a family not given"
+    );
     let m = query(g.addr, "jp.test.", RecordType::A).await;
     assert_eq!(cnames(&m), ["safe.example.net."]);
     assert_eq!(ips(&m), ["192.0.2.99"]);
@@ -172,16 +228,25 @@ async fn safesearch_rewrites_search_engines_and_leaves_other_names() {
     let m = query(g.addr, "mail.google.com.", RecordType::A).await;
     assert_eq!(ips(&m), ["142.250.0.2"]);
     assert!(ede(&m).is_none());
-    assert!(is_blocked_null(&query(g.addr, "www.test.", RecordType::A).await));
+    assert!(is_blocked_null(
+        &query(g.addr, "www.test.", RecordType::A).await
+    ));
 }
 
 #[tokio::test]
 async fn ytrestricted_rewrites_only_youtube() {
-    let g = gate("[[policies]]\nname = \"yt\"\naction = \"ytrestricted\"\n", &[]).await;
+    let g = gate(
+        "[[policies]]\nname = \"yt\"\naction = \"ytrestricted\"\n",
+        &[],
+    )
+    .await;
     let m = query(g.addr, "www.youtube.com.", RecordType::A).await;
     assert_eq!(cnames(&m), ["restrict.youtube.com."]);
     assert_eq!(ede(&m).map(|e| e.0), Some(17));
-    assert_eq!(ips(&query(g.addr, "www.google.com.", RecordType::A).await), ["142.250.0.1"]);
+    assert_eq!(
+        ips(&query(g.addr, "www.google.com.", RecordType::A).await),
+        ["142.250.0.1"]
+    );
 }
 
 #[tokio::test]
@@ -192,7 +257,10 @@ async fn resolve_policy_sends_matching_names_to_its_upstreams() {
         other.addr
     );
     let g = gate(&body, &[]).await;
-    assert_eq!(ips(&query(g.addr, "internal.test.", RecordType::A).await), ["192.0.2.40"]);
+    assert_eq!(
+        ips(&query(g.addr, "internal.test.", RecordType::A).await),
+        ["192.0.2.40"]
+    );
     assert_eq!(other.queries(), 1);
     assert_eq!(g.upstream.queries(), 0);
     query(g.addr, "www.test.", RecordType::A).await;
@@ -208,11 +276,29 @@ async fn categories_from_lists_in_every_format() {
                 [[categories]]\nid = 9\nname = \"Threats\"\nlists = [\"abp\"]\nsecurity = true\n\n\
                 [[policies]]\nname = \"content\"\naction = \"block\"\ntraffic = 'any(dns.content_category[*] in {7})'\n\n\
                 [[policies]]\nname = \"security\"\naction = \"block\"\nblock_mode = \"nxdomain\"\ntraffic = 'any(dns.security_category[*] in {9})'\n";
-    let g = gate(body, &[("hosts.txt", "0.0.0.0 jp.test\n127.0.0.1 localhost\n"), ("abp.txt", "||ads.test^\n@@||good.ads.test^\n")]).await;
-    assert!(is_blocked_null(&query(g.addr, "jp.test.", RecordType::A).await));
-    assert_eq!(query(g.addr, "tracker.ads.test.", RecordType::A).await.metadata.response_code, ResponseCode::NXDomain);
+    let g = gate(
+        body,
+        &[
+            ("hosts.txt", "0.0.0.0 jp.test\n127.0.0.1 localhost\n"),
+            ("abp.txt", "||ads.test^\n@@||good.ads.test^\n"),
+        ],
+    )
+    .await;
+    assert!(is_blocked_null(
+        &query(g.addr, "jp.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        query(g.addr, "tracker.ads.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
     // The @@ exception takes good.ads.test back out.
-    assert_eq!(ips(&query(g.addr, "good.ads.test.", RecordType::A).await), ["192.0.2.32"]);
+    assert_eq!(
+        ips(&query(g.addr, "good.ads.test.", RecordType::A).await),
+        ["192.0.2.32"]
+    );
 }
 
 #[tokio::test]
@@ -231,9 +317,17 @@ async fn real_world_lists_load_and_block() {
         .find(|n| n.contains('.') && *n != "0.0.0.0")
         .unwrap()
         .to_owned();
-    assert!(is_blocked_null(&query(g.addr, &format!("{listed}."), RecordType::A).await), "{listed}");
-    assert!(is_blocked_null(&query(g.addr, &format!("sub.{listed}."), RecordType::A).await));
-    assert_eq!(ips(&query(g.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
+    assert!(
+        is_blocked_null(&query(g.addr, &format!("{listed}."), RecordType::A).await),
+        "{listed}"
+    );
+    assert!(is_blocked_null(
+        &query(g.addr, &format!("sub.{listed}."), RecordType::A).await
+    ));
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
 }
 
 const IDENTITIES: &str = r#"
@@ -275,15 +369,36 @@ async fn identity_groups_saml_device_and_location() {
                 [[policies]]\nname = \"phone\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"us.test\" and identity.device_id == \"phone\"'\n\n\
                 [[policies]]\nname = \"office\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"pt.test\" and dns.location == \"office\"'\n";
     let g = gate(body, &[("identities.toml", IDENTITIES)]).await;
-    assert!(is_blocked_null(&query_from(&g, "127.0.0.2", "www.test.", RecordType::A).await));
-    assert_eq!(ips(&query_from(&g, "127.0.0.3", "www.test.", RecordType::A).await), ["192.0.2.10"]);
-    assert_eq!(ips(&query_from(&g, "127.0.0.1", "www.test.", RecordType::A).await), ["192.0.2.10"], "unknown device: empty identity");
-    assert!(is_blocked_null(&query_from(&g, "127.0.0.2", "jp.test.", RecordType::A).await));
-    assert!(is_blocked_null(&query_from(&g, "127.0.0.3", "us.test.", RecordType::A).await));
-    assert_eq!(ips(&query_from(&g, "127.0.0.2", "us.test.", RecordType::A).await), ["203.0.113.9"]);
+    assert!(is_blocked_null(
+        &query_from(&g, "127.0.0.2", "www.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.3", "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.1", "www.test.", RecordType::A).await),
+        ["192.0.2.10"],
+        "unknown device: empty identity"
+    );
+    assert!(is_blocked_null(
+        &query_from(&g, "127.0.0.2", "jp.test.", RecordType::A).await
+    ));
+    assert!(is_blocked_null(
+        &query_from(&g, "127.0.0.3", "us.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.2", "us.test.", RecordType::A).await),
+        ["203.0.113.9"]
+    );
     // Location: 127.0.0.0/30 holds .1-.3 but not .5.
-    assert!(is_blocked_null(&query_from(&g, "127.0.0.1", "pt.test.", RecordType::A).await));
-    assert_eq!(ips(&query_from(&g, "127.0.0.5", "pt.test.", RecordType::A).await), ["198.51.100.7"]);
+    assert!(is_blocked_null(
+        &query_from(&g, "127.0.0.1", "pt.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.5", "pt.test.", RecordType::A).await),
+        ["198.51.100.7"]
+    );
 }
 
 #[tokio::test]
@@ -294,14 +409,24 @@ async fn extended_emails_match_variants_in_block_but_not_allow_policies() {
                 [[policies]]\nname = \"block variants\"\nprecedence = 2\naction = \"block\"\ntraffic = 'dns.fqdn == \"www.test\" or dns.fqdn == \"jp.test\"'\nidentity = 'identity.email == \"contact@example.com\"'\n";
     let g = gate(body, &[("identities.toml", IDENTITIES)]).await;
     // The allow does not match the variant; the block does.
-    assert!(is_blocked_null(&query_from(&g, "127.0.0.2", "www.test.", RecordType::A).await));
-    assert!(is_blocked_null(&query_from(&g, "127.0.0.2", "jp.test.", RecordType::A).await));
-    assert_eq!(ips(&query_from(&g, "127.0.0.3", "jp.test.", RecordType::A).await), ["192.0.2.55"]);
+    assert!(is_blocked_null(
+        &query_from(&g, "127.0.0.2", "www.test.", RecordType::A).await
+    ));
+    assert!(is_blocked_null(
+        &query_from(&g, "127.0.0.2", "jp.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.3", "jp.test.", RecordType::A).await),
+        ["192.0.2.55"]
+    );
 
     let body = body.replace("[identity]\n", "[identity]\nmatch_extended_emails = true\n");
     let g = gate(&body, &[("identities.toml", IDENTITIES)]).await;
     // With match_extended_emails the allow matches the variant too, and it comes first.
-    assert_eq!(ips(&query_from(&g, "127.0.0.2", "www.test.", RecordType::A).await), ["192.0.2.10"]);
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.2", "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
 }
 
 #[tokio::test]
@@ -313,12 +438,23 @@ async fn rule_builder_include_require_exclude() {
                 exclude = [{ group = [\"finance\"] }, { host = [\"www.test\"] }]\n";
     let g = gate(body, &[("identities.toml", IDENTITIES)]).await;
     // bob: example.com, not finance: blocked, except the excluded host.
-    assert!(is_blocked_null(&query_from(&g, "127.0.0.3", "jp.test.", RecordType::A).await));
-    assert_eq!(ips(&query_from(&g, "127.0.0.3", "www.test.", RecordType::A).await), ["192.0.2.10"]);
+    assert!(is_blocked_null(
+        &query_from(&g, "127.0.0.3", "jp.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.3", "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
     // contact is in finance: excluded.
-    assert_eq!(ips(&query_from(&g, "127.0.0.2", "jp.test.", RecordType::A).await), ["192.0.2.55"]);
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.2", "jp.test.", RecordType::A).await),
+        ["192.0.2.55"]
+    );
     // No identity: the require fails.
-    assert_eq!(ips(&query_from(&g, "127.0.0.1", "jp.test.", RecordType::A).await), ["192.0.2.55"]);
+    assert_eq!(
+        ips(&query_from(&g, "127.0.0.1", "jp.test.", RecordType::A).await),
+        ["192.0.2.55"]
+    );
 }
 
 const GEOIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/test-country.mmdb");
@@ -331,27 +467,51 @@ async fn geoip_of_resolved_addresses_blocks_by_country_and_continent() {
          [[policies]]\nname = \"no NA\"\naction = \"block\"\nblock_mode = \"nxdomain\"\ntraffic = 'any(dns.dst.geo.continent[*] == \"NA\")'\n"
     );
     let g = gate(&body, &[]).await;
-    assert!(is_blocked_null(&query(g.addr, "jp.test.", RecordType::A).await));
-    assert_eq!(query(g.addr, "us.test.", RecordType::A).await.metadata.response_code, ResponseCode::NXDomain);
+    assert!(is_blocked_null(
+        &query(g.addr, "jp.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        query(g.addr, "us.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
     // One JP address among others is enough for any().
-    assert!(is_blocked_null(&query(g.addr, "mixed.test.", RecordType::A).await));
-    assert_eq!(ips(&query(g.addr, "pt.test.", RecordType::A).await), ["198.51.100.7"]);
-    assert_eq!(ips(&query(g.addr, "v6de.test.", RecordType::AAAA).await), ["2001:db8::77"]);
+    assert!(is_blocked_null(
+        &query(g.addr, "mixed.test.", RecordType::A).await
+    ));
+    assert_eq!(
+        ips(&query(g.addr, "pt.test.", RecordType::A).await),
+        ["198.51.100.7"]
+    );
+    assert_eq!(
+        ips(&query(g.addr, "v6de.test.", RecordType::AAAA).await),
+        ["2001:db8::77"]
+    );
 }
 
 #[tokio::test]
 async fn reload_swaps_policies_and_a_bad_reload_keeps_the_old_ones() {
     let g = gate("", &[]).await;
-    assert_eq!(ips(&query(g.addr, "www.test.", RecordType::A).await), ["192.0.2.10"]);
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
     let cfg = g.config_path();
     let original = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{original}[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"www.test\"'\n")).unwrap();
     dnsgate::server::reload(&g.running.shared).unwrap();
-    assert!(is_blocked_null(&query(g.addr, "www.test.", RecordType::A).await));
+    assert!(is_blocked_null(
+        &query(g.addr, "www.test.", RecordType::A).await
+    ));
     std::fs::write(&cfg, format!("{original}[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.fqdn == 1.2.3.4'\n")).unwrap();
     let errs = dnsgate::server::reload(&g.running.shared).unwrap_err();
     assert!(!errs.is_empty());
-    assert!(is_blocked_null(&query(g.addr, "www.test.", RecordType::A).await), "old policies still serve");
+    assert!(
+        is_blocked_null(&query(g.addr, "www.test.", RecordType::A).await),
+        "old policies still serve"
+    );
 }
 
 /// The negative-caching TTL a client derives from an authority SOA (RFC 2308 §5).
@@ -362,7 +522,6 @@ fn negative_ttl(m: &Message) -> Option<u32> {
     })
 }
 
-// needs fix: block-soa
 #[tokio::test]
 async fn negative_block_answers_carry_an_soa_with_the_block_ttl() {
     let body = "[block]\nttl = 45\n\n\
@@ -373,9 +532,17 @@ async fn negative_block_answers_carry_an_soa_with_the_block_ttl() {
     let nx = query(g.addr, "ads.test.", RecordType::A).await;
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(ede(&nx).map(|e| e.0), Some(15));
-    let soa = nx.authorities.iter().find(|r| r.record_type() == RecordType::SOA).expect("SOA in the authority section");
+    let soa = nx
+        .authorities
+        .iter()
+        .find(|r| r.record_type() == RecordType::SOA)
+        .expect("SOA in the authority section");
     assert_eq!(soa.ttl, 45, "{nx:?}");
-    assert_eq!(negative_ttl(&nx), Some(45), "min(SOA TTL, MINIMUM) is the block TTL: {nx:?}");
+    assert_eq!(
+        negative_ttl(&nx),
+        Some(45),
+        "min(SOA TTL, MINIMUM) is the block TTL: {nx:?}"
+    );
     // NODATA (null mode, a type with no null address).
     let nodata = query(g.addr, "tracker.ads.test.", RecordType::MX).await;
     assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);

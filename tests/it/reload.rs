@@ -82,14 +82,32 @@ async fn no_query_is_dropped_by_a_reload() {
             .expect("the querier is running");
     }
     stop.store(true, Ordering::SeqCst);
-    let got = tokio::time::timeout(Duration::from_secs(120), querier).await.expect("querier finishes").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(120), querier)
+        .await
+        .expect("querier finishes")
+        .unwrap();
 
     assert!(got.len() >= 300, "{}", got.len());
-    let bad: Vec<(usize, &Got)> = got.iter().enumerate().filter(|(_, g)| matches!(g, Got::NoAnswer | Got::Other(_))).collect();
-    assert!(bad.is_empty(), "{} of {} queries went wrong: {bad:?}", bad.len(), got.len());
-    assert!(got.contains(&Got::Real) && got.contains(&Got::Blocked), "both configurations served");
+    let bad: Vec<(usize, &Got)> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| matches!(g, Got::NoAnswer | Got::Other(_)))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} queries went wrong: {bad:?}",
+        bad.len(),
+        got.len()
+    );
+    assert!(
+        got.contains(&Got::Real) && got.contains(&Got::Blocked),
+        "both configurations served"
+    );
     // The last reload installed the configuration without the policy.
-    assert_eq!(classify(&client::query(g.addr, "www.test.", RecordType::A).await), Got::Real);
+    assert_eq!(
+        classify(&client::query(g.addr, "www.test.", RecordType::A).await),
+        Got::Real
+    );
 }
 
 /// Receives datagrams until one contains `needle` (each wait bounded by the socket's
@@ -98,7 +116,9 @@ fn receive_until(sock: &UnixDatagram, needle: &str) -> Vec<String> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let n = sock.recv(&mut buf).unwrap_or_else(|e| panic!("no `{needle}` notification (got {seen:?}): {e}"));
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no `{needle}` notification (got {seen:?}): {e}"));
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         let done = text.lines().any(|l| l == needle);
         seen.push(text);
@@ -113,27 +133,50 @@ fn notify_socket_gets_ready_and_reloading_then_ready_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let good = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://127.0.0.1:9\"]\n";
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let good =
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://127.0.0.1:9\"]\n";
     let cfg = write_config(dir.path(), good);
     let server = Server::start_with_env(&cfg, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
 
     let first = receive_until(&sock, "READY=1");
-    assert!(first.iter().all(|d| !d.contains("RELOADING=1")), "{first:?}");
+    assert!(
+        first.iter().all(|d| !d.contains("RELOADING=1")),
+        "{first:?}"
+    );
 
     // A good reload: RELOADING=1, then READY=1 again.
-    write_config(dir.path(), &format!("{good}[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"x.test\"'\n"));
+    write_config(
+        dir.path(),
+        &format!(
+            "{good}[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"x.test\"'\n"
+        ),
+    );
     server.hup();
     let reload = receive_until(&sock, "READY=1");
     let lines: Vec<&str> = reload.iter().flat_map(|d| d.lines()).collect();
     let reloading = lines.iter().position(|l| *l == "RELOADING=1");
     let ready = lines.iter().position(|l| *l == "READY=1");
-    assert!(reloading.is_some() && reloading < ready, "RELOADING=1 before READY=1: {reload:?}");
+    assert!(
+        reloading.is_some() && reloading < ready,
+        "RELOADING=1 before READY=1: {reload:?}"
+    );
     server.wait_for_log("configuration reloaded");
 
     // A rejected reload still ends in READY=1: the old configuration keeps serving.
-    write_config(dir.path(), &format!("{good}[[policies]]\nname = \"bad\"\naction = \"block\"\ntraffic = 'dns.fqdn =='\n"));
+    write_config(
+        dir.path(),
+        &format!(
+            "{good}[[policies]]\nname = \"bad\"\naction = \"block\"\ntraffic = 'dns.fqdn =='\n"
+        ),
+    );
     server.hup();
     let rejected = receive_until(&sock, "READY=1");
-    assert!(rejected.iter().any(|d| d.lines().any(|l| l == "RELOADING=1")), "{rejected:?}");
+    assert!(
+        rejected
+            .iter()
+            .any(|d| d.lines().any(|l| l == "RELOADING=1")),
+        "{rejected:?}"
+    );
 }

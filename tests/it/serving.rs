@@ -38,11 +38,20 @@ async fn nxdomain_and_nodata_keep_the_upstream_rcode_and_soa() {
     let g = gate("", &[]).await;
     let nx = query(g.addr, "nope.test.", RecordType::A).await;
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
-    assert!(nx.authorities.iter().any(|r| r.record_type() == RecordType::SOA));
+    assert!(
+        nx.authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::SOA)
+    );
     let nodata = query(g.addr, "www.test.", RecordType::MX).await;
     assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
     assert!(nodata.answers.is_empty());
-    assert!(nodata.authorities.iter().any(|r| r.record_type() == RecordType::SOA));
+    assert!(
+        nodata
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::SOA)
+    );
 }
 
 #[tokio::test]
@@ -54,7 +63,12 @@ async fn second_query_is_a_cache_hit_with_a_counted_down_ttl() {
     let second = query(g.addr, "jp.test.", RecordType::A).await;
     assert_eq!(g.upstream.queries(), after_first, "answered from the cache");
     assert_eq!(ips(&second), ips(&first));
-    assert!(second.answers[0].ttl < first.answers[0].ttl, "{} !< {}", second.answers[0].ttl, first.answers[0].ttl);
+    assert!(
+        second.answers[0].ttl < first.answers[0].ttl,
+        "{} !< {}",
+        second.answers[0].ttl,
+        first.answers[0].ttl
+    );
     // Case does not split the cache.
     query(g.addr, "JP.Test.", RecordType::A).await;
     assert_eq!(g.upstream.queries(), after_first);
@@ -82,9 +96,27 @@ async fn cache_size_zero_disables_the_cache() {
 #[tokio::test]
 async fn edns_is_mirrored_and_absent_without_a_request_opt() {
     let g = gate("", &[]).await;
-    let m = query_with(g.addr, "www.test.", RecordType::A, Opts { edns: Some(4096), ..Opts::default() }).await;
+    let m = query_with(
+        g.addr,
+        "www.test.",
+        RecordType::A,
+        Opts {
+            edns: Some(4096),
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(m.edns.as_ref().map(|e| e.max_payload()), Some(1232));
-    let m = query_with(g.addr, "www.test.", RecordType::A, Opts { edns: None, ..Opts::default() }).await;
+    let m = query_with(
+        g.addr,
+        "www.test.",
+        RecordType::A,
+        Opts {
+            edns: None,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert!(m.edns.is_none());
     assert_eq!(ips(&m), ["192.0.2.10"]);
 }
@@ -94,9 +126,27 @@ async fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
     let g = gate("", &[]).await;
     let udp = query(g.addr, "big.test.", RecordType::TXT).await;
     assert!(udp.metadata.truncation, "TC set for a >1232-byte answer");
-    let plain = query_with(g.addr, "big.test.", RecordType::TXT, Opts { edns: None, ..Opts::default() }).await;
+    let plain = query_with(
+        g.addr,
+        "big.test.",
+        RecordType::TXT,
+        Opts {
+            edns: None,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert!(plain.metadata.truncation);
-    let tcp = query_with(g.addr, "big.test.", RecordType::TXT, Opts { tcp: true, ..Opts::default() }).await;
+    let tcp = query_with(
+        g.addr,
+        "big.test.",
+        RecordType::TXT,
+        Opts {
+            tcp: true,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert!(!tcp.metadata.truncation);
     assert_eq!(tcp.answers.len(), 40);
 }
@@ -104,12 +154,24 @@ async fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
 #[tokio::test]
 async fn upstream_reached_over_tcp() {
     let up = crate::upstream::start().await;
-    let cfg = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"tcp://{}\"]\n", up.addr);
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"tcp://{}\"]\n",
+        up.addr
+    );
     let g = crate::gate_with(up, &cfg, &[]).await;
     let m = query(g.addr, "www.test.", RecordType::A).await;
     assert_eq!(ips(&m), ["192.0.2.10"]);
     // A truncated upstream UDP answer is retried over TCP too: covered by big.test via udp.
-    let m = query_with(g.addr, "big.test.", RecordType::TXT, Opts { tcp: true, ..Opts::default() }).await;
+    let m = query_with(
+        g.addr,
+        "big.test.",
+        RecordType::TXT,
+        Opts {
+            tcp: true,
+            ..Opts::default()
+        },
+    )
+    .await;
     assert_eq!(m.answers.len(), 40);
 }
 
@@ -131,7 +193,10 @@ async fn clients_outside_allow_networks_are_refused_with_ede_18() {
     let sock = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
     sock.send_to(&wire, g.addr).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
     assert_eq!(ips(&m), ["192.0.2.10"]);
 }

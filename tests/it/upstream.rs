@@ -82,9 +82,13 @@ safe  IN A 192.0.2.99
 
 /// A zone with a TXT set too large for a 1232-byte UDP answer.
 pub(crate) fn big_zone() -> String {
-    let mut z = String::from("$ORIGIN big.test.\n$TTL 300\n@ 3600 IN SOA ns.test. admin.test. 1 3600 600 86400 60\n");
+    let mut z = String::from(
+        "$ORIGIN big.test.\n$TTL 300\n@ 3600 IN SOA ns.test. admin.test. 1 3600 600 86400 60\n",
+    );
     for i in 0..40 {
-        z.push_str(&format!("@ IN TXT \"record number {i:03} padding padding padding padding padding\"\n"));
+        z.push_str(&format!(
+            "@ IN TXT \"record number {i:03} padding padding padding padding padding\"\n"
+        ));
     }
     z
 }
@@ -106,7 +110,11 @@ struct Flags {
 
 #[async_trait::async_trait]
 impl RequestHandler for Counting {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
         self.queries.fetch_add(1, Ordering::SeqCst);
         if request.metadata.checking_disabled {
             self.flags.cd.fetch_add(1, Ordering::SeqCst);
@@ -120,9 +128,14 @@ impl RequestHandler for Counting {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let mut md = hickory_proto::op::Metadata::response_from_request(&request.metadata);
             md.response_code = hickory_proto::op::ResponseCode::ServFail;
-            return ResponseInfo::from(hickory_proto::op::Header { metadata: md, counts: Default::default() });
+            return ResponseInfo::from(hickory_proto::op::Header {
+                metadata: md,
+                counts: Default::default(),
+            });
         }
-        self.catalog.handle_request::<R, T>(request, response_handle).await
+        self.catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
     }
 }
 
@@ -159,9 +172,16 @@ impl Upstream {
 }
 
 fn zone(text: &str) -> (LowerName, Arc<dyn ZoneHandler>) {
-    let (origin, records) = Parser::new(text, None, None).parse().expect("test zone parses");
-    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(origin.clone(), records, ZoneType::Primary, AxfrPolicy::Deny)
-        .expect("test zone loads");
+    let (origin, records) = Parser::new(text, None, None)
+        .parse()
+        .expect("test zone parses");
+    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+        origin.clone(),
+        records,
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    )
+    .expect("test zone loads");
     (LowerName::from(&origin), Arc::new(handler))
 }
 
@@ -179,12 +199,22 @@ pub(crate) async fn start() -> Upstream {
         silent: Arc::default(),
         flags: Arc::default(),
     };
-    let (queries, silent, flags) = (handler.queries.clone(), handler.silent.clone(), handler.flags.clone());
+    let (queries, silent, flags) = (
+        handler.queries.clone(),
+        handler.silent.clone(),
+        handler.flags.clone(),
+    );
     let mut server = Server::new(handler);
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = udp.local_addr().unwrap();
     let tcp = TcpListener::bind(addr).await.unwrap();
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 65_535);
-    Upstream { addr, queries, silent, flags, _server: server }
+    Upstream {
+        addr,
+        queries,
+        silent,
+        flags,
+        _server: server,
+    }
 }
