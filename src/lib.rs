@@ -4,8 +4,9 @@
 //! ```text
 //! cli            run / check / explain             diag      Diagnostic{path,line,col,msg}
 //! config/        mod (serde model), load (includes, spans)
-//! lists/         mod (List), parse (formats), domain (DomainSet), ip (IpSet)
+//! lists/         mod (List), parse (formats), domain (DomainList), ip (IpSet)
 //! identity       users, groups, devices, locations  geoip     GeoIP lookups
+//! netmap         CIDR parsing, longest-prefix maps
 //! policy/expr/   lex, parse, ast, compile, eval    (the wirefilter subset, SPEC §3)
 //! policy/        fields (QueryFacts), builder, schedule, mod (PolicySet, eval::run)
 //! resolve/       mod (Upstream), forward, cache
@@ -23,6 +24,7 @@ pub mod geoip;
 pub mod identity;
 pub mod lists;
 pub mod metrics;
+mod netmap;
 pub mod policy;
 pub mod querylog;
 pub mod resolve;

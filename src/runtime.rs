@@ -18,6 +18,7 @@ use crate::identity::Directory;
 use crate::lists::{List, ListFormat, ListKind};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
 use crate::resolve::cache::group_fingerprint;
+use crate::netmap::{PrefixMap, canonical_net};
 use crate::resolve::{Forwarder, UpstreamSpec, parse_specs};
 
 /// An upstream group with its cache fingerprint.
@@ -70,8 +71,8 @@ pub struct Runtime {
     pub directory: Directory,
     /// GeoIP database.
     pub geoip: Option<GeoIp>,
-    /// Networks allowed to query.
-    pub allow: Vec<IpNet>,
+    /// Networks allowed to query (longest-prefix map: a probe per prefix length in use).
+    allow: PrefixMap<()>,
     /// Block-page addresses.
     pub block_ips: Vec<IpAddr>,
     /// TTL of synthesized answers.
@@ -117,21 +118,19 @@ impl Runtime {
             .iter()
             .filter_map(|s| parse_addr(mf, s, &mut diags))
             .collect();
-        let allow = main
-            .server
-            .allow_networks
-            .iter()
-            .filter_map(|s| {
-                s.get_ref()
-                    .parse::<IpNet>()
-                    .or_else(|_| s.get_ref().parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        diags
-                            .push(mf.diag(&s.span(), format!("`{}` is not a network", s.get_ref())))
-                    })
-                    .ok()
-            })
-            .collect();
+        let mut allow = PrefixMap::default();
+        for s in &main.server.allow_networks {
+            let net = s
+                .get_ref()
+                .parse::<IpNet>()
+                .or_else(|_| s.get_ref().parse::<IpAddr>().map(IpNet::from));
+            match net {
+                // Host bits are ignored here ("192.168.1.1/24" is that LAN), as in Unbound's
+                // access-control.
+                Ok(net) => allow.insert(canonical_net(net.trunc()), ()),
+                Err(_) => diags.push(mf.diag(&s.span(), format!("`{}` is not a network", s.get_ref()))),
+            }
+        }
         for (key, v) in [("dot", &main.server.dot), ("doh", &main.server.doh)] {
             if let Some(v) = v {
                 diags.push(mf.diag(
@@ -263,7 +262,7 @@ impl Runtime {
     /// Whether a client may query (SPEC §4.1).
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);
-        self.allow.iter().any(|n| n.contains(&ip))
+        self.allow.get(ip).is_some()
     }
 
     /// A one-line summary for `dnsgate check` and the start-up log.
