@@ -30,11 +30,32 @@ fn set(values: &[String]) -> String {
     format!("{{{}}}", items.join(" "))
 }
 
+/// Why a selector table cannot be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// `email_domain = [""]` or `["@"]`.
+    #[error("email_domain needs a domain such as \"@example.com\"")]
+    EmptyEmailDomain,
+    /// A `src_ip` value that is neither an address nor a network.
+    #[error("src_ip `{0}` is not an IP address or network")]
+    BadNetwork(String),
+    /// A `list` that does not exist.
+    #[error("unknown list `{0}`")]
+    UnknownList(String),
+    /// A string list, which has no field to test against.
+    #[error("list `{0}` holds strings; the rule builder takes domain, ip and email lists")]
+    StringList(String),
+    /// A table with no selector.
+    #[error("empty selector: name at least one of email, email_domain, group, domain, host, category, location, src_ip, country, device, list")]
+    Empty,
+}
+
 /// Builds the expression source of one selector table. Errors are messages for the table.
 pub fn selector_source(
     sel: &SelectorConfig,
     lists: &HashMap<String, Arc<List>>,
-) -> Result<String, String> {
+) -> Result<String, Error> {
     let mut terms: Vec<String> = Vec::new();
     if let Some(v) = &sel.email {
         terms.push(format!("identity.email in {}", set(v.as_slice())));
@@ -43,7 +64,7 @@ pub fn selector_source(
         for d in v.as_slice() {
             let d = d.trim_start_matches('@').to_ascii_lowercase();
             if d.is_empty() {
-                return Err("email_domain needs a domain such as \"@example.com\"".into());
+                return Err(Error::EmptyEmailDomain);
             }
             terms.push(format!(
                 "identity.email matches {}",
@@ -82,7 +103,7 @@ pub fn selector_source(
         for net in v.as_slice() {
             let ok = net.parse::<ipnet::IpNet>().is_ok() || net.parse::<std::net::IpAddr>().is_ok();
             if !ok {
-                return Err(format!("src_ip `{net}` is not an IP address or network"));
+                return Err(Error::BadNetwork(net.clone()));
             }
         }
         terms.push(format!("dns.src_ip in {{{}}}", v.as_slice().join(" ")));
@@ -97,21 +118,19 @@ pub fn selector_source(
         for name in v.as_slice() {
             let list = lists
                 .get(name)
-                .ok_or_else(|| format!("unknown list `{name}`"))?;
+                .ok_or_else(|| Error::UnknownList(name.clone()))?;
             terms.push(match list.kind() {
                 ListKind::Domain => format!("any(dns.domains[*] in ${name})"),
                 ListKind::Ip => format!("dns.src_ip in ${name}"),
                 ListKind::Email => format!("identity.email in ${name}"),
                 ListKind::String => {
-                    return Err(format!(
-                        "list `{name}` holds strings; the rule builder takes domain, ip and email lists"
-                    ));
+                    return Err(Error::StringList(name.clone()));
                 }
             });
         }
     }
     if terms.is_empty() {
-        return Err("empty selector: name at least one of email, email_domain, group, domain, host, category, location, src_ip, country, device, list".into());
+        return Err(Error::Empty);
     }
     Ok(terms
         .iter()
@@ -158,11 +177,7 @@ mod tests {
             list: Some(OneOrMany::One("nope".into())),
             ..Default::default()
         };
-        assert!(
-            selector_source(&sel, &HashMap::new())
-                .unwrap_err()
-                .contains("unknown list")
-        );
+        assert_eq!(selector_source(&sel, &HashMap::new()), Err(Error::UnknownList("nope".into())));
         let sel = SelectorConfig {
             src_ip: Some(OneOrMany::One("10.0.0.0/33".into())),
             ..Default::default()

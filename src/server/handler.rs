@@ -116,7 +116,9 @@ impl Shared {
         self.cache.resolve(&g.forwarder, g.fingerprint, q).await
     }
 
-    /// Runs the SPEC §4 pipeline for one question.
+    /// Runs the SPEC §4 pipeline for one question. One span per query (fields are only
+    /// formatted when debug logging is on).
+    #[tracing::instrument(level = "debug", skip_all, fields(client = %src, qname = %q.name, qtype = %q.qtype))]
     pub async fn process(&self, rt: &Runtime, src: IpAddr, q: &Question) -> Outcome {
         let src = canonical_ip(src);
         let mut out = Outcome {

@@ -120,7 +120,8 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         };
         let bound = udp.local_addr()?;
         server.register_socket(udp);
-        server.register_listener(tcp, settings.tcp_idle, 65_535);
+        // Responses queued per connection: hickory answers one TCP query at a time.
+        server.register_listener(tcp, settings.tcp_idle, 32);
         info!(addr = %bound, "listening");
         addrs.push(bound);
     }
