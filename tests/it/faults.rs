@@ -102,24 +102,10 @@ async fn malformed_packets_never_kill_the_server() {
         let _ = client::udp_raw(g.addr, &bytes, Duration::from_millis(50)).await;
     }
     // A query with two questions: FORMERR.
-    let (_, mut wire) = client::build(
-        "www.test.",
-        RecordType::A,
-        Opts {
-            edns: None,
-            ..Opts::default()
-        },
+    assert_eq!(
+        two_questions(g.addr).await.metadata.response_code,
+        ResponseCode::FormErr
     );
-    let question = wire[12..].to_vec();
-    wire[5] = 2;
-    wire.extend_from_slice(&question);
-    let m = Message::from_vec(
-        &client::udp_raw(g.addr, &wire, Duration::from_secs(5))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // Still serving.
     assert_eq!(
         ips(&query(g.addr, "www.test.", RecordType::A).await),
@@ -206,24 +192,10 @@ async fn a_formerr_reply_is_logged_too() {
     let g = gate("[querylog]\npath = \"queries.jsonl\"\n", &[]).await;
     let log = g.dir.path().join("queries.jsonl");
     // A query with two questions: FORMERR.
-    let (_, mut wire) = client::build(
-        "www.test.",
-        RecordType::A,
-        Opts {
-            edns: None,
-            ..Opts::default()
-        },
+    assert_eq!(
+        two_questions(g.addr).await.metadata.response_code,
+        ResponseCode::FormErr
     );
-    let question = wire[12..].to_vec();
-    wire[5] = 2;
-    wire.extend_from_slice(&question);
-    let m = Message::from_vec(
-        &client::udp_raw(g.addr, &wire, Duration::from_secs(5))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // And a good query, so the log is known to be written.
     assert_eq!(
         ips(&query(g.addr, "jp.test.", RecordType::A).await),
@@ -258,4 +230,20 @@ async fn a_formerr_reply_is_logged_too() {
     );
     assert_eq!(formerr[0]["client"], "127.0.0.1", "{lines:?}");
     assert_eq!(lines.len(), 2, "{lines:?}");
+}
+
+/// Sends a query with two questions (a FORMERR for any resolver) and returns the reply.
+async fn two_questions(server: std::net::SocketAddr) -> Message {
+    let opts = Opts {
+        edns: None,
+        ..Opts::default()
+    };
+    let (_, mut wire) = client::build("www.test.", RecordType::A, opts);
+    let question = wire[12..].to_vec();
+    wire[5] = 2;
+    wire.extend_from_slice(&question);
+    let reply = client::udp_raw(server, &wire, Duration::from_secs(5))
+        .await
+        .unwrap();
+    Message::from_vec(&reply).unwrap()
 }
