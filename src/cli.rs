@@ -269,7 +269,7 @@ async fn explain(
                     };
                     let cache = Cache::new(0, false);
                     let g = &rt.upstreams[upstreams];
-                    match cache.resolve(&g.forwarder, g.fingerprint, &q).await {
+                    match cache.resolve(g, &q).await {
                         Ok(r) if r.msg.rcode == ResponseCode::NoError => Some(post_facts(&rt, &r)),
                         Ok(r) => {
                             note = Some(format!(

@@ -179,5 +179,4 @@ mod tests {
         );
         assert_eq!((mask_v6(0), mask_v6(128)), (0, u128::MAX));
     }
-
 }

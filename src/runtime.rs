@@ -16,19 +16,9 @@ use crate::diag::Diagnostic;
 use crate::geoip::GeoIp;
 use crate::identity::Directory;
 use crate::lists::{List, ListFormat, ListKind};
-use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
-use crate::resolve::cache::group_fingerprint;
 use crate::netmap::{PrefixMap, canonical_net};
+use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
 use crate::resolve::{Forwarder, UpstreamSpec, parse_specs};
-
-/// An upstream group with its cache fingerprint.
-#[derive(Debug)]
-pub struct UpstreamGroup {
-    /// The forwarder.
-    pub forwarder: Forwarder,
-    /// Cache partition.
-    pub fingerprint: u64,
-}
 
 /// Settings that only take effect at start (listeners, cache size).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +68,7 @@ pub struct Runtime {
     /// TTL of synthesized answers.
     pub block_ttl: u32,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
-    pub upstreams: Vec<UpstreamGroup>,
+    pub upstreams: Vec<Forwarder>,
     /// Start-time settings.
     pub settings: Settings,
 }
@@ -128,7 +118,9 @@ impl Runtime {
                 // Host bits are ignored here ("192.168.1.1/24" is that LAN), as in Unbound's
                 // access-control.
                 Ok(net) => allow.insert(canonical_net(net.trunc()), ()),
-                Err(_) => diags.push(mf.diag(&s.span(), format!("`{}` is not a network", s.get_ref()))),
+                Err(_) => {
+                    diags.push(mf.diag(&s.span(), format!("`{}` is not a network", s.get_ref())))
+                }
             }
         }
         for (key, v) in [("dot", &main.server.dot), ("doh", &main.server.doh)] {
@@ -229,14 +221,7 @@ impl Runtime {
         }
         let upstreams = std::iter::once(default_specs)
             .chain(groups)
-            .map(|specs| {
-                let forwarder = Forwarder::new(specs, timeout);
-                let fingerprint = group_fingerprint(&forwarder);
-                UpstreamGroup {
-                    forwarder,
-                    fingerprint,
-                }
-            })
+            .map(|specs| Forwarder::new(specs, timeout))
             .collect();
         Ok(Self {
             policies,

@@ -47,7 +47,9 @@ pub enum Error {
     #[error("list `{0}` holds strings; the rule builder takes domain, ip and email lists")]
     StringList(String),
     /// A table with no selector.
-    #[error("empty selector: name at least one of email, email_domain, group, domain, host, category, location, src_ip, country, device, list")]
+    #[error(
+        "empty selector: name at least one of email, email_domain, group, domain, host, category, location, src_ip, country, device, list"
+    )]
     Empty,
 }
 
@@ -177,7 +179,10 @@ mod tests {
             list: Some(OneOrMany::One("nope".into())),
             ..Default::default()
         };
-        assert_eq!(selector_source(&sel, &HashMap::new()), Err(Error::UnknownList("nope".into())));
+        assert_eq!(
+            selector_source(&sel, &HashMap::new()),
+            Err(Error::UnknownList("nope".into()))
+        );
         let sel = SelectorConfig {
             src_ip: Some(OneOrMany::One("10.0.0.0/33".into())),
             ..Default::default()

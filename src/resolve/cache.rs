@@ -5,14 +5,13 @@
 //! Time is `tokio::time::Instant`, so tests pause the clock instead of sleeping.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::time::Instant;
 
-use super::{Error, Forwarder, Question, Response};
+use super::{Error, Question, Response, Upstream};
 use crate::metrics;
 
 /// Longest TTL we keep an answer for, whatever the upstream says.
@@ -152,14 +151,6 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// A stable fingerprint of an upstream group, so a reload with the same upstreams keeps its
-/// cached answers and a changed group does not see the old group's.
-pub fn group_fingerprint(forwarder: &Forwarder) -> u64 {
-    let mut h = DefaultHasher::new();
-    forwarder.servers().hash(&mut h);
-    h.finish()
-}
-
 impl Cache {
     /// A cache of at most `size` weight units — about one per small message (0 disables
     /// caching).
@@ -174,14 +165,18 @@ impl Cache {
 
     /// One upstream exchange per key at a time: the first asker queries, the others wait
     /// for its result (a burst of identical misses costs one upstream query).
-    async fn fetch(&self, forwarder: &Forwarder, key: &Key) -> Result<Arc<CachedMessage>, Error> {
+    async fn fetch(
+        &self,
+        upstream: &impl Upstream,
+        key: &Key,
+    ) -> Result<Arc<CachedMessage>, Error> {
         let flight: Flight = {
             let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(key.clone()).or_default().clone()
         };
         let result = flight
             .get_or_init(|| async {
-                let r = forwarder.query(&key.q).await?;
+                let r = upstream.query(&key.q).await?;
                 Ok(Arc::new(CachedMessage::from_response(
                     r,
                     key.q.qtype,
@@ -197,20 +192,15 @@ impl Cache {
         result
     }
 
-    /// Resolves `q` through `forwarder`, from the cache when fresh; on upstream failure,
+    /// Resolves `q` through `upstream`, from the cache when fresh; on upstream failure,
     /// from an expired entry when serve-stale allows it.
-    pub async fn resolve(
-        &self,
-        forwarder: &Forwarder,
-        group: u64,
-        q: &Question,
-    ) -> Result<Resolved, Error> {
+    pub async fn resolve(&self, upstream: &impl Upstream, q: &Question) -> Result<Resolved, Error> {
         let key = Key {
             q: q.clone(),
-            group,
+            group: upstream.fingerprint(),
         };
         let Some(cache) = &self.inner else {
-            let msg = self.fetch(forwarder, &key).await?;
+            let msg = self.fetch(upstream, &key).await?;
             return Ok(Resolved {
                 msg,
                 age: 0,
@@ -247,7 +237,7 @@ impl Cache {
                 }
             })
         };
-        match self.fetch(forwarder, &key).await {
+        match self.fetch(upstream, &key).await {
             Ok(msg) => {
                 if msg.ttl > 0 {
                     cache.insert(key, msg.clone());

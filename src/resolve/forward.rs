@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tracing::debug;
 
-use super::{Error, Question, Transport, UpstreamSpec};
+use super::{Error, Question, Transport, Upstream, UpstreamSpec};
 use crate::metrics;
 
 /// The EDNS payload size we advertise upstream and downstream (DNS flag day 2020).
@@ -50,6 +50,7 @@ pub struct Forwarder {
     next: AtomicUsize,
     epoch: Instant,
     in_flight: Semaphore,
+    fingerprint: u64,
 }
 
 /// An upstream response and its size on the wire.
@@ -66,7 +67,14 @@ impl Forwarder {
     pub fn new(servers: Vec<UpstreamSpec>, timeout: Duration) -> Self {
         let labels = servers.iter().map(ToString::to_string).collect();
         let health = servers.iter().map(|_| Health::default()).collect();
+        let fingerprint = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            servers.hash(&mut h);
+            h.finish()
+        };
         Self {
+            fingerprint,
             servers,
             labels,
             health,
@@ -261,4 +269,17 @@ fn answers(msg: &Message, id: u16, q: &Question) -> bool {
         && msg.queries[0].name() == &q.name
         && msg.queries[0].query_type() == q.qtype
         && msg.queries[0].query_class() == q.qclass
+}
+
+impl Upstream for Forwarder {
+    fn query(
+        &self,
+        q: &Question,
+    ) -> impl std::future::Future<Output = Result<Response, Error>> + Send {
+        Forwarder::query(self, q)
+    }
+
+    fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
 }

@@ -16,6 +16,21 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 pub use cache::{Cache, CachedMessage, Resolved};
 pub use forward::{Forwarder, Response};
 
+/// Where real answers come from: the forwarder today, the recursor later. The cache wraps
+/// any of them (`Cache::resolve<U: Upstream>`), so serve-stale, coalescing and negative
+/// caching are written once.
+pub trait Upstream: Send + Sync {
+    /// Resolves one question to a whole response message.
+    fn query(
+        &self,
+        q: &Question,
+    ) -> impl std::future::Future<Output = Result<Response, Error>> + Send;
+
+    /// A stable identity of this upstream's configuration: the cache partition, so a
+    /// reload with the same upstreams keeps its answers and a changed one does not see them.
+    fn fingerprint(&self) -> u64;
+}
+
 /// The transport of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {

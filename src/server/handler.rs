@@ -113,7 +113,7 @@ impl Shared {
         q: &Question,
     ) -> Result<Resolved, crate::resolve::Error> {
         let g = &rt.upstreams[group.min(rt.upstreams.len() - 1)];
-        self.cache.resolve(&g.forwarder, g.fingerprint, q).await
+        self.cache.resolve(g, q).await
     }
 
     /// Runs the SPEC §4 pipeline for one question. One span per query (fields are only
