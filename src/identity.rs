@@ -48,9 +48,6 @@ pub struct Identity {
     pub saml_attributes: HashMap<String, Vec<String>>,
 }
 
-/// A hash map for the query path: foldhash is fast, and its weaker collision resistance
-/// does not matter for maps that only the loader inserts into.
-
 /// Device identities by DoH token.
 type TokenMap = FastMap<Box<str>, Arc<Identity>>;
 

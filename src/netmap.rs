@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
 
-/// A fast, unkeyed hash map (foldhash) for lookups on the query path.
+/// A hash map for the query path: foldhash is fast, and its weaker collision resistance
+/// does not matter for maps that only the loader inserts into.
 pub(crate) type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Why an entry of `ips` or `networks` was refused.

@@ -276,7 +276,7 @@ impl Upstream for Forwarder {
         &self,
         q: &Question,
     ) -> impl std::future::Future<Output = Result<Response, Error>> + Send {
-        Forwarder::query(self, q)
+        Self::query(self, q)
     }
 
     fn fingerprint(&self) -> u64 {
