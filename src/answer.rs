@@ -162,6 +162,47 @@ pub fn cname(name: &Name, target: &Name, ttl: u32, resolved: Option<&Resolved>) 
     reply
 }
 
+/// An upper bound for a record's size on the wire (names counted uncompressed). `None` for
+/// types whose size is not cheap to bound; the caller then measures exactly.
+fn record_bound(r: &Record) -> Option<usize> {
+    let name = |n: &Name| n.len() + 1;
+    let rdata = match &r.data {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::CNAME(n) => name(&n.0),
+        RData::NS(n) => name(&n.0),
+        RData::PTR(n) => name(&n.0),
+        RData::MX(mx) => 2 + name(&mx.exchange),
+        RData::TXT(t) => t.txt_data.iter().map(|d| d.len() + 1).sum(),
+        RData::SOA(soa) => name(&soa.mname) + name(&soa.rname) + 20,
+        _ => return None,
+    };
+    Some(name(&r.name) + 10 + rdata)
+}
+
+impl Reply {
+    /// Whether the reply certainly fits in `limit` bytes with `overhead` bytes of header,
+    /// question and OPT — cheaply, without encoding. `false` means "measure it".
+    pub fn surely_fits(&self, overhead: usize, limit: usize) -> bool {
+        let mut total = overhead;
+        for r in self
+            .answers
+            .iter()
+            .chain(&self.authorities)
+            .chain(&self.additionals)
+        {
+            match record_bound(r) {
+                Some(n) => total += n,
+                None => return false,
+            }
+            if total > limit {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// The safe-search host for a search-engine name (SPEC §4.5), or `None` for other names.
 /// With `youtube_only`, only YouTube names are rewritten (ytrestricted).
 pub fn safe_search_target(fqdn: &str, youtube_only: bool) -> Option<&'static str> {

@@ -19,6 +19,21 @@ use crate::resolve::{Cache, Question};
 use crate::runtime::{Runtime, canonical_ip};
 use crate::server::handler::{fqdn_of, post_facts};
 
+/// Prints a line to stdout; a closed pipe (`dnsgate explain … | head`) ends the program
+/// quietly instead of panicking.
+fn emit(line: &str) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { emit(&format!($($t)*)) };
+}
+
 /// dnsgate: a filtering DNS resolver with Cloudflare Gateway-style policies.
 #[derive(Debug, Parser)]
 #[command(name = "dnsgate", version, about)]
@@ -107,7 +122,7 @@ fn load_or_report(config: &Path) -> anyhow::Result<Runtime> {
 
 fn check(config: &Path) -> anyhow::Result<()> {
     let rt = load_or_report(config)?;
-    println!("{}", rt.summary());
+    outln!("{}", rt.summary());
     Ok(())
 }
 
@@ -119,6 +134,7 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     // The recorder comes before the configuration, whose per-policy counters register
     // with it at load.
     let handle = crate::metrics::install_recorder();
+    crate::metrics::register_zeroes();
     let rt = load_or_report(config)?;
     info!(summary = %rt.summary(), config = %config.display(), "configuration loaded");
     if let (Some(addr), Some(handle)) = (rt.settings.metrics, handle) {
@@ -235,7 +251,10 @@ async fn explain(
     let mut steps: Vec<(usize, Step, Phase)> = Vec::new();
     let mut resolved_ips: Option<Vec<IpAddr>> = None;
     let mut note: Option<String> = None;
-    let allowed = rt.is_allowed(client);
+    let client_allowed = rt.is_allowed(client);
+    // As the server: zone transfers are refused before any policy runs.
+    let transfer = matches!(qtype, RecordType::AXFR | RecordType::IXFR);
+    let allowed = client_allowed && !transfer;
     let mut decision: Option<(Option<usize>, Phase, Decision)> = None;
     let post_storage: PostFacts;
     let mut failed: Option<crate::resolve::Error> = None;
@@ -269,7 +288,7 @@ async fn explain(
                     };
                     let cache = Cache::new(0, false);
                     let g = &rt.upstreams[upstreams];
-                    match cache.resolve(g, &q).await {
+                    match cache.resolve(&**g, &q).await {
                         Ok(r) if r.msg.rcode == ResponseCode::NoError => Some(post_facts(&rt, &r)),
                         Ok(r) => {
                             note = Some(format!(
@@ -298,7 +317,11 @@ async fn explain(
                     steps.extend(trace.into_iter().map(|(i, s)| (i, s, Phase::Post)));
                 }
             }
-            Flow::Continue { .. } => {}
+            Flow::Continue { .. } => {
+                if !resolved.is_empty() {
+                    note = Some("no post-resolution policies: --resolved was not used".to_owned());
+                }
+            }
         }
     }
 
@@ -334,9 +357,10 @@ async fn explain(
         })
         .collect();
     let decision_value = match (&decision, allowed) {
-        (_, false) => {
+        (_, false) if !client_allowed => {
             json!({"action": "refused", "ede": 18, "reason": "client not in allow_networks"})
         }
+        (_, false) => json!({"action": "refused", "reason": "zone transfers are not forwarded"}),
         (Some((idx, phase, d)), _) => {
             let mut v = decision_json(&rt, d);
             v["policy"] = json!(idx.map(|i| rt.policies.policies[i].name.clone()));
@@ -367,7 +391,7 @@ async fn explain(
             "resolved_ips": resolved_ips.map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>()),
             "note": note, "decision": decision_value,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     print_human(
@@ -388,7 +412,7 @@ fn print_human(
     decision: &serde_json::Value,
 ) {
     let s = |v: &serde_json::Value| v.as_str().map_or("-".to_owned(), str::to_owned);
-    println!(
+    outln!(
         "query: {} {} from {} (device: {}, user: {}, location: {})",
         s(&query["name"]),
         s(&query["type"]),
@@ -397,18 +421,19 @@ fn print_human(
         s(&query["user"]),
         s(&query["location"])
     );
-    println!(
+    outln!(
         "categories: content {}, security {}",
-        query["content_categories"], query["security_categories"]
+        query["content_categories"],
+        query["security_categories"]
     );
     if rows.is_empty() {
-        println!("no policies considered");
+        outln!("no policies considered");
     }
     for (n, r) in rows.iter().enumerate() {
         let prec = r["precedence"]
             .as_i64()
             .map_or("-".to_owned(), |p| p.to_string());
-        println!(
+        outln!(
             "{:>3}. [{:<4}] {:<32} precedence {:<6} {:<12} {}",
             n + 1,
             s(&r["phase"]),
@@ -417,9 +442,9 @@ fn print_human(
             s(&r["action"]),
             s(&r["result"]).to_uppercase()
         );
-        println!("        defined at {}", s(&r["defined_at"]));
+        outln!("        defined at {}", s(&r["defined_at"]));
         for c in r["clauses"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "        {}: {}  => {}",
                 s(&c["in"]),
                 s(&c["text"]),
@@ -429,7 +454,7 @@ fn print_human(
     }
     if let Some(ips) = resolved {
         let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
-        println!(
+        outln!(
             "resolved: {}",
             if ips.is_empty() {
                 "(no addresses)".to_owned()
@@ -439,7 +464,7 @@ fn print_human(
         );
     }
     if let Some(n) = note {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     let mut line = format!("decision: {}", s(&decision["action"]));
     if let Some(p) = decision["policy"].as_str() {
@@ -462,5 +487,5 @@ fn print_human(
     if let Some(e) = decision["ede"].as_u64() {
         line += &format!(", EDE {e}");
     }
-    println!("{line}");
+    outln!("{line}");
 }

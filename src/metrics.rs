@@ -63,6 +63,18 @@ fn describe() {
     describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
 }
 
+/// Creates the label-less and fixed-label series at 0, so a scrape sees them before the
+/// first event (an alert on `increase(dnsgate_config_reloads_total{result="failure"}[5m])`
+/// must see the first failure).
+pub fn register_zeroes() {
+    for name in [CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, STALE_ANSWERS_TOTAL] {
+        metrics::counter!(name).increment(0);
+    }
+    for result in ["success", "failure"] {
+        metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
+    }
+}
+
 /// Installs the global Prometheus recorder. Call once per process, before serving.
 pub fn install_recorder() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()

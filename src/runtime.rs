@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tracing::warn;
+use tracing::info;
 
 use crate::config::{self, LoadedConfig};
 use crate::diag::Diagnostic;
@@ -68,7 +68,7 @@ pub struct Runtime {
     /// TTL of synthesized answers.
     pub block_ttl: u32,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
-    pub upstreams: Vec<Forwarder>,
+    pub upstreams: Vec<Arc<Forwarder>>,
     /// Start-time settings.
     pub settings: Settings,
 }
@@ -221,7 +221,7 @@ impl Runtime {
         }
         let upstreams = std::iter::once(default_specs)
             .chain(groups)
-            .map(|specs| Forwarder::new(specs, timeout))
+            .map(|specs| Arc::new(Forwarder::new(specs, timeout)))
             .collect();
         Ok(Self {
             policies,
@@ -242,6 +242,16 @@ impl Runtime {
                 tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
             },
         })
+    }
+
+    /// Takes over the upstream groups of `old` that are configured the same, so a reload
+    /// keeps what they learned (which servers are down) and their in-flight limits.
+    pub fn adopt_upstreams(&mut self, old: &Self) {
+        for f in &mut self.upstreams {
+            if let Some(same) = old.upstreams.iter().find(|o| o.same_config(f)) {
+                *f = same.clone();
+            }
+        }
     }
 
     /// Whether a client may query (SPEC §4.1).
@@ -352,7 +362,7 @@ fn load_lists(
         };
         let (list, stats) = List::parse(kind, format, &text);
         if stats.skipped > 0 {
-            warn!(list = %name, skipped = stats.skipped, first = ?stats.warnings.first(), "list lines skipped");
+            info!(list = %name, skipped = stats.skipped, first = ?stats.warnings.first(), "list lines skipped");
         }
         if lists.insert(name.clone(), Arc::new(list)).is_some() {
             diags.push(file.diag(&l.name.span(), format!("duplicate list name `{name}`")));

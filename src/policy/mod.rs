@@ -147,8 +147,8 @@ pub struct Verdict {
     pub policy: usize,
     /// What to answer.
     pub decision: Decision,
-    /// For a pre-resolution allow: the upstream group the `resolve` policies picked (an
-    /// allowed name still goes to the upstreams its resolve policy names).
+    /// For pre-resolution decisions that resolve (allow, override by host, safe search):
+    /// the upstream group the `resolve` policies picked for the query.
     pub upstreams: usize,
 }
 
@@ -393,9 +393,12 @@ impl PolicySet {
                 }
             };
             tracer.step(idx, Step::Evaluated(true));
+            // Decisions that still resolve something (the name itself, or an override or
+            // safe-search target) use the upstreams the resolve policies pick for the query:
+            // `intranet-old.corp.example` → `intranet.corp.example` must ask the corporate DNS.
             let upstreams = match (phase, &decision) {
-                (Phase::Pre, Decision::Allow) => self.pick_upstreams(facts, now, tracer).0,
-                _ => 0,
+                (Phase::Pre, Decision::Block { .. }) | (Phase::Post, _) => 0,
+                (Phase::Pre, _) => self.pick_upstreams(facts, now, tracer).0,
             };
             return Flow::Decide(Verdict {
                 policy: idx,

@@ -20,6 +20,12 @@ pub const MAX_TTL: u32 = 86_400;
 pub const STALE_MAX: u32 = 86_400;
 /// TTL of a stale answer (RFC 8767 §4: 30 seconds).
 pub const STALE_TTL: u32 = 30;
+/// RFC 8767 §5 client-response timer: with a stale answer in hand, wait this long for the
+/// upstream at most (stub resolvers retry after about a second or two).
+pub const STALE_CLIENT_TIMER: std::time::Duration = std::time::Duration::from_millis(1800);
+/// RFC 8767 §5 failure-recheck timer: after a failed refresh, answer stale at once for this
+/// long instead of asking the failing upstream again for every query.
+pub const FAILURE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A cached upstream response.
 #[derive(Debug)]
@@ -46,8 +52,23 @@ pub struct CachedMessage {
 impl CachedMessage {
     /// Takes an upstream response apart and works out how long it may be cached.
     pub fn from_response(r: Response, qtype: RecordType, now: Instant) -> Self {
-        let msg = r.msg;
+        let mut msg = r.msg;
         let ttl = cache_ttl(&msg, qtype);
+        // What the client is told must not outlive what we keep: every TTL capped at
+        // MAX_TTL, and the SOA of a negative answer at min(TTL, MINIMUM) (RFC 2308 §5).
+        let negative = msg.metadata.response_code == ResponseCode::NXDomain
+            || !msg.answers.iter().any(|r| r.record_type() == qtype);
+        for r in msg
+            .answers
+            .iter_mut()
+            .chain(&mut msg.authorities)
+            .chain(&mut msg.additionals)
+        {
+            r.ttl = r.ttl.min(MAX_TTL);
+            if let (true, RData::SOA(soa)) = (negative, &r.data) {
+                r.ttl = r.ttl.min(soa.minimum);
+            }
+        }
         Self {
             weight: 1 + (r.wire_len / 1024) as u32,
             rcode: msg.metadata.response_code,
@@ -126,6 +147,24 @@ struct Key {
 
 type Flight = Arc<tokio::sync::OnceCell<Result<Arc<CachedMessage>, Error>>>;
 
+struct FlightDone<'a> {
+    map: &'a Mutex<HashMap<Key, Flight>>,
+    key: &'a Key,
+    flight: Flight,
+}
+
+impl Drop for FlightDone<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            map.remove(self.key);
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Weigher;
 
@@ -141,6 +180,8 @@ pub struct Cache {
     serve_stale: bool,
     /// Questions being resolved now: concurrent askers share one upstream exchange.
     in_flight: Mutex<HashMap<Key, Flight>>,
+    /// When a refresh of an expired entry last failed (RFC 8767 failure-recheck timer).
+    failed_recently: quick_cache::sync::Cache<Key, Instant>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -160,6 +201,7 @@ impl Cache {
                 .then(|| quick_cache::sync::Cache::with_weighter(size, size as u64, Weigher)),
             serve_stale,
             in_flight: Mutex::new(HashMap::new()),
+            failed_recently: quick_cache::sync::Cache::new(4096),
         }
     }
 
@@ -174,7 +216,14 @@ impl Cache {
             let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(key.clone()).or_default().clone()
         };
-        let result = flight
+        // Removes the flight when done — also when this future is dropped midway (a
+        // client-response timer fired), so the map never keeps abandoned entries.
+        let _done = FlightDone {
+            map: &self.in_flight,
+            key,
+            flight: flight.clone(),
+        };
+        flight
             .get_or_init(|| async {
                 let r = upstream.query(&key.q).await?;
                 Ok(Arc::new(CachedMessage::from_response(
@@ -184,12 +233,7 @@ impl Cache {
                 )))
             })
             .await
-            .clone();
-        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            map.remove(key);
-        }
-        result
+            .clone()
     }
 
     /// Resolves `q` through `upstream`, from the cache when fresh; on upstream failure,
@@ -237,13 +281,33 @@ impl Cache {
                 }
             })
         };
-        match self.fetch(upstream, &key).await {
+        let stale_answer = existing.as_ref().and_then(stale);
+        let fetched = match &stale_answer {
+            None => self.fetch(upstream, &key).await,
+            Some(st) => {
+                // RFC 8767 §5: a refresh failed a moment ago — answer stale at once.
+                if self
+                    .failed_recently
+                    .get(&key)
+                    .is_some_and(|t| t.elapsed() < FAILURE_RECHECK)
+                {
+                    return Ok(st.clone());
+                }
+                match tokio::time::timeout(STALE_CLIENT_TIMER, self.fetch(upstream, &key)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Timeout),
+                }
+            }
+        };
+        match fetched {
             Ok(msg) => {
                 if msg.ttl > 0 {
+                    self.failed_recently.remove(&key);
                     cache.insert(key, msg.clone());
                 } else if msg.rcode == ResponseCode::ServFail {
                     // RFC 8767 §5: an upstream SERVFAIL is a failure to refresh.
-                    if let Some(r) = existing.as_ref().and_then(stale) {
+                    if let Some(r) = stale_answer {
+                        self.failed_recently.insert(key, Instant::now());
                         return Ok(r);
                     }
                 }
@@ -254,7 +318,13 @@ impl Cache {
                     cached: false,
                 })
             }
-            Err(e) => existing.as_ref().and_then(stale).ok_or(e),
+            Err(e) => match stale_answer {
+                Some(r) => {
+                    self.failed_recently.insert(key, Instant::now());
+                    Ok(r)
+                }
+                None => Err(e),
+            },
         }
     }
 }

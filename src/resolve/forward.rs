@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
@@ -45,6 +45,8 @@ struct Health {
 pub struct Forwarder {
     servers: Vec<UpstreamSpec>,
     labels: Vec<String>,
+    /// `dnsgate_upstream_errors_total{upstream}`, registered (at 0) when the group is built.
+    errors: Vec<::metrics::Counter>,
     health: Vec<Health>,
     timeout: Duration,
     next: AtomicUsize,
@@ -65,7 +67,16 @@ pub struct Response {
 impl Forwarder {
     /// A forwarder over `servers` that gives up after `timeout` in all.
     pub fn new(servers: Vec<UpstreamSpec>, timeout: Duration) -> Self {
-        let labels = servers.iter().map(ToString::to_string).collect();
+        let labels: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        let errors = labels
+            .iter()
+            .map(|l| {
+                let c =
+                    ::metrics::counter!(metrics::UPSTREAM_ERRORS_TOTAL, "upstream" => l.clone());
+                c.increment(0);
+                c
+            })
+            .collect();
         let health = servers.iter().map(|_| Health::default()).collect();
         let fingerprint = {
             use std::hash::{DefaultHasher, Hash, Hasher};
@@ -77,12 +88,18 @@ impl Forwarder {
             fingerprint,
             servers,
             labels,
+            errors,
             health,
             timeout,
             next: AtomicUsize::new(0),
             epoch: Instant::now(),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
         }
+    }
+
+    /// Whether `other` has the same servers and timeout.
+    pub fn same_config(&self, other: &Self) -> bool {
+        self.servers == other.servers && self.timeout == other.timeout
     }
 
     fn now_ms(&self) -> u64 {
@@ -135,9 +152,15 @@ impl Forwarder {
         let attempts = order.len().max(2);
         let slice = self.timeout / attempts as u32;
         let mut saw_timeout = false;
+        let mut last_soft = None;
+        let mut answered = Vec::new();
         let mut last_network = None;
         for i in 0..attempts {
             let idx = order[i % order.len()];
+            // A second round is for lost datagrams, not for servers that already answered.
+            if i >= order.len() && answered.contains(&idx) {
+                continue;
+            }
             let server = &self.servers[idx];
             let attempt_deadline = if i + 1 == attempts {
                 deadline
@@ -148,11 +171,28 @@ impl Forwarder {
                 Transport::Udp => exchange_udp(server.addr, q, attempt_deadline).await,
                 Transport::Tcp => exchange_tcp(server.addr, q, attempt_deadline).await,
             };
-            self.record(idx, result.is_ok());
+            // SERVFAIL, REFUSED, NOTIMP and FORMERR say "not this server": try the next one,
+            // and hand the client such a reply only if every server gave one.
+            let soft = result.as_ref().is_ok_and(|r| {
+                matches!(
+                    r.msg.metadata.response_code,
+                    ResponseCode::ServFail
+                        | ResponseCode::Refused
+                        | ResponseCode::NotImp
+                        | ResponseCode::FormErr
+                )
+            });
+            self.record(idx, result.is_ok() && !soft);
             match result {
-                Ok(r) => return Ok(r),
+                Ok(r) if !soft => return Ok(r),
+                Ok(r) => {
+                    answered.push(idx);
+                    self.errors[idx].increment(1);
+                    debug!(rcode = %r.msg.metadata.response_code, upstream = %self.labels[idx], "upstream refused or failed");
+                    last_soft = Some(r);
+                }
                 Err(e) => {
-                    ::metrics::counter!(metrics::UPSTREAM_ERRORS_TOTAL, "upstream" => self.labels[idx].clone()).increment(1);
+                    self.errors[idx].increment(1);
                     debug!(error = %e, upstream = %self.labels[idx], "upstream attempt failed");
                     match e {
                         Error::Timeout => saw_timeout = true,
@@ -167,6 +207,9 @@ impl Forwarder {
         // A timeout anywhere makes the failure a timeout (EDE 22); only when every attempt
         // failed at the network level is it a network error (EDE 23). Logged at debug:
         // per-query detail, counted in dnsgate_upstream_errors_total.
+        if let Some(r) = last_soft {
+            return Ok(r);
+        }
         match last_network {
             Some(e) if !saw_timeout => Err(e),
             _ => Err(Error::Timeout),
@@ -248,6 +291,8 @@ fn encode_query(q: &Question) -> Result<(u16, Vec<u8>), Error> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.metadata.checking_disabled = q.checking_disabled;
+    // RFC 6840 §5.7: ask for the AD bit, so a validating upstream says what it validated.
+    m.metadata.authentic_data = true;
     let mut query = Query::query(q.name.clone(), q.qtype);
     query.set_query_class(q.qclass);
     m.add_query(query);
@@ -263,9 +308,14 @@ fn encode_query(q: &Question) -> Result<(u16, Vec<u8>), Error> {
 
 /// Whether `msg` is the response to our query `id` for `q`.
 fn answers(msg: &Message, id: u16, q: &Question) -> bool {
-    msg.metadata.id == id
-        && msg.metadata.message_type == MessageType::Response
-        && msg.queries.len() == 1
+    if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
+        return false;
+    }
+    // An EDNS-intolerant server may answer FORMERR without echoing the question.
+    if msg.queries.is_empty() && msg.metadata.response_code == ResponseCode::FormErr {
+        return true;
+    }
+    msg.queries.len() == 1
         && msg.queries[0].name() == &q.name
         && msg.queries[0].query_type() == q.qtype
         && msg.queries[0].query_class() == q.qclass

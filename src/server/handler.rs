@@ -113,7 +113,7 @@ impl Shared {
         q: &Question,
     ) -> Result<Resolved, crate::resolve::Error> {
         let g = &rt.upstreams[group.min(rt.upstreams.len() - 1)];
-        self.cache.resolve(g, q).await
+        self.cache.resolve(&**g, q).await
     }
 
     /// Runs the SPEC §4 pipeline for one question. One span per query (fields are only
@@ -130,13 +130,7 @@ impl Shared {
             device: None,
             user: None,
         };
-        // 1. ACL (§4.1): never an open resolver.
-        if !rt.is_allowed(src) {
-            out.reply =
-                Reply::rcode(ResponseCode::Refused).with_ede(EDE_PROHIBITED, "client not allowed");
-            out.action = "refused";
-            return out;
-        }
+        // (The ACL ran in `handle_request`, before this.)
         // A filtering forwarder speaks for the IN class only, and is no zone-transfer
         // proxy: CHAOS (`version.bind`), AXFR and IXFR never go upstream.
         if q.qclass != DNSClass::IN || matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
@@ -255,25 +249,27 @@ impl Shared {
             }
             Decision::Override {
                 host: Some(host), ..
-            } => self.cname_to(rt, q, host).await,
+            } => self.cname_to(rt, q, host, v.upstreams).await,
             Decision::SafeSearch { target } | Decision::YtRestricted { target } => {
                 match Name::from_ascii(target) {
                     Ok(mut host) => {
                         host.set_fqdn(true);
-                        self.cname_to(rt, q, &host).await
+                        self.cname_to(rt, q, &host, v.upstreams).await
                     }
                     Err(_) => Reply::rcode(ResponseCode::ServFail),
                 }
             }
         };
         // One mapping from decision to EDE (blocky's ToExtendedErrorCode).
-        if let Some((code, text)) = v.decision.ede() {
+        // A resolution failure on the way (an override target that cannot be resolved)
+        // keeps its own EDE 22/23.
+        if let (Some((code, text)), None) = (v.decision.ede(), &reply.ede) {
             reply = reply.with_ede(code, text.unwrap_or(""));
         }
         out.reply = reply;
     }
 
-    async fn cname_to(&self, rt: &Runtime, q: &Question, host: &Name) -> Reply {
+    async fn cname_to(&self, rt: &Runtime, q: &Question, host: &Name, group: usize) -> Reply {
         if q.qtype == RecordType::CNAME {
             return answer::cname(&q.name, host, rt.block_ttl, None);
         }
@@ -281,12 +277,11 @@ impl Shared {
             name: host.clone(),
             ..q.clone()
         };
-        match self.resolve(rt, 0, &tq).await {
+        match self.resolve(rt, group, &tq).await {
             Ok(r) => answer::cname(&q.name, host, rt.block_ttl, Some(&r)),
-            Err(e) => {
-                debug!(target = %host, error = %e, "cannot resolve override/safe-search target");
-                answer::cname(&q.name, host, rt.block_ttl, None)
-            }
+            // The target cannot be had: say so, as for any name that cannot be resolved,
+            // rather than hand out a CNAME that leads nowhere.
+            Err(e) => Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string()),
         }
     }
 }
@@ -314,7 +309,12 @@ impl RequestHandler for Handler {
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let mut outcome = None;
         let question = request.queries.queries().first().map(|q| q.original());
-        let (reply, action) = if request.metadata.op_code != OpCode::Query {
+        // 1. ACL (§4.1) before anything else, malformed or not: never an open resolver.
+        let (reply, action) = if !rt.is_allowed(canonical_ip(request.src().ip())) {
+            let reply =
+                Reply::rcode(ResponseCode::Refused).with_ede(EDE_PROHIBITED, "client not allowed");
+            (reply, "refused")
+        } else if request.metadata.op_code != OpCode::Query {
             (Reply::rcode(ResponseCode::NotImp), "error")
         } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             // RFC 6891 §6.1.3: we speak EDNS version 0 only.
@@ -351,9 +351,30 @@ impl RequestHandler for Handler {
             }
             e
         });
+        // A UDP answer too big for the client is sent as header, question and OPT with TC
+        // set (RFC 6891 §7 keeps the OPT, and with it the EDE; hickory's encoder would drop
+        // it when it truncates). Measured exactly only when the cheap bound says it may not fit.
+        let mut reply = reply;
+        let mut truncated = false;
+        if request.protocol() == hickory_server::net::xfer::Protocol::Udp {
+            let limit = edns.as_ref().map_or(512, |e| usize::from(e.max_payload()));
+            let question_len = question.map_or(0, |q| q.name().len() + 5);
+            let opt_len = edns.as_ref().map_or(0, |_| {
+                11 + reply.ede.as_ref().map_or(0, |(_, t)| t.len() + 6)
+            });
+            if !reply.surely_fits(12 + question_len + opt_len, limit)
+                && encoded_len(request, &reply, edns.as_ref()) > limit
+            {
+                reply.answers.clear();
+                reply.authorities.clear();
+                reply.additionals.clear();
+                truncated = true;
+            }
+        }
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
         let mut md = Metadata::response_from_request(&request.metadata);
         md.recursion_available = true;
+        md.truncation = truncated;
         md.response_code = reply.rcode;
         // RFC 6840 §5.7: AD goes back to a client that set DO or AD.
         md.authentic_data = reply.authentic_data && (dnssec_ok || request.metadata.authentic_data);
@@ -405,6 +426,28 @@ impl RequestHandler for Handler {
         }
         info
     }
+}
+
+/// The exact encoded size of a reply (with name compression), for the rare large answer.
+fn encoded_len(request: &Request, reply: &Reply, edns: Option<&Edns>) -> usize {
+    let mut m = hickory_proto::op::Message::new(
+        request.metadata.id,
+        hickory_proto::op::MessageType::Response,
+        OpCode::Query,
+    );
+    m.queries = request
+        .queries
+        .queries()
+        .iter()
+        .map(|q| q.original().clone())
+        .collect();
+    m.answers = reply.answers.clone();
+    m.authorities = reply.authorities.clone();
+    m.additionals = reply.additionals.clone();
+    if let Some(e) = edns {
+        m.set_edns(e.clone());
+    }
+    m.to_vec().map_or(usize::MAX, |v| v.len())
 }
 
 /// A static label for an rcode.

@@ -145,7 +145,8 @@ pub fn reload(shared: &Shared) -> Result<(), Vec<Diagnostic>> {
         log.reopen();
     }
     match Runtime::load(&shared.config_path) {
-        Ok(rt) => {
+        Ok(mut rt) => {
+            rt.adopt_upstreams(&shared.runtime.load());
             if rt.settings != shared.runtime.load().settings {
                 warn!(
                     "listen, metrics, query log and cache settings take effect at the next restart"

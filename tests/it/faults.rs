@@ -66,10 +66,15 @@ async fn expired_answer_is_served_stale_with_ede_3_when_the_upstream_fails() {
     assert_eq!(ips(&stale), ["192.0.2.20"]);
     assert_eq!(ede(&stale).map(|e| e.0), Some(3));
     assert_eq!(stale.answers[0].ttl, 30);
-    // Once the upstream is back, the answer is fresh again.
+    // RFC 8767 failure-recheck timer: for the next 30 s the stale answer comes at once,
+    // without asking the upstream that just failed.
+    let asked = g.upstream.queries();
     g.upstream.set_silent(false);
-    let back = query(g.addr, "short.test.", RecordType::A).await;
-    assert!(ede(&back).is_none());
+    let again = query(g.addr, "short.test.", RecordType::A).await;
+    assert_eq!(ede(&again).map(|e| e.0), Some(3));
+    assert_eq!(g.upstream.queries(), asked);
+    // Other names are not held back by it.
+    assert!(ede(&query(g.addr, "www.test.", RecordType::A).await).is_none());
 }
 
 #[tokio::test]
@@ -246,4 +251,25 @@ async fn two_questions(server: std::net::SocketAddr) -> Message {
         .await
         .unwrap();
     Message::from_vec(&reply).unwrap()
+}
+
+#[tokio::test]
+async fn a_refusing_upstream_is_skipped_for_one_that_answers() {
+    let first = crate::upstream::start().await;
+    first.set_refusing(true);
+    let up = crate::upstream::start().await;
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{}\", \"udp://{}\"]\ntimeout_ms = 1000\n",
+        first.addr, up.addr
+    );
+    let g = crate::gate_with(up, &cfg, &[]).await;
+    for name in ["www.test.", "jp.test.", "us.test.", "pt.test."] {
+        let m = query(g.addr, name, RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(ips(&m).len(), 1, "{name}");
+    }
+    // Only when every upstream refuses does the client see it.
+    g.upstream.set_refusing(true);
+    let m = query(g.addr, "mx.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 }

@@ -554,3 +554,34 @@ async fn negative_block_answers_carry_an_soa_with_the_block_ttl() {
     assert_eq!(ips(&a), ["0.0.0.0"]);
     assert_eq!(a.answers[0].ttl, 45);
 }
+
+#[tokio::test]
+async fn override_host_targets_resolve_through_the_querys_resolve_upstreams() {
+    // The default upstream is dead; a resolve policy sends *.test to a live one. An override
+    // from old.test to www.test must reach www.test through that same live upstream.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let up = crate::upstream::start().await;
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{dead}\"]\ntimeout_ms = 500\n\
+         [[policies]]\nname = \"internal\"\naction = \"resolve\"\ntraffic = 'any(dns.domains[*] == \"test\")'\nupstreams = [\"udp://{}\"]\n\
+         [[policies]]\nname = \"moved\"\naction = \"override\"\ntraffic = 'dns.fqdn == \"old.test\"'\noverride_host = \"www.test\"\n",
+        up.addr
+    );
+    let g = crate::gate_with(up, &cfg, &[]).await;
+    let m = query(g.addr, "old.test.", RecordType::A).await;
+    assert_eq!(cnames(&m), ["www.test."]);
+    assert_eq!(ips(&m), ["192.0.2.10"]);
+    assert_eq!(ede(&m).map(|e| e.0), Some(4));
+    // A target that cannot be resolved is a SERVFAIL with the upstream's EDE, not a bare CNAME.
+    let cfg2 = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{dead}\"]\ntimeout_ms = 500\n\
+         [[policies]]\nname = \"moved\"\naction = \"override\"\ntraffic = 'dns.fqdn == \"old.test\"'\noverride_host = \"www.test\"\n"
+    );
+    let g2 = crate::gate_with(crate::upstream::start().await, &cfg2, &[]).await;
+    let m = query(g2.addr, "old.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(&m).map(|e| e.0), Some(23));
+}

@@ -38,6 +38,12 @@ async fn nxdomain_and_nodata_keep_the_upstream_rcode_and_soa() {
     let g = gate("", &[]).await;
     let nx = query(g.addr, "nope.test.", RecordType::A).await;
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    // The zone's SOA has TTL 3600 and MINIMUM 60: clients are told 60 (RFC 2308 §5).
+    assert!(
+        nx.authorities.iter().all(|r| r.ttl <= 60),
+        "{:?}",
+        nx.authorities
+    );
     assert!(
         nx.authorities
             .iter()
@@ -126,6 +132,12 @@ async fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
     let g = gate("", &[]).await;
     let udp = query(g.addr, "big.test.", RecordType::TXT).await;
     assert!(udp.metadata.truncation, "TC set for a >1232-byte answer");
+    assert!(udp.answers.is_empty());
+    assert_eq!(
+        udp.edns.as_ref().map(|e| e.max_payload()),
+        Some(1232),
+        "OPT kept (RFC 6891 §7)"
+    );
     let plain = query_with(
         g.addr,
         "big.test.",

@@ -98,6 +98,7 @@ struct Counting {
     catalog: Arc<Catalog>,
     queries: Arc<AtomicUsize>,
     silent: Arc<AtomicBool>,
+    refusing: Arc<AtomicBool>,
     flags: Arc<Flags>,
 }
 
@@ -133,6 +134,15 @@ impl RequestHandler for Counting {
                 counts: Default::default(),
             });
         }
+        if self.refusing.load(Ordering::SeqCst) {
+            // Answer REFUSED, as a server whose ACL leaves us out.
+            let mut response_handle = response_handle;
+            let builder =
+                hickory_server::zone_handler::MessageResponseBuilder::new(&request.queries, None);
+            let msg =
+                builder.error_msg(&request.metadata, hickory_proto::op::ResponseCode::Refused);
+            return response_handle.send_response(msg).await.unwrap();
+        }
         self.catalog
             .handle_request::<R, T>(request, response_handle)
             .await
@@ -145,6 +155,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     queries: Arc<AtomicUsize>,
     silent: Arc<AtomicBool>,
+    refusing: Arc<AtomicBool>,
     flags: Arc<Flags>,
     _server: Server<Counting>,
 }
@@ -168,6 +179,11 @@ impl Upstream {
     /// Stop (or resume) answering.
     pub fn set_silent(&self, silent: bool) {
         self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// Answer every query REFUSED (or stop doing so).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
     }
 }
 
@@ -197,23 +213,32 @@ pub(crate) async fn start() -> Upstream {
         catalog: Arc::new(catalog),
         queries: Arc::default(),
         silent: Arc::default(),
+        refusing: Arc::default(),
         flags: Arc::default(),
     };
-    let (queries, silent, flags) = (
+    let (queries, silent, refusing, flags) = (
         handler.queries.clone(),
         handler.silent.clone(),
+        handler.refusing.clone(),
         handler.flags.clone(),
     );
     let mut server = Server::new(handler);
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The TCP listener takes the UDP socket's port; if another test holds that TCP port,
+    // try another.
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            break (udp, tcp, addr);
+        }
+    };
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 65_535);
     Upstream {
         addr,
         queries,
         silent,
+        refusing,
         flags,
         _server: server,
     }
