@@ -1,180 +1,23 @@
-//! The command line (SPEC §1): `run`, `check`, `explain`.
-#![allow(clippy::print_stdout)]
+//! `dnsgate explain` (SPEC §1): one query through the policies without serving — each
+//! policy considered, in evaluation order, with its phase, whether it matched clause by
+//! clause, and the decision the server would make.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use anyhow::Context;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use jiff::Timestamp;
 use serde_json::json;
-use tracing::{error, info};
 
+use super::{emit, load_or_report};
 use crate::geoip::GeoInfo;
 use crate::policy::fields::{Phase, PostFacts, QueryFacts};
 use crate::policy::{Decision, Flow, Step};
 use crate::resolve::{Cache, Question};
 use crate::runtime::{Runtime, canonical_ip};
 use crate::server::handler::{fqdn_of, post_facts};
-
-/// Prints a line to stdout; a closed pipe (`dnsgate explain … | head`) ends the program
-/// quietly instead of panicking.
-fn emit(line: &str) {
-    use std::io::Write;
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-    }
-}
-
-macro_rules! outln {
-    ($($t:tt)*) => { emit(&format!($($t)*)) };
-}
-
-/// dnsgate: a filtering DNS resolver with Cloudflare Gateway-style policies.
-#[derive(Debug, Parser)]
-#[command(name = "dnsgate", version, about)]
-pub struct Args {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve DNS.
-    Run {
-        /// Configuration file.
-        #[arg(short, long, default_value = "/etc/dnsgate/dnsgate.toml")]
-        config: PathBuf,
-    },
-    /// Load everything `run` would, print a summary or every error, and exit.
-    Check {
-        /// Configuration file.
-        #[arg(short, long, default_value = "/etc/dnsgate/dnsgate.toml")]
-        config: PathBuf,
-    },
-    /// Evaluate the policies for one query and say why.
-    Explain {
-        /// Configuration file.
-        #[arg(short, long, default_value = "/etc/dnsgate/dnsgate.toml")]
-        config: PathBuf,
-        /// Query name.
-        name: String,
-        /// Query type.
-        #[arg(default_value = "A")]
-        qtype: String,
-        /// Client address.
-        #[arg(long, default_value = "127.0.0.1")]
-        client: IpAddr,
-        /// DoH token identifying the device.
-        #[arg(long)]
-        token: Option<String>,
-        /// Post-resolution answer addresses to use instead of resolving.
-        #[arg(long)]
-        resolved: Vec<IpAddr>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// Runs a parsed command line.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    match args.command {
-        Command::Run { config } => serve(&config).await,
-        Command::Check { config } => check(&config),
-        Command::Explain {
-            config,
-            name,
-            qtype,
-            client,
-            token,
-            resolved,
-            json,
-        } => {
-            explain(
-                &config,
-                &name,
-                &qtype,
-                client,
-                token.as_deref(),
-                &resolved,
-                json,
-            )
-            .await
-        }
-    }
-}
-
-fn load_or_report(config: &Path) -> anyhow::Result<Runtime> {
-    Runtime::load(config).map_err(|diags| {
-        for d in &diags {
-            eprintln!("{d}");
-        }
-        anyhow::anyhow!("{} error(s) in {}", diags.len(), config.display())
-    })
-}
-
-fn check(config: &Path) -> anyhow::Result<()> {
-    let rt = load_or_report(config)?;
-    outln!("{}", rt.summary());
-    Ok(())
-}
-
-async fn serve(config: &Path) -> anyhow::Result<()> {
-    // Signal handlers first: a SIGHUP (say, `systemctl reload` right after start) must
-    // never hit the default action, which would end the process.
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // The recorder comes before the configuration, whose per-policy counters register
-    // with it at load.
-    let handle = crate::metrics::install_recorder();
-    crate::metrics::register_zeroes();
-    let rt = load_or_report(config)?;
-    info!(summary = %rt.summary(), config = %config.display(), "configuration loaded");
-    if let (Some(addr), Some(handle)) = (rt.settings.metrics, handle) {
-        let listener = crate::metrics::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        tokio::spawn(crate::metrics::serve(listener, handle));
-    }
-    let mut running = crate::server::start(config, rt).await?;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let shared = running.shared.clone();
-    let reloading = std::sync::Arc::new(tokio::sync::Mutex::new(()));
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                info!("SIGHUP: reloading");
-                let s = shared.clone();
-                let lock = reloading.clone();
-                // Loading lists can take a while: off the serving threads, and not in the
-                // way of SIGTERM. Reloads run one at a time, in the order asked.
-                tokio::spawn(async move {
-                    let _one_at_a_time = lock.lock().await;
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                    let _ = tokio::task::spawn_blocking(move || crate::server::reload(&s)).await;
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                });
-            }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = running.wait() => {
-                error!("listeners stopped");
-                bail!("listeners stopped");
-            }
-        }
-    }
-    info!("shutting down");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    running.shutdown().await;
-    Ok(())
-}
 
 fn step_text(step: Step) -> &'static str {
     match step {
@@ -208,7 +51,7 @@ fn decision_json(rt: &Runtime, d: &Decision) -> serde_json::Value {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn explain(
+pub(super) async fn explain(
     config: &Path,
     name: &str,
     qtype: &str,
