@@ -84,15 +84,19 @@ pub struct ServerConfig {
     pub tcp_idle_timeout_ms: u64,
 }
 
+/// Default values carry an empty span: they are in no file.
+fn defaults(values: &[&str]) -> Vec<Spanned<String>> {
+    values
+        .iter()
+        .map(|s| Spanned::new(0..0, (*s).to_owned()))
+        .collect()
+}
+
 fn default_listen() -> Vec<Spanned<String>> {
-    ["127.0.0.1:53", "[::1]:53"]
-        .map(|s| Spanned::new(0..0, s.to_owned()))
-        .into()
+    defaults(&["127.0.0.1:53", "[::1]:53"])
 }
 fn default_allow_networks() -> Vec<Spanned<String>> {
-    ["127.0.0.0/8", "::1/128"]
-        .map(|s| Spanned::new(0..0, s.to_owned()))
-        .into()
+    defaults(&["127.0.0.0/8", "::1/128"])
 }
 fn default_tcp_idle_ms() -> u64 {
     10_000
@@ -131,9 +135,7 @@ fn default_mode() -> Spanned<String> {
     Spanned::new(0..0, "forward".to_owned())
 }
 fn default_servers() -> Vec<Spanned<String>> {
-    ["udp://9.9.9.9:53", "udp://1.1.1.1:53"]
-        .map(|s| Spanned::new(0..0, s.to_owned()))
-        .into()
+    defaults(&["udp://9.9.9.9:53", "udp://1.1.1.1:53"])
 }
 fn default_timeout_ms() -> u64 {
     2000

@@ -26,6 +26,7 @@ use tracing::debug;
 use super::Shared;
 use crate::answer::{self, EDE_PROHIBITED, Reply};
 use crate::geoip::GeoInfo;
+use crate::identity::Identity;
 use crate::metrics;
 use crate::policy::fields::{Phase, PostFacts, QueryFacts};
 use crate::policy::{Decision, Flow, Verdict};
@@ -54,16 +55,15 @@ pub struct Outcome {
     pub reply: Reply,
     /// `allow`, `block`, `override`, `safesearch`, `ytrestricted`, `refused` or `error`.
     pub action: &'static str,
-    /// The deciding policy.
-    pub policy: Option<String>,
+    /// The deciding policy (index into the runtime's policies).
+    pub policy: Option<usize>,
     /// The phase it decided in.
     pub phase: Option<Phase>,
     /// The answer came from the cache.
     pub cached: bool,
-    /// Device and user of the client.
-    pub device: Option<String>,
-    /// The user's e-mail.
-    pub user: Option<String>,
+    /// The client's device and user, if known (shared, not copied: only the query log
+    /// reads them).
+    pub identity: Option<Arc<Identity>>,
 }
 
 /// The normalised form of a query name: lowercase, no trailing dot (root is "").
@@ -127,8 +127,7 @@ impl Shared {
             policy: None,
             phase: None,
             cached: false,
-            device: None,
-            user: None,
+            identity: None,
         };
         // (The ACL ran in `handle_request`, before this.)
         // A filtering forwarder speaks for the IN class only, and is no zone-transfer
@@ -141,10 +140,7 @@ impl Shared {
         // 2. Facts.
         let fqdn = fqdn_of(&q.name);
         let identity = rt.directory.identity_for_ip(src);
-        if let Some(id) = identity {
-            out.device = Some(id.device_id.clone());
-            out.user = (!id.email.is_empty()).then(|| id.email.clone());
-        }
+        out.identity = identity.cloned();
         let (content, security) = rt.policies.categorize(&fqdn);
         let src_geo = match (&rt.geoip, rt.policies.needs_src_geo) {
             (Some(g), true) => g.lookup(src),
@@ -217,7 +213,7 @@ impl Shared {
         let p = &rt.policies.policies[v.policy];
         p.matches.increment(1);
         out.action = p.action.as_str();
-        out.policy = Some(p.name.clone());
+        out.policy = Some(v.policy);
         out.phase = Some(phase);
     }
 
@@ -331,10 +327,11 @@ impl RequestHandler for Handler {
                         dnssec_ok,
                         checking_disabled: request.metadata.checking_disabled,
                     };
-                    let o = self.shared.process(&rt, request.src().ip(), &q).await;
+                    let mut o = self.shared.process(&rt, request.src().ip(), &q).await;
+                    let policy_name = |i: usize| rt.policies.policies[i].name.as_str();
                     debug!(client = %request.src().ip(), qname = %q.name, qtype = %q.qtype, action = o.action,
-                        policy = o.policy.as_deref().unwrap_or("-"), rcode = %o.reply.rcode, cached = o.cached, "decision");
-                    let r = (o.reply.clone(), o.action);
+                        policy = o.policy.map_or("-", policy_name), rcode = %o.reply.rcode, cached = o.cached, "decision");
+                    let r = (std::mem::take(&mut o.reply), o.action);
                     outcome = Some(o);
                     r
                 }
@@ -405,10 +402,16 @@ impl RequestHandler for Handler {
         ::metrics::histogram!(metrics::QUERY_DURATION_SECONDS).record(elapsed.as_secs_f64());
         if let Some(log) = &self.shared.querylog {
             // Every query is logged, the malformed and refused ones too.
-            let (device, user, policy, phase, cached) = match outcome {
-                Some(o) => (o.device, o.user, o.policy, o.phase, o.cached),
-                None => (None, None, None, None, false),
+            let (identity, policy, phase, cached) = match outcome {
+                Some(o) => (o.identity, o.policy, o.phase, o.cached),
+                None => (None, None, None, false),
             };
+            let device = identity.as_ref().map(|i| i.device_id.clone());
+            let user = identity
+                .as_ref()
+                .filter(|i| !i.email.is_empty())
+                .map(|i| i.email.clone());
+            let policy = policy.map(|i| rt.policies.policies[i].name.clone());
             log.log(Entry {
                 time: Timestamp::now(),
                 client: canonical_ip(request.src().ip()),

@@ -21,10 +21,7 @@ async fn silent_upstream_gives_servfail_with_ede_22_within_the_timeout() {
 #[tokio::test]
 async fn unreachable_upstream_gives_servfail_with_ede_23() {
     // A port nobody listens on: the kernel answers "connection refused" at once.
-    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = crate::closed_port();
     let up = crate::upstream::start().await;
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{closed}\"]\ntimeout_ms = 1000\n"
@@ -37,10 +34,7 @@ async fn unreachable_upstream_gives_servfail_with_ede_23() {
 
 #[tokio::test]
 async fn a_second_upstream_answers_when_the_first_is_down() {
-    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = crate::closed_port();
     let up = crate::upstream::start().await;
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{closed}\", \"udp://{}\"]\ntimeout_ms = 1000\n",

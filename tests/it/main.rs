@@ -40,6 +40,14 @@ impl Gate {
     }
 }
 
+/// A loopback UDP port nobody listens on: the kernel answers "connection refused" at once.
+pub fn closed_port() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// Writes `files` (name, contents) into `dir`.
 pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     for (name, text) in files {

@@ -25,10 +25,7 @@ fn value(text: &str, series: &str) -> Option<f64> {
 async fn cache_hits_upstream_errors_list_entries_and_stale_answers_are_counted() {
     let up = upstream::start().await;
     // A port nobody listens on: every attempt there fails at once (ICMP port unreachable).
-    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = crate::closed_port();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     write_files(

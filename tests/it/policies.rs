@@ -559,10 +559,7 @@ async fn negative_block_answers_carry_an_soa_with_the_block_ttl() {
 async fn override_host_targets_resolve_through_the_querys_resolve_upstreams() {
     // The default upstream is dead; a resolve policy sends *.test to a live one. An override
     // from old.test to www.test must reach www.test through that same live upstream.
-    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = crate::closed_port();
     let up = crate::upstream::start().await;
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"udp://{dead}\"]\ntimeout_ms = 500\n\
