@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dnsgate::geoip::GeoInfo;
 use dnsgate::policy::expr::{self, CompileEnv, Limits};
-use dnsgate::policy::fields::{Phase, QueryFacts};
+use dnsgate::policy::fields::{ListMemo, Phase, QueryFacts};
 use dnsgate::runtime::Runtime;
 
 fn name(i: usize) -> String {
@@ -110,7 +110,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let fqdn = &queries[i % queries.len()];
             i += 1;
-            let (content, security) = rt.policies.categorize(fqdn);
+            let memo = ListMemo::default();
+            let (content, security) = rt.policies.categorize(fqdn, &memo);
             let facts = QueryFacts {
                 fqdn,
                 rtype: "A",
@@ -121,6 +122,7 @@ fn bench(c: &mut Criterion) {
                 security_categories: security.as_slice(),
                 src_geo: GeoInfo::default(),
                 post: None,
+            memo: &memo,
             };
             black_box(rt.policies.run(Phase::Pre, &facts, now, &mut ()))
         })

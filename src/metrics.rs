@@ -128,3 +128,65 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
+
+/// Every `action` label of [`QUERIES_TOTAL`].
+pub const ACTIONS: [&str; 8] = [
+    "allow",
+    "block",
+    "override",
+    "safesearch",
+    "ytrestricted",
+    "resolve",
+    "refused",
+    "error",
+];
+
+/// Every `rcode` label of [`RESPONSES_TOTAL`].
+pub const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
+];
+
+/// The per-query series, registered once: a `counter!` with labels hashes its key and
+/// searches the registry on every call, which the UDP fast path cannot afford.
+#[derive(Debug)]
+pub struct Hot {
+    udp_queries: [metrics::Counter; ACTIONS.len()],
+    responses: [metrics::Counter; RCODES.len()],
+    duration: metrics::Histogram,
+    cache_hits: metrics::Counter,
+}
+
+impl Hot {
+    /// Registers the series with the installed recorder (none installed: no-ops).
+    pub fn new() -> Self {
+        Self {
+            udp_queries: ACTIONS
+                .map(|action| metrics::counter!(QUERIES_TOTAL, "protocol" => "udp", "action" => action)),
+            responses: RCODES.map(|rcode| metrics::counter!(RESPONSES_TOTAL, "rcode" => rcode)),
+            duration: metrics::histogram!(QUERY_DURATION_SECONDS),
+            cache_hits: metrics::counter!(CACHE_HITS_TOTAL),
+        }
+    }
+
+    /// Counts one UDP query answered with `action` and `rcode` (labels as above).
+    pub fn answered(&self, action: &str, rcode: &str, elapsed: std::time::Duration) {
+        if let Some(c) = ACTIONS.iter().position(|a| *a == action) {
+            self.udp_queries[c].increment(1);
+        }
+        if let Some(c) = RCODES.iter().position(|r| *r == rcode) {
+            self.responses[c].increment(1);
+        }
+        self.duration.record(elapsed.as_secs_f64());
+    }
+
+    /// Counts a cache hit.
+    pub fn cache_hit(&self) {
+        self.cache_hits.increment(1);
+    }
+}
+
+impl Default for Hot {
+    fn default() -> Self {
+        Self::new()
+    }
+}

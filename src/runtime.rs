@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tracing::info;
 
+use crate::server::packet::ClientClass;
 use crate::config::{self, LoadedConfig};
 use crate::diag::Diagnostic;
 use crate::geoip::GeoIp;
@@ -71,7 +72,13 @@ pub struct Runtime {
     pub upstreams: Vec<Arc<Forwarder>>,
     /// Start-time settings.
     pub settings: Settings,
+    /// Unique per built runtime: what the packet cache stored under another generation
+    /// was decided by another configuration.
+    pub generation: u64,
 }
+
+/// Hands out [`Runtime::generation`]s.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn parse_addr(
     file: &config::SourceFile,
@@ -224,6 +231,7 @@ impl Runtime {
             .map(|specs| Arc::new(Forwarder::new(specs, timeout)))
             .collect();
         Ok(Self {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             policies,
             lists,
             list_info,
@@ -251,6 +259,27 @@ impl Runtime {
             if let Some(same) = old.upstreams.iter().find(|o| o.same_config(f)) {
                 *f = same.clone();
             }
+        }
+    }
+
+    /// How far the policies tell `ip` (canonical) apart from other clients: the part of
+    /// the packet cache's key that stands for the client.
+    pub fn client_class(&self, ip: IpAddr) -> ClientClass {
+        let p = &self.policies;
+        if p.policies.is_empty() {
+            ClientClass::Anyone
+        } else if p.needs_src_ip || p.needs_src_geo {
+            ClientClass::Ip(ip)
+        } else {
+            let identity = self
+                .directory
+                .identity_for_ip(ip)
+                .map_or(0, |i| Arc::as_ptr(i) as usize);
+            let location = self
+                .directory
+                .location_for_ip(ip)
+                .map_or(0, |l| l.as_ptr() as usize);
+            ClientClass::Identity(identity, location)
         }
     }
 

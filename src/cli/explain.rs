@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{emit, load_or_report};
 use crate::geoip::GeoInfo;
-use crate::policy::fields::{Phase, PostFacts, QueryFacts};
+use crate::policy::fields::{ListMemo, Phase, PostFacts, QueryFacts};
 use crate::policy::{Decision, Flow, Step};
 use crate::resolve::{Cache, Question};
 use crate::runtime::{Runtime, canonical_ip};
@@ -74,7 +74,8 @@ pub(super) async fn explain(
         Some(t) => rt.directory.identity_for_token(t),
         None => rt.directory.identity_for_ip(client),
     };
-    let (content, security) = rt.policies.categorize(&fqdn);
+    let memo = ListMemo::default();
+    let (content, security) = rt.policies.categorize(&fqdn, &memo);
     let src_geo = rt
         .geoip
         .as_ref()
@@ -89,6 +90,7 @@ pub(super) async fn explain(
         security_categories: security.as_slice(),
         src_geo,
         post: None,
+            memo: &memo,
     };
     let now = Timestamp::now();
     let mut steps: Vec<(usize, Step, Phase)> = Vec::new();

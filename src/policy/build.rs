@@ -100,6 +100,8 @@ pub fn build(
         .policies
         .iter()
         .any(|p| uses(p, Field::SrcGeoCountry) || uses(p, Field::SrcGeoContinent));
+    set.needs_src_ip = set.policies.iter().any(|p| uses(p, Field::SrcIp));
+    set.has_schedules = set.policies.iter().any(|p| p.schedule.is_some());
     set.needs_dst_geo = set
         .policies
         .iter()

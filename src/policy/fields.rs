@@ -5,9 +5,11 @@
 //! evaluator compares bytes.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering::Relaxed};
 
 use crate::geoip::GeoInfo;
 use crate::identity::Identity;
+use crate::lists::DomainList;
 
 /// `dns.fqdn`
 pub const DNS_FQDN: &str = "dns.fqdn";
@@ -318,6 +320,56 @@ pub struct QueryFacts<'a> {
     pub src_geo: GeoInfo,
     /// Post-resolution facts; `None` during the pre-resolution phase.
     pub post: Option<&'a PostFacts>,
+    /// Domain-list answers for `fqdn`, shared by every policy and category of this query.
+    pub memo: &'a ListMemo,
+}
+
+/// The answers of domain-list lookups for one name, so that ten policies naming `$ads`
+/// (and the `ads` category) look the name up once. Lists are told apart by address;
+/// beyond [`ListMemo::SLOTS`] distinct lists a lookup is simply not remembered.
+///
+/// A memo belongs to one name: build a fresh one for each query. (Atomics only so that a
+/// query's facts may cross an `.await`; a memo is never shared between threads.)
+#[derive(Debug, Default)]
+pub struct ListMemo {
+    /// The name remembered for (address and length): another name starts afresh.
+    name: [AtomicUsize; 2],
+    lists: [AtomicUsize; Self::SLOTS],
+    hits: AtomicU16,
+}
+
+impl ListMemo {
+    /// Distinct lists remembered.
+    pub const SLOTS: usize = 16;
+
+    /// `list.matches_suffix(fqdn)`, looked up at most once per list.
+    pub fn matches(&self, list: &DomainList, fqdn: &str) -> bool {
+        let key = std::ptr::from_ref(list) as usize;
+        let name = [fqdn.as_ptr() as usize, fqdn.len()];
+        if self.name[0].load(Relaxed) != name[0] || self.name[1].load(Relaxed) != name[1] {
+            self.name[0].store(name[0], Relaxed);
+            self.name[1].store(name[1], Relaxed);
+            for slot in &self.lists {
+                slot.store(0, Relaxed);
+            }
+            self.hits.store(0, Relaxed);
+        }
+        for (i, slot) in self.lists.iter().enumerate() {
+            match slot.load(Relaxed) {
+                k if k == key => return self.hits.load(Relaxed) & (1 << i) != 0,
+                0 => {
+                    let hit = list.matches_suffix(fqdn);
+                    slot.store(key, Relaxed);
+                    if hit {
+                        self.hits.store(self.hits.load(Relaxed) | 1 << i, Relaxed);
+                    }
+                    return hit;
+                }
+                _ => {}
+            }
+        }
+        list.matches_suffix(fqdn)
+    }
 }
 
 /// Iterates over a name and its parents: `a.b.com`, `b.com`, `com` (`dns.domains`).

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use crate::answer;
 use crate::lists::List;
 use expr::Expr;
-use fields::{Phase, QueryFacts};
+use fields::{ListMemo, Phase, QueryFacts};
 use schedule::Schedule;
 
 pub use build::{BuildEnv, build};
@@ -314,6 +314,11 @@ pub struct PolicySet {
     pub needs_categories: bool,
     /// Whether any policy looks at the client's GeoIP.
     pub needs_src_geo: bool,
+    /// Whether any policy reads `dns.src_ip`.
+    pub needs_src_ip: bool,
+    /// Whether any policy has a schedule (its verdicts may change from one minute to
+    /// the next).
+    pub has_schedules: bool,
     /// Whether any policy looks at the resolved addresses' GeoIP.
     pub needs_dst_geo: bool,
 }
@@ -325,14 +330,14 @@ impl PolicySet {
     }
 
     /// The content and security categories of a name (it or a parent is in a category list).
-    pub fn categorize(&self, fqdn: &str) -> (IdBuf, IdBuf) {
+    pub fn categorize(&self, fqdn: &str, memo: &ListMemo) -> (IdBuf, IdBuf) {
         let (mut content, mut security) = (IdBuf::default(), IdBuf::default());
         if !self.needs_categories {
             return (content, security);
         }
         for cat in &self.categories {
             let hit = cat.lists.iter().any(|l| match &**l {
-                List::Domain(d) => d.matches_suffix(fqdn),
+                List::Domain(d) => memo.matches(d, fqdn),
                 _ => false,
             });
             if hit {

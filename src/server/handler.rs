@@ -24,11 +24,12 @@ use jiff::Timestamp;
 use tracing::debug;
 
 use super::Shared;
-use crate::answer::{self, EDE_PROHIBITED, Reply};
+use super::packet::Meta;
+use crate::answer::{self, EDE_PROHIBITED, EDE_STALE, Reply};
 use crate::geoip::GeoInfo;
 use crate::identity::Identity;
 use crate::metrics;
-use crate::policy::fields::{Phase, PostFacts, QueryFacts};
+use crate::policy::fields::{ListMemo, Phase, PostFacts, QueryFacts};
 use crate::policy::{Decision, Flow, Verdict};
 use crate::querylog::Entry;
 use crate::resolve::forward::EDNS_PAYLOAD;
@@ -141,7 +142,8 @@ impl Shared {
         let fqdn = fqdn_of(&q.name);
         let identity = rt.directory.identity_for_ip(src);
         out.identity = identity.cloned();
-        let (content, security) = rt.policies.categorize(&fqdn);
+        let memo = ListMemo::default();
+        let (content, security) = rt.policies.categorize(&fqdn, &memo);
         let src_geo = match (&rt.geoip, rt.policies.needs_src_geo) {
             (Some(g), true) => g.lookup(src),
             _ => GeoInfo::default(),
@@ -164,6 +166,7 @@ impl Shared {
             security_categories: security.as_slice(),
             src_geo,
             post: None,
+            memo: &memo,
         };
         let now = Timestamp::now();
 
@@ -288,13 +291,38 @@ fn ede_option(code: u16, text: &str) -> EdnsOption {
     EdnsOption::Unknown(u16::from(EdnsCode::Unknown(15)), data)
 }
 
+/// What [`Handler::serve`] answered, for the packet cache.
+#[derive(Debug)]
+pub struct Served {
+    /// The response's header.
+    pub info: ResponseInfo,
+    /// The configuration generation that decided.
+    pub generation: u64,
+    /// What decided, if the query went through the pipeline (`None`: refused by the ACL,
+    /// or malformed).
+    pub meta: Option<Meta>,
+    /// The answer is stale or was truncated: not one to repeat.
+    pub transient: bool,
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
+        self.serve(request, response_handle).await.info
+    }
+}
+
+impl Handler {
+    /// Answers one request through `response_handle`.
+    pub async fn serve<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> Served {
         let start = Instant::now();
         let rt = self.shared.runtime.load_full();
         let protocol = match request.protocol() {
@@ -400,6 +428,14 @@ impl RequestHandler for Handler {
         ::metrics::counter!(metrics::RESPONSES_TOTAL, "rcode" => rcode_label(reply.rcode))
             .increment(1);
         ::metrics::histogram!(metrics::QUERY_DURATION_SECONDS).record(elapsed.as_secs_f64());
+        let meta = outcome.as_ref().map(|o| Meta {
+            action,
+            policy: o.policy,
+            phase: o.phase,
+            rcode: reply.rcode,
+            resolved: matches!(action, "allow" | "resolve"),
+        });
+        let transient = truncated || reply.ede.as_ref().is_some_and(|(c, _)| *c == EDE_STALE);
         if let Some(log) = &self.shared.querylog {
             // Every query is logged, the malformed and refused ones too.
             let (identity, policy, phase, cached) = match outcome {
@@ -427,7 +463,12 @@ impl RequestHandler for Handler {
                 cached,
             });
         }
-        info
+        Served {
+            info,
+            generation: rt.generation,
+            meta,
+            transient,
+        }
     }
 }
 

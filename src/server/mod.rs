@@ -1,10 +1,13 @@
 //! Listeners and the shared serving state.
 //!
-//! hickory-server owns the sockets (UDP: a task per datagram; TCP: a task per connection);
-//! our [`handler::Handler`] answers. The loaded configuration sits in an `ArcSwap`, so a
+//! UDP is ours ([`udp`]: a socket per worker, a packet-cache fast path); hickory-server
+//! owns TCP (a task per connection). [`handler::Handler`] answers both. The loaded configuration sits in an `ArcSwap`, so a
 //! reload swaps it whole between two queries and no query is dropped (SPEC §7).
 
 pub mod handler;
+pub mod packet;
+mod udp;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use crate::diag::Diagnostic;
 use crate::metrics;
 use crate::querylog::QueryLog;
 use crate::resolve::Cache;
+use packet::PacketCache;
 use crate::runtime::Runtime;
 
 /// State shared by every query and by reloads.
@@ -30,6 +34,11 @@ pub struct Shared {
     pub cache: Cache,
     /// The query log.
     pub querylog: Option<QueryLog>,
+    /// Finished UDP responses (kept across reloads; entries of an older configuration
+    /// are never served).
+    pub packets: PacketCache,
+    /// The per-query metric series.
+    pub hot: metrics::Hot,
     /// The configuration file reloads read.
     pub config_path: PathBuf,
 }
@@ -41,11 +50,15 @@ pub struct Running {
     /// The bound DNS addresses (UDP and TCP on each).
     pub addrs: Vec<SocketAddr>,
     server: Server<handler::Handler>,
+    udp: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting and waits for in-flight queries.
     pub async fn shutdown(mut self) {
+        for t in &self.udp {
+            t.abort();
+        }
         if let Err(e) = self.server.shutdown_gracefully().await {
             warn!(error = %e, "shutdown");
         }
@@ -59,13 +72,16 @@ impl Running {
     }
 }
 
-/// Binds UDP and TCP on one address. With port 0 the TCP listener takes the port the
-/// kernel gave the UDP socket, so both protocols share it.
-async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+/// Binds UDP (`workers` sockets) and TCP on one address. With port 0 the TCP listener
+/// takes the port the kernel gave the UDP sockets, so both protocols share it.
+async fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(Vec<UdpSocket>, TcpListener)> {
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr).await?;
-        let bound = udp.local_addr()?;
+        let udp = udp::bind(addr, workers)?;
+        let bound = udp[0].local_addr()?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 => last = Some(e),
@@ -91,13 +107,19 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
     let shared = Arc::new(Shared {
         runtime: ArcSwap::from_pointee(rt),
         cache: Cache::new(settings.cache_size, settings.serve_stale),
+        packets: PacketCache::new(settings.cache_size),
+        hot: metrics::Hot::new(),
         querylog,
         config_path: config_path.to_path_buf(),
     });
-    let mut server = Server::new(handler::Handler::new(shared.clone()));
+    let handler = handler::Handler::new(shared.clone());
+    let mut server = Server::new(handler.clone());
+    // As many UDP sockets per address as threads may run (the CPUs this process may use).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut addrs = Vec::new();
+    let mut udp_tasks = Vec::new();
     for addr in &settings.listen {
-        let (udp, tcp) = match bind_pair(*addr).await {
+        let (udp, tcp) = match bind_pair(*addr, workers).await {
             Ok(pair) => pair,
             // A host without IPv6 (a container, a kernel booted with ipv6.disable) cannot
             // bind [::1]; the default and example listen there too, so that alone is not
@@ -118,8 +140,8 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
                 ));
             }
         };
-        let bound = udp.local_addr()?;
-        server.register_socket(udp);
+        let bound = udp[0].local_addr()?;
+        udp_tasks.extend(udp::spawn(&shared, &handler, udp));
         // Responses queued per connection: hickory answers one TCP query at a time.
         server.register_listener(tcp, settings.tcp_idle, 32);
         info!(addr = %bound, "listening");
@@ -129,6 +151,7 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         shared,
         addrs,
         server,
+        udp: udp_tasks,
     })
 }
 

@@ -239,7 +239,7 @@ impl Node {
                 }
             }
             Self::DomainsInList(list) => {
-                matches!(&**list, List::Domain(d) if d.matches_suffix(f.fqdn))
+                matches!(&**list, List::Domain(d) if f.memo.matches(d, f.fqdn))
             }
         }
     }

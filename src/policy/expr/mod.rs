@@ -335,6 +335,7 @@ mod fixtures {
             security_categories: &[80],
             src_geo: geo("PT", "EU"),
             post,
+            memo: Box::leak(Box::default()),
         }
     }
 }

@@ -1,0 +1,292 @@
+//! UDP serving: one `SO_REUSEPORT` socket per worker thread on each address, each read by
+//! its own task (Unbound's and dnsdist's layout: the kernel spreads clients over sockets).
+//!
+//! A datagram first tries the fast path, synchronously, in the receiving task: read the
+//! question from the bytes ([`wire::Query`]), check the ACL, and replay a response from
+//! the [`PacketCache`] — no decoding, no allocation, no task. Everything else — a miss,
+//! anything unusual, anything malformed — takes the full path in a task of its own:
+//! hickory's decoder and our [`Handler`], whose response is then remembered for next time.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Header, MessageType, ResponseCode};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use socket2::{Domain, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::Shared;
+use super::handler::{Handler, fqdn_of};
+use super::packet::{Key, Meta};
+use super::wire::{QNAME_AT, Query};
+use crate::querylog::Entry;
+use crate::runtime::canonical_ip;
+
+/// Largest datagram read; anything longer is cut and then fails to parse.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Binds `n` sockets sharing `addr` (with port 0, the port the first one got).
+pub(super) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>> {
+    let mut sockets: Vec<UdpSocket> = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+        if addr.is_ipv6() {
+            // `[::]` means IPv6 only, so that `0.0.0.0` may be listed beside it.
+            s.set_only_v6(true)?;
+        }
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        let udp = UdpSocket::from_std(s.into())?;
+        addr = udp.local_addr()?;
+        sockets.push(udp);
+    }
+    Ok(sockets)
+}
+
+/// Starts a task reading each socket.
+pub(super) fn spawn(
+    shared: &Arc<Shared>,
+    handler: &Handler,
+    sockets: Vec<UdpSocket>,
+) -> Vec<JoinHandle<()>> {
+    sockets
+        .into_iter()
+        .map(|s| {
+            let (shared, handler) = (shared.clone(), handler.clone());
+            tokio::spawn(async move { read_loop(shared, handler, Arc::new(s)).await })
+        })
+        .collect()
+}
+
+async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut out = Vec::with_capacity(1232);
+    loop {
+        let (n, src) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            // ICMP errors of earlier sends (ECONNREFUSED) and the like: not ours to end on.
+            Err(e) => {
+                debug!(error = %e, "udp receive");
+                continue;
+            }
+        };
+        let packet = &buf[..n];
+        let start = Instant::now();
+        let mut key = None;
+        if fast(&shared, packet, src, start, &mut out, &mut key) {
+            if let Err(e) = sock.send_to(&out, src).await {
+                debug!(error = %e, %src, "udp send");
+            }
+        } else {
+            let (shared, handler, sock) = (shared.clone(), handler.clone(), sock.clone());
+            let packet = packet.to_vec();
+            tokio::spawn(async move { full(shared, handler, sock, packet, src, key).await });
+        }
+    }
+}
+
+/// Answers from the packet cache into `out` (true), or sets `miss` to the key to remember
+/// the full path's answer under (left `None`: not one for the cache).
+fn fast(
+    shared: &Shared,
+    packet: &[u8],
+    src: SocketAddr,
+    start: Instant,
+    out: &mut Vec<u8>,
+    miss: &mut Option<Key>,
+) -> bool {
+    let Some(q) = Query::parse(packet) else {
+        return false;
+    };
+    let rt = shared.runtime.load();
+    let client = canonical_ip(src.ip());
+    // Outsiders and zone transfers get their REFUSED on the full path.
+    if !rt.is_allowed(client) || matches!(q.qtype, 251 | 252) {
+        return false;
+    }
+    let Some(key) = Key::new(packet, &q, rt.client_class(client)) else {
+        return false;
+    };
+    let Some(meta) = shared
+        .packets
+        .answer(&key, packet, &q, rt.generation, start, out)
+    else {
+        *miss = Some(key);
+        return false;
+    };
+    let hot = &shared.hot;
+    if meta.resolved {
+        hot.cache_hit();
+    }
+    if let Some(p) = meta.policy.and_then(|i| rt.policies.policies.get(i)) {
+        p.matches.increment(1);
+    }
+    hot.answered(meta.action, super::handler::rcode_label(meta.rcode), start.elapsed());
+    if let Some(log) = &shared.querylog {
+        log_hit(log, &rt, packet, &q, client, meta, start);
+    }
+    true
+}
+
+fn log_hit(
+    log: &crate::querylog::QueryLog,
+    rt: &crate::runtime::Runtime,
+    packet: &[u8],
+    q: &Query,
+    client: std::net::IpAddr,
+    meta: Meta,
+    start: Instant,
+) {
+    let identity = rt.directory.identity_for_ip(client);
+    let name = packet
+        .get(QNAME_AT..)
+        .and_then(|b| hickory_proto::rr::Name::read(&mut BinDecoder::new(b)).ok())
+        .map(|n| fqdn_of(&n))
+        .unwrap_or_default();
+    log.log(Entry {
+        time: jiff::Timestamp::now(),
+        client,
+        device: identity.map(|i| i.device_id.clone()),
+        user: identity.filter(|i| !i.email.is_empty()).map(|i| i.email.clone()),
+        name,
+        qtype: Some(q.qtype.into()),
+        action: meta.action,
+        policy: meta.policy.map(|i| rt.policies.policies[i].name.clone()),
+        phase: meta.phase,
+        rcode: meta.rcode,
+        latency: start.elapsed(),
+        cached: meta.resolved,
+    });
+}
+
+/// The full path for one datagram; its answer goes into the packet cache under `key`.
+async fn full(
+    shared: Arc<Shared>,
+    handler: Handler,
+    sock: Arc<UdpSocket>,
+    packet: Vec<u8>,
+    src: SocketAddr,
+    key: Option<Key>,
+) {
+    let request = match Request::from_bytes(packet.clone(), src, Protocol::Udp) {
+        Ok(r) => r,
+        Err(e) => {
+            formerr(&shared, &sock, &packet, src, &e.to_string()).await;
+            return;
+        }
+    };
+    // Never answer an answer (reflection loops).
+    if request.metadata.message_type == MessageType::Response {
+        return;
+    }
+    let sent = Arc::new(Mutex::new(None));
+    let capture = Capture {
+        sock,
+        dst: src,
+        sent: key.is_some().then(|| sent.clone()),
+    };
+    let served = handler.serve(&request, capture).await;
+    let (Some(key), Some(meta), false) = (key, served.meta, served.transient) else {
+        return;
+    };
+    let Some(bytes) = sent.lock().ok().and_then(|mut s| s.take()) else {
+        return;
+    };
+    let rt = shared.runtime.load();
+    if rt.generation != served.generation {
+        return;
+    }
+    let now = Instant::now();
+    let max_age = if rt.policies.has_schedules {
+        until_next_minute()
+    } else {
+        Duration::MAX
+    };
+    shared
+        .packets
+        .insert(&key, &bytes, meta, served.generation, now, max_age);
+}
+
+/// Time left in the current minute: schedules change their verdicts on minute boundaries.
+fn until_next_minute() -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(60 - now.as_secs() % 60).saturating_sub(Duration::from_nanos(
+        u64::from(now.subsec_nanos()),
+    ))
+}
+
+/// Answers a datagram hickory cannot decode with FORMERR, if it has a query's header and
+/// comes from a client we serve; anything else is dropped unanswered.
+async fn formerr(shared: &Shared, sock: &UdpSocket, packet: &[u8], src: SocketAddr, why: &str) {
+    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
+        return;
+    };
+    let rt = shared.runtime.load();
+    if header.metadata.message_type == MessageType::Response
+        || !rt.is_allowed(canonical_ip(src.ip()))
+    {
+        return;
+    }
+    debug!(%src, error = why, "malformed query");
+    let mut md = hickory_proto::op::Metadata::response_from_request(&header.metadata);
+    md.response_code = ResponseCode::FormErr;
+    let reply = Header {
+        metadata: md,
+        counts: Default::default(),
+    };
+    if let Ok(bytes) = reply.to_bytes() {
+        let _ = sock.send_to(&bytes, src).await;
+    }
+    ::metrics::counter!(crate::metrics::QUERIES_TOTAL, "protocol" => "udp", "action" => "error")
+        .increment(1);
+    ::metrics::counter!(crate::metrics::RESPONSES_TOTAL, "rcode" => "FORMERR").increment(1);
+}
+
+/// Sends a response on our socket, keeping a copy of the bytes for the packet cache.
+#[derive(Clone)]
+struct Capture {
+    sock: Arc<UdpSocket>,
+    dst: SocketAddr,
+    sent: Option<Arc<Mutex<Option<Vec<u8>>>>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let limit = response.edns().map_or(512, |e| e.max_payload());
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(limit);
+        let info = response
+            .destructive_emit(&mut encoder)
+            .map_err(|e| NetError::from(e.to_string()))?;
+        self.sock.send_to(&bytes, self.dst).await?;
+        if let Some(slot) = &self.sent {
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(bytes);
+            }
+        }
+        Ok(info)
+    }
+}

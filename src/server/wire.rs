@@ -1,0 +1,264 @@
+//! Just enough of the DNS wire format for the UDP fast path: reading the one question
+//! (and OPT) of an ordinary query straight from the datagram, and finding the TTL fields
+//! of an encoded response so a cached copy can be aged in place (RFC 1035 §4.1).
+//!
+//! Anything unusual is not handled here: [`Query::parse`] says `None` and the query takes
+//! the full path through hickory's decoder, which answers FORMERR, BADVERS and the rest.
+
+/// The parts of an ordinary query the fast path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    /// Message id.
+    pub id: u16,
+    /// Recursion desired.
+    pub rd: bool,
+    /// Authentic data (RFC 6840 §5.7: AD in a query asks for AD in the answer).
+    pub ad: bool,
+    /// Checking disabled.
+    pub cd: bool,
+    /// Length of the question name on the wire (uncompressed, 1..=255).
+    pub name_len: usize,
+    /// Question type.
+    pub qtype: u16,
+    /// The OPT record, if any: (UDP payload size, DO bit).
+    pub edns: Option<(u16, bool)>,
+}
+
+/// Where the question name starts.
+pub const QNAME_AT: usize = 12;
+/// `QCLASS` IN.
+const CLASS_IN: u16 = 1;
+/// `TYPE` OPT.
+const TYPE_OPT: u16 = 41;
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+impl Query {
+    /// Reads a standard query with one IN question, no answer or authority records and
+    /// at most an EDNS(0) OPT record; anything else is `None`.
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let (flags0, flags1) = (*b.get(2)?, *b.get(3)?);
+        // QR = 0, OPCODE = 0 (QUERY); AA/TC are meaningless in a query: leave those to the
+        // full path too.
+        if flags0 & 0b1111_1110 != 0 {
+            return None;
+        }
+        let counts = (u16_at(b, 4)?, u16_at(b, 6)?, u16_at(b, 8)?, u16_at(b, 10)?);
+        if !matches!(counts, (1, 0, 0, 0 | 1)) {
+            return None;
+        }
+        let mut at = QNAME_AT;
+        loop {
+            let len = usize::from(*b.get(at)?);
+            if len == 0 {
+                at += 1;
+                break;
+            }
+            // Compression pointers (and the reserved label types) in a question: full path.
+            if len > 63 {
+                return None;
+            }
+            at += 1 + len;
+        }
+        let name_len = at - QNAME_AT;
+        if name_len > 255 {
+            return None;
+        }
+        let qtype = u16_at(b, at)?;
+        if u16_at(b, at + 2)? != CLASS_IN {
+            return None;
+        }
+        at += 4;
+        let edns = if counts.3 == 1 {
+            // Root owner, TYPE OPT, CLASS = payload, TTL = ext-rcode, version, flags.
+            if *b.get(at)? != 0 || u16_at(b, at + 1)? != TYPE_OPT {
+                return None;
+            }
+            let payload = u16_at(b, at + 3)?;
+            let (ext_rcode, version) = (*b.get(at + 5)?, *b.get(at + 6)?);
+            if ext_rcode != 0 || version != 0 {
+                return None;
+            }
+            let dnssec_ok = b.get(at + 7)? & 0x80 != 0;
+            let rdlen = usize::from(u16_at(b, at + 9)?);
+            at += 11 + rdlen;
+            Some((payload, dnssec_ok))
+        } else {
+            None
+        };
+        // Trailing bytes (or a short OPT): full path.
+        if at != b.len() {
+            return None;
+        }
+        Some(Self {
+            id: u16_at(b, 0)?,
+            rd: flags0 & 0x01 != 0,
+            ad: flags1 & 0x20 != 0,
+            cd: flags1 & 0x10 != 0,
+            name_len,
+            qtype,
+            edns,
+        })
+    }
+}
+
+/// Skips a (possibly compressed) name; returns the offset after it.
+fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *b.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            1..=63 => at += 1 + usize::from(len),
+            0xc0..=0xff => {
+                b.get(at + 1)?;
+                return Some(at + 2);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The offsets of every TTL field in an encoded response (the OPT record's is no TTL and
+/// is skipped), and the smallest TTL among them. `None` if the message does not parse.
+pub fn ttl_offsets(b: &[u8]) -> Option<(Vec<u16>, Option<u32>)> {
+    let qd = u16_at(b, 4)?;
+    let rrs = u32::from(u16_at(b, 6)?) + u32::from(u16_at(b, 8)?) + u32::from(u16_at(b, 10)?);
+    let mut at = QNAME_AT;
+    for _ in 0..qd {
+        at = skip_name(b, at)? + 4;
+    }
+    let mut offsets = Vec::new();
+    let mut min: Option<u32> = None;
+    for _ in 0..rrs {
+        at = skip_name(b, at)?;
+        let rtype = u16_at(b, at)?;
+        let ttl_at = at + 4;
+        let ttl = u32::from_be_bytes(b.get(ttl_at..ttl_at + 4)?.try_into().ok()?);
+        let rdlen = usize::from(u16_at(b, at + 8)?);
+        if rtype != TYPE_OPT {
+            offsets.push(u16::try_from(ttl_at).ok()?);
+            min = Some(min.map_or(ttl, |m| m.min(ttl)));
+        }
+        at += 10 + rdlen;
+    }
+    (at == b.len()).then_some((offsets, min))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as HQuery};
+    use hickory_proto::rr::rdata::{A, CNAME, SOA};
+    use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn query(name: &str, qtype: RecordType, edns: Option<(u16, bool)>) -> Message {
+        let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.queries
+            .push(HQuery::query(Name::from_str(name).unwrap(), qtype));
+        if let Some((payload, dnssec_ok)) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(payload);
+            e.set_dnssec_ok(dnssec_ok);
+            m.set_edns(e);
+        }
+        m
+    }
+
+    #[test]
+    fn reads_an_ordinary_query() {
+        let m = query("Www.Example.COM.", RecordType::AAAA, Some((1232, true)));
+        let q = Query::parse(&m.to_vec().unwrap()).unwrap();
+        assert_eq!(q.id, 0x1234);
+        assert!(q.rd && !q.cd && !q.ad);
+        assert_eq!(q.name_len, 17);
+        assert_eq!(q.qtype, 28);
+        assert_eq!(q.edns, Some((1232, true)));
+        let plain = Query::parse(&query("a.", RecordType::A, None).to_vec().unwrap()).unwrap();
+        assert_eq!(plain.edns, None);
+        assert_eq!(plain.name_len, 3);
+    }
+
+    #[test]
+    fn leaves_the_unusual_to_the_full_path() {
+        let ok = query("a.example.", RecordType::A, Some((512, false))).to_vec().unwrap();
+        assert!(Query::parse(&ok).is_some());
+        // Truncated anywhere.
+        for n in 0..ok.len() {
+            assert_eq!(Query::parse(&ok[..n]), None, "prefix {n}");
+        }
+        // Trailing garbage.
+        let mut long = ok.clone();
+        long.push(0);
+        assert_eq!(Query::parse(&long), None);
+        // A response, another opcode, two questions, EDNS version 1, CHAOS.
+        let mut resp = ok.clone();
+        resp[2] |= 0x80;
+        assert_eq!(Query::parse(&resp), None);
+        let mut notify = ok.clone();
+        notify[2] |= 4 << 3;
+        assert_eq!(Query::parse(&notify), None);
+        let mut two = query("a.example.", RecordType::A, None);
+        two.queries.push(HQuery::query(Name::from_str("b.").unwrap(), RecordType::A));
+        assert_eq!(Query::parse(&two.to_vec().unwrap()), None);
+        let mut v1 = ok.clone();
+        let opt = v1.len() - 11;
+        v1[opt + 6] = 1;
+        assert_eq!(Query::parse(&v1), None);
+        let mut chaos = query("version.bind.", RecordType::TXT, None);
+        chaos.queries[0].set_query_class(DNSClass::CH);
+        assert_eq!(Query::parse(&chaos.to_vec().unwrap()), None);
+    }
+
+    #[test]
+    fn finds_every_ttl_but_the_opts() {
+        let mut m = query("www.example.com.", RecordType::A, Some((1232, false)));
+        m.metadata.message_type = MessageType::Response;
+        let name = Name::from_str("www.example.com.").unwrap();
+        let target = Name::from_str("cdn.example.net.").unwrap();
+        m.answers.push(Record::from_rdata(name.clone(), 300, RData::CNAME(CNAME(target.clone()))));
+        m.answers.push(Record::from_rdata(target, 60, RData::A(A::new(192, 0, 2, 1))));
+        m.authorities.push(Record::from_rdata(
+            Name::from_str("example.com.").unwrap(),
+            900,
+            RData::SOA(SOA::new(name.clone(), name, 1, 2, 3, 4, 5)),
+        ));
+        let b = m.to_vec().unwrap();
+        let (offsets, min) = ttl_offsets(&b).unwrap();
+        assert_eq!(offsets.len(), 3);
+        assert_eq!(min, Some(60));
+        let ttls: Vec<u32> = offsets
+            .iter()
+            .map(|&o| u32::from_be_bytes(b[usize::from(o)..usize::from(o) + 4].try_into().unwrap()))
+            .collect();
+        assert_eq!(ttls, [300, 60, 900]);
+        assert_eq!(ttl_offsets(&b[..b.len() - 1]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Query::parse(&bytes);
+            let _ = ttl_offsets(&bytes);
+        }
+
+        #[test]
+        fn agrees_with_hickory(labels in proptest::collection::vec("[a-zA-Z0-9]([a-zA-Z0-9-]{0,18}[a-zA-Z0-9])?", 1..6),
+                               qtype in 1u16..300, payload in 0u16..5000, dnssec_ok: bool, with_edns: bool) {
+            let name = format!("{}.", labels.join("."));
+            let edns = with_edns.then_some((payload.max(512), dnssec_ok));
+            let m = query(&name, RecordType::from(qtype), edns);
+            let b = m.to_vec().unwrap();
+            let q = Query::parse(&b).unwrap();
+            prop_assert_eq!(q.name_len, name.len() + 1);
+            prop_assert_eq!(q.qtype, qtype);
+            prop_assert_eq!(q.edns, edns);
+        }
+    }
+}
