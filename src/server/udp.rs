@@ -32,6 +32,9 @@ use crate::runtime::canonical_ip;
 /// Largest datagram read; anything longer is cut and then fails to parse.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// The receive buffer asked for.
+const RECV_BUFFER: usize = 4 << 20;
+
 /// Binds `n` sockets sharing `addr` (with port 0, the port the first one got).
 pub(super) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>> {
     let mut sockets: Vec<UdpSocket> = Vec::with_capacity(n);
@@ -43,6 +46,9 @@ pub(super) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>
             s.set_only_v6(true)?;
         }
         s.set_reuse_port(true)?;
+        // Room for a burst while a worker is busy (a reload, a slow path): what the kernel
+        // allows up to net.core.rmem_max. As Unbound's `so-rcvbuf: 4m`.
+        let _ = s.set_recv_buffer_size(RECV_BUFFER);
         s.set_nonblocking(true)?;
         s.bind(&addr.into())?;
         let udp = UdpSocket::from_std(s.into())?;

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod explain;
 mod expressions;
+mod fastpath;
 mod faults;
 mod metrics;
 mod policies;
