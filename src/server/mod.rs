@@ -4,6 +4,7 @@
 //! owns TCP (a task per connection). [`handler::Handler`] answers both. The loaded configuration sits in an `ArcSwap`, so a
 //! reload swaps it whole between two queries and no query is dropped (SPEC §7).
 
+mod batch;
 pub mod handler;
 pub mod packet;
 mod udp;

@@ -8,6 +8,7 @@
 //! hickory's decoder and our [`Handler`], whose response is then remembered for next time.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,19 +19,18 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use socket2::{Domain, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::Shared;
+use super::batch::{Inbox, Outbox};
 use super::handler::{Handler, fqdn_of};
 use super::packet::{Key, Meta};
 use super::wire::{QNAME_AT, Query};
 use crate::querylog::Entry;
 use crate::runtime::canonical_ip;
-
-/// Largest datagram read; anything longer is cut and then fails to parse.
-const MAX_DATAGRAM: usize = 65_535;
 
 /// The receive buffer asked for.
 const RECV_BUFFER: usize = 4 << 20;
@@ -74,28 +74,58 @@ pub(super) fn spawn(
 }
 
 async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut out = Vec::with_capacity(1232);
+    let fd = sock.as_raw_fd();
+    let (mut inbox, mut outbox) = (Inbox::default(), Outbox::default());
     loop {
-        let (n, src) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            // ICMP errors of earlier sends (ECONNREFUSED) and the like: not ours to end on.
+        let n = match sock.try_io(Interest::READABLE, || inbox.recv(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = sock.readable().await {
+                    debug!(error = %e, "udp readiness");
+                }
+                continue;
+            }
+            // ICMP errors of earlier sends (ECONNREFUSED) and the like: reported once.
             Err(e) => {
                 debug!(error = %e, "udp receive");
                 continue;
             }
         };
-        let packet = &buf[..n];
         let start = Instant::now();
-        let mut key = None;
-        if fast(&shared, packet, src, start, &mut out, &mut key) {
-            if let Err(e) = sock.send_to(&out, src).await {
-                debug!(error = %e, %src, "udp send");
+        for i in 0..n {
+            let Some((packet, src, cut)) = inbox.get(i) else {
+                continue;
+            };
+            let mut key = None;
+            if !cut && fast(&shared, packet, src, start, outbox.next_buffer(), &mut key) {
+                outbox.commit(src);
+            } else {
+                let (shared, handler, sock) = (shared.clone(), handler.clone(), sock.clone());
+                let packet = packet.to_vec();
+                tokio::spawn(async move { full(shared, handler, sock, packet, src, key).await });
             }
-        } else {
-            let (shared, handler, sock) = (shared.clone(), handler.clone(), sock.clone());
-            let packet = packet.to_vec();
-            tokio::spawn(async move { full(shared, handler, sock, packet, src, key).await });
+        }
+        flush(&sock, &mut outbox).await;
+    }
+}
+
+/// Sends every queued reply, waiting for room if the socket has none.
+async fn flush(sock: &UdpSocket, outbox: &mut Outbox) {
+    let fd = sock.as_raw_fd();
+    while outbox.queued() > 0 {
+        match sock.try_io(Interest::WRITABLE, || outbox.send(fd)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if sock.writable().await.is_err() {
+                    outbox.discard(outbox.queued());
+                }
+            }
+            // This reply cannot go (say, to an address the kernel refuses): drop it, send
+            // the others.
+            Err(e) => {
+                debug!(error = %e, "udp send");
+                outbox.discard(1);
+            }
         }
     }
 }
