@@ -379,6 +379,7 @@ def unbound_conf(path, threads, with_list):
         f.write(common % (ub_port, work))
         f.write("""  num-threads: %d
   so-reuseport: yes
+  so-rcvbuf: 4m
   qname-minimisation: no
   do-not-query-localhost: no
   msg-cache-size: 128m
