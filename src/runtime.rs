@@ -15,6 +15,7 @@ use crate::config::{self, LoadedConfig};
 use crate::diag::Diagnostic;
 use crate::geoip::GeoIp;
 use crate::identity::Directory;
+use crate::lists::url::{self, Mode, UrlLists, UrlSpec};
 use crate::lists::{List, ListFormat, ListKind};
 use crate::netmap::{PrefixMap, canonical_net};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
@@ -58,11 +59,11 @@ pub struct Runtime {
     /// List facts, in configuration order.
     pub list_info: Vec<ListInfo>,
     /// Users, devices, locations.
-    pub directory: Directory,
+    pub directory: Arc<Directory>,
     /// GeoIP database.
-    pub geoip: Option<GeoIp>,
+    pub geoip: Option<Arc<GeoIp>>,
     /// Networks allowed to query (longest-prefix map: a probe per prefix length in use).
-    allow: PrefixMap<()>,
+    allow: Arc<PrefixMap<()>>,
     /// Block-page addresses.
     pub block_ips: Vec<IpAddr>,
     /// TTL of synthesized answers.
@@ -71,6 +72,37 @@ pub struct Runtime {
     pub upstreams: Vec<Arc<Forwarder>>,
     /// Start-time settings.
     pub settings: Settings,
+    /// The URL lists of this configuration, in configuration order.
+    pub url_specs: Vec<UrlSpec>,
+    /// The process's URL list copies (shared by every runtime it builds), so a reload
+    /// takes the copies it has instead of fetching them again.
+    pub url_lists: Arc<UrlLists>,
+    /// The configuration this was built from, to recompile policies when a URL list is
+    /// swapped (see [`Runtime::with_list`]).
+    config: Arc<LoadedConfig>,
+    /// The policy build settings derived from it.
+    flags: PolicyFlags,
+}
+
+/// What policy compilation needs besides the lists (see [`BuildEnv`]).
+#[derive(Debug, Clone, Copy)]
+struct PolicyFlags {
+    has_geoip: bool,
+    match_extended_emails: bool,
+    default_block_mode: BlockMode,
+    has_block_ips: bool,
+}
+
+impl PolicyFlags {
+    fn env<'a>(&self, lists: &'a HashMap<String, Arc<List>>) -> BuildEnv<'a> {
+        BuildEnv {
+            lists,
+            has_geoip: self.has_geoip,
+            match_extended_emails: self.match_extended_emails,
+            default_block_mode: self.default_block_mode,
+            has_block_ips: self.has_block_ips,
+        }
+    }
 }
 
 fn parse_addr(
@@ -91,13 +123,25 @@ fn parse_addr(
 
 impl Runtime {
     /// Loads a configuration file and everything it names. Reports every problem.
+    ///
+    /// URL lists come from their copies on disk, or are fetched if they have none; nothing
+    /// is written (this is what `check` and `explain` do). `run` uses [`Runtime::load_with`].
     pub fn load(path: &Path) -> Result<Self, Vec<Diagnostic>> {
+        Self::load_with(path, &Arc::new(UrlLists::new(Mode::ReadOnly)))
+    }
+
+    /// Loads a configuration, taking URL lists from `url_lists` (memory, then disk, then
+    /// the network; see [`UrlLists::ensure`]). May block while fetching.
+    pub fn load_with(path: &Path, url_lists: &Arc<UrlLists>) -> Result<Self, Vec<Diagnostic>> {
         let cfg = config::load(path)?;
-        Self::build(&cfg)
+        Self::build(Arc::new(cfg), url_lists)
     }
 
     /// Builds the runtime from a read configuration.
-    pub fn build(cfg: &LoadedConfig) -> Result<Self, Vec<Diagnostic>> {
+    pub fn build(
+        cfg: Arc<LoadedConfig>,
+        url_lists: &Arc<UrlLists>,
+    ) -> Result<Self, Vec<Diagnostic>> {
         let main = &cfg.main;
         let mf = cfg.main_file();
         let mut diags = Vec::new();
@@ -200,15 +244,14 @@ impl Runtime {
             }),
         };
 
-        let (lists, list_info) = load_lists(cfg, &mut diags);
-        let env = BuildEnv {
-            lists: &lists,
+        let (lists, list_info, url_specs) = load_lists(&cfg, url_lists, &mut diags);
+        let flags = PolicyFlags {
             has_geoip: main.geoip.is_some(),
             match_extended_emails: main.identity.match_extended_emails,
             default_block_mode,
             has_block_ips: !main.block.ips.is_empty(),
         };
-        let built = policy::build(cfg, &env);
+        let built = policy::build(&cfg, &flags.env(&lists));
         let (policies, groups) = match built {
             Ok(x) => x,
             Err(mut e) => {
@@ -223,24 +266,78 @@ impl Runtime {
             .chain(groups)
             .map(|specs| Arc::new(Forwarder::new(specs, timeout)))
             .collect();
+        let settings = Settings {
+            listen,
+            metrics,
+            querylog,
+            cache_size: main.cache.size,
+            serve_stale: main.cache.serve_stale,
+            tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
+        };
+        let block_ttl = main.block.ttl;
         Ok(Self {
             policies,
             lists,
             list_info,
-            directory,
-            geoip,
-            allow,
+            directory: Arc::new(directory),
+            geoip: geoip.map(Arc::new),
+            allow: Arc::new(allow),
             block_ips,
-            block_ttl: main.block.ttl,
+            block_ttl,
             upstreams,
-            settings: Settings {
-                listen,
-                metrics,
-                querylog,
-                cache_size: main.cache.size,
-                serve_stale: main.cache.serve_stale,
-                tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
-            },
+            settings,
+            url_specs,
+            url_lists: url_lists.clone(),
+            config: cfg,
+            flags,
+        })
+    }
+
+    /// This runtime with list `name` replaced by `list` (a URL list refreshed): policies
+    /// and categories are recompiled against it, everything else is shared as it is (no
+    /// file is read). Compiling costs microseconds a policy.
+    pub fn with_list(
+        &self,
+        name: &str,
+        list: Arc<List>,
+        entries: usize,
+        skipped: usize,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let mut lists = self.lists.clone();
+        lists.insert(name.to_owned(), list);
+        let (policies, _same_groups) = policy::build(&self.config, &self.flags.env(&lists))?;
+        let list_info = self
+            .list_info
+            .iter()
+            .map(|l| {
+                if l.name == name {
+                    ListInfo {
+                        name: l.name.clone(),
+                        entries,
+                        skipped,
+                    }
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        Ok(Self {
+            policies,
+            lists,
+            list_info,
+            directory: self.directory.clone(),
+            geoip: self.geoip.clone(),
+            allow: self.allow.clone(),
+            block_ips: self.block_ips.clone(),
+            block_ttl: self.block_ttl,
+            // The upstream groups come from the same configuration: the same groups, with
+            // what they learned.
+            upstreams: self.upstreams.clone(),
+            settings: self.settings.clone(),
+            url_specs: self.url_specs.clone(),
+            url_lists: self.url_lists.clone(),
+            config: self.config.clone(),
+            flags: self.flags,
         })
     }
 
@@ -283,95 +380,243 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Where a configured list comes from.
+enum Source {
+    /// Read from this file.
+    File(PathBuf),
+    /// Index into the URL specs.
+    Url(usize),
+}
+
+/// One `[[lists]]` entry that passed the checks, before its contents are read.
+struct Pending {
+    name: String,
+    kind: ListKind,
+    format: ListFormat,
+    source: Source,
+    /// The file and span to report a read error at (`path` or `url`).
+    file: usize,
+    span: std::ops::Range<usize>,
+    name_span: std::ops::Range<usize>,
+}
+
 fn load_lists(
     cfg: &LoadedConfig,
+    url_lists: &UrlLists,
     diags: &mut Vec<Diagnostic>,
-) -> (HashMap<String, Arc<List>>, Vec<ListInfo>) {
+) -> (HashMap<String, Arc<List>>, Vec<ListInfo>, Vec<UrlSpec>) {
+    let mut pending = Vec::new();
+    let mut specs = Vec::new();
+    for loc in &cfg.lists {
+        if let Some(p) = check_list(cfg, loc, &mut specs, diags) {
+            pending.push(p);
+        }
+    }
+    // Every URL list at once: fetching the missing ones concurrently bounds the wait by
+    // the slowest source, not the sum.
+    let mut fetched: Vec<Option<Result<url::Loaded, url::Error>>> = if specs.is_empty() {
+        Vec::new()
+    } else {
+        let mf = cfg.main_file();
+        let configured = cfg.main.server.state_dir.as_ref().map(|d| mf.resolve(d.get_ref()));
+        let dir = url::cache_dir(configured.as_deref());
+        url_lists.ensure(&specs, &dir).into_iter().map(Some).collect()
+    };
+
     let mut lists = HashMap::new();
     let mut info = Vec::new();
-    for loc in &cfg.lists {
-        let file = &cfg.files[loc.file];
-        let l = loc.item.get_ref();
-        let name = l.name.get_ref().clone();
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
-            diags.push(file.diag(
-                &l.name.span(),
-                format!("list name `{name}` may hold only letters, digits, `_` and `-`"),
-            ));
-            continue;
-        }
-        let kind = match l.kind.get_ref().as_str() {
-            "domain" => ListKind::Domain,
-            "ip" => ListKind::Ip,
-            "email" => ListKind::Email,
-            "string" => ListKind::String,
-            other => {
-                diags.push(file.diag(
-                    &l.kind.span(),
-                    format!("unknown list type `{other}` (expected domain, ip, email or string)"),
-                ));
-                continue;
+    for p in pending {
+        let file = &cfg.files[p.file];
+        let name = p.name;
+        let (list, entries, skipped) = match p.source {
+            Source::File(path) => {
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        diags.push(file.diag(
+                            &p.span,
+                            format!("list `{name}`: cannot read {}: {e}", path.display()),
+                        ));
+                        continue;
+                    }
+                };
+                let (list, stats) = List::parse(p.kind, p.format, &text);
+                if stats.skipped > 0 {
+                    info!(list = %name, skipped = stats.skipped, first = ?stats.warnings.first(), "list lines skipped");
+                }
+                (Arc::new(list), stats.entries, stats.skipped)
             }
+            Source::Url(i) => match fetched.get_mut(i).and_then(Option::take) {
+                Some(Ok(l)) => (l.list, l.entries, l.skipped),
+                Some(Err(e)) => {
+                    diags.push(file.diag(
+                        &p.span,
+                        format!("list `{name}`: {e}, and there is no saved copy"),
+                    ));
+                    continue;
+                }
+                None => continue,
+            },
         };
-        let format = match l.format.as_ref().map(|f| f.get_ref().as_str()) {
-            None if kind == ListKind::Domain => ListFormat::Domains,
-            None => ListFormat::Plain,
-            Some("domains") => ListFormat::Domains,
-            Some("hosts") => ListFormat::Hosts,
-            Some("adblock") => ListFormat::Adblock,
-            Some("plain") => ListFormat::Plain,
-            Some(other) => {
-                let span = l.format.as_ref().map(|f| f.span()).unwrap_or_default();
-                diags.push(file.diag(
-                    &span,
-                    format!(
-                        "unknown list format `{other}` (expected domains, hosts, adblock or plain)"
-                    ),
-                ));
-                continue;
-            }
-        };
-        let path = match (&l.path, &l.url) {
-            (Some(p), None) => file.resolve(p.get_ref()),
-            (_, Some(u)) => {
-                diags.push(file.diag(
-                    &u.span(),
-                    "url lists are not supported yet: download the list and use `path`",
-                ));
-                continue;
-            }
-            (None, None) => {
-                diags.push(file.diag(&loc.item.span(), format!("list `{name}` needs a `path`")));
-                continue;
-            }
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                let span = l.path.as_ref().map(|p| p.span()).unwrap_or_default();
-                diags.push(file.diag(
-                    &span,
-                    format!("list `{name}`: cannot read {}: {e}", path.display()),
-                ));
-                continue;
-            }
-        };
-        let (list, stats) = List::parse(kind, format, &text);
-        if stats.skipped > 0 {
-            info!(list = %name, skipped = stats.skipped, first = ?stats.warnings.first(), "list lines skipped");
-        }
-        if lists.insert(name.clone(), Arc::new(list)).is_some() {
-            diags.push(file.diag(&l.name.span(), format!("duplicate list name `{name}`")));
+        if lists.insert(name.clone(), list).is_some() {
+            diags.push(file.diag(&p.name_span, format!("duplicate list name `{name}`")));
         }
         info.push(ListInfo {
             name,
-            entries: stats.entries,
-            skipped: stats.skipped,
+            entries,
+            skipped,
         });
     }
-    (lists, info)
+    (lists, info, specs)
+}
+
+/// Checks one `[[lists]]` entry's settings; a URL list adds its spec to `specs`.
+fn check_list(
+    cfg: &LoadedConfig,
+    loc: &config::load::Located<config::ListConfig>,
+    specs: &mut Vec<UrlSpec>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Pending> {
+    let file = &cfg.files[loc.file];
+    let l = loc.item.get_ref();
+    let name = l.name.get_ref().clone();
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid_name {
+        diags.push(file.diag(
+            &l.name.span(),
+            format!("list name `{name}` may hold only letters, digits, `_` and `-`"),
+        ));
+        return None;
+    }
+    let kind = match l.kind.get_ref().as_str() {
+        "domain" => ListKind::Domain,
+        "ip" => ListKind::Ip,
+        "email" => ListKind::Email,
+        "string" => ListKind::String,
+        other => {
+            diags.push(file.diag(
+                &l.kind.span(),
+                format!("unknown list type `{other}` (expected domain, ip, email or string)"),
+            ));
+            return None;
+        }
+    };
+    let format = match l.format.as_ref().map(|f| f.get_ref().as_str()) {
+        None if kind == ListKind::Domain => ListFormat::Domains,
+        None => ListFormat::Plain,
+        Some("domains") => ListFormat::Domains,
+        Some("hosts") => ListFormat::Hosts,
+        Some("adblock") => ListFormat::Adblock,
+        Some("plain") => ListFormat::Plain,
+        Some(other) => {
+            let span = l.format.as_ref().map(|f| f.span()).unwrap_or_default();
+            diags.push(file.diag(
+                &span,
+                format!("unknown list format `{other}` (expected domains, hosts, adblock or plain)"),
+            ));
+            return None;
+        }
+    };
+    let (source, span) = match (&l.path, &l.url) {
+        (Some(p), None) => {
+            for (key, span) in [
+                ("refresh", l.refresh.as_ref().map(|r| r.span())),
+                ("max_size", l.max_size.as_ref().map(|m| m.span())),
+            ] {
+                if let Some(span) = span {
+                    diags.push(file.diag(
+                        &span,
+                        format!("list `{name}`: `{key}` applies to url lists only"),
+                    ));
+                }
+            }
+            (Source::File(file.resolve(p.get_ref())), p.span())
+        }
+        (None, Some(u)) => {
+            let spec = url_spec(file, l, name.clone(), kind, format, diags)?;
+            specs.push(spec);
+            (Source::Url(specs.len() - 1), u.span())
+        }
+        (Some(_), Some(u)) => {
+            diags.push(file.diag(
+                &u.span(),
+                format!("list `{name}` has both `path` and `url`: give one"),
+            ));
+            return None;
+        }
+        (None, None) => {
+            diags.push(file.diag(
+                &loc.item.span(),
+                format!("list `{name}` needs a `path` or a `url`"),
+            ));
+            return None;
+        }
+    };
+    Some(Pending {
+        name,
+        kind,
+        format,
+        source,
+        file: loc.file,
+        span,
+        name_span: l.name.span(),
+    })
+}
+
+/// Checks a URL list's `url`, `refresh` and `max_size`.
+fn url_spec(
+    file: &config::SourceFile,
+    l: &config::ListConfig,
+    name: String,
+    kind: ListKind,
+    format: ListFormat,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<UrlSpec> {
+    let u = l.url.as_ref()?;
+    let before = diags.len();
+    match reqwest::Url::parse(u.get_ref()) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {}
+        Ok(parsed) => diags.push(file.diag(
+            &u.span(),
+            format!(
+                "list `{name}`: `{}` is not an http:// or https:// URL{}",
+                u.get_ref(),
+                if parsed.scheme() == "file" { " (use `path` for a local file)" } else { "" }
+            ),
+        )),
+        Err(e) => diags.push(file.diag(
+            &u.span(),
+            format!("list `{name}`: `{}` is not a URL: {e}", u.get_ref()),
+        )),
+    }
+    let refresh = match &l.refresh {
+        None => url::DEFAULT_REFRESH,
+        Some(r) => url::parse_duration(r.get_ref())
+            .map_err(|e| diags.push(file.diag(&r.span(), format!("list `{name}`: {e}"))))
+            .unwrap_or(url::DEFAULT_REFRESH),
+    };
+    let max_size = match &l.max_size {
+        None => url::DEFAULT_MAX_SIZE,
+        Some(m) => match m.get_ref() {
+            config::ByteSize::Bytes(0) => {
+                diags.push(file.diag(&m.span(), format!("list `{name}`: max_size must be above 0")));
+                0
+            }
+            config::ByteSize::Bytes(n) => *n,
+            config::ByteSize::Text(t) => url::parse_size(t)
+                .map_err(|e| diags.push(file.diag(&m.span(), format!("list `{name}`: {e}"))))
+                .unwrap_or(0),
+        },
+    };
+    (diags.len() == before).then(|| UrlSpec {
+        name,
+        url: u.get_ref().clone(),
+        kind,
+        format,
+        refresh,
+        max_size,
+    })
 }
