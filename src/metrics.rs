@@ -75,7 +75,10 @@ fn describe() {
         LIST_FETCHES_TOTAL,
         "URL list fetches, by list and result (updated, not_modified, failed)"
     );
-    describe_counter!(LIST_FETCH_FAILURES_TOTAL, "Failed URL list fetches, by list");
+    describe_counter!(
+        LIST_FETCH_FAILURES_TOTAL,
+        "Failed URL list fetches, by list"
+    );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
 }

@@ -418,9 +418,18 @@ fn load_lists(
         Vec::new()
     } else {
         let mf = cfg.main_file();
-        let configured = cfg.main.server.state_dir.as_ref().map(|d| mf.resolve(d.get_ref()));
+        let configured = cfg
+            .main
+            .server
+            .state_dir
+            .as_ref()
+            .map(|d| mf.resolve(d.get_ref()));
         let dir = url::cache_dir(configured.as_deref());
-        url_lists.ensure(&specs, &dir).into_iter().map(Some).collect()
+        url_lists
+            .ensure(&specs, &dir)
+            .into_iter()
+            .map(Some)
+            .collect()
     };
 
     let mut lists = HashMap::new();
@@ -515,7 +524,9 @@ fn check_list(
             let span = l.format.as_ref().map(|f| f.span()).unwrap_or_default();
             diags.push(file.diag(
                 &span,
-                format!("unknown list format `{other}` (expected domains, hosts, adblock or plain)"),
+                format!(
+                    "unknown list format `{other}` (expected domains, hosts, adblock or plain)"
+                ),
             ));
             return None;
         }
@@ -584,7 +595,11 @@ fn url_spec(
             format!(
                 "list `{name}`: `{}` is not an http:// or https:// URL{}",
                 u.get_ref(),
-                if parsed.scheme() == "file" { " (use `path` for a local file)" } else { "" }
+                if parsed.scheme() == "file" {
+                    " (use `path` for a local file)"
+                } else {
+                    ""
+                }
             ),
         )),
         Err(e) => diags.push(file.diag(
@@ -602,7 +617,10 @@ fn url_spec(
         None => url::DEFAULT_MAX_SIZE,
         Some(m) => match m.get_ref() {
             config::ByteSize::Bytes(0) => {
-                diags.push(file.diag(&m.span(), format!("list `{name}`: max_size must be above 0")));
+                diags.push(file.diag(
+                    &m.span(),
+                    format!("list `{name}`: max_size must be above 0"),
+                ));
                 0
             }
             config::ByteSize::Bytes(n) => *n,

@@ -229,9 +229,15 @@ mod tests {
         };
         confirm(&d, "ads", "http://x/a", &v2, later).unwrap();
         let c = load(&d, "ads", "http://x/a").unwrap().unwrap();
-        assert_eq!((c.body.as_slice(), &c.validators, c.confirmed), (&b"ads.test\n"[..], &v2, later));
+        assert_eq!(
+            (c.body.as_slice(), &c.validators, c.confirmed),
+            (&b"ads.test\n"[..], &v2, later)
+        );
         let meta = read_meta(&stem(&d, "ads", "http://x/a")).unwrap();
-        assert_eq!((meta.fetched, meta.confirmed), (1_700_000_000, 1_700_086_400));
+        assert_eq!(
+            (meta.fetched, meta.confirmed),
+            (1_700_000_000, 1_700_086_400)
+        );
     }
 
     #[test]
@@ -241,10 +247,21 @@ mod tests {
             etag: Some("\"1\"".into()),
             last_modified: None,
         };
-        save(dir.path(), "l", "http://x/", b"one.test\n", &v, SystemTime::now()).unwrap();
+        save(
+            dir.path(),
+            "l",
+            "http://x/",
+            b"one.test\n",
+            &v,
+            SystemTime::now(),
+        )
+        .unwrap();
         // As if a crash came between the body's rename and the metadata's.
-        std::fs::write(stem(dir.path(), "l", "http://x/").with_extension("list"), b"two.test\n")
-            .unwrap();
+        std::fs::write(
+            stem(dir.path(), "l", "http://x/").with_extension("list"),
+            b"two.test\n",
+        )
+        .unwrap();
         let c = load(dir.path(), "l", "http://x/").unwrap().unwrap();
         assert_eq!(c.body, b"two.test\n");
         assert!(c.validators.is_empty());

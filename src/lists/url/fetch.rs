@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::header::{
+    ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+};
 use reqwest::{StatusCode, redirect};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -113,7 +115,11 @@ impl Fetcher {
         if let Some(v) = have {
             // A validator that is not a valid header value (it came from our own cache
             // file) is left out: the GET is then unconditional, which is only slower.
-            if let Some(h) = v.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+            if let Some(h) = v
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
                 req = req.header(IF_NONE_MATCH, h);
             }
             if let Some(h) = v
@@ -130,8 +136,9 @@ impl Fetcher {
         if status == StatusCode::NOT_MODIFIED && have.is_some_and(|v| !v.is_empty()) {
             if let Some(old) = have {
                 validators.etag = validators.etag.or_else(|| old.etag.clone());
-                validators.last_modified =
-                    validators.last_modified.or_else(|| old.last_modified.clone());
+                validators.last_modified = validators
+                    .last_modified
+                    .or_else(|| old.last_modified.clone());
             }
             return Ok(Fetched::NotModified(validators));
         }

@@ -57,7 +57,9 @@ pub enum Error {
     NotText,
     /// Not one line of the body was a usable entry: an error page served with status 200,
     /// or the wrong `format`.
-    #[error("no usable entry in {skipped} non-comment lines (line {line}: {why}): is it a list in this format?")]
+    #[error(
+        "no usable entry in {skipped} non-comment lines (line {line}: {why}): is it a list in this format?"
+    )]
     Unusable {
         /// Lines skipped.
         skipped: usize,
@@ -231,9 +233,9 @@ impl UrlLists {
         let mut missing = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             metrics::register_list_series(&spec.name);
-            if let Some(l) = self.from_memory(spec) {
+            if let Some(l) = self.in_memory(spec) {
                 out[i] = Some(Ok(l));
-            } else if let Some(l) = dir.as_deref().and_then(|d| self.from_disk(spec, d, now)) {
+            } else if let Some(l) = dir.as_deref().and_then(|d| self.on_disk(spec, d, now)) {
                 out[i] = Some(Ok(l));
             } else {
                 missing.push(i);
@@ -269,7 +271,7 @@ impl UrlLists {
         }
     }
 
-    fn from_memory(&self, spec: &UrlSpec) -> Option<Loaded> {
+    fn in_memory(&self, spec: &UrlSpec) -> Option<Loaded> {
         let map = self.lock();
         let e = map.get(&spec.key())?;
         if e.kind != spec.kind || e.format != spec.format {
@@ -278,7 +280,7 @@ impl UrlLists {
         e.loaded()
     }
 
-    fn from_disk(&self, spec: &UrlSpec, dir: &Path, now: SystemTime) -> Option<Loaded> {
+    fn on_disk(&self, spec: &UrlSpec, dir: &Path, now: SystemTime) -> Option<Loaded> {
         let copy = match disk::load(dir, &spec.name, &spec.url) {
             Ok(Some(c)) => c,
             Ok(None) => return None,

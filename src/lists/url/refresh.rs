@@ -80,9 +80,10 @@ async fn refresh_one(
             let dir = store.not_modified(&spec, &v, now);
             if let Some(dir) = dir {
                 let s = spec.clone();
-                let saved =
-                    tokio::task::spawn_blocking(move || disk::confirm(&dir, &s.name, &s.url, &v, now))
-                        .await;
+                let saved = tokio::task::spawn_blocking(move || {
+                    disk::confirm(&dir, &s.name, &s.url, &v, now)
+                })
+                .await;
                 if let Ok(Err(e)) = saved {
                     debug!(list = %spec.name, error = %e, "cannot record the confirmation on disk");
                 }
@@ -206,7 +207,10 @@ impl UrlLists {
             .iter()
             .filter_map(|s| {
                 let e = map.get(&s.key())?;
-                Some((s.name.clone(), now.duration_since(e.confirmed).unwrap_or_default()))
+                Some((
+                    s.name.clone(),
+                    now.duration_since(e.confirmed).unwrap_or_default(),
+                ))
             })
             .collect()
     }

@@ -11,7 +11,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum UnitError {
     /// Not of the accepted shape.
-    #[error("`{value}` is not a duration: write a number and a unit, e.g. \"30s\", \"15m\", \"24h\", \"1d\" or \"1h30m\"")]
+    #[error(
+        "`{value}` is not a duration: write a number and a unit, e.g. \"30s\", \"15m\", \"24h\", \"1d\" or \"1h30m\""
+    )]
     Duration {
         /// The text given.
         value: String,
@@ -23,7 +25,9 @@ pub enum UnitError {
         value: String,
     },
     /// Not a size.
-    #[error("`{value}` is not a size: write a number of bytes or a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. \"64MiB\"")]
+    #[error(
+        "`{value}` is not a size: write a number of bytes or a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. \"64MiB\""
+    )]
     Size {
         /// The text given.
         value: String,
@@ -115,7 +119,17 @@ mod tests {
 
     #[test]
     fn durations_without_a_unit_or_with_a_wrong_one_are_rejected() {
-        for bad in ["", "24", "h", "1.5h", "10 ms", "1y", "-1h", "1h-", "5 minutes"] {
+        for bad in [
+            "",
+            "24",
+            "h",
+            "1.5h",
+            "10 ms",
+            "1y",
+            "-1h",
+            "1h-",
+            "5 minutes",
+        ] {
             assert!(
                 matches!(parse_duration(bad), Err(UnitError::Duration { .. })),
                 "{bad}"
@@ -141,7 +155,10 @@ mod tests {
         assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         for bad in ["", "MiB", "1.5MiB", "10 pages", "-1", "99999999999999GiB"] {
-            assert!(matches!(parse_size(bad), Err(UnitError::Size { .. })), "{bad}");
+            assert!(
+                matches!(parse_size(bad), Err(UnitError::Size { .. })),
+                "{bad}"
+            );
         }
     }
 }
