@@ -130,7 +130,7 @@ impl Drop for ListSource {
 }
 
 fn serve(mut c: TcpStream, state: &Mutex<State>) {
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
@@ -270,6 +270,10 @@ async fn fetcher_refuses_bodies_past_the_limit_errors_and_dead_sources() {
     src.set_answer(Answer::Fail);
     let r = f.fetch(&src.url("/big"), None, 4096).await;
     assert!(matches!(r, Err(Error::Status(500))), "{r:?}");
+    // https:// to a plain HTTP port: the TLS handshake fails, as an error.
+    let https = format!("https://{}/big", src.addr);
+    let r = f.fetch(&https, None, 4096).await;
+    assert!(matches!(r, Err(Error::Http(_))), "{r:?}");
     let url = src.url("/big");
     src.stop();
     let r = f.fetch(&url, Some(&Validators::default()), 4096).await;

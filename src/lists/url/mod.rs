@@ -172,6 +172,9 @@ pub struct UrlLists {
     mode: Mode,
     entries: Mutex<HashMap<(String, String), Entry>>,
     fetcher: Mutex<Option<Fetcher>>,
+    /// The cache directory the last configuration used (for lists the refresh task has to
+    /// take over, see `refresh`).
+    dir: Mutex<Option<PathBuf>>,
     /// Held while a runtime is replaced (SIGHUP reload or a list swap), so the two never
     /// interleave.
     reload_lock: Arc<tokio::sync::Mutex<()>>,
@@ -186,6 +189,7 @@ impl UrlLists {
             mode,
             entries: Mutex::default(),
             fetcher: Mutex::default(),
+            dir: Mutex::default(),
             reload_lock: Arc::default(),
             wake: tokio::sync::Notify::new(),
         }
@@ -229,6 +233,12 @@ impl UrlLists {
     pub fn ensure(&self, specs: &[UrlSpec], dir: &Path) -> Vec<Result<Loaded, Error>> {
         let now = SystemTime::now();
         let dir = self.usable_dir(dir);
+        dir.clone_into(
+            &mut self
+                .dir
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let mut out: Vec<Option<Result<Loaded, Error>>> = specs.iter().map(|_| None).collect();
         let mut missing = Vec::new();
         for (i, spec) in specs.iter().enumerate() {

@@ -31,7 +31,6 @@ pub async fn run(shared: Arc<Shared>) {
         let rt = shared.runtime.load_full();
         let store = rt.url_lists.clone();
         let specs = rt.url_specs.clone();
-        drop(rt);
         let now = SystemTime::now();
 
         // Ages first: a scrape between rounds sees values at most one TICK old.
@@ -48,6 +47,8 @@ pub async fn run(shared: Arc<Shared>) {
         published = current;
 
         store.prune();
+        store.adopt_missing(&specs, &rt.lists, now);
+        drop(rt);
         let (due, next) = store.take_due(&specs, now);
         for (spec, have) in due {
             tokio::spawn(refresh_one(shared.clone(), store.clone(), spec, have));
@@ -200,6 +201,50 @@ impl UrlLists {
         (due, next)
     }
 
+    /// Makes sure every list in service has an entry to schedule its refreshes. Normally
+    /// loading made one; it is missing only after a race (a rejected reload that changed a
+    /// list's `format` while it was being refreshed), and then the list in service is
+    /// taken over as it is and asked for again at once.
+    fn adopt_missing(
+        &self,
+        specs: &[UrlSpec],
+        lists: &std::collections::HashMap<String, Arc<List>>,
+        now: SystemTime,
+    ) {
+        let dir = self
+            .dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut map = self.lock();
+        for spec in specs {
+            let Some(list) = lists.get(&spec.name) else {
+                continue;
+            };
+            let old = map.get(&spec.key());
+            if old.is_some_and(|e| e.in_flight || e.list.strong_count() > 0) {
+                continue;
+            }
+            let confirmed = old.map_or(now, |e| e.confirmed);
+            map.insert(
+                spec.key(),
+                Entry {
+                    kind: spec.kind,
+                    format: spec.format,
+                    list: Arc::downgrade(list),
+                    entries: list.len(),
+                    skipped: 0,
+                    validators: Validators::default(),
+                    confirmed,
+                    checked: SystemTime::UNIX_EPOCH,
+                    failures: 0,
+                    in_flight: false,
+                    dir: dir.clone(),
+                },
+            );
+        }
+    }
+
     /// Seconds since each listed source last confirmed its copy.
     fn ages(&self, specs: &[UrlSpec], now: SystemTime) -> Vec<(String, Duration)> {
         let map = self.lock();
@@ -221,8 +266,13 @@ impl UrlLists {
             .retain(|_, e| e.in_flight || e.list.strong_count() > 0);
     }
 
+    /// Runs `f` on the entry of `spec`, if it is still the one `spec` was fetched for (a
+    /// reload may have changed the list's type or format meanwhile).
     fn entry<R>(&self, spec: &UrlSpec, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
-        self.lock().get_mut(&spec.key()).map(f)
+        self.lock()
+            .get_mut(&spec.key())
+            .filter(|e| e.kind == spec.kind && e.format == spec.format)
+            .map(f)
     }
 
     fn dir_of(&self, spec: &UrlSpec) -> Option<PathBuf> {
