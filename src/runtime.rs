@@ -615,19 +615,18 @@ fn url_spec(
     };
     let max_size = match &l.max_size {
         None => url::DEFAULT_MAX_SIZE,
-        Some(m) => match m.get_ref() {
-            config::ByteSize::Bytes(0) => {
-                diags.push(file.diag(
-                    &m.span(),
-                    format!("list `{name}`: max_size must be above 0"),
-                ));
-                0
+        Some(m) => {
+            let size = match m.get_ref() {
+                config::ByteSize::Bytes(n) => Ok(*n),
+                config::ByteSize::Text(t) => url::parse_size(t).map_err(|e| e.to_string()),
+            };
+            match size {
+                Ok(0) => Err("max_size must be above 0".to_owned()),
+                other => other,
             }
-            config::ByteSize::Bytes(n) => *n,
-            config::ByteSize::Text(t) => url::parse_size(t)
-                .map_err(|e| diags.push(file.diag(&m.span(), format!("list `{name}`: {e}"))))
-                .unwrap_or(0),
-        },
+            .map_err(|e| diags.push(file.diag(&m.span(), format!("list `{name}`: {e}"))))
+            .unwrap_or(0)
+        }
     };
     (diags.len() == before).then(|| UrlSpec {
         name,

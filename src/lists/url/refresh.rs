@@ -109,8 +109,9 @@ async fn refresh_one(
                 Ok((list, stats)) => {
                     let list = Arc::new(list);
                     store.replaced(&spec, &list, stats.entries, stats.skipped, validators, now);
-                    swap(&shared, &store, &spec, list, stats.entries, stats.skipped).await;
+                    // Counted before the swap, so whoever sees the new list sees the count.
                     metrics::count_fetch(&spec.name, FetchResult::Updated);
+                    swap(&shared, &store, &spec, list, stats.entries, stats.skipped).await;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -155,9 +156,9 @@ async fn swap(
     }
     match current.with_list(&spec.name, list, entries, skipped) {
         Ok(rt) => {
-            shared.runtime.store(Arc::new(rt));
             ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => spec.name.clone())
                 .set(entries as f64);
+            shared.runtime.store(Arc::new(rt));
             info!(list = %spec.name, url = %spec.url, entries, "list updated");
         }
         Err(diags) => {
