@@ -45,6 +45,8 @@ struct State {
     answer: Answer,
     /// Send Content-Length (else the body ends when the connection closes).
     send_length: bool,
+    /// Send an ETag (and honour If-None-Match).
+    send_etag: bool,
     seen: Vec<Seen>,
 }
 
@@ -66,6 +68,7 @@ impl ListSource {
             version: 1,
             answer: Answer::List,
             send_length: true,
+            send_etag: true,
             seen: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -107,6 +110,10 @@ impl ListSource {
 
     pub(crate) fn set_send_length(&self, on: bool) {
         self.state.lock().unwrap().send_length = on;
+    }
+
+    pub(crate) fn set_send_etag(&self, on: bool) {
+        self.state.lock().unwrap().send_etag = on;
     }
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
@@ -154,7 +161,9 @@ fn serve(mut c: TcpStream, state: &Mutex<State>) {
     let etag = format!("\"v{}\"", s.version);
     let (status, body): (u16, Vec<u8>) = match s.answer {
         Answer::Fail => (500, b"oops".to_vec()),
-        Answer::List if if_none_match.as_deref() == Some(etag.as_str()) => (304, Vec::new()),
+        Answer::List if s.send_etag && if_none_match.as_deref() == Some(etag.as_str()) => {
+            (304, Vec::new())
+        }
         Answer::List => (200, s.body.clone()),
     };
     let reason = match status {
@@ -162,7 +171,10 @@ fn serve(mut c: TcpStream, state: &Mutex<State>) {
         304 => "Not Modified",
         _ => "Internal Server Error",
     };
-    let mut out = format!("HTTP/1.1 {status} {reason}\r\nConnection: close\r\nETag: {etag}\r\n");
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\nConnection: close\r\n");
+    if s.send_etag {
+        out.push_str(&format!("ETag: {etag}\r\n"));
+    }
     if status != 304 && (s.send_length || status != 200) {
         out.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -401,6 +413,56 @@ async fn a_url_list_is_refreshed_and_swapped_in_without_a_reload() {
     assert_eq!(std::fs::read_to_string(body).unwrap(), "pt.test\n");
     let meta = std::fs::read_to_string(body.with_extension("json")).unwrap();
     assert!(meta.contains(r#""etag": "\"v2\"""#), "{meta}");
+}
+
+#[tokio::test]
+async fn the_same_list_again_from_a_source_without_validators_changes_nothing() {
+    let up = upstream::start().await;
+    let src = ListSource::start("ads.test\n");
+    src.set_send_etag(false);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        up.addr,
+        port,
+        &format!("url = \"{}\"\nrefresh = \"1s\"", src.url("/ads.txt")),
+    );
+    let server = Server::start(&cfg);
+    wait_until(
+        "two unconditional refreshes",
+        Duration::from_secs(10),
+        || async { src.seen().len() >= 3 },
+    )
+    .await;
+    assert!(
+        src.seen()
+            .iter()
+            .all(|s| s.status == 200 && s.if_none_match.is_none())
+    );
+    let m = metrics(port).await;
+    assert_eq!(
+        metric(
+            &m,
+            "dnsgate_list_fetches_total{list=\"ads\",result=\"updated\"}"
+        ),
+        1.0,
+        "only the first fetch took a list: {m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "dnsgate_list_fetches_total{list=\"ads\",result=\"not_modified\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        server
+            .drain_log()
+            .iter()
+            .all(|l| !l.contains("list updated"))
+    );
+    assert!(blocked(server.addr, "ads.test.").await);
 }
 
 #[tokio::test]

@@ -134,6 +134,9 @@ struct Entry {
     entries: usize,
     skipped: usize,
     validators: Validators,
+    /// FNV-1a 64 of the body in service: a source without validators that sends the same
+    /// body again changes nothing.
+    checksum: Option<u64>,
     /// When the source last confirmed the copy (200 or 304): what the age metric counts.
     confirmed: SystemTime,
     /// When it was last asked (or, for a copy read from disk, confirmed).
@@ -317,6 +320,7 @@ impl UrlLists {
                 list: Arc::downgrade(&list),
                 entries: stats.entries,
                 skipped: stats.skipped,
+                checksum: Some(disk::fnv1a64(&copy.body)),
                 validators: copy.validators,
                 confirmed: copy.confirmed,
                 // A copy older than `refresh` is due at once: the refresh task asks the
@@ -373,6 +377,7 @@ impl UrlLists {
                 list: Arc::downgrade(&list),
                 entries: stats.entries,
                 skipped: stats.skipped,
+                checksum: Some(disk::fnv1a64(&body)),
                 validators,
                 confirmed: now,
                 checked: now,

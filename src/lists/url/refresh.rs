@@ -78,44 +78,11 @@ async fn refresh_one(
     let now = SystemTime::now();
     let outcome = match fetched {
         Ok(Fetched::NotModified(v)) => {
-            let dir = store.not_modified(&spec, &v, now);
-            if let Some(dir) = dir {
-                let s = spec.clone();
-                let saved = tokio::task::spawn_blocking(move || {
-                    disk::confirm(&dir, &s.name, &s.url, &v, now)
-                })
-                .await;
-                if let Ok(Err(e)) = saved {
-                    debug!(list = %spec.name, error = %e, "cannot record the confirmation on disk");
-                }
-            }
-            debug!(list = %spec.name, url = %spec.url, "list not modified");
-            metrics::count_fetch(&spec.name, FetchResult::NotModified);
+            confirmed(&store, &spec, v, now).await;
             Ok(())
         }
         Ok(Fetched::Body { body, validators }) => {
-            let dir = store.dir_of(&spec);
-            let s = spec.clone();
-            let v = validators.clone();
-            // Parsing a big list takes a while: off the serving threads.
-            let parsed = tokio::task::spawn_blocking(move || {
-                let (list, stats) = decode(&s, &body)?;
-                save(dir, &s, &body, &v, now);
-                Ok::<_, Error>((list, stats))
-            })
-            .await
-            .unwrap_or_else(|e| Err(Error::Client(format!("the parse task failed: {e}"))));
-            match parsed {
-                Ok((list, stats)) => {
-                    let list = Arc::new(list);
-                    store.replaced(&spec, &list, stats.entries, stats.skipped, validators, now);
-                    // Counted before the swap, so whoever sees the new list sees the count.
-                    metrics::count_fetch(&spec.name, FetchResult::Updated);
-                    swap(&shared, &store, &spec, list, stats.entries, stats.skipped).await;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
+            take_body(&shared, &store, &spec, body, validators, now).await
         }
         Err(e) => Err(e),
     };
@@ -125,6 +92,66 @@ async fn refresh_one(
         warn!(list = %spec.name, url = %spec.url, error = %e, retry_in_secs = retry.as_secs(), "list refresh failed; the copy in service stays");
     }
     store.wake.notify_one();
+}
+
+/// The copy in service is current (a 304, or the same body again): record when, here and
+/// on disk.
+async fn confirmed(store: &UrlLists, spec: &UrlSpec, v: Validators, now: SystemTime) {
+    if let Some(dir) = store.not_modified(spec, &v, now) {
+        let s = spec.clone();
+        let saved =
+            tokio::task::spawn_blocking(move || disk::confirm(&dir, &s.name, &s.url, &v, now))
+                .await;
+        if let Ok(Err(e)) = saved {
+            debug!(list = %spec.name, error = %e, "cannot record the confirmation on disk");
+        }
+    }
+    debug!(list = %spec.name, url = %spec.url, "list not modified");
+    metrics::count_fetch(&spec.name, FetchResult::NotModified);
+}
+
+/// A 200: the same body as in service (a source without validators) is a confirmation;
+/// a new one is parsed, saved and swapped in.
+async fn take_body(
+    shared: &Shared,
+    store: &Arc<UrlLists>,
+    spec: &UrlSpec,
+    body: Vec<u8>,
+    validators: Validators,
+    now: SystemTime,
+) -> Result<(), Error> {
+    let dir = store.dir_of(spec);
+    let (s, v, st) = (spec.clone(), validators.clone(), store.clone());
+    // Hashing, parsing and saving a big list take a while: off the serving threads.
+    let parsed = tokio::task::spawn_blocking(move || {
+        let checksum = disk::fnv1a64(&body);
+        if st.same_body(&s, checksum) {
+            return Ok(None);
+        }
+        let (list, stats) = decode(&s, &body)?;
+        save(dir, &s, &body, &v, now);
+        Ok(Some((list, stats, checksum)))
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Client(format!("the parse task failed: {e}"))))?;
+    let Some((list, stats, checksum)) = parsed else {
+        confirmed(store, spec, validators, now).await;
+        return Ok(());
+    };
+    let list = Arc::new(list);
+    store.replaced(
+        spec,
+        &list,
+        stats.entries,
+        stats.skipped,
+        validators,
+        checksum,
+        now,
+    );
+    // Counted before the swap, so whoever sees the new list sees the count.
+    metrics::count_fetch(&spec.name, FetchResult::Updated);
+    swap(shared, store, spec, list, stats.entries, stats.skipped).await;
+    Ok(())
 }
 
 fn save(dir: Option<PathBuf>, spec: &UrlSpec, body: &[u8], v: &Validators, now: SystemTime) {
@@ -236,6 +263,7 @@ impl UrlLists {
                     entries: list.len(),
                     skipped: 0,
                     validators: Validators::default(),
+                    checksum: None,
                     confirmed,
                     checked: SystemTime::UNIX_EPOCH,
                     failures: 0,
@@ -280,6 +308,14 @@ impl UrlLists {
         self.entry(spec, |e| e.dir.clone()).flatten()
     }
 
+    /// Whether `checksum` is that of the body in service.
+    fn same_body(&self, spec: &UrlSpec, checksum: u64) -> bool {
+        self.entry(spec, |e| {
+            e.checksum == Some(checksum) && e.list.strong_count() > 0
+        })
+        .unwrap_or(false)
+    }
+
     /// Records a 304; returns where the copy is saved.
     fn not_modified(&self, spec: &UrlSpec, v: &Validators, now: SystemTime) -> Option<PathBuf> {
         self.entry(spec, |e| {
@@ -294,6 +330,7 @@ impl UrlLists {
     }
 
     /// Records a new body.
+    #[allow(clippy::too_many_arguments)]
     fn replaced(
         &self,
         spec: &UrlSpec,
@@ -301,6 +338,7 @@ impl UrlLists {
         entries: usize,
         skipped: usize,
         v: Validators,
+        checksum: u64,
         now: SystemTime,
     ) {
         self.entry(spec, |e| {
@@ -308,6 +346,7 @@ impl UrlLists {
             e.entries = entries;
             e.skipped = skipped;
             e.validators = v;
+            e.checksum = Some(checksum);
             e.confirmed = now;
             e.checked = now;
             e.failures = 0;
