@@ -5,6 +5,7 @@
 //! cli            run / check / explain             diag      Diagnostic{path,line,col,msg}
 //! config/        mod (serde model), load (includes, spans)
 //! lists/         mod (List), parse (formats), domain (DomainList), ip (IpSet)
+//! lists/url/     URL lists: fetch (conditional GET), disk (saved copies), refresh (swap)
 //! identity       users, groups, devices, locations  geoip     GeoIP lookups
 //! netmap         CIDR parsing, longest-prefix maps
 //! policy/expr/   lex, parse, ast, compile, eval    (the wirefilter subset, SPEC §3)

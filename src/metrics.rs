@@ -27,6 +27,13 @@ pub const CACHE_MISSES_TOTAL: &str = "dnsgate_cache_misses_total";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "dnsgate_upstream_errors_total";
 /// Entries per list.
 pub const LIST_ENTRIES: &str = "dnsgate_list_entries";
+/// Seconds since a URL list's source last confirmed the copy in service (by a 200 or a
+/// 304), by list. Published every 10 s.
+pub const LIST_AGE_SECONDS: &str = "dnsgate_list_age_seconds";
+/// URL list fetches, by list and result (updated, not_modified, failed).
+pub const LIST_FETCHES_TOTAL: &str = "dnsgate_list_fetches_total";
+/// Failed URL list fetches, by list (the alerting view of `result="failed"` above).
+pub const LIST_FETCH_FAILURES_TOTAL: &str = "dnsgate_list_fetch_failures_total";
 /// Configuration reloads, by result (success, failure).
 pub const CONFIG_RELOADS_TOTAL: &str = "dnsgate_config_reloads_total";
 /// Answers served stale (RFC 8767).
@@ -59,6 +66,19 @@ fn describe() {
         "Failed upstream attempts, by upstream"
     );
     describe_gauge!(LIST_ENTRIES, "Entries per list");
+    describe_gauge!(
+        LIST_AGE_SECONDS,
+        Unit::Seconds,
+        "Seconds since a URL list's source last confirmed the copy in service"
+    );
+    describe_counter!(
+        LIST_FETCHES_TOTAL,
+        "URL list fetches, by list and result (updated, not_modified, failed)"
+    );
+    describe_counter!(
+        LIST_FETCH_FAILURES_TOTAL,
+        "Failed URL list fetches, by list"
+    );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
 }
@@ -73,6 +93,47 @@ pub fn register_zeroes() {
     for result in ["success", "failure"] {
         metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
     }
+}
+
+/// The outcome of one URL list fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchResult {
+    /// A new body was taken into service.
+    Updated,
+    /// The source answered 304: the copy in service is current.
+    NotModified,
+    /// No usable answer; the copy in service stays.
+    Failed,
+}
+
+impl FetchResult {
+    const ALL: [Self; 3] = [Self::Updated, Self::NotModified, Self::Failed];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::NotModified => "not_modified",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Counts a URL list fetch.
+pub fn count_fetch(list: &str, result: FetchResult) {
+    metrics::counter!(LIST_FETCHES_TOTAL, "list" => list.to_owned(), "result" => result.label())
+        .increment(1);
+    if result == FetchResult::Failed {
+        metrics::counter!(LIST_FETCH_FAILURES_TOTAL, "list" => list.to_owned()).increment(1);
+    }
+}
+
+/// Creates a URL list's fetch counters at 0, so an alert sees its first failure.
+pub fn register_list_series(list: &str) {
+    for result in FetchResult::ALL {
+        metrics::counter!(LIST_FETCHES_TOTAL, "list" => list.to_owned(), "result" => result.label())
+            .increment(0);
+    }
+    metrics::counter!(LIST_FETCH_FAILURES_TOTAL, "list" => list.to_owned()).increment(0);
 }
 
 /// Installs the global Prometheus recorder. Call once per process, before serving.

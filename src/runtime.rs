@@ -9,17 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tracing::info;
 
 use crate::server::packet::ClientClass;
 use crate::config::{self, LoadedConfig};
 use crate::diag::Diagnostic;
 use crate::geoip::GeoIp;
 use crate::identity::Directory;
-use crate::lists::{List, ListFormat, ListKind};
+use crate::lists::List;
+use crate::lists::url::{Mode, UrlLists, UrlSpec};
 use crate::netmap::{PrefixMap, canonical_net};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
 use crate::resolve::{Forwarder, UpstreamSpec, parse_specs};
+
+mod lists;
+use lists::load_lists;
 
 /// Settings that only take effect at start (listeners, cache size).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,11 +62,11 @@ pub struct Runtime {
     /// List facts, in configuration order.
     pub list_info: Vec<ListInfo>,
     /// Users, devices, locations.
-    pub directory: Directory,
+    pub directory: Arc<Directory>,
     /// GeoIP database.
-    pub geoip: Option<GeoIp>,
+    pub geoip: Option<Arc<GeoIp>>,
     /// Networks allowed to query (longest-prefix map: a probe per prefix length in use).
-    allow: PrefixMap<()>,
+    allow: Arc<PrefixMap<()>>,
     /// Block-page addresses.
     pub block_ips: Vec<IpAddr>,
     /// TTL of synthesized answers.
@@ -75,6 +78,37 @@ pub struct Runtime {
     /// Unique per built runtime: what the packet cache stored under another generation
     /// was decided by another configuration.
     pub generation: u64,
+    /// The URL lists of this configuration, in configuration order.
+    pub url_specs: Vec<UrlSpec>,
+    /// The process's URL list copies (shared by every runtime it builds), so a reload
+    /// takes the copies it has instead of fetching them again.
+    pub url_lists: Arc<UrlLists>,
+    /// The configuration this was built from, to recompile policies when a URL list is
+    /// swapped (see [`Runtime::with_list`]).
+    config: Arc<LoadedConfig>,
+    /// The policy build settings derived from it.
+    flags: PolicyFlags,
+}
+
+/// What policy compilation needs besides the lists (see [`BuildEnv`]).
+#[derive(Debug, Clone, Copy)]
+struct PolicyFlags {
+    has_geoip: bool,
+    match_extended_emails: bool,
+    default_block_mode: BlockMode,
+    has_block_ips: bool,
+}
+
+impl PolicyFlags {
+    fn env<'a>(&self, lists: &'a HashMap<String, Arc<List>>) -> BuildEnv<'a> {
+        BuildEnv {
+            lists,
+            has_geoip: self.has_geoip,
+            match_extended_emails: self.match_extended_emails,
+            default_block_mode: self.default_block_mode,
+            has_block_ips: self.has_block_ips,
+        }
+    }
 }
 
 /// Hands out [`Runtime::generation`]s.
@@ -98,13 +132,25 @@ fn parse_addr(
 
 impl Runtime {
     /// Loads a configuration file and everything it names. Reports every problem.
+    ///
+    /// URL lists come from their copies on disk, or are fetched if they have none; nothing
+    /// is written (this is what `check` and `explain` do). `run` uses [`Runtime::load_with`].
     pub fn load(path: &Path) -> Result<Self, Vec<Diagnostic>> {
+        Self::load_with(path, &Arc::new(UrlLists::new(Mode::ReadOnly)))
+    }
+
+    /// Loads a configuration, taking URL lists from `url_lists` (memory, then disk, then
+    /// the network; see [`UrlLists::ensure`]). May block while fetching.
+    pub fn load_with(path: &Path, url_lists: &Arc<UrlLists>) -> Result<Self, Vec<Diagnostic>> {
         let cfg = config::load(path)?;
-        Self::build(&cfg)
+        Self::build(Arc::new(cfg), url_lists)
     }
 
     /// Builds the runtime from a read configuration.
-    pub fn build(cfg: &LoadedConfig) -> Result<Self, Vec<Diagnostic>> {
+    pub fn build(
+        cfg: Arc<LoadedConfig>,
+        url_lists: &Arc<UrlLists>,
+    ) -> Result<Self, Vec<Diagnostic>> {
         let main = &cfg.main;
         let mf = cfg.main_file();
         let mut diags = Vec::new();
@@ -207,15 +253,14 @@ impl Runtime {
             }),
         };
 
-        let (lists, list_info) = load_lists(cfg, &mut diags);
-        let env = BuildEnv {
-            lists: &lists,
+        let (lists, list_info, url_specs) = load_lists(&cfg, url_lists, &mut diags);
+        let flags = PolicyFlags {
             has_geoip: main.geoip.is_some(),
             match_extended_emails: main.identity.match_extended_emails,
             default_block_mode,
             has_block_ips: !main.block.ips.is_empty(),
         };
-        let built = policy::build(cfg, &env);
+        let built = policy::build(&cfg, &flags.env(&lists));
         let (policies, groups) = match built {
             Ok(x) => x,
             Err(mut e) => {
@@ -235,9 +280,9 @@ impl Runtime {
             policies,
             lists,
             list_info,
-            directory,
-            geoip,
-            allow,
+            directory: Arc::new(directory),
+            geoip: geoip.map(Arc::new),
+            allow: Arc::new(allow),
             block_ips,
             block_ttl: main.block.ttl,
             upstreams,
@@ -249,6 +294,59 @@ impl Runtime {
                 serve_stale: main.cache.serve_stale,
                 tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
             },
+            url_specs,
+            url_lists: url_lists.clone(),
+            config: cfg.clone(),
+            flags,
+        })
+    }
+
+    /// This runtime with list `name` replaced by `list` (a URL list refreshed): policies
+    /// and categories are recompiled against it, everything else is shared as it is (no
+    /// file is read). Compiling costs microseconds a policy.
+    pub fn with_list(
+        &self,
+        name: &str,
+        list: Arc<List>,
+        entries: usize,
+        skipped: usize,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let mut lists = self.lists.clone();
+        lists.insert(name.to_owned(), list);
+        let (policies, _same_groups) = policy::build(&self.config, &self.flags.env(&lists))?;
+        let list_info = self
+            .list_info
+            .iter()
+            .map(|l| {
+                if l.name == name {
+                    ListInfo {
+                        name: l.name.clone(),
+                        entries,
+                        skipped,
+                    }
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        Ok(Self {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            policies,
+            lists,
+            list_info,
+            directory: self.directory.clone(),
+            geoip: self.geoip.clone(),
+            allow: self.allow.clone(),
+            block_ips: self.block_ips.clone(),
+            block_ttl: self.block_ttl,
+            // The upstream groups come from the same configuration: the same groups, with
+            // what they learned.
+            upstreams: self.upstreams.clone(),
+            settings: self.settings.clone(),
+            url_specs: self.url_specs.clone(),
+            url_lists: self.url_lists.clone(),
+            config: self.config.clone(),
+            flags: self.flags,
         })
     }
 
@@ -310,97 +408,4 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
-}
-
-fn load_lists(
-    cfg: &LoadedConfig,
-    diags: &mut Vec<Diagnostic>,
-) -> (HashMap<String, Arc<List>>, Vec<ListInfo>) {
-    let mut lists = HashMap::new();
-    let mut info = Vec::new();
-    for loc in &cfg.lists {
-        let file = &cfg.files[loc.file];
-        let l = loc.item.get_ref();
-        let name = l.name.get_ref().clone();
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
-            diags.push(file.diag(
-                &l.name.span(),
-                format!("list name `{name}` may hold only letters, digits, `_` and `-`"),
-            ));
-            continue;
-        }
-        let kind = match l.kind.get_ref().as_str() {
-            "domain" => ListKind::Domain,
-            "ip" => ListKind::Ip,
-            "email" => ListKind::Email,
-            "string" => ListKind::String,
-            other => {
-                diags.push(file.diag(
-                    &l.kind.span(),
-                    format!("unknown list type `{other}` (expected domain, ip, email or string)"),
-                ));
-                continue;
-            }
-        };
-        let format = match l.format.as_ref().map(|f| f.get_ref().as_str()) {
-            None if kind == ListKind::Domain => ListFormat::Domains,
-            None => ListFormat::Plain,
-            Some("domains") => ListFormat::Domains,
-            Some("hosts") => ListFormat::Hosts,
-            Some("adblock") => ListFormat::Adblock,
-            Some("plain") => ListFormat::Plain,
-            Some(other) => {
-                let span = l.format.as_ref().map(|f| f.span()).unwrap_or_default();
-                diags.push(file.diag(
-                    &span,
-                    format!(
-                        "unknown list format `{other}` (expected domains, hosts, adblock or plain)"
-                    ),
-                ));
-                continue;
-            }
-        };
-        let path = match (&l.path, &l.url) {
-            (Some(p), None) => file.resolve(p.get_ref()),
-            (_, Some(u)) => {
-                diags.push(file.diag(
-                    &u.span(),
-                    "url lists are not supported yet: download the list and use `path`",
-                ));
-                continue;
-            }
-            (None, None) => {
-                diags.push(file.diag(&loc.item.span(), format!("list `{name}` needs a `path`")));
-                continue;
-            }
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                let span = l.path.as_ref().map(|p| p.span()).unwrap_or_default();
-                diags.push(file.diag(
-                    &span,
-                    format!("list `{name}`: cannot read {}: {e}", path.display()),
-                ));
-                continue;
-            }
-        };
-        let (list, stats) = List::parse(kind, format, &text);
-        if stats.skipped > 0 {
-            info!(list = %name, skipped = stats.skipped, first = ?stats.warnings.first(), "list lines skipped");
-        }
-        if lists.insert(name.clone(), Arc::new(list)).is_some() {
-            diags.push(file.diag(&l.name.span(), format!("duplicate list name `{name}`")));
-        }
-        info.push(ListInfo {
-            name,
-            entries: stats.entries,
-            skipped: stats.skipped,
-        });
-    }
-    (lists, info)
 }

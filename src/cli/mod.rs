@@ -3,11 +3,13 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
 
+use crate::lists::url::{Mode, UrlLists};
 use crate::runtime::Runtime;
 
 /// Prints a line to stdout; a closed pipe (`dnsgate explain … | head`) ends the program
@@ -105,7 +107,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn load_or_report(config: &Path) -> anyhow::Result<Runtime> {
-    Runtime::load(config).map_err(|diags| {
+    report(config, Runtime::load(config))
+}
+
+fn report(
+    config: &Path,
+    loaded: Result<Runtime, Vec<crate::diag::Diagnostic>>,
+) -> anyhow::Result<Runtime> {
+    loaded.map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
         }
@@ -128,7 +137,14 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     // with it at load.
     let handle = crate::metrics::install_recorder();
     crate::metrics::register_zeroes();
-    let rt = load_or_report(config)?;
+    // URL lists are fetched (those without a saved copy) while loading: off the async
+    // threads, like a reload.
+    let url_lists = Arc::new(UrlLists::new(Mode::Serve));
+    let loaded = {
+        let (path, url_lists) = (config.to_path_buf(), url_lists.clone());
+        tokio::task::spawn_blocking(move || Runtime::load_with(&path, &url_lists)).await?
+    };
+    let rt = report(config, loaded)?;
     info!(summary = %rt.summary(), config = %config.display(), "configuration loaded");
     if let (Some(addr), Some(handle)) = (rt.settings.metrics, handle) {
         let listener = crate::metrics::bind(addr)
@@ -139,7 +155,10 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     let mut running = crate::server::start(config, rt).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shared = running.shared.clone();
-    let reloading = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    // URL lists are refreshed in the background and swapped in under the same lock as
+    // reloads, so a reload and a list swap never interleave.
+    tokio::spawn(crate::lists::url::refresh::run(shared.clone()));
+    let reloading = url_lists.reload_lock();
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// How long an idle TCP connection is kept, in milliseconds.
     #[serde(default = "default_tcp_idle_ms")]
     pub tcp_idle_timeout_ms: u64,
+    /// Where dnsgate keeps state (URL list copies, under `lists/`). Default: systemd's
+    /// `$STATE_DIRECTORY`, else `/var/lib/dnsgate`.
+    pub state_dir: Option<Spanned<String>>,
 }
 
 /// Default values carry an empty span: they are in no file.
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             dot: None,
             doh: None,
             tcp_idle_timeout_ms: default_tcp_idle_ms(),
+            state_dir: None,
         }
     }
 }
@@ -263,14 +267,27 @@ pub struct ListConfig {
     pub kind: Spanned<String>,
     /// A local file.
     pub path: Option<Spanned<String>>,
-    /// A URL (fetched; a later release).
+    /// An `http://` or `https://` URL: fetched at start and every `refresh`, the last good
+    /// copy kept on disk.
     pub url: Option<Spanned<String>>,
     /// domains | hosts | adblock | plain (default: domains for domain lists, else plain)
     pub format: Option<Spanned<String>>,
-    /// Refresh interval of URL lists.
+    /// Refresh interval of URL lists (`"30m"`, `"24h"`, `"1d"`; default 24h).
     pub refresh: Option<Spanned<String>>,
+    /// Largest body a URL list may have (`"64MiB"`, or a number of bytes; default 64 MiB).
+    pub max_size: Option<Spanned<ByteSize>>,
     /// Free text.
     pub description: Option<String>,
+}
+
+/// A size: a number of bytes, or text with a unit (`"64MiB"`).
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ByteSize {
+    /// Bytes.
+    Bytes(u64),
+    /// Text with a unit.
+    Text(String),
 }
 
 fn default_list_type() -> Spanned<String> {

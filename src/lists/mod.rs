@@ -6,7 +6,8 @@
 //!
 //! Files: `name` (what a DNS name is, normalisation), `domain` ([`DomainList`], the arena
 //! set), `parse` (domains / hosts / adblock), `ip` ([`IpSet`]), `values` (e-mail and
-//! string sets, one-value-per-line lists). Parsing never fails (SPEC §7 keeps a bad list
+//! string sets, one-value-per-line lists), `url/` (lists fetched over HTTP(S): disk copies,
+//! conditional refreshes, swaps). Parsing never fails (SPEC §7 keeps a bad list
 //! *file* an error, but a bad *line* is skipped and counted, as blocky does): the caller
 //! decides what to do with [`ParseStats`].
 
@@ -18,6 +19,7 @@ mod name;
 mod parse;
 #[cfg(test)]
 mod tests;
+pub mod url;
 mod values;
 
 pub use domain::DomainList;

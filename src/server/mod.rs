@@ -180,7 +180,10 @@ pub fn reload(shared: &Shared) -> Result<(), Vec<Diagnostic>> {
     if let Some(log) = &shared.querylog {
         log.reopen();
     }
-    match Runtime::load(&shared.config_path) {
+    // URL lists: the copies this process holds are taken as they are (SPEC §7 reloads
+    // the configuration, not the network); only a list without one is fetched.
+    let url_lists = shared.runtime.load().url_lists.clone();
+    match Runtime::load_with(&shared.config_path, &url_lists) {
         Ok(mut rt) => {
             rt.adopt_upstreams(&shared.runtime.load());
             if rt.settings != shared.runtime.load().settings {

@@ -279,6 +279,11 @@ impl Server {
         }
     }
 
+    /// The log lines printed so far and not yet read.
+    pub(crate) fn drain_log(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     pub(crate) fn hup(&self) {
         let ok = Command::new("kill")
             .args(["-HUP", &self.child.id().to_string()])

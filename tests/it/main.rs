@@ -15,6 +15,7 @@ mod protocol;
 mod reload;
 mod serving;
 mod upstream;
+mod urllists;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use crate::client::{ede, ips, query};
 use crate::{upstream, write_files};
 
 /// The value of one series (`name` or `name{labels}` exactly as rendered), if present.
-fn value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         l.strip_prefix(series)?
             .strip_prefix(' ')?
