@@ -321,6 +321,25 @@ pub struct PolicySet {
     pub has_schedules: bool,
     /// Whether any policy looks at the resolved addresses' GeoIP.
     pub needs_dst_geo: bool,
+    /// The names policies require (see [`expr::Expr::required_names`]): name → (policy,
+    /// exact). A query probes its name and parents here and skips the gated policies
+    /// none of whose names it has — `dns.fqdn == "x"` policies cost nothing for other names.
+    gates: hashbrown::HashMap<Box<str>, Vec<(u32, bool)>, foldhash::fast::FixedState>,
+    /// `gated[i]`: policy i can only match a name found through `gates`.
+    gated: Vec<bool>,
+}
+
+/// The policies a name may match, as far as the name-gates tell (a bit per policy).
+struct Possible([u64; Self::WORDS]);
+
+impl Possible {
+    const WORDS: usize = 32;
+    /// Policies beyond this are never gated.
+    const MAX: usize = Self::WORDS * 64;
+
+    fn has(&self, idx: usize) -> bool {
+        self.0[idx / 64] & (1 << (idx % 64)) != 0
+    }
 }
 
 impl PolicySet {
@@ -364,12 +383,13 @@ impl PolicySet {
             Phase::Pre => &self.pre,
             Phase::Post => &self.post,
         };
+        let possible = self.possible(facts.fqdn);
         for &idx in order {
             let p = &self.policies[idx];
             if !self.is_active(idx, p, now, tracer) {
                 continue;
             }
-            let matched = p.matches(facts);
+            let matched = self.may_match(idx, &possible) && p.matches(facts);
             if !matched {
                 tracer.step(idx, Step::Evaluated(false));
                 continue;
@@ -403,7 +423,7 @@ impl PolicySet {
             // `intranet-old.corp.example` → `intranet.corp.example` must ask the corporate DNS.
             let upstreams = match (phase, &decision) {
                 (Phase::Pre, Decision::Block { .. }) | (Phase::Post, _) => 0,
-                (Phase::Pre, _) => self.pick_upstreams(facts, now, tracer).0,
+                (Phase::Pre, _) => self.pick_upstreams(facts, &possible, now, tracer).0,
             };
             return Flow::Decide(Verdict {
                 policy: idx,
@@ -412,7 +432,7 @@ impl PolicySet {
             });
         }
         if phase == Phase::Pre {
-            let (upstreams, policy) = self.pick_upstreams(facts, now, tracer);
+            let (upstreams, policy) = self.pick_upstreams(facts, &possible, now, tracer);
             return Flow::Continue { upstreams, policy };
         }
         Flow::Continue {
@@ -425,6 +445,7 @@ impl PolicySet {
     fn pick_upstreams(
         &self,
         facts: &QueryFacts<'_>,
+        possible: &Option<Possible>,
         now: Timestamp,
         tracer: &mut impl Tracer,
     ) -> (usize, Option<usize>) {
@@ -433,13 +454,38 @@ impl PolicySet {
             if !self.is_active(idx, p, now, tracer) {
                 continue;
             }
-            let matched = p.matches(facts);
+            let matched = self.may_match(idx, possible) && p.matches(facts);
             tracer.step(idx, Step::Evaluated(matched));
             if matched {
                 return (p.upstreams, Some(idx));
             }
         }
         (0, None)
+    }
+
+    /// The gated policies `fqdn` may match (`None`: nothing is gated).
+    fn possible(&self, fqdn: &str) -> Option<Possible> {
+        if self.gates.is_empty() {
+            return None;
+        }
+        let mut possible = Possible([0; Possible::WORDS]);
+        for (depth, d) in fields::domains(fqdn).enumerate() {
+            for &(idx, exact) in self.gates.get(d).map_or(&[][..], |v| v.as_slice()) {
+                if !exact || depth == 0 {
+                    possible.0[idx as usize / 64] |= 1 << (idx % 64);
+                }
+            }
+        }
+        Some(possible)
+    }
+
+    /// False if policy `idx` is gated and the name is not one it requires.
+    #[inline]
+    fn may_match(&self, idx: usize, possible: &Option<Possible>) -> bool {
+        match possible {
+            Some(p) if self.gated[idx] => p.has(idx),
+            _ => true,
+        }
     }
 
     fn is_active(
@@ -463,6 +509,22 @@ impl PolicySet {
     }
 
     fn index(&mut self) {
+        self.gates.clear();
+        self.gated = vec![false; self.policies.len()];
+        if self.policies.len() <= Possible::MAX {
+            for (i, p) in self.policies.iter().enumerate() {
+                let Some(names) = p.traffic.required_names() else {
+                    continue;
+                };
+                self.gated[i] = true;
+                for (name, exact) in names {
+                    self.gates
+                        .entry(name.into())
+                        .or_default()
+                        .push((i as u32, exact));
+                }
+            }
+        }
         self.pre.clear();
         self.resolve.clear();
         self.post.clear();
@@ -472,6 +534,74 @@ impl PolicySet {
                 (_, Phase::Pre) => self.pre.push(i),
                 (_, Phase::Post) => self.post.push(i),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geoip::GeoInfo;
+    use crate::runtime::Runtime;
+
+    /// The policy deciding `name`/`rtype` in the pre phase, if any.
+    fn decider(rt: &Runtime, name: &str, rtype: &str) -> Option<String> {
+        let memo = ListMemo::default();
+        let facts = QueryFacts {
+            fqdn: name,
+            rtype,
+            src_ip: [127, 0, 0, 1].into(),
+            location: None,
+            identity: None,
+            content_categories: &[],
+            security_categories: &[],
+            src_geo: GeoInfo::default(),
+            post: None,
+            memo: &memo,
+        };
+        match rt.policies.run(Phase::Pre, &facts, Timestamp::now(), &mut ()) {
+            Flow::Decide(v) => Some(rt.policies.policies[v.policy].name.clone()),
+            Flow::Continue { .. } => None,
+        }
+    }
+
+    #[test]
+    fn name_gates_skip_only_policies_that_cannot_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("dnsgate.toml");
+        let policies = [
+            ("exact", r#"dns.fqdn == "a.example""#),
+            ("suffix", r#"dns.query_rtype == "A" and any(dns.domains[*] == "b.example")"#),
+            ("either", r#"dns.fqdn == "c.example" or any(dns.domains[*] in {"d.example" "e.example"})"#),
+            ("open", r#"dns.fqdn == "g.example" or dns.query_rtype == "TXT""#),
+            ("not", r#"not dns.fqdn == "h.example" and dns.query_rtype == "MX""#),
+        ];
+        let mut text = String::new();
+        for (name, traffic) in policies {
+            text.push_str(&format!(
+                "[[policies]]\nname = \"{name}\"\naction = \"block\"\ntraffic = '{traffic}'\n"
+            ));
+        }
+        std::fs::write(&cfg, text).unwrap();
+        let rt = Runtime::load(&cfg).unwrap();
+        assert_eq!(rt.policies.gated, [true, true, true, false, false]);
+        for (name, rtype, want) in [
+            ("a.example", "A", Some("exact")),
+            ("x.a.example", "A", None),
+            ("b.example", "A", Some("suffix")),
+            ("x.b.example", "A", Some("suffix")),
+            ("x.b.example", "AAAA", None),
+            ("c.example", "A", Some("either")),
+            ("x.c.example", "A", None),
+            ("y.d.example", "A", Some("either")),
+            ("e.example", "A", Some("either")),
+            ("g.example", "A", Some("open")),
+            ("z.example", "TXT", Some("open")),
+            ("z.example", "A", None),
+            ("z.example", "MX", Some("not")),
+            ("h.example", "MX", None),
+        ] {
+            assert_eq!(decider(&rt, name, rtype).as_deref(), want, "{name} {rtype}");
         }
     }
 }

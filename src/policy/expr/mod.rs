@@ -119,6 +119,55 @@ pub struct Expr {
     source: Box<str>,
 }
 
+/// Adds to `out` names one of which `node` requires (see [`Expr::required_names`]);
+/// false if it requires none.
+fn required<'a>(node: &'a Node, out: &mut Vec<(&'a str, bool)>) -> bool {
+    use eval::{StrSrc, StrTest};
+    match node {
+        Node::Str {
+            src: StrSrc::Fqdn,
+            fold: false,
+            test: StrTest::Eq(x),
+        } => {
+            out.push((x, true));
+            true
+        }
+        Node::Str {
+            src: StrSrc::Fqdn,
+            fold: false,
+            test: StrTest::In(set),
+        } => {
+            out.extend(set.items().into_iter().map(|x| (x, true)));
+            true
+        }
+        Node::DomainsEq(x) => {
+            out.push((x, false));
+            true
+        }
+        Node::DomainsIn(set) => {
+            out.extend(set.items().into_iter().map(|x| (x, false)));
+            true
+        }
+        // One requiring clause is enough for the whole `and`; take the first.
+        Node::And(v) => v.iter().any(|n| {
+            let mark = out.len();
+            required(n, out) || {
+                out.truncate(mark);
+                false
+            }
+        }),
+        // Every branch of an `or` must require names.
+        Node::Or(v) => {
+            let mark = out.len();
+            v.iter().all(|n| required(n, out)) || {
+                out.truncate(mark);
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
 /// One top-level clause of an expression and whether it held, for `dnsgate explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClauseTrace {
@@ -172,6 +221,15 @@ impl Expr {
             Node::Const(b) => b,
             ref root => root.eval(facts, &Elem::None),
         }
+    }
+
+    /// Names without one of which the expression cannot hold: `(name, exact)` means
+    /// `dns.fqdn` must be `name` (exact) or `name` must be in `dns.domains` (it or a
+    /// parent). `None` when the expression has no such requirement. The policy set indexes
+    /// these so a query skips, after a few hash probes, the policies aimed at other names.
+    pub fn required_names(&self) -> Option<Vec<(&str, bool)>> {
+        let mut out = Vec::new();
+        required(&self.root, &mut out).then_some(out)
     }
 
     /// `Post` if the expression references any post-resolution field.

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
 
+use super::eval::Pattern;
+
 use super::ast::{CmpOp, Lit, PredOp, Predicate, Span, Value};
 use super::compile::{Compiler, Scope};
 use super::eval::{CodeSrc, CodeTest, IntTest, IpSrc, IpTest, Node, StrSrc, StrTest};
@@ -169,7 +171,7 @@ impl Compiler<'_, '_> {
             PredOp::Matches(re, span) => {
                 // Case-normalised fields match case-insensitively, like their `==`.
                 let ci = !r.lower && r.norm() != Normalize::Exact;
-                StrTest::Matches(Box::new(self.regex(re, *span, ci)?))
+                StrTest::Matches(Box::new(Pattern::new(self.regex(re, *span, ci)?, ci)))
             }
             PredOp::Contains(s, _) => StrTest::Contains(r.needle(s).into()),
         };

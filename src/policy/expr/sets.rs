@@ -33,6 +33,14 @@ impl StrSet {
         }
     }
 
+    /// Every member.
+    pub(super) fn items(&self) -> Vec<&str> {
+        match self {
+            Self::Scan(items) => items.iter().map(|i| &**i).collect(),
+            Self::Hash(set) => set.iter().map(|i| &**i).collect(),
+        }
+    }
+
     #[inline]
     pub(super) fn contains(&self, s: &str) -> bool {
         match self {
