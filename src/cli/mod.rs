@@ -138,7 +138,9 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     let handle = crate::metrics::install_recorder();
     crate::metrics::register_zeroes();
     // URL lists are fetched (those without a saved copy) while loading: off the async
-    // threads, like a reload.
+    // threads, like a reload. A first fetch may take up to its 120 s limit: tell systemd
+    // (whose start timeout is 90 s by default) to wait that long.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::ExtendTimeoutUsec(150_000_000)]);
     let url_lists = Arc::new(UrlLists::new(Mode::Serve));
     let loaded = {
         let (path, url_lists) = (config.to_path_buf(), url_lists.clone());
