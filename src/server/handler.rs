@@ -410,6 +410,13 @@ impl Handler {
             std::iter::empty(),
             reply.additionals.iter(),
         );
+        // Counted before the answer leaves: whoever has the answer sees it counted.
+        ::metrics::counter!(metrics::QUERIES_TOTAL, "protocol" => protocol, "action" => action)
+            .increment(1);
+        ::metrics::counter!(metrics::RESPONSES_TOTAL, "rcode" => rcode_label(reply.rcode))
+            .increment(1);
+        ::metrics::histogram!(metrics::QUERY_DURATION_SECONDS)
+            .record(start.elapsed().as_secs_f64());
         let info = match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
@@ -423,11 +430,6 @@ impl Handler {
             }
         };
         let elapsed = start.elapsed();
-        ::metrics::counter!(metrics::QUERIES_TOTAL, "protocol" => protocol, "action" => action)
-            .increment(1);
-        ::metrics::counter!(metrics::RESPONSES_TOTAL, "rcode" => rcode_label(reply.rcode))
-            .increment(1);
-        ::metrics::histogram!(metrics::QUERY_DURATION_SECONDS).record(elapsed.as_secs_f64());
         let meta = outcome.as_ref().map(|o| Meta {
             action,
             policy: o.policy,

@@ -281,12 +281,12 @@ async fn formerr(shared: &Shared, sock: &UdpSocket, packet: &[u8], src: SocketAd
         metadata: md,
         counts: Default::default(),
     };
-    if let Ok(bytes) = reply.to_bytes() {
-        let _ = sock.send_to(&bytes, src).await;
-    }
     ::metrics::counter!(crate::metrics::QUERIES_TOTAL, "protocol" => "udp", "action" => "error")
         .increment(1);
     ::metrics::counter!(crate::metrics::RESPONSES_TOTAL, "rcode" => "FORMERR").increment(1);
+    if let Ok(bytes) = reply.to_bytes() {
+        let _ = sock.send_to(&bytes, src).await;
+    }
 }
 
 /// Sends a response on our socket, keeping a copy of the bytes for the packet cache.

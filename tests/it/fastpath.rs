@@ -167,3 +167,29 @@ async fn replayed_answers_are_logged_as_cached() {
         assert_eq!(v["type"], "A", "{v}");
     }
 }
+
+#[tokio::test]
+async fn upstream_sockets_are_reused_a_few_times_then_replaced() {
+    let g = gate("", &[]).await;
+    // Forty different names, one after the other: forty upstream queries.
+    for i in 0..40 {
+        let m = a_from("127.0.0.1", g.addr, &format!("n{i}.test.")).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    }
+    let ports = g.upstream.udp_source_ports();
+    assert_eq!(ports.len(), 40, "{ports:?}");
+    let mut uses = std::collections::HashMap::new();
+    for p in &ports {
+        *uses.entry(*p).or_insert(0usize) += 1;
+    }
+    let most = uses.values().copied().max().unwrap();
+    assert!(
+        most <= dnsgate::resolve::forward::SOCKET_USES as usize,
+        "no port serves more than SOCKET_USES queries: {uses:?}"
+    );
+    assert!(
+        uses.len() >= 40usize.div_ceil(dnsgate::resolve::forward::SOCKET_USES as usize),
+        "{uses:?}"
+    );
+    assert!(uses.len() < 40, "sockets are reused: {uses:?}");
+}

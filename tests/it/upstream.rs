@@ -107,6 +107,8 @@ struct Counting {
 struct Flags {
     cd: AtomicUsize,
     dnssec_ok: AtomicUsize,
+    /// The source port of every UDP query, in order.
+    udp_ports: std::sync::Mutex<Vec<u16>>,
 }
 
 #[async_trait::async_trait]
@@ -122,6 +124,9 @@ impl RequestHandler for Counting {
         }
         if request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok) {
             self.flags.dnssec_ok.fetch_add(1, Ordering::SeqCst);
+        }
+        if request.protocol() == hickory_server::net::xfer::Protocol::Udp {
+            self.flags.udp_ports.lock().unwrap().push(request.src().port());
         }
         if self.silent.load(Ordering::SeqCst) {
             // Never answer: the client sees a timeout. Hold the task a little so nothing
@@ -174,6 +179,11 @@ impl Upstream {
     /// Queries received so far with the EDNS DO bit set.
     pub fn queries_with_do(&self) -> usize {
         self.flags.dnssec_ok.load(Ordering::SeqCst)
+    }
+
+    /// The source ports of the UDP queries received so far, in order.
+    pub fn udp_source_ports(&self) -> Vec<u16> {
+        self.flags.udp_ports.lock().unwrap().clone()
     }
 
     /// Stop (or resume) answering.
