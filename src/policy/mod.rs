@@ -575,6 +575,7 @@ mod tests {
             ("either", r#"dns.fqdn == "c.example" or any(dns.domains[*] in {"d.example" "e.example"})"#),
             ("open", r#"dns.fqdn == "g.example" or dns.query_rtype == "TXT""#),
             ("not", r#"not dns.fqdn == "h.example" and dns.query_rtype == "MX""#),
+            ("root", r#"dns.fqdn == "." and dns.query_rtype == "NS""#),
         ];
         let mut text = String::new();
         for (name, traffic) in policies {
@@ -584,7 +585,7 @@ mod tests {
         }
         std::fs::write(&cfg, text).unwrap();
         let rt = Runtime::load(&cfg).unwrap();
-        assert_eq!(rt.policies.gated, [true, true, true, false, false]);
+        assert_eq!(rt.policies.gated, [true, true, true, false, false, false]);
         for (name, rtype, want) in [
             ("a.example", "A", Some("exact")),
             ("x.a.example", "A", None),
@@ -600,6 +601,7 @@ mod tests {
             ("z.example", "A", None),
             ("z.example", "MX", Some("not")),
             ("h.example", "MX", None),
+            ("", "NS", Some("root")),
         ] {
             assert_eq!(decider(&rt, name, rtype).as_deref(), want, "{name} {rtype}");
         }

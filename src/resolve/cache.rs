@@ -127,6 +127,16 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// How much longer this answer may be repeated: its cache lifetime left (0 when it is
+    /// stale or was never cacheable, like a negative answer without an SOA).
+    pub fn fresh_for(&self) -> u32 {
+        if self.stale {
+            0
+        } else {
+            self.msg.ttl.saturating_sub(self.age)
+        }
+    }
+
     /// A record with its TTL as the client should see it.
     pub fn adjust(&self, r: &Record) -> Record {
         let mut r = r.clone();

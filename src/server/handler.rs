@@ -65,6 +65,21 @@ pub struct Outcome {
     /// The client's device and user, if known (shared, not copied: only the query log
     /// reads them).
     pub identity: Option<Arc<Identity>>,
+    /// The shortest cache life left of the answers resolved on the way (`None`: nothing
+    /// was resolved): an answer built on them may not be repeated longer.
+    pub fresh_for: Option<u32>,
+    /// Something resolved on the way was served stale.
+    pub stale: bool,
+}
+
+impl Outcome {
+    /// Notes an answer resolved on the way.
+    fn resolved(&mut self, r: &Resolved) {
+        self.cached = r.cached;
+        self.stale |= r.stale;
+        let fresh = r.fresh_for();
+        self.fresh_for = Some(self.fresh_for.map_or(fresh, |f| f.min(fresh)));
+    }
 }
 
 /// The normalised form of a query name: lowercase, no trailing dot (root is "").
@@ -129,6 +144,8 @@ impl Shared {
             phase: None,
             cached: false,
             identity: None,
+            fresh_for: None,
+            stale: false,
         };
         // (The ACL ran in `handle_request`, before this.)
         // A filtering forwarder speaks for the IN class only, and is no zone-transfer
@@ -189,7 +206,7 @@ impl Shared {
                 return out;
             }
         };
-        out.cached = resolved.cached;
+        out.resolved(&resolved);
         if resolved.stale {
             ::metrics::counter!(metrics::STALE_ANSWERS_TOTAL).increment(1);
         }
@@ -233,7 +250,7 @@ impl Shared {
         let mut reply = match &v.decision {
             Decision::Allow => match self.resolve(rt, v.upstreams, q).await {
                 Ok(r) => {
-                    out.cached = r.cached;
+                    out.resolved(&r);
                     Reply::from_resolved(&r)
                 }
                 Err(e) => {
@@ -248,12 +265,12 @@ impl Shared {
             }
             Decision::Override {
                 host: Some(host), ..
-            } => self.cname_to(rt, q, host, v.upstreams).await,
+            } => self.cname_to(rt, q, host, v.upstreams, out).await,
             Decision::SafeSearch { target } | Decision::YtRestricted { target } => {
                 match Name::from_ascii(target) {
                     Ok(mut host) => {
                         host.set_fqdn(true);
-                        self.cname_to(rt, q, &host, v.upstreams).await
+                        self.cname_to(rt, q, &host, v.upstreams, out).await
                     }
                     Err(_) => Reply::rcode(ResponseCode::ServFail),
                 }
@@ -268,7 +285,14 @@ impl Shared {
         out.reply = reply;
     }
 
-    async fn cname_to(&self, rt: &Runtime, q: &Question, host: &Name, group: usize) -> Reply {
+    async fn cname_to(
+        &self,
+        rt: &Runtime,
+        q: &Question,
+        host: &Name,
+        group: usize,
+        out: &mut Outcome,
+    ) -> Reply {
         if q.qtype == RecordType::CNAME {
             return answer::cname(&q.name, host, rt.block_ttl, None);
         }
@@ -277,7 +301,10 @@ impl Shared {
             ..q.clone()
         };
         match self.resolve(rt, group, &tq).await {
-            Ok(r) => answer::cname(&q.name, host, rt.block_ttl, Some(&r)),
+            Ok(r) => {
+                out.resolved(&r);
+                answer::cname(&q.name, host, rt.block_ttl, Some(&r))
+            }
             // The target cannot be had: say so, as for any name that cannot be resolved,
             // rather than hand out a CNAME that leads nowhere.
             Err(e) => Reply::rcode(ResponseCode::ServFail).with_ede(e.ede_code(), e.to_string()),
@@ -303,6 +330,9 @@ pub struct Served {
     pub meta: Option<Meta>,
     /// The answer is stale or was truncated: not one to repeat.
     pub transient: bool,
+    /// How long the answer may be repeated at most (the shortest cache life of what was
+    /// resolved for it; `None`: nothing was, only its own TTLs count).
+    pub fresh_for: Option<u32>,
 }
 
 #[async_trait::async_trait]
@@ -437,7 +467,10 @@ impl Handler {
             rcode: reply.rcode,
             resolved: matches!(action, "allow" | "resolve"),
         });
-        let transient = truncated || reply.ede.as_ref().is_some_and(|(c, _)| *c == EDE_STALE);
+        let transient = truncated
+            || reply.ede.as_ref().is_some_and(|(c, _)| *c == EDE_STALE)
+            || outcome.as_ref().is_some_and(|o| o.stale);
+        let fresh_for = outcome.as_ref().and_then(|o| o.fresh_for);
         if let Some(log) = &self.shared.querylog {
             // Every query is logged, the malformed and refused ones too.
             let (identity, policy, phase, cached) = match outcome {
@@ -470,6 +503,7 @@ impl Handler {
             generation: rt.generation,
             meta,
             transient,
+            fresh_for,
         }
     }
 }

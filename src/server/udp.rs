@@ -21,6 +21,7 @@ use hickory_server::zone_handler::MessageResponse;
 use socket2::{Domain, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -31,6 +32,11 @@ use super::packet::{Key, Meta};
 use super::wire::{QNAME_AT, Query};
 use crate::querylog::Entry;
 use crate::runtime::canonical_ip;
+
+/// Full-path queries one socket may have waiting at once.
+const MAX_PENDING: usize = 4096;
+/// Datagrams a read loop handles before it lets other tasks run.
+const YIELD_EVERY: usize = 64;
 
 /// The receive buffer asked for.
 const RECV_BUFFER: usize = 4 << 20;
@@ -76,18 +82,25 @@ pub(super) fn spawn(
 async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) {
     let fd = sock.as_raw_fd();
     let (mut inbox, mut outbox) = (Inbox::default(), Outbox::default());
+    // Full-path queries of this socket waiting at once; beyond, a datagram is dropped (the
+    // client retries), as Unbound does past `num-queries-per-thread`.
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    let mut since_yield = 0;
     loop {
         let n = match sock.try_io(Interest::READABLE, || inbox.recv(fd)) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if let Err(e) = sock.readable().await {
                     debug!(error = %e, "udp readiness");
+                    tokio::task::yield_now().await;
                 }
+                since_yield = 0;
                 continue;
             }
             // ICMP errors of earlier sends (ECONNREFUSED) and the like: reported once.
             Err(e) => {
                 debug!(error = %e, "udp receive");
+                tokio::task::yield_now().await;
                 continue;
             }
         };
@@ -96,16 +109,28 @@ async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) 
             let Some((packet, src, cut)) = inbox.get(i) else {
                 continue;
             };
-            let mut key = None;
-            if !cut && fast(&shared, packet, src, start, outbox.next_buffer(), &mut key) {
+            let mut miss = None;
+            if !cut && fast(&shared, packet, src, start, outbox.next_buffer(), &mut miss) {
                 outbox.commit(src);
-            } else {
+            } else if let Ok(permit) = pending.clone().try_acquire_owned() {
                 let (shared, handler, sock) = (shared.clone(), handler.clone(), sock.clone());
                 let packet = packet.to_vec();
-                tokio::spawn(async move { full(shared, handler, sock, packet, src, key).await });
+                tokio::spawn(async move {
+                    full(shared, handler, sock, packet, src, miss).await;
+                    drop(permit);
+                });
+            } else {
+                debug!(%src, "too many queries waiting; datagram dropped");
             }
         }
         flush(&sock, &mut outbox).await;
+        // A socket that never runs dry must still let the other tasks of this thread
+        // (other sockets, the full path, timers, TCP, reloads) have their turn.
+        since_yield += n;
+        if since_yield >= YIELD_EVERY {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -131,14 +156,15 @@ async fn flush(sock: &UdpSocket, outbox: &mut Outbox) {
 }
 
 /// Answers from the packet cache into `out` (true), or sets `miss` to the key to remember
-/// the full path's answer under (left `None`: not one for the cache).
+/// the full path's answer under and the configuration generation the key was made for
+/// (left `None`: not one for the cache).
 fn fast(
     shared: &Shared,
     packet: &[u8],
     src: SocketAddr,
     start: Instant,
     out: &mut Vec<u8>,
-    miss: &mut Option<Key>,
+    miss: &mut Option<(Key, u64)>,
 ) -> bool {
     let Some(q) = Query::parse(packet) else {
         return false;
@@ -156,7 +182,7 @@ fn fast(
         .packets
         .answer(&key, packet, &q, rt.generation, start, out)
     else {
-        *miss = Some(key);
+        *miss = Some((key, rt.generation));
         return false;
     };
     let hot = &shared.hot;
@@ -204,14 +230,15 @@ fn log_hit(
     });
 }
 
-/// The full path for one datagram; its answer goes into the packet cache under `key`.
+/// The full path for one datagram; its answer goes into the packet cache under `key` if
+/// the configuration that decided is the one the key was made for.
 async fn full(
     shared: Arc<Shared>,
     handler: Handler,
     sock: Arc<UdpSocket>,
     packet: Vec<u8>,
     src: SocketAddr,
-    key: Option<Key>,
+    key: Option<(Key, u64)>,
 ) {
     let request = match Request::from_bytes(packet.clone(), src, Protocol::Udp) {
         Ok(r) => r,
@@ -230,36 +257,48 @@ async fn full(
         dst: src,
         sent: key.is_some().then(|| sent.clone()),
     };
+    let minute = unix_now().as_secs() / 60;
     let served = handler.serve(&request, capture).await;
-    let (Some(key), Some(meta), false) = (key, served.meta, served.transient) else {
+    let (Some((key, generation)), Some(meta), false) = (key, served.meta, served.transient) else {
         return;
     };
+    // A reload between the key and the decision: the key's client class may mean another
+    // client now.
+    if served.generation != generation {
+        return;
+    }
     let Some(bytes) = sent.lock().ok().and_then(|mut s| s.take()) else {
         return;
     };
     let rt = shared.runtime.load();
-    if rt.generation != served.generation {
+    if rt.generation != generation {
         return;
     }
-    let now = Instant::now();
-    let max_age = if rt.policies.has_schedules {
-        until_next_minute()
-    } else {
-        Duration::MAX
-    };
+    // Schedules turn on minute boundaries: an answer decided in one minute is not repeated
+    // into the next.
+    let mut max_age = Duration::MAX;
+    if rt.policies.has_schedules {
+        let now = unix_now();
+        if now.as_secs() / 60 != minute {
+            return;
+        }
+        max_age = Duration::from_secs(60 - now.as_secs() % 60)
+            .saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())));
+    }
+    // Nor longer than what it was resolved from may be cached.
+    if let Some(fresh) = served.fresh_for {
+        max_age = max_age.min(Duration::from_secs(u64::from(fresh)));
+    }
     shared
         .packets
-        .insert(&key, &bytes, meta, served.generation, now, max_age);
+        .insert(&key, &bytes, meta, generation, Instant::now(), max_age);
 }
 
-/// Time left in the current minute: schedules change their verdicts on minute boundaries.
-fn until_next_minute() -> Duration {
-    let now = std::time::SystemTime::now()
+/// The wall-clock time since the epoch.
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_secs(60 - now.as_secs() % 60).saturating_sub(Duration::from_nanos(
-        u64::from(now.subsec_nanos()),
-    ))
+        .unwrap_or_default()
 }
 
 /// Answers a datagram hickory cannot decode with FORMERR, if it has a query's header and

@@ -83,7 +83,20 @@ impl Query {
             }
             let dnssec_ok = b.get(at + 7)? & 0x80 != 0;
             let rdlen = usize::from(u16_at(b, at + 9)?);
-            at += 11 + rdlen;
+            at += 11;
+            let end = at + rdlen;
+            // Options must frame the data exactly; those hickory reads itself (NSID, DNSSEC
+            // algorithm lists, client subnet) may be malformed: FORMERR is the full path's.
+            while at < end {
+                let (code, len) = (u16_at(b, at)?, usize::from(u16_at(b, at + 2)?));
+                if matches!(code, 3 | 5 | 6 | 7 | 8) {
+                    return None;
+                }
+                at += 4 + len;
+            }
+            if at != end {
+                return None;
+            }
             Some((payload, dnssec_ok))
         } else {
             None
@@ -214,6 +227,28 @@ mod tests {
         let mut chaos = query("version.bind.", RecordType::TXT, None);
         chaos.queries[0].set_query_class(DNSClass::CH);
         assert_eq!(Query::parse(&chaos.to_vec().unwrap()), None);
+    }
+
+    #[test]
+    fn edns_options_must_be_well_framed_and_plain() {
+        let base = query("a.example.", RecordType::A, Some((1232, false)))
+            .to_vec()
+            .unwrap();
+        let with = |rdata: &[u8]| {
+            let mut b = base.clone();
+            let len = b.len();
+            b[len - 2..].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+            b.extend_from_slice(rdata);
+            b
+        };
+        // A cookie (10) with 8 bytes: fine.
+        let cookie = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert!(Query::parse(&with(&cookie)).is_some());
+        // Too long for the data, too short, or a client subnet: the full path decides.
+        assert_eq!(Query::parse(&with(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8])), None);
+        assert_eq!(Query::parse(&with(&[0, 10, 0])), None);
+        let ecs = [0, 8, 0, 9, 0, 1, 40, 0, 1, 2, 3, 4, 5];
+        assert_eq!(Query::parse(&with(&ecs)), None);
     }
 
     #[test]

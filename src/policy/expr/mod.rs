@@ -120,7 +120,8 @@ pub struct Expr {
 }
 
 /// Adds to `out` names one of which `node` requires (see [`Expr::required_names`]);
-/// false if it requires none.
+/// false if it requires none. The root name (`""`) is never a gate: it has no labels to
+/// probe with.
 fn required<'a>(node: &'a Node, out: &mut Vec<(&'a str, bool)>) -> bool {
     use eval::{StrSrc, StrTest};
     match node {
@@ -128,7 +129,7 @@ fn required<'a>(node: &'a Node, out: &mut Vec<(&'a str, bool)>) -> bool {
             src: StrSrc::Fqdn,
             fold: false,
             test: StrTest::Eq(x),
-        } => {
+        } if !x.is_empty() => {
             out.push((x, true));
             true
         }
@@ -136,15 +137,15 @@ fn required<'a>(node: &'a Node, out: &mut Vec<(&'a str, bool)>) -> bool {
             src: StrSrc::Fqdn,
             fold: false,
             test: StrTest::In(set),
-        } => {
+        } if set.items().iter().all(|x| !x.is_empty()) => {
             out.extend(set.items().into_iter().map(|x| (x, true)));
             true
         }
-        Node::DomainsEq(x) => {
+        Node::DomainsEq(x) if !x.is_empty() => {
             out.push((x, false));
             true
         }
-        Node::DomainsIn(set) => {
+        Node::DomainsIn(set) if set.items().iter().all(|x| !x.is_empty()) => {
             out.extend(set.items().into_iter().map(|x| (x, false)));
             true
         }
