@@ -12,7 +12,7 @@
 //! at a time and each with its own random id, and is dropped after a timeout or an error,
 //! so a late or forged answer to an old query can only ever meet a query that checks id
 //! and question, and source ports keep changing (a fresh kernel-chosen port every
-//! [`SOCKET_USES`] queries).
+//! [`SOCKET_USES`] queries, or after two idle seconds).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +39,9 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 pub const SOCKET_USES: u16 = 16;
 /// Idle sockets kept per upstream server.
 const POOL_MAX: usize = 256;
+/// An idle socket older than this is closed rather than reused: open ports that sit
+/// waiting are what off-path attackers probe for (SADDNS).
+const POOL_IDLE: Duration = Duration::from_secs(2);
 
 /// A connected socket to one upstream and its receive buffer, between queries.
 #[derive(Debug)]
@@ -46,6 +49,7 @@ struct Pooled {
     sock: UdpSocket,
     buf: Vec<u8>,
     uses: u16,
+    idle_since: Instant,
 }
 
 /// Largest UDP response accepted; we advertise [`EDNS_PAYLOAD`], so anything bigger is
@@ -249,7 +253,16 @@ async fn exchange_udp(
     deadline: Instant,
 ) -> Result<Response, Error> {
     let (id, wire) = encode_query(q)?;
-    let idle = pool.lock().ok().and_then(|mut p| p.pop());
+    // The newest idle socket; if even that has idled too long, so have all the others.
+    let idle = pool.lock().ok().and_then(|mut p| {
+        let s = p.pop()?;
+        if s.idle_since.elapsed() < POOL_IDLE {
+            Some(s)
+        } else {
+            p.clear();
+            None
+        }
+    });
     let mut s = match idle {
         Some(s) => s,
         None => {
@@ -264,6 +277,7 @@ async fn exchange_udp(
                 sock,
                 buf: vec![0u8; UDP_BUFFER],
                 uses: 0,
+                idle_since: Instant::now(),
             }
         }
     };
@@ -285,7 +299,12 @@ async fn exchange_udp(
         s.uses += 1;
         if s.uses < SOCKET_USES {
             if let Ok(mut p) = pool.lock() {
+                // The oldest are at the front: close those idle too long.
+                if p.first().is_some_and(|o| o.idle_since.elapsed() >= POOL_IDLE) {
+                    p.retain(|o| o.idle_since.elapsed() < POOL_IDLE);
+                }
                 if p.len() < POOL_MAX {
+                    s.idle_since = Instant::now();
                     p.push(s);
                 }
             }

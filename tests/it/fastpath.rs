@@ -192,4 +192,37 @@ async fn upstream_sockets_are_reused_a_few_times_then_replaced() {
         "{uses:?}"
     );
     assert!(uses.len() < 40, "sockets are reused: {uses:?}");
+
+    // A socket idle for two seconds is not reused: its port is closed.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let m = a_from("127.0.0.1", g.addr, "n40.test.").await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let after = g.upstream.udp_source_ports();
+    assert!(
+        !ports.contains(&after[40]),
+        "port {} was used before: {ports:?}",
+        after[40]
+    );
+}
+
+#[tokio::test]
+async fn a_post_resolution_verdict_lives_no_longer_than_the_answer_it_judged() {
+    // short.test has TTL 2; the block is answered with `[block] ttl` 60. Repeating the
+    // block for 60 s would keep judging an address the name may no longer have.
+    let g = gate(
+        "[[policies]]\nname = \"bad ip\"\naction = \"block\"\n\
+         traffic = 'any(dns.resolved_ips[*] in {192.0.2.20})'\n",
+        &[],
+    )
+    .await;
+    for _ in 0..3 {
+        let m = a_from("127.0.0.1", g.addr, "short.test.").await;
+        assert_eq!(ips(&m), ["0.0.0.0"]);
+        assert_eq!(ede(&m).map(|e| e.0), Some(15));
+    }
+    assert_eq!(g.upstream.queries(), 1, "repeated while fresh");
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let m = a_from("127.0.0.1", g.addr, "short.test.").await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    assert_eq!(g.upstream.queries(), 2, "asked again once the answer expired");
 }
