@@ -83,14 +83,25 @@ impl Default for Inbox {
 impl Inbox {
     /// Reads up to [`BATCH`] datagrams without blocking; `Err(WouldBlock)` if none wait.
     pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        // One base pointer per vector, so that pointing header i at name i and iovec i
+        // never re-borrows a vector another header already points into.
+        let (bufs, iov) = (self.bufs.as_mut_ptr(), self.iov.as_mut_ptr());
+        let (names, hdrs) = (self.names.as_mut_ptr(), self.hdrs.as_mut_ptr());
         for i in 0..BATCH {
-            self.iov[i] = libc::iovec {
-                iov_base: self.bufs[i].as_mut_ptr().cast(),
-                iov_len: DATAGRAM,
-            };
-            point(&mut self.hdrs[i], &mut self.names[i], &mut self.iov[i]);
-            self.hdrs[i].msg_hdr.msg_namelen =
-                size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: i < BATCH, the length of every vector here, so each `add(i)` is in
+            // bounds; all four vectors are distinct allocations owned by `self`.
+            unsafe {
+                iov.add(i).write(libc::iovec {
+                    iov_base: (*bufs.add(i)).as_mut_ptr().cast(),
+                    iov_len: DATAGRAM,
+                });
+                point(
+                    hdrs.add(i),
+                    names.add(i),
+                    iov.add(i),
+                    size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+                );
+            }
         }
         // SAFETY: every header points at a name and an iovec of this inbox, and every
         // iovec at a buffer of DATAGRAM bytes of this inbox; all outlive the call, and the
@@ -98,7 +109,7 @@ impl Inbox {
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                self.hdrs.as_mut_ptr(),
+                hdrs,
                 BATCH as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -169,27 +180,27 @@ impl Outbox {
         if n == 0 {
             return Ok(0);
         }
-        for i in 0..n {
-            let (buf, dst) = &self.replies[i];
-            let namelen = to_storage(*dst, &mut self.names[i]);
-            self.iov[i] = libc::iovec {
-                iov_base: buf.as_ptr().cast_mut().cast(),
-                iov_len: buf.len(),
-            };
-            point(&mut self.hdrs[i], &mut self.names[i], &mut self.iov[i]);
-            self.hdrs[i].msg_hdr.msg_namelen = namelen;
+        let (iov, names, hdrs) = (
+            self.iov.as_mut_ptr(),
+            self.names.as_mut_ptr(),
+            self.hdrs.as_mut_ptr(),
+        );
+        for (i, (buf, dst)) in self.replies[..n].iter().enumerate() {
+            // SAFETY: i < n <= BATCH, the length of the three vectors; they are distinct
+            // allocations owned by `self`, and `replies` is a fourth.
+            unsafe {
+                let namelen = to_storage(*dst, &mut *names.add(i));
+                iov.add(i).write(libc::iovec {
+                    iov_base: buf.as_ptr().cast_mut().cast(),
+                    iov_len: buf.len(),
+                });
+                point(hdrs.add(i), names.add(i), iov.add(i), namelen);
+            }
         }
         // SAFETY: the first `n` headers point at names and iovecs of this outbox, the
         // iovecs at reply buffers not touched until the call returns; the kernel only
         // reads them.
-        let sent = unsafe {
-            libc::sendmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
+        let sent = unsafe { libc::sendmmsg(fd, hdrs, n as libc::c_uint, libc::MSG_DONTWAIT) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -206,13 +217,24 @@ impl Outbox {
     }
 }
 
-/// Points a header at one name and one iovec.
-fn point(h: &mut libc::mmsghdr, name: &mut libc::sockaddr_storage, iov: &mut libc::iovec) {
-    // SAFETY: see `zeroed_vec`.
-    *h = unsafe { zeroed() };
-    h.msg_hdr.msg_name = std::ptr::from_mut(name).cast();
-    h.msg_hdr.msg_iov = std::ptr::from_mut(iov);
-    h.msg_hdr.msg_iovlen = 1;
+/// Points a header at one name (of `namelen` bytes) and one iovec.
+///
+/// # Safety
+/// All three pointers must be valid for writes (`h`) or for the kernel call that follows.
+unsafe fn point(
+    h: *mut libc::mmsghdr,
+    name: *mut libc::sockaddr_storage,
+    iov: *mut libc::iovec,
+    namelen: libc::socklen_t,
+) {
+    // SAFETY: the caller's promise; an all-zero mmsghdr is valid.
+    unsafe {
+        h.write(zeroed());
+        (*h).msg_hdr.msg_name = name.cast();
+        (*h).msg_hdr.msg_namelen = namelen;
+        (*h).msg_hdr.msg_iov = iov;
+        (*h).msg_hdr.msg_iovlen = 1;
+    }
 }
 
 fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {

@@ -316,6 +316,7 @@ async fn formerr(shared: &Shared, sock: &UdpSocket, packet: &[u8], src: SocketAd
         return;
     }
     debug!(%src, error = why, "malformed query");
+    let start = Instant::now();
     let mut md = hickory_proto::op::Metadata::response_from_request(&header.metadata);
     md.response_code = ResponseCode::FormErr;
     let reply = Header {
@@ -325,8 +326,27 @@ async fn formerr(shared: &Shared, sock: &UdpSocket, packet: &[u8], src: SocketAd
     ::metrics::counter!(crate::metrics::QUERIES_TOTAL, "protocol" => "udp", "action" => "error")
         .increment(1);
     ::metrics::counter!(crate::metrics::RESPONSES_TOTAL, "rcode" => "FORMERR").increment(1);
+    ::metrics::histogram!(crate::metrics::QUERY_DURATION_SECONDS)
+        .record(start.elapsed().as_secs_f64());
     if let Ok(bytes) = reply.to_bytes() {
         let _ = sock.send_to(&bytes, src).await;
+    }
+    // Logged like every other query: an unreadable one has no name or type.
+    if let Some(log) = &shared.querylog {
+        log.log(Entry {
+            time: jiff::Timestamp::now(),
+            client: canonical_ip(src.ip()),
+            device: None,
+            user: None,
+            name: String::new(),
+            qtype: None,
+            action: "error",
+            policy: None,
+            phase: None,
+            rcode: ResponseCode::FormErr,
+            latency: start.elapsed(),
+            cached: false,
+        });
     }
 }
 

@@ -267,3 +267,33 @@ async fn a_refusing_upstream_is_skipped_for_one_that_answers() {
     let m = query(g.addr, "mx.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 }
+
+#[tokio::test]
+async fn an_undecodable_query_gets_formerr_and_a_log_line() {
+    let g = gate("[querylog]\npath = \"queries.jsonl\"\n", &[]).await;
+    // A header announcing one question, and no question.
+    let wire = [0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    let raw = client::udp_raw(g.addr, &wire, Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    let m = Message::from_vec(&raw).unwrap();
+    assert_eq!(m.metadata.id, 0xabcd);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    let log = g.dir.path().join("queries.jsonl");
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..200 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["rcode"], "FORMERR", "{lines:?}");
+    assert_eq!(lines[0]["action"], "error", "{lines:?}");
+    assert_eq!(lines[0]["client"], "127.0.0.1", "{lines:?}");
+}
