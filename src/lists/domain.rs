@@ -52,6 +52,35 @@ impl fmt::Debug for DomainList {
     }
 }
 
+/// `v` with no spare capacity; when it spans several 2 MiB pages, copied into memory the
+/// kernel is asked (`MADV_HUGEPAGE`, honoured when transparent huge pages are `always` or
+/// `madvise`) to back with huge pages before it is touched. A million names are ~30 MB:
+/// in 4 KiB pages nearly every lookup of a name not seen lately misses the TLB on the way
+/// to its record; in 2 MiB pages the whole arena fits the TLB.
+fn huge_copy(v: Vec<u8>) -> Vec<u8> {
+    const HUGE: usize = 2 << 20;
+    if v.len() < 4 * HUGE {
+        let mut v = v;
+        v.shrink_to_fit();
+        return v;
+    }
+    let mut out = Vec::with_capacity(v.len());
+    #[cfg(target_os = "linux")]
+    {
+        let start = (out.as_ptr() as usize).next_multiple_of(HUGE);
+        let end = (out.as_ptr() as usize + out.capacity()) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside `out`'s allocation; MADV_HUGEPAGE changes
+            // only how the kernel backs those pages, never their contents or validity.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    out.extend_from_slice(&v);
+    out
+}
+
 /// The name bytes of the record at `offset`.
 fn name_at(arena: &[u8], offset: u32) -> &[u8] {
     let start = offset as usize;
@@ -225,9 +254,10 @@ impl DomainList {
         })
     }
 
-    /// Releases spare capacity left by a generous reservation.
+    /// Releases spare capacity left by a generous reservation; a large arena moves to
+    /// memory backed by huge pages where the system allows them.
     pub fn shrink_to_fit(&mut self) {
-        self.arena.shrink_to_fit();
+        self.arena = huge_copy(std::mem::take(&mut self.arena));
         let (arena, state) = (&self.arena, &self.state);
         self.table
             .shrink_to_fit(|&offset| hash_bytes(state, name_at(arena, offset)));

@@ -2,7 +2,7 @@
 //!
 //! Under load the kernel queues several queries between two reads; taking them in one
 //! call, and sending the answers the fast path made for them in one more, halves and more
-//! the system calls per query. dnsgate's `unsafe` code is here (bar one `malloc_trim`), each block next to
+//! the system calls per query. dnsgate's `unsafe` code is here (bar one `malloc_trim` and one `madvise`), each block next to
 //! the buffers it points into, which live as long as the [`Inbox`] or [`Outbox`] and are
 //! re-pointed before every call (so moving one cannot leave a stale pointer behind).
 
