@@ -25,7 +25,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dnsgate::cli::run(args)) {
+    let result = runtime.block_on(dnsgate::cli::run(args));
+    // A list download still under way (a stop during start-up) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dnsgate: {e:#}");

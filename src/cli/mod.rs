@@ -144,7 +144,15 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     let url_lists = Arc::new(UrlLists::new(Mode::Serve));
     let loaded = {
         let (path, url_lists) = (config.to_path_buf(), url_lists.clone());
-        tokio::task::spawn_blocking(move || Runtime::load_with(&path, &url_lists)).await?
+        let load = tokio::task::spawn_blocking(move || Runtime::load_with(&path, &url_lists));
+        // `systemctl stop` during a slow first fetch ends the start, not after it.
+        tokio::select! {
+            loaded = load => loaded?,
+            _ = term.recv() => {
+                info!("stopped while loading");
+                return Ok(());
+            }
+        }
     };
     let rt = report(config, loaded)?;
     info!(summary = %rt.summary(), config = %config.display(), "configuration loaded");

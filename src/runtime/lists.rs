@@ -244,9 +244,20 @@ fn url_spec(
     }
     let refresh = match &l.refresh {
         None => url::DEFAULT_REFRESH,
-        Some(r) => url::parse_duration(r.get_ref())
-            .map_err(|e| diags.push(file.diag(&r.span(), format!("list `{name}`: {e}"))))
-            .unwrap_or(url::DEFAULT_REFRESH),
+        Some(r) => match url::parse_duration(r.get_ref()) {
+            Ok(d) if d <= url::MAX_REFRESH => d,
+            Ok(_) => {
+                diags.push(file.diag(
+                    &r.span(),
+                    format!("list `{name}`: `refresh` is more than a year"),
+                ));
+                url::DEFAULT_REFRESH
+            }
+            Err(e) => {
+                diags.push(file.diag(&r.span(), format!("list `{name}`: {e}")));
+                url::DEFAULT_REFRESH
+            }
+        },
     };
     let max_size = match &l.max_size {
         None => url::DEFAULT_MAX_SIZE,

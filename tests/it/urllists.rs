@@ -535,6 +535,14 @@ async fn failed_refreshes_keep_the_list_in_service_and_are_counted() {
     );
     assert_eq!(metric(&m, "dnsgate_list_entries{list=\"ads\"}"), 1.0, "{m}");
 
+    // 3b. An emptied file (200, no body) does not switch filtering off. A name never asked
+    // before shows the list in service, not a cached answer.
+    src.set_body(b"");
+    server.wait_for_log("the new copy is empty");
+    assert!(blocked(dns, "new.ads.test.").await);
+    let m = metrics(port).await;
+    assert_eq!(metric(&m, "dnsgate_list_entries{list=\"ads\"}"), 1.0, "{m}");
+
     // 4. Healthy again: the next refresh takes the new list (the retry wait is capped by
     // `refresh`, so it comes within seconds).
     src.set_body(b"pt.test\n");
@@ -673,6 +681,11 @@ fn check_reports_url_list_problems_at_their_keys() {
             "not a size",
         ),
         ("url = \"http://x.test/\"\nmax_size = 0", "6:12", "above 0"),
+        (
+            "url = \"http://x.test/\"\nrefresh = \"10000000000000000000s\"",
+            "6:11",
+            "more than a year",
+        ),
         (
             "path = \"l.txt\"\nrefresh = \"1h\"",
             "6:11",

@@ -97,11 +97,18 @@ fn from_unix(secs: u64) -> SystemTime {
 /// Writes `bytes` to `path` through a temporary file in the same directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    // A disk that filled up must not also keep the half-written file.
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Saves a freshly downloaded body and its metadata.
@@ -138,11 +145,14 @@ fn read_meta(stem: &Path) -> Option<Meta> {
 }
 
 /// Records a 304: the copy on disk was confirmed current at `now` (and the source may have
-/// sent new validators). The body is not rewritten.
+/// sent new validators). The body is not rewritten, and nothing is recorded unless the copy
+/// on disk is the one in service (`checksum`): a body that failed to save must not inherit
+/// the validators of a newer one.
 pub(super) fn confirm(
     dir: &Path,
     name: &str,
     url: &str,
+    checksum: Option<u64>,
     validators: &Validators,
     now: SystemTime,
 ) -> std::io::Result<()> {
@@ -153,6 +163,12 @@ pub(super) fn confirm(
             "no metadata for the copy on disk",
         ));
     };
+    if checksum.is_none_or(|c| meta.checksum != format!("{c:016x}")) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the copy on disk is not the one in service",
+        ));
+    }
     meta.validators = validators.clone();
     meta.confirmed = unix(now);
     write_meta(&stem, &meta)
@@ -227,7 +243,12 @@ mod tests {
             etag: Some("\"abc2\"".into()),
             last_modified: None,
         };
-        confirm(&d, "ads", "http://x/a", &v2, later).unwrap();
+        // Not for a body other than the one saved: the validators belong to that one.
+        let other = Some(fnv1a64(b"pt.test\n"));
+        assert!(confirm(&d, "ads", "http://x/a", other, &v2, later).is_err());
+        assert_eq!(load(&d, "ads", "http://x/a").unwrap().unwrap().confirmed, from_unix(1_700_000_000));
+        let same = Some(fnv1a64(b"ads.test\n"));
+        confirm(&d, "ads", "http://x/a", same, &v2, later).unwrap();
         let c = load(&d, "ads", "http://x/a").unwrap().unwrap();
         assert_eq!(
             (c.body.as_slice(), &c.validators, c.confirmed),

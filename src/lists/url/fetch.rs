@@ -87,7 +87,18 @@ impl Fetcher {
                 .connect_timeout(CONNECT_TIMEOUT)
                 .read_timeout(READ_TIMEOUT)
                 .timeout(TOTAL_TIMEOUT)
-                .redirect(redirect::Policy::limited(MAX_REDIRECTS))
+                .redirect(redirect::Policy::custom(|attempt| {
+                    // A list asked for over https never continues in clear text.
+                    let downgrade = attempt.url().scheme() == "http"
+                        && attempt.previous().iter().any(|u| u.scheme() == "https");
+                    if downgrade {
+                        attempt.error("refused a redirect from https to http")
+                    } else if attempt.previous().len() > MAX_REDIRECTS {
+                        attempt.error("too many redirects")
+                    } else {
+                        attempt.follow()
+                    }
+                }))
                 .pool_max_idle_per_host(0)
         };
         let client = match builder().build() {
@@ -142,7 +153,8 @@ impl Fetcher {
             }
             return Ok(Fetched::NotModified(validators));
         }
-        if !status.is_success() {
+        // Only a 200 carries the list: a 204, 205 or 206 (or any other) is no new copy.
+        if status != StatusCode::OK {
             return Err(Error::Status(status.as_u16()));
         }
         let limit = max_size;

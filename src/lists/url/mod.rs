@@ -35,6 +35,8 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_SIZE: u64 = 64 << 20;
 /// The first retry after a failed refresh; each further failure doubles it, up to `refresh`.
 pub const FIRST_RETRY: Duration = Duration::from_secs(60);
+/// The longest `refresh` accepted (a year): longer is a configuration error.
+pub const MAX_REFRESH: Duration = Duration::from_secs(365 * 86_400);
 
 /// Why a URL list could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +70,10 @@ pub enum Error {
         /// Why it was skipped.
         why: String,
     },
+    /// The body has no entry at all while the copy in service has some: an emptied file
+    /// on the server, not a list to stop filtering with.
+    #[error("the new copy is empty while the one in service has {0} entries; keeping it")]
+    Emptied(usize),
     /// The HTTP client could not be built.
     #[error("cannot start the HTTP client: {0}")]
     Client(String),
@@ -165,7 +171,7 @@ impl Entry {
                 .saturating_mul(1 << (n - 1).min(16))
                 .min(spec.refresh),
         };
-        self.checked + wait
+        self.checked.checked_add(wait).unwrap_or(self.checked + MAX_REFRESH)
     }
 }
 

@@ -97,11 +97,12 @@ async fn refresh_one(
 /// The copy in service is current (a 304, or the same body again): record when, here and
 /// on disk.
 async fn confirmed(store: &UrlLists, spec: &UrlSpec, v: Validators, now: SystemTime) {
-    if let Some(dir) = store.not_modified(spec, &v, now) {
+    if let Some((dir, checksum)) = store.not_modified(spec, &v, now) {
         let s = spec.clone();
-        let saved =
-            tokio::task::spawn_blocking(move || disk::confirm(&dir, &s.name, &s.url, &v, now))
-                .await;
+        let saved = tokio::task::spawn_blocking(move || {
+            disk::confirm(&dir, &s.name, &s.url, checksum, &v, now)
+        })
+        .await;
         if let Ok(Err(e)) = saved {
             debug!(list = %spec.name, error = %e, "cannot record the confirmation on disk");
         }
@@ -129,6 +130,10 @@ async fn take_body(
             return Ok(None);
         }
         let (list, stats) = decode(&s, &body)?;
+        let serving = st.entries_in_service(&s);
+        if stats.entries == 0 && serving > 0 {
+            return Err(Error::Emptied(serving));
+        }
         save(dir, &s, &body, &v, now);
         Ok(Some((list, stats, checksum)))
     })
@@ -181,13 +186,25 @@ async fn swap(
         debug!(list = %spec.name, "list no longer configured; not swapped in");
         return;
     }
-    match current.with_list(&spec.name, list, entries, skipped) {
+    // Recompiling the policies, and later freeing the old configuration and trimming the
+    // heap, are work for the blocking pool: the async threads serve DNS.
+    let (cur, name) = (current.clone(), spec.name.clone());
+    let built = tokio::task::spawn_blocking(move || cur.with_list(&name, list, entries, skipped))
+        .await
+        .unwrap_or_else(|e| {
+            let path = std::path::Path::new(&spec.url);
+            Err(vec![crate::diag::Diagnostic::file(path, format!("list swap failed: {e}"))])
+        });
+    match built {
         Ok(rt) => {
             ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => spec.name.clone())
                 .set(entries as f64);
             shared.runtime.store(Arc::new(rt));
-            drop(current);
-            crate::server::release_memory();
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(current);
+                crate::server::release_memory();
+            })
+            .await;
             info!(list = %spec.name, url = %spec.url, entries, "list updated");
         }
         Err(diags) => {
@@ -311,6 +328,18 @@ impl UrlLists {
     }
 
     /// Whether `checksum` is that of the body in service.
+    /// Entries of the copy in service (0 if none is).
+    fn entries_in_service(&self, spec: &UrlSpec) -> usize {
+        self.entry(spec, |e| {
+            if e.list.strong_count() > 0 {
+                e.entries
+            } else {
+                0
+            }
+        })
+        .unwrap_or(0)
+    }
+
     fn same_body(&self, spec: &UrlSpec, checksum: u64) -> bool {
         self.entry(spec, |e| {
             e.checksum == Some(checksum) && e.list.strong_count() > 0
@@ -318,15 +347,20 @@ impl UrlLists {
         .unwrap_or(false)
     }
 
-    /// Records a 304; returns where the copy is saved.
-    fn not_modified(&self, spec: &UrlSpec, v: &Validators, now: SystemTime) -> Option<PathBuf> {
+    /// Records a 304; returns where the copy is saved and the checksum of the one in service.
+    fn not_modified(
+        &self,
+        spec: &UrlSpec,
+        v: &Validators,
+        now: SystemTime,
+    ) -> Option<(PathBuf, Option<u64>)> {
         self.entry(spec, |e| {
             e.validators = v.clone();
             e.confirmed = now;
             e.checked = now;
             e.failures = 0;
             e.in_flight = false;
-            e.dir.clone()
+            e.dir.clone().map(|d| (d, e.checksum))
         })
         .flatten()
     }
