@@ -465,3 +465,52 @@ pub fn decode(spec: &UrlSpec, body: &[u8]) -> Result<(List, ParseStats), Error> 
     }
     Ok((list, stats))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_doubling_up_to_refresh() {
+        let spec = UrlSpec {
+            name: "ads".into(),
+            url: "http://x.test/ads".into(),
+            kind: ListKind::Domain,
+            format: ListFormat::Domains,
+            refresh: Duration::from_secs(3600),
+            max_size: DEFAULT_MAX_SIZE,
+        };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut e = Entry {
+            kind: spec.kind,
+            format: spec.format,
+            list: Weak::new(),
+            entries: 0,
+            skipped: 0,
+            validators: Validators::default(),
+            checksum: None,
+            confirmed: t0,
+            checked: t0,
+            failures: 0,
+            in_flight: false,
+            dir: None,
+        };
+        let wait = |e: &Entry| e.due(&spec).duration_since(t0).unwrap().as_secs();
+        assert_eq!(wait(&e), 3600, "healthy: every refresh");
+        let mut waits = Vec::new();
+        for n in 1..=8 {
+            e.failures = n;
+            waits.push(wait(&e));
+        }
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        e.failures = u32::MAX;
+        assert_eq!(wait(&e), 3600, "no overflow after many failures");
+        // A refresh near the limit of the clock does not overflow either.
+        let far = UrlSpec {
+            refresh: MAX_REFRESH,
+            ..spec.clone()
+        };
+        e.failures = 0;
+        assert!(e.due(&far) > t0);
+    }
+}
