@@ -207,6 +207,25 @@ pub const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
 ];
 
+/// An (action, rcode) label pair as indices into [`ACTIONS`] and [`RCODES`], found once
+/// when an answer is cached rather than on every replay (a label not listed counts nowhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Labels {
+    action: u8,
+    rcode: u8,
+}
+
+impl Labels {
+    /// The indices of `action` and `rcode`.
+    pub fn of(action: &str, rcode: &str) -> Self {
+        let index = |all: &[&str], x: &str| all.iter().position(|a| *a == x).map_or(u8::MAX, |i| i as u8);
+        Self {
+            action: index(&ACTIONS, action),
+            rcode: index(&RCODES, rcode),
+        }
+    }
+}
+
 /// The per-query series, registered once: a `counter!` with labels hashes its key and
 /// searches the registry on every call, which the UDP fast path cannot afford.
 #[derive(Debug)]
@@ -229,13 +248,13 @@ impl Hot {
         }
     }
 
-    /// Counts one UDP query answered with `action` and `rcode` (labels as above).
-    pub fn answered(&self, action: &str, rcode: &str, elapsed: std::time::Duration) {
-        if let Some(c) = ACTIONS.iter().position(|a| *a == action) {
-            self.udp_queries[c].increment(1);
+    /// Counts one UDP query answered with the labels `labels` stands for.
+    pub fn answered(&self, labels: Labels, elapsed: std::time::Duration) {
+        if let Some(c) = self.udp_queries.get(usize::from(labels.action)) {
+            c.increment(1);
         }
-        if let Some(c) = RCODES.iter().position(|r| *r == rcode) {
-            self.responses[c].increment(1);
+        if let Some(c) = self.responses.get(usize::from(labels.rcode)) {
+            c.increment(1);
         }
         self.duration.record(elapsed.as_secs_f64());
     }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 
 use super::wire::{QNAME_AT, Query, ttl_offsets};
+use super::handler::rcode_label;
+use crate::metrics::Labels;
 use crate::policy::fields::Phase;
 use crate::resolve::forward::EDNS_PAYLOAD;
 
@@ -49,6 +51,8 @@ pub struct Packet {
     generation: u64,
     /// What decided it.
     pub meta: Meta,
+    /// Its metric labels.
+    labels: Labels,
 }
 
 /// How a client is told apart from others, as far as the policies can tell.
@@ -153,7 +157,8 @@ impl PacketCache {
     }
 
     /// Writes the cached response to `q` into `out`, made for this query: its id, RD bit
-    /// and name case, the TTLs aged. `None` if there is none fresh for `generation`.
+    /// and name case, the TTLs aged; returns what decided it and its metric labels. `None`
+    /// if there is none fresh for `generation`.
     pub fn answer(
         &self,
         key: &Key,
@@ -162,7 +167,7 @@ impl PacketCache {
         generation: u64,
         now: Instant,
         out: &mut Vec<u8>,
-    ) -> Option<Meta> {
+    ) -> Option<(Meta, Labels)> {
         let p = self.inner.as_ref()?.get(key.as_bytes())?;
         if p.generation != generation || now >= p.expires {
             return None;
@@ -178,7 +183,7 @@ impl PacketCache {
             let at = usize::from(at);
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
         }
-        Some(p.meta)
+        Some((p.meta, p.labels))
     }
 
     /// Remembers `response` (as sent for a query with key `key`) if it is worth
@@ -229,6 +234,7 @@ impl PacketCache {
             expires: now + life,
             generation,
             meta,
+            labels: Labels::of(meta.action, rcode_label(meta.rcode)),
         };
         inner.insert(key.as_bytes().into(), Arc::new(packet));
     }
@@ -291,7 +297,7 @@ mod tests {
         let k2 = Key::new(&second, &q2, ClientClass::Anyone).unwrap();
         assert_eq!(k1.as_bytes(), k2.as_bytes(), "case and payloads over 1232 do not matter");
         let mut out = Vec::new();
-        let meta = cache
+        let (meta, _) = cache
             .answer(&k2, &second, &q2, 7, t0 + Duration::from_secs(100), &mut out)
             .unwrap();
         assert_eq!(meta, META);

@@ -31,7 +31,7 @@ use super::handler::{Handler, fqdn_of};
 use super::packet::{Key, Meta};
 use super::wire::{QNAME_AT, Query};
 use crate::querylog::Entry;
-use crate::runtime::canonical_ip;
+use crate::runtime::{Runtime, canonical_ip};
 
 /// Full-path queries one socket may have waiting at once.
 const MAX_PENDING: usize = 4096;
@@ -107,12 +107,14 @@ async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) 
             }
         };
         let start = Instant::now();
+        // One configuration for the whole batch (a reload lands between two batches).
+        let rt = shared.runtime.load();
         for i in 0..n {
             let Some((packet, src, cut)) = inbox.get(i) else {
                 continue;
             };
             let mut miss = None;
-            if !cut && fast(&shared, packet, src, start, outbox.next_buffer(), &mut miss) {
+            if !cut && fast(&shared, &rt, packet, src, start, outbox.next_buffer(), &mut miss) {
                 outbox.commit(src);
             } else if let Ok(permit) = pending.clone().try_acquire_owned() {
                 let (shared, handler, sock) = (shared.clone(), handler.clone(), sock.clone());
@@ -125,6 +127,7 @@ async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) 
                 debug!(%src, "too many queries waiting; datagram dropped");
             }
         }
+        drop(rt);
         flush(&sock, &mut outbox).await;
         // A socket that never runs dry must still let the other tasks of this thread
         // (other sockets, the full path, timers, TCP, reloads) have their turn.
@@ -162,6 +165,7 @@ async fn flush(sock: &UdpSocket, outbox: &mut Outbox) {
 /// (left `None`: not one for the cache).
 fn fast(
     shared: &Shared,
+    rt: &Runtime,
     packet: &[u8],
     src: SocketAddr,
     start: Instant,
@@ -171,7 +175,6 @@ fn fast(
     let Some(q) = Query::parse(packet) else {
         return false;
     };
-    let rt = shared.runtime.load();
     let client = canonical_ip(src.ip());
     // Outsiders and zone transfers get their REFUSED on the full path.
     if !rt.is_allowed(client) || matches!(q.qtype, 251 | 252) {
@@ -180,7 +183,7 @@ fn fast(
     let Some(key) = Key::new(packet, &q, rt.client_class(client)) else {
         return false;
     };
-    let Some(meta) = shared
+    let Some((meta, labels)) = shared
         .packets
         .answer(&key, packet, &q, rt.generation, start, out)
     else {
@@ -194,16 +197,16 @@ fn fast(
     if let Some(p) = meta.policy.and_then(|i| rt.policies.policies.get(i)) {
         p.matches.increment(1);
     }
-    hot.answered(meta.action, super::handler::rcode_label(meta.rcode), start.elapsed());
+    hot.answered(labels, start.elapsed());
     if let Some(log) = &shared.querylog {
-        log_hit(log, &rt, packet, &q, client, meta, start);
+        log_hit(log, rt, packet, &q, client, meta, start);
     }
     true
 }
 
 fn log_hit(
     log: &crate::querylog::QueryLog,
-    rt: &crate::runtime::Runtime,
+    rt: &Runtime,
     packet: &[u8],
     q: &Query,
     client: std::net::IpAddr,
@@ -242,10 +245,14 @@ async fn full(
     src: SocketAddr,
     key: Option<(Key, u64)>,
 ) {
-    let request = match Request::from_bytes(packet.clone(), src, Protocol::Udp) {
+    // FORMERR needs only the header, should the rest not decode.
+    let mut header = [0u8; 12];
+    let header_len = packet.len().min(12);
+    header[..header_len].copy_from_slice(&packet[..header_len]);
+    let request = match Request::from_bytes(packet, src, Protocol::Udp) {
         Ok(r) => r,
         Err(e) => {
-            formerr(&shared, &sock, &packet, src, &e.to_string()).await;
+            formerr(&shared, &sock, &header[..header_len], src, &e.to_string()).await;
             return;
         }
     };
@@ -305,8 +312,8 @@ fn unix_now() -> Duration {
 
 /// Answers a datagram hickory cannot decode with FORMERR, if it has a query's header and
 /// comes from a client we serve; anything else is dropped unanswered.
-async fn formerr(shared: &Shared, sock: &UdpSocket, packet: &[u8], src: SocketAddr, why: &str) {
-    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
+async fn formerr(shared: &Shared, sock: &UdpSocket, header: &[u8], src: SocketAddr, why: &str) {
+    let Ok(header) = Header::read(&mut BinDecoder::new(header)) else {
         return;
     };
     let rt = shared.runtime.load();
