@@ -145,18 +145,7 @@ async fn replayed_answers_are_logged_as_cached() {
         );
     }
     let log = g.dir.path().join("queries.jsonl");
-    let mut lines: Vec<serde_json::Value> = Vec::new();
-    for _ in 0..200 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-            .collect();
-        if lines.len() >= 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let lines = crate::query_log(&log, |l| l.len() >= 6).await;
     assert_eq!(lines.len(), 6, "one line per query: {lines:?}");
     let www: Vec<_> = lines.iter().filter(|v| v["name"] == "www.test").collect();
     let cached: Vec<_> = www.iter().map(|v| v["cached"].clone()).collect();

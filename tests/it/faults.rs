@@ -201,20 +201,10 @@ async fn a_formerr_reply_is_logged_too() {
         ["192.0.2.55"]
     );
 
-    let mut lines: Vec<serde_json::Value> = Vec::new();
-    for _ in 0..200 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-            .collect();
-        let formerr = lines.iter().any(|v| v["rcode"] == "FORMERR");
-        let good = lines.iter().any(|v| v["name"] == "jp.test");
-        if formerr && good {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let lines = crate::query_log(&log, |l| {
+        l.iter().any(|v| v["rcode"] == "FORMERR") && l.iter().any(|v| v["name"] == "jp.test")
+    })
+    .await;
     assert!(
         lines
             .iter()
@@ -280,18 +270,7 @@ async fn an_undecodable_query_gets_formerr_and_a_log_line() {
     assert_eq!(m.metadata.id, 0xabcd);
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     let log = g.dir.path().join("queries.jsonl");
-    let mut lines: Vec<serde_json::Value> = Vec::new();
-    for _ in 0..200 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-            .collect();
-        if !lines.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let lines = crate::query_log(&log, |l| !l.is_empty()).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["rcode"], "FORMERR", "{lines:?}");
     assert_eq!(lines[0]["action"], "error", "{lines:?}");

@@ -59,6 +59,27 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// The query log at `path` as JSON values, read again until `done` says everything
+/// expected is there (at most 10 s: a test bound, not a check).
+pub async fn query_log(
+    path: &Path,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for _ in 0..200 {
+        lines = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if done(&lines) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    lines
+}
+
 /// The standard head of a test configuration: loopback listener, the test upstream.
 pub fn base_config(upstream: SocketAddr) -> String {
     format!(

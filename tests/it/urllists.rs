@@ -239,6 +239,29 @@ fn config(dir: &Path, upstream: SocketAddr, port: u16, list: &str) -> String {
     )
 }
 
+/// A running dnsgate (the binary) whose list `ads` has the keys `list`, with its
+/// upstream, directory and metrics port.
+struct Rig {
+    up: upstream::Upstream,
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Server,
+}
+
+async fn rig(list: &str) -> Rig {
+    let up = upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), up.addr, port, list);
+    let server = Server::start(&cfg);
+    Rig {
+        up,
+        dir,
+        port,
+        server,
+    }
+}
+
 fn metric(text: &str, series: &str) -> f64 {
     value(text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
@@ -314,17 +337,17 @@ async fn fetcher_refuses_bodies_past_the_limit_errors_and_dead_sources() {
 
 #[tokio::test]
 async fn a_url_list_is_refreshed_and_swapped_in_without_a_reload() {
-    let up = upstream::start().await;
     let src = ListSource::start("ads.test\njp.test\n");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = config(
-        dir.path(),
-        up.addr,
+    let Rig {
+        up: _up,
+        dir,
         port,
-        &format!("url = \"{}\"\nrefresh = \"1s\"", src.url("/ads.txt")),
-    );
-    let server = Server::start(&cfg);
+        server,
+    } = rig(&format!(
+        "url = \"{}\"\nrefresh = \"1s\"",
+        src.url("/ads.txt")
+    ))
+    .await;
     let dns = server.addr;
     assert!(blocked(dns, "ads.test.").await);
     assert!(blocked(dns, "tracker.ads.test.").await, "subdomains too");
@@ -417,18 +440,18 @@ async fn a_url_list_is_refreshed_and_swapped_in_without_a_reload() {
 
 #[tokio::test]
 async fn the_same_list_again_from_a_source_without_validators_changes_nothing() {
-    let up = upstream::start().await;
     let src = ListSource::start("ads.test\n");
     src.set_send_etag(false);
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = config(
-        dir.path(),
-        up.addr,
+    let Rig {
+        up: _up,
+        dir: _dir,
         port,
-        &format!("url = \"{}\"\nrefresh = \"1s\"", src.url("/ads.txt")),
-    );
-    let server = Server::start(&cfg);
+        server,
+    } = rig(&format!(
+        "url = \"{}\"\nrefresh = \"1s\"",
+        src.url("/ads.txt")
+    ))
+    .await;
     wait_until(
         "two unconditional refreshes",
         Duration::from_secs(10),
@@ -467,20 +490,17 @@ async fn the_same_list_again_from_a_source_without_validators_changes_nothing() 
 
 #[tokio::test]
 async fn failed_refreshes_keep_the_list_in_service_and_are_counted() {
-    let up = upstream::start().await;
     let src = ListSource::start("ads.test\n");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = config(
-        dir.path(),
-        up.addr,
+    let Rig {
+        up: _up,
+        dir: _dir,
         port,
-        &format!(
-            "url = \"{}\"\nrefresh = \"1s\"\nmax_size = \"1KiB\"",
-            src.url("/ads.txt")
-        ),
-    );
-    let server = Server::start(&cfg);
+        server,
+    } = rig(&format!(
+        "url = \"{}\"\nrefresh = \"1s\"\nmax_size = \"1KiB\"",
+        src.url("/ads.txt")
+    ))
+    .await;
     let dns = server.addr;
     assert!(blocked(dns, "ads.test.").await);
 
@@ -590,17 +610,17 @@ async fn a_restart_with_the_source_down_serves_the_saved_copy() {
 
 #[tokio::test]
 async fn a_reload_reuses_the_copies_it_has_and_fetches_a_changed_url() {
-    let up = upstream::start().await;
     let src = ListSource::start("ads.test\n");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = config(
-        dir.path(),
-        up.addr,
+    let Rig {
+        up,
+        dir,
         port,
-        &format!("url = \"{}\"\nrefresh = \"1h\"", src.url("/a.txt")),
-    );
-    let server = Server::start(&cfg);
+        server,
+    } = rig(&format!(
+        "url = \"{}\"\nrefresh = \"1h\"",
+        src.url("/a.txt")
+    ))
+    .await;
     assert!(blocked(server.addr, "ads.test.").await);
     assert_eq!(src.seen().len(), 1);
 

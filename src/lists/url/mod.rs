@@ -156,6 +156,24 @@ struct Entry {
 }
 
 impl Entry {
+    /// The entry of `list` in service, fresh: no validators, checked never, no failures.
+    fn new(spec: &UrlSpec, list: &Arc<List>, dir: Option<PathBuf>) -> Self {
+        Self {
+            kind: spec.kind,
+            format: spec.format,
+            list: Arc::downgrade(list),
+            entries: list.len(),
+            skipped: 0,
+            validators: Validators::default(),
+            checksum: None,
+            confirmed: SystemTime::UNIX_EPOCH,
+            checked: SystemTime::UNIX_EPOCH,
+            failures: 0,
+            in_flight: false,
+            dir,
+        }
+    }
+
     fn loaded(&self) -> Option<Loaded> {
         Some(Loaded {
             list: self.list.upgrade()?,
@@ -321,9 +339,6 @@ impl UrlLists {
         self.lock().insert(
             spec.key(),
             Entry {
-                kind: spec.kind,
-                format: spec.format,
-                list: Arc::downgrade(&list),
                 entries: stats.entries,
                 skipped: stats.skipped,
                 checksum: Some(disk::fnv1a64(&copy.body)),
@@ -332,9 +347,7 @@ impl UrlLists {
                 // A copy older than `refresh` is due at once: the refresh task asks the
                 // source right after start, while the copy serves.
                 checked: copy.confirmed.min(now),
-                failures: 0,
-                in_flight: false,
-                dir: Some(dir.to_path_buf()),
+                ..Entry::new(spec, &list, Some(dir.to_path_buf()))
             },
         );
         Some(Loaded {
@@ -369,27 +382,18 @@ impl UrlLists {
         metrics::count_fetch(&spec.name, metrics::FetchResult::Updated);
         info!(list = %spec.name, url = %spec.url, entries = stats.entries, "list fetched");
         let dir = dir.filter(|_| self.mode == Mode::Serve);
-        if let Some(d) = dir {
-            if let Err(e) = disk::save(d, &spec.name, &spec.url, &body, &validators, now) {
-                warn!(list = %spec.name, dir = %d.display(), error = %e, "cannot save the list's copy");
-            }
-        }
+        save_copy(dir, spec, &body, &validators, now);
         let list = Arc::new(list);
         self.lock().insert(
             spec.key(),
             Entry {
-                kind: spec.kind,
-                format: spec.format,
-                list: Arc::downgrade(&list),
                 entries: stats.entries,
                 skipped: stats.skipped,
                 checksum: Some(disk::fnv1a64(&body)),
                 validators,
                 confirmed: now,
                 checked: now,
-                failures: 0,
-                in_flight: false,
-                dir: dir.map(Path::to_path_buf),
+                ..Entry::new(spec, &list, dir.map(Path::to_path_buf))
             },
         );
         Ok(Loaded {
@@ -397,6 +401,16 @@ impl UrlLists {
             entries: stats.entries,
             skipped: stats.skipped,
         })
+    }
+}
+
+/// Saves a fetched body as the list's copy in `dir` (if any); a failure is a warning: the
+/// list serves from memory.
+pub(super) fn save_copy(dir: Option<&Path>, spec: &UrlSpec, body: &[u8], v: &Validators, now: SystemTime) {
+    if let Some(dir) = dir {
+        if let Err(e) = disk::save(dir, &spec.name, &spec.url, body, v, now) {
+            warn!(list = %spec.name, dir = %dir.display(), error = %e, "cannot save the list's copy");
+        }
     }
 }
 

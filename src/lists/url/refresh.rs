@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error, info, warn};
 
-use super::{Entry, Error, Fetched, UrlLists, UrlSpec, Validators, decode, disk};
+use super::{Entry, Error, Fetched, UrlLists, UrlSpec, Validators, decode, disk, save_copy};
 use crate::lists::List;
 use crate::metrics::{self, FetchResult};
 use crate::server::Shared;
@@ -134,7 +134,7 @@ async fn take_body(
         if stats.entries == 0 && serving > 0 {
             return Err(Error::Emptied(serving));
         }
-        save(dir, &s, &body, &v, now);
+        save_copy(dir.as_deref(), &s, &body, &v, now);
         Ok(Some((list, stats, checksum)))
     })
     .await
@@ -157,14 +157,6 @@ async fn take_body(
     metrics::count_fetch(&spec.name, FetchResult::Updated);
     swap(shared, store, spec, list, stats.entries, stats.skipped).await;
     Ok(())
-}
-
-fn save(dir: Option<PathBuf>, spec: &UrlSpec, body: &[u8], v: &Validators, now: SystemTime) {
-    if let Some(dir) = dir {
-        if let Err(e) = disk::save(&dir, &spec.name, &spec.url, body, v, now) {
-            warn!(list = %spec.name, dir = %dir.display(), error = %e, "cannot save the list's copy");
-        }
-    }
 }
 
 /// Puts the new list into service: the runtime in service, with this list replaced and
@@ -276,18 +268,8 @@ impl UrlLists {
             map.insert(
                 spec.key(),
                 Entry {
-                    kind: spec.kind,
-                    format: spec.format,
-                    list: Arc::downgrade(list),
-                    entries: list.len(),
-                    skipped: 0,
-                    validators: Validators::default(),
-                    checksum: None,
                     confirmed,
-                    checked: SystemTime::UNIX_EPOCH,
-                    failures: 0,
-                    in_flight: false,
-                    dir: dir.clone(),
+                    ..Entry::new(spec, list, dir.clone())
                 },
             );
         }
