@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 
-use super::wire::{QNAME_AT, Query, ttl_offsets};
 use super::handler::rcode_label;
+use super::wire::{QNAME_AT, Query, ttls};
 use crate::metrics::Labels;
 use crate::policy::fields::Phase;
 use crate::resolve::forward::EDNS_PAYLOAD;
@@ -177,7 +177,8 @@ impl PacketCache {
         out[..2].copy_from_slice(&q.id.to_be_bytes());
         out[2] = (out[2] & !1) | u8::from(q.rd);
         let name = QNAME_AT..QNAME_AT + q.name_len;
-        out.get_mut(name.clone())?.copy_from_slice(packet.get(name)?);
+        out.get_mut(name.clone())?
+            .copy_from_slice(packet.get(name)?);
         let age = u32::try_from(now.duration_since(p.stored).as_secs()).unwrap_or(u32::MAX);
         for &(at, ttl) in &p.ttls {
             let at = usize::from(at);
@@ -207,29 +208,20 @@ impl PacketCache {
         if response.get(2).is_none_or(|f| f & 0x02 != 0) {
             return;
         }
-        let Some((offsets, Some(min_ttl))) = ttl_offsets(response) else {
+        let Some(ttls) = ttls(response) else {
+            return;
+        };
+        // No record, no life to go by (a NODATA without an SOA).
+        let Some(min_ttl) = ttls.iter().map(|t| t.1).min() else {
             return;
         };
         let life = Duration::from_secs(u64::from(min_ttl)).min(max_age);
         if life.is_zero() {
             return;
         }
-        let ttls = offsets
-            .iter()
-            .map(|&at| {
-                let at_ = usize::from(at);
-                let ttl = u32::from_be_bytes([
-                    response[at_],
-                    response[at_ + 1],
-                    response[at_ + 2],
-                    response[at_ + 3],
-                ]);
-                (at, ttl)
-            })
-            .collect();
         let packet = Packet {
             bytes: response.into(),
-            ttls,
+            ttls: ttls.into(),
             stored: now,
             expires: now + life,
             generation,
@@ -267,8 +259,11 @@ mod tests {
         let mut m = Message::from_vec(query).unwrap();
         m.metadata.message_type = MessageType::Response;
         let name = m.queries[0].name().clone();
-        m.answers
-            .push(Record::from_rdata(name, ttl, RData::A(A::new(192, 0, 2, 7))));
+        m.answers.push(Record::from_rdata(
+            name,
+            ttl,
+            RData::A(A::new(192, 0, 2, 7)),
+        ));
         m.to_vec().unwrap()
     }
 
@@ -295,15 +290,29 @@ mod tests {
         second[QNAME_AT + 13..QNAME_AT + 16].make_ascii_uppercase();
         let q2 = Query::parse(&second).unwrap();
         let k2 = Key::new(&second, &q2, ClientClass::Anyone).unwrap();
-        assert_eq!(k1.as_bytes(), k2.as_bytes(), "case and payloads over 1232 do not matter");
+        assert_eq!(
+            k1.as_bytes(),
+            k2.as_bytes(),
+            "case and payloads over 1232 do not matter"
+        );
         let mut out = Vec::new();
         let (meta, _) = cache
-            .answer(&k2, &second, &q2, 7, t0 + Duration::from_secs(100), &mut out)
+            .answer(
+                &k2,
+                &second,
+                &q2,
+                7,
+                t0 + Duration::from_secs(100),
+                &mut out,
+            )
             .unwrap();
         assert_eq!(meta, META);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.id, 0xbeef);
-        assert_eq!(&out[QNAME_AT..QNAME_AT + 17], &second[QNAME_AT..QNAME_AT + 17]);
+        assert_eq!(
+            &out[QNAME_AT..QNAME_AT + 17],
+            &second[QNAME_AT..QNAME_AT + 17]
+        );
         assert_eq!(m.queries[0].name().to_string(), "WWW.example.COM.");
         assert_eq!(m.answers[0].ttl, 200);
         // Another configuration, or past the TTL: nothing.

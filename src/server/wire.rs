@@ -133,17 +133,16 @@ fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
-/// The offsets of every TTL field in an encoded response (the OPT record's is no TTL and
-/// is skipped), and the smallest TTL among them. `None` if the message does not parse.
-pub fn ttl_offsets(b: &[u8]) -> Option<(Vec<u16>, Option<u32>)> {
+/// Every TTL field of an encoded response — its offset and value — but the OPT record's,
+/// which is no TTL. `None` if the message does not parse.
+pub fn ttls(b: &[u8]) -> Option<Vec<(u16, u32)>> {
     let qd = u16_at(b, 4)?;
     let rrs = u32::from(u16_at(b, 6)?) + u32::from(u16_at(b, 8)?) + u32::from(u16_at(b, 10)?);
     let mut at = QNAME_AT;
     for _ in 0..qd {
         at = skip_name(b, at)? + 4;
     }
-    let mut offsets = Vec::new();
-    let mut min: Option<u32> = None;
+    let mut ttls = Vec::new();
     for _ in 0..rrs {
         at = skip_name(b, at)?;
         let rtype = u16_at(b, at)?;
@@ -151,12 +150,11 @@ pub fn ttl_offsets(b: &[u8]) -> Option<(Vec<u16>, Option<u32>)> {
         let ttl = u32::from_be_bytes(b.get(ttl_at..ttl_at + 4)?.try_into().ok()?);
         let rdlen = usize::from(u16_at(b, at + 8)?);
         if rtype != TYPE_OPT {
-            offsets.push(u16::try_from(ttl_at).ok()?);
-            min = Some(min.map_or(ttl, |m| m.min(ttl)));
+            ttls.push((u16::try_from(ttl_at).ok()?, ttl));
         }
         at += 10 + rdlen;
     }
-    (at == b.len()).then_some((offsets, min))
+    (at == b.len()).then_some(ttls)
 }
 
 #[cfg(test)]
@@ -200,7 +198,9 @@ mod tests {
 
     #[test]
     fn leaves_the_unusual_to_the_full_path() {
-        let ok = query("a.example.", RecordType::A, Some((512, false))).to_vec().unwrap();
+        let ok = query("a.example.", RecordType::A, Some((512, false)))
+            .to_vec()
+            .unwrap();
         assert!(Query::parse(&ok).is_some());
         // Truncated anywhere.
         for n in 0..ok.len() {
@@ -218,7 +218,8 @@ mod tests {
         notify[2] |= 4 << 3;
         assert_eq!(Query::parse(&notify), None);
         let mut two = query("a.example.", RecordType::A, None);
-        two.queries.push(HQuery::query(Name::from_str("b.").unwrap(), RecordType::A));
+        two.queries
+            .push(HQuery::query(Name::from_str("b.").unwrap(), RecordType::A));
         assert_eq!(Query::parse(&two.to_vec().unwrap()), None);
         let mut v1 = ok.clone();
         let opt = v1.len() - 11;
@@ -245,7 +246,10 @@ mod tests {
         let cookie = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
         assert!(Query::parse(&with(&cookie)).is_some());
         // Too long for the data, too short, or a client subnet: the full path decides.
-        assert_eq!(Query::parse(&with(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8])), None);
+        assert_eq!(
+            Query::parse(&with(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8])),
+            None
+        );
         assert_eq!(Query::parse(&with(&[0, 10, 0])), None);
         let ecs = [0, 8, 0, 9, 0, 1, 40, 0, 1, 2, 3, 4, 5];
         assert_eq!(Query::parse(&with(&ecs)), None);
@@ -257,30 +261,40 @@ mod tests {
         m.metadata.message_type = MessageType::Response;
         let name = Name::from_str("www.example.com.").unwrap();
         let target = Name::from_str("cdn.example.net.").unwrap();
-        m.answers.push(Record::from_rdata(name.clone(), 300, RData::CNAME(CNAME(target.clone()))));
-        m.answers.push(Record::from_rdata(target, 60, RData::A(A::new(192, 0, 2, 1))));
+        m.answers.push(Record::from_rdata(
+            name.clone(),
+            300,
+            RData::CNAME(CNAME(target.clone())),
+        ));
+        m.answers.push(Record::from_rdata(
+            target,
+            60,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
         m.authorities.push(Record::from_rdata(
             Name::from_str("example.com.").unwrap(),
             900,
             RData::SOA(SOA::new(name.clone(), name, 1, 2, 3, 4, 5)),
         ));
         let b = m.to_vec().unwrap();
-        let (offsets, min) = ttl_offsets(&b).unwrap();
-        assert_eq!(offsets.len(), 3);
-        assert_eq!(min, Some(60));
-        let ttls: Vec<u32> = offsets
+        let found = ttls(&b).unwrap();
+        assert_eq!(found.len(), 3);
+        assert_eq!(found.iter().map(|t| t.1).min(), Some(60));
+        let values: Vec<u32> = found
             .iter()
-            .map(|&o| u32::from_be_bytes(b[usize::from(o)..usize::from(o) + 4].try_into().unwrap()))
+            .map(|&(o, _)| {
+                u32::from_be_bytes(b[usize::from(o)..usize::from(o) + 4].try_into().unwrap())
+            })
             .collect();
-        assert_eq!(ttls, [300, 60, 900]);
-        assert_eq!(ttl_offsets(&b[..b.len() - 1]), None);
+        assert_eq!(values, [300, 60, 900]);
+        assert_eq!(ttls(&b[..b.len() - 1]), None);
     }
 
     proptest! {
         #[test]
         fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = Query::parse(&bytes);
-            let _ = ttl_offsets(&bytes);
+            let _ = ttls(&bytes);
         }
 
         #[test]
