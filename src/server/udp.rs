@@ -48,11 +48,8 @@ pub(super) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>
     let mut sockets: Vec<UdpSocket> = Vec::with_capacity(n);
     let mut addr = addr;
     for _ in 0..n.max(1) {
+        // (`[::]` keeps the system's dual-stack default, as the TCP listener beside it does.)
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-        if addr.is_ipv6() {
-            // `[::]` means IPv6 only, so that `0.0.0.0` may be listed beside it.
-            s.set_only_v6(true)?;
-        }
         s.set_reuse_port(true)?;
         // Room for a burst while a worker is busy (a reload, a slow path): what the kernel
         // allows up to net.core.rmem_max. As Unbound's `so-rcvbuf: 4m`.
