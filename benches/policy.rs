@@ -122,7 +122,7 @@ fn bench(c: &mut Criterion) {
                 security_categories: security.as_slice(),
                 src_geo: GeoInfo::default(),
                 post: None,
-            memo: &memo,
+                memo: &memo,
             };
             black_box(rt.policies.run(Phase::Pre, &facts, now, &mut ()))
         })

@@ -9,19 +9,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::label::ede;
 use crate::policy::BlockMode;
 use crate::resolve::Resolved;
-
-/// EDE 3: Stale Answer.
-pub const EDE_STALE: u16 = 3;
-/// EDE 4: Forged Answer.
-pub const EDE_FORGED: u16 = 4;
-/// EDE 15: Blocked.
-pub const EDE_BLOCKED: u16 = 15;
-/// EDE 17: Filtered.
-pub const EDE_FILTERED: u16 = 17;
-/// EDE 18: Prohibited.
-pub const EDE_PROHIBITED: u16 = 18;
 
 /// A reply before it is put on the wire.
 #[derive(Debug, Clone, Default)]
@@ -67,7 +57,7 @@ impl Reply {
             authentic_data: m.authentic_data,
         };
         if r.stale {
-            reply.ede = Some((EDE_STALE, String::new()));
+            reply.ede = Some((ede::STALE, String::new()));
         }
         reply
     }
@@ -203,94 +193,9 @@ impl Reply {
     }
 }
 
-/// The safe-search host for a search-engine name (SPEC §4.5), or `None` for other names.
-/// With `youtube_only`, only YouTube names are rewritten (ytrestricted).
-pub fn safe_search_target(fqdn: &str, youtube_only: bool) -> Option<&'static str> {
-    const YOUTUBE: [&str; 6] = [
-        "youtube.com",
-        "www.youtube.com",
-        "m.youtube.com",
-        "youtubei.googleapis.com",
-        "youtube.googleapis.com",
-        "www.youtube-nocookie.com",
-    ];
-    if YOUTUBE.contains(&fqdn) {
-        return Some("restrict.youtube.com");
-    }
-    if youtube_only {
-        return None;
-    }
-    let bare = fqdn.strip_prefix("www.").unwrap_or(fqdn);
-    match bare {
-        "bing.com" => return Some("strict.bing.com"),
-        "duckduckgo.com" | "start.duckduckgo.com" | "html.duckduckgo.com" => {
-            return Some("safe.duckduckgo.com");
-        }
-        _ => {}
-    }
-    // google.com, google.de, google.co.uk, google.com.au ...; yandex.ru, yandex.com.tr ...
-    let (engine, tld) = bare.split_once('.')?;
-    let tld_ok = !tld.is_empty()
-        && tld.split('.').count() <= 2
-        && tld
-            .split('.')
-            .all(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()));
-    match engine {
-        "google" if tld_ok => Some("forcesafesearch.google.com"),
-        "yandex" if tld_ok => Some("familysearch.yandex.ru"),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn safe_search_names() {
-        assert_eq!(
-            safe_search_target("www.google.com", false),
-            Some("forcesafesearch.google.com")
-        );
-        assert_eq!(
-            safe_search_target("google.co.uk", false),
-            Some("forcesafesearch.google.com")
-        );
-        assert_eq!(
-            safe_search_target("www.bing.com", false),
-            Some("strict.bing.com")
-        );
-        assert_eq!(
-            safe_search_target("duckduckgo.com", false),
-            Some("safe.duckduckgo.com")
-        );
-        assert_eq!(
-            safe_search_target("yandex.ru", false),
-            Some("familysearch.yandex.ru")
-        );
-        assert_eq!(
-            safe_search_target("www.youtube.com", false),
-            Some("restrict.youtube.com")
-        );
-        assert_eq!(
-            safe_search_target("www.youtube.com", true),
-            Some("restrict.youtube.com")
-        );
-        assert_eq!(safe_search_target("www.google.com", true), None);
-        // The targets themselves and look-alikes are left alone (no loops).
-        for n in [
-            "forcesafesearch.google.com",
-            "strict.bing.com",
-            "safe.duckduckgo.com",
-            "restrict.youtube.com",
-            "familysearch.yandex.ru",
-            "mail.google.com",
-            "google.example.org",
-            "example.com",
-        ] {
-            assert_eq!(safe_search_target(n, false), None, "{n}");
-        }
-    }
 
     #[test]
     fn null_block_answers_the_question_asked() {

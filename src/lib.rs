@@ -19,15 +19,19 @@
 
 pub mod answer;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod diag;
 pub mod geoip;
 pub mod identity;
+pub mod label;
 pub mod lists;
 pub mod metrics;
 mod netmap;
+pub mod pipeline;
 pub mod policy;
 pub mod querylog;
+pub mod record;
 pub mod resolve;
 pub mod runtime;
 pub mod server;

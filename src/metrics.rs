@@ -10,6 +10,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::label::{Protocol, QueryAction, Rcode};
+
 /// Queries received, by protocol (udp, tcp) and action (allow, block, override,
 /// safesearch, ytrestricted, refused, error).
 pub const QUERIES_TOTAL: &str = "dnsgate_queries_total";
@@ -190,48 +192,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Every `action` label of [`QUERIES_TOTAL`].
-pub const ACTIONS: [&str; 8] = [
-    "allow",
-    "block",
-    "override",
-    "safesearch",
-    "ytrestricted",
-    "resolve",
-    "refused",
-    "error",
-];
-
-/// Every `rcode` label of [`RESPONSES_TOTAL`].
-pub const RCODES: [&str; 8] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
-];
-
-/// An (action, rcode) label pair as indices into [`ACTIONS`] and [`RCODES`], found once
-/// when an answer is cached rather than on every replay (a label not listed counts nowhere).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Labels {
-    action: u8,
-    rcode: u8,
-}
-
-impl Labels {
-    /// The indices of `action` and `rcode`.
-    pub fn of(action: &str, rcode: &str) -> Self {
-        let index = |all: &[&str], x: &str| all.iter().position(|a| *a == x).map_or(u8::MAX, |i| i as u8);
-        Self {
-            action: index(&ACTIONS, action),
-            rcode: index(&RCODES, rcode),
-        }
-    }
-}
-
 /// The per-query series, registered once: a `counter!` with labels hashes its key and
 /// searches the registry on every call, which the UDP fast path cannot afford.
 #[derive(Debug)]
 pub struct Hot {
-    udp_queries: [metrics::Counter; ACTIONS.len()],
-    responses: [metrics::Counter; RCODES.len()],
+    queries: [[metrics::Counter; QueryAction::ALL.len()]; Protocol::ALL.len()],
+    responses: [metrics::Counter; Rcode::ALL.len()],
     duration: metrics::Histogram,
     cache_hits: metrics::Counter,
 }
@@ -240,22 +206,28 @@ impl Hot {
     /// Registers the series with the installed recorder (none installed: no-ops).
     pub fn new() -> Self {
         Self {
-            udp_queries: ACTIONS
-                .map(|action| metrics::counter!(QUERIES_TOTAL, "protocol" => "udp", "action" => action)),
-            responses: RCODES.map(|rcode| metrics::counter!(RESPONSES_TOTAL, "rcode" => rcode)),
+            queries: Protocol::ALL.map(|protocol| {
+                QueryAction::ALL.map(|action| {
+                    metrics::counter!(QUERIES_TOTAL, "protocol" => protocol.as_str(), "action" => action.as_str())
+                })
+            }),
+            responses: Rcode::ALL.map(|rcode| metrics::counter!(RESPONSES_TOTAL, "rcode" => rcode.as_str())),
             duration: metrics::histogram!(QUERY_DURATION_SECONDS),
             cache_hits: metrics::counter!(CACHE_HITS_TOTAL),
         }
     }
 
-    /// Counts one UDP query answered with the labels `labels` stands for.
-    pub fn answered(&self, labels: Labels, elapsed: std::time::Duration) {
-        if let Some(c) = self.udp_queries.get(usize::from(labels.action)) {
-            c.increment(1);
-        }
-        if let Some(c) = self.responses.get(usize::from(labels.rcode)) {
-            c.increment(1);
-        }
+    /// Counts one query answered.
+    #[inline]
+    pub fn answered(
+        &self,
+        protocol: Protocol,
+        action: QueryAction,
+        rcode: Rcode,
+        elapsed: std::time::Duration,
+    ) {
+        self.queries[protocol as usize][action as usize].increment(1);
+        self.responses[rcode as usize].increment(1);
         self.duration.record(elapsed.as_secs_f64());
     }
 

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -14,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::policy::fields::Phase;
+use crate::label::{Phase, QueryAction, Rcode};
 
 /// One query, as logged.
 #[derive(Debug)]
@@ -32,13 +31,13 @@ pub struct Entry {
     /// Query type (none for a message without a question).
     pub qtype: Option<RecordType>,
     /// Action taken.
-    pub action: &'static str,
+    pub action: QueryAction,
     /// Deciding policy.
     pub policy: Option<String>,
     /// Phase of the decision.
     pub phase: Option<Phase>,
     /// Response code.
-    pub rcode: ResponseCode,
+    pub rcode: Rcode,
     /// Time to answer.
     pub latency: Duration,
     /// Answered from the cache.
@@ -54,7 +53,7 @@ struct Line<'a> {
     name: &'a str,
     #[serde(rename = "type")]
     qtype: Option<String>,
-    action: &'a str,
+    action: &'static str,
     policy: Option<&'a str>,
     phase: Option<&'static str>,
     rcode: &'static str,
@@ -72,13 +71,10 @@ impl Entry {
             user: self.user.as_deref(),
             name: &self.name,
             qtype: self.qtype.map(|t| t.to_string()),
-            action: self.action,
+            action: self.action.as_str(),
             policy: self.policy.as_deref(),
-            phase: self.phase.map(|p| match p {
-                Phase::Pre => "pre",
-                Phase::Post => "post",
-            }),
-            rcode: crate::server::handler::rcode_label(self.rcode),
+            phase: self.phase.map(Phase::as_str),
+            rcode: self.rcode.as_str(),
             latency_ms: self.latency.as_secs_f64() * 1000.0,
             cached: self.cached,
         };

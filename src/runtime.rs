@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::server::packet::ClientClass;
 use crate::config::{self, LoadedConfig};
 use crate::diag::Diagnostic;
 use crate::geoip::GeoIp;
@@ -19,10 +18,13 @@ use crate::lists::List;
 use crate::lists::url::{Mode, UrlLists, UrlSpec};
 use crate::netmap::{PrefixMap, canonical_net};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
-use crate::resolve::{Forwarder, UpstreamSpec, parse_specs};
+use crate::resolve::{Forwarder, Upstream, UpstreamSpec, parse_specs};
 
 mod lists;
+mod live;
+
 use lists::load_lists;
+pub use live::{Live, release_memory};
 
 /// Settings that only take effect at start (listeners, cache size).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub struct ListInfo {
 }
 
 /// Everything loaded from one configuration.
+///
+/// The policies and the lists they were compiled against are this value's own; the rest
+/// ([`Base`]) is shared with the runtimes a URL-list swap derives from it, and reached
+/// through `Deref` (`rt.directory`).
 #[derive(Debug)]
 pub struct Runtime {
     /// Policies and categories.
@@ -61,23 +67,29 @@ pub struct Runtime {
     pub lists: HashMap<String, Arc<List>>,
     /// List facts, in configuration order.
     pub list_info: Vec<ListInfo>,
+    /// Unique per built runtime: what the packet cache stored under another generation
+    /// was decided by another configuration.
+    pub generation: u64,
+    base: Arc<Base>,
+}
+
+/// The part of a [`Runtime`] that does not depend on list contents.
+#[derive(Debug)]
+pub struct Base {
     /// Users, devices, locations.
-    pub directory: Arc<Directory>,
+    pub directory: Directory,
     /// GeoIP database.
-    pub geoip: Option<Arc<GeoIp>>,
+    pub geoip: Option<GeoIp>,
     /// Networks allowed to query (longest-prefix map: a probe per prefix length in use).
-    allow: Arc<PrefixMap<()>>,
+    allow: PrefixMap<()>,
     /// Block-page addresses.
     pub block_ips: Vec<IpAddr>,
     /// TTL of synthesized answers.
     pub block_ttl: u32,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
-    pub upstreams: Vec<Arc<Forwarder>>,
+    pub upstreams: Vec<Arc<Upstream>>,
     /// Start-time settings.
     pub settings: Settings,
-    /// Unique per built runtime: what the packet cache stored under another generation
-    /// was decided by another configuration.
-    pub generation: u64,
     /// The URL lists of this configuration, in configuration order.
     pub url_specs: Vec<UrlSpec>,
     /// The process's URL list copies (shared by every runtime it builds), so a reload
@@ -88,6 +100,14 @@ pub struct Runtime {
     config: Arc<LoadedConfig>,
     /// The policy build settings derived from it.
     flags: PolicyFlags,
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Base;
+
+    fn deref(&self) -> &Base {
+        &self.base
+    }
 }
 
 /// What policy compilation needs besides the lists (see [`BuildEnv`]).
@@ -273,16 +293,12 @@ impl Runtime {
         }
         let upstreams = std::iter::once(default_specs)
             .chain(groups)
-            .map(|specs| Arc::new(Forwarder::new(specs, timeout)))
+            .map(|specs| Arc::new(Upstream::Forward(Forwarder::new(specs, timeout))))
             .collect();
-        Ok(Self {
-            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            policies,
-            lists,
-            list_info,
-            directory: Arc::new(directory),
-            geoip: geoip.map(Arc::new),
-            allow: Arc::new(allow),
+        let base = Base {
+            directory,
+            geoip,
+            allow,
             block_ips,
             block_ttl: main.block.ttl,
             upstreams,
@@ -298,7 +314,24 @@ impl Runtime {
             url_lists: url_lists.clone(),
             config: cfg.clone(),
             flags,
-        })
+        };
+        Ok(Self::assemble(policies, lists, list_info, Arc::new(base)))
+    }
+
+    /// A runtime of these policies and lists over `base`, with a generation of its own.
+    fn assemble(
+        policies: PolicySet,
+        lists: HashMap<String, Arc<List>>,
+        list_info: Vec<ListInfo>,
+        base: Arc<Base>,
+    ) -> Self {
+        Self {
+            policies,
+            lists,
+            list_info,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            base,
+        }
     }
 
     /// This runtime with list `name` replaced by `list` (a URL list refreshed): policies
@@ -329,64 +362,37 @@ impl Runtime {
                 }
             })
             .collect();
-        Ok(Self {
-            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        // Directory, GeoIP, upstreams (with what they learned): the same, shared.
+        Ok(Self::assemble(
             policies,
             lists,
             list_info,
-            directory: self.directory.clone(),
-            geoip: self.geoip.clone(),
-            allow: self.allow.clone(),
-            block_ips: self.block_ips.clone(),
-            block_ttl: self.block_ttl,
-            // The upstream groups come from the same configuration: the same groups, with
-            // what they learned.
-            upstreams: self.upstreams.clone(),
-            settings: self.settings.clone(),
-            url_specs: self.url_specs.clone(),
-            url_lists: self.url_lists.clone(),
-            config: self.config.clone(),
-            flags: self.flags,
-        })
+            self.base.clone(),
+        ))
     }
 
     /// Takes over the upstream groups of `old` that are configured the same, so a reload
     /// keeps what they learned (which servers are down) and their in-flight limits.
     pub fn adopt_upstreams(&mut self, old: &Self) {
-        for f in &mut self.upstreams {
-            if let Some(same) = old.upstreams.iter().find(|o| o.same_config(f)) {
-                *f = same.clone();
+        // Only a runtime fresh from `build` (whose base nobody shares yet) adopts.
+        if let Some(base) = Arc::get_mut(&mut self.base) {
+            for f in &mut base.upstreams {
+                if let Some(same) = old.upstreams.iter().find(|o| o.same_config(f)) {
+                    *f = same.clone();
+                }
             }
         }
     }
+}
 
-    /// How far the policies tell `ip` (canonical) apart from other clients: the part of
-    /// the packet cache's key that stands for the client.
-    pub fn client_class(&self, ip: IpAddr) -> ClientClass {
-        let p = &self.policies;
-        if p.policies.is_empty() {
-            ClientClass::Anyone
-        } else if p.needs_src_ip || p.needs_src_geo {
-            ClientClass::Ip(ip)
-        } else {
-            let identity = self
-                .directory
-                .identity_for_ip(ip)
-                .map_or(0, |i| Arc::as_ptr(i) as usize);
-            let location = self
-                .directory
-                .location_for_ip(ip)
-                .map_or(0, |l| l.as_ptr() as usize);
-            ClientClass::Identity(identity, location)
-        }
-    }
-
+impl Base {
     /// Whether a client may query (SPEC §4.1).
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
-        let ip = canonical_ip(ip);
-        self.allow.get(ip).is_some()
+        self.allow.get(ip.to_canonical()).is_some()
     }
+}
 
+impl Runtime {
     /// A one-line summary for `dnsgate check` and the start-up log.
     pub fn summary(&self) -> String {
         let entries: usize = self.list_info.iter().map(|l| l.entries).sum();
@@ -399,13 +405,5 @@ impl Runtime {
             self.upstreams.len(),
             if self.geoip.is_some() { "on" } else { "off" },
         )
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (dual-stack sockets) become IPv4.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }

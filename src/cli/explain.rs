@@ -1,23 +1,24 @@
-//! `dnsgate explain` (SPEC §1): one query through the policies without serving — each
+//! `dnsgate explain` (SPEC §1): one query through the very pipeline that serves — each
 //! policy considered, in evaluation order, with its phase, whether it matched clause by
-//! clause, and the decision the server would make.
+//! clause, and the decision. Only the resolver differs: the addresses of `--resolved`, a
+//! cacheless one when post-resolution policies need an answer, or none.
 
 use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::Context;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, Name, RecordType};
-use jiff::Timestamp;
-use serde_json::json;
+use hickory_proto::rr::{Name, RecordType};
+use serde_json::{Value, json};
 
 use super::{emit, load_or_report};
-use crate::geoip::GeoInfo;
-use crate::policy::fields::{ListMemo, Phase, PostFacts, QueryFacts};
-use crate::policy::{Decision, Flow, Step};
-use crate::resolve::{Cache, Question};
-use crate::runtime::{Runtime, canonical_ip};
-use crate::server::handler::{fqdn_of, post_facts};
+use crate::clock::Clock;
+use crate::label::{Phase, QueryAction, ede};
+use crate::pipeline::{self, DeviceHint, Observer, Outcome, Request, Resolver};
+use crate::policy::fields::QueryFacts;
+use crate::policy::{Decision, Step, Tracer};
+use crate::resolve::Cache;
+use crate::runtime::Runtime;
 
 fn step_text(step: Step) -> &'static str {
     match step {
@@ -29,28 +30,116 @@ fn step_text(step: Step) -> &'static str {
     }
 }
 
-fn decision_json(rt: &Runtime, d: &Decision) -> serde_json::Value {
-    match d {
-        Decision::Allow => json!({"action": "allow"}),
-        Decision::Block { mode, reason } => json!({
-            "action": "block", "mode": format!("{mode:?}").to_lowercase(), "ede": 15, "reason": reason.as_deref(),
-            "block_ips": rt.block_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }),
-        Decision::Override { ips, host } => json!({
-            "action": "override", "ede": 4,
-            "ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "host": host.as_ref().map(ToString::to_string),
-        }),
-        Decision::SafeSearch { target } => {
-            json!({"action": "safesearch", "ede": 17, "target": target})
+/// Collects what the pipeline did: each policy step, with its clauses judged against the
+/// facts of its phase, and the query's facts.
+struct Trace<'r> {
+    rt: &'r Runtime,
+    pending: Vec<(usize, Step)>,
+    rows: Vec<Value>,
+    facts: Option<Value>,
+    resolved_ips: Option<Vec<IpAddr>>,
+}
+
+impl Tracer for Trace<'_> {
+    fn step(&mut self, idx: usize, step: Step) {
+        self.pending.push((idx, step));
+    }
+}
+
+impl Observer for Trace<'_> {
+    fn phase_done(&mut self, phase: Phase, facts: &QueryFacts<'_>) {
+        for (i, step) in std::mem::take(&mut self.pending) {
+            self.rows.push(policy_row(self.rt, i, step, phase, facts));
         }
-        Decision::YtRestricted { target } => {
-            json!({"action": "ytrestricted", "ede": 17, "target": target})
+        match phase {
+            Phase::Pre => {
+                self.facts = Some(json!({
+                    "device": facts.identity.map(|i| i.device_id.clone()),
+                    "user": facts.identity.and_then(|i| (!i.email.is_empty()).then(|| i.email.clone())),
+                    "location": facts.location,
+                    "content_categories": facts.content_categories,
+                    "security_categories": facts.security_categories,
+                }));
+            }
+            Phase::Post => self.resolved_ips = facts.post.map(|p| p.resolved_ips.clone()),
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+fn policy_row(rt: &Runtime, i: usize, step: Step, phase: Phase, facts: &QueryFacts<'_>) -> Value {
+    let p = &rt.policies.policies[i];
+    let clauses: Vec<_> = if matches!(step, Step::Evaluated(_) | Step::NotApplicable) {
+        let builder = [
+            ("include", &p.builder.include),
+            ("require", &p.builder.require),
+            ("exclude", &p.builder.exclude),
+        ]
+        .into_iter()
+        .flat_map(|(what, exprs)| exprs.iter().map(move |e| (what, e)));
+        [("traffic", &p.traffic), ("identity", &p.identity)]
+            .into_iter()
+            .chain(builder)
+            .flat_map(|(what, e)| {
+                e.trace(facts)
+                    .into_iter()
+                    .map(move |c| json!({"in": what, "text": c.text, "matched": c.matched}))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    json!({
+        "name": p.name, "precedence": p.precedence, "action": p.action.as_str(),
+        "phase": phase.as_str(), "defined_at": p.location, "result": step_text(step),
+        "clauses": clauses,
+    })
+}
+
+/// The decision as JSON: what was done, by which policy, and the details of the answer.
+pub(super) fn decision_json(rt: &Runtime, o: &Outcome) -> Value {
+    let mut v = match (&o.decision, o.action) {
+        (Some(Decision::Block { mode, reason }), _) => json!({
+            "action": "block", "mode": format!("{mode:?}").to_lowercase(), "reason": reason.as_deref(),
+            "block_ips": rt.block_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+        (Some(Decision::Override { ips, host }), _) => json!({
+            "action": "override",
+            "ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "host": host.as_ref().map(ToString::to_string),
+        }),
+        (Some(Decision::SafeSearch { target } | Decision::YtRestricted { target }), a) => {
+            json!({"action": a.as_str(), "target": target})
+        }
+        (_, QueryAction::Refused) => {
+            let outsider = o
+                .reply
+                .ede
+                .as_ref()
+                .is_some_and(|(c, _)| *c == ede::PROHIBITED);
+            json!({"action": "refused", "reason": if outsider {
+                "client not in allow_networks"
+            } else {
+                "zone transfers and other classes are not forwarded"
+            }})
+        }
+        (_, QueryAction::Error) => {
+            json!({"action": "error", "reason": o.reply.ede.as_ref().map(|(_, t)| t.clone())})
+        }
+        (_, QueryAction::Resolve) => {
+            json!({"action": "resolve", "reason": "no policy decided: the real answer, from the upstreams a resolve policy picked"})
+        }
+        (Some(Decision::Allow), _) => json!({"action": "allow"}),
+        (None, _) => json!({"action": "allow", "reason": "no policy decided: the real answer"}),
+    };
+    v["policy"] = json!(o.policy.map(|i| rt.policies.policies[i].name.clone()));
+    v["phase"] = json!(o.phase.map(Phase::as_str));
+    v["rcode"] = json!(crate::label::Rcode::from(o.reply.rcode).as_str());
+    if let Some((code, _)) = &o.reply.ede {
+        v["ede"] = json!(code);
+    }
+    v
+}
+
 pub(super) async fn explain(
     config: &Path,
     name: &str,
@@ -67,184 +156,74 @@ pub(super) async fn explain(
         .to_ascii_uppercase()
         .parse()
         .map_err(|_| anyhow::anyhow!("unknown record type `{qtype}`"))?;
-    let client = canonical_ip(client);
-    let fqdn = fqdn_of(&qname);
-    let rtype_str = qtype.to_string();
-    let identity = match token {
-        Some(t) => rt.directory.identity_for_token(t),
-        None => rt.directory.identity_for_ip(client),
-    };
-    let memo = ListMemo::default();
-    let (content, security) = rt.policies.categorize(&fqdn, &memo);
-    let src_geo = rt
-        .geoip
-        .as_ref()
-        .map_or(GeoInfo::default(), |g| g.lookup(client));
-    let mut facts = QueryFacts {
-        fqdn: &fqdn,
-        rtype: &rtype_str,
-        src_ip: client,
-        location: rt.directory.location_for_ip(client),
-        identity: identity.map(|a| &**a),
-        content_categories: content.as_slice(),
-        security_categories: security.as_slice(),
-        src_geo,
-        post: None,
-            memo: &memo,
-    };
-    let now = Timestamp::now();
-    let mut steps: Vec<(usize, Step, Phase)> = Vec::new();
-    let mut resolved_ips: Option<Vec<IpAddr>> = None;
-    let mut note: Option<String> = None;
-    let client_allowed = rt.is_allowed(client);
-    // As the server: zone transfers are refused before any policy runs.
-    let transfer = matches!(qtype, RecordType::AXFR | RecordType::IXFR);
-    let allowed = client_allowed && !transfer;
-    let mut decision: Option<(Option<usize>, Phase, Decision)> = None;
-    let post_storage: PostFacts;
-    let mut failed: Option<crate::resolve::Error> = None;
-    if allowed {
-        let mut trace = Vec::new();
-        let flow = rt.policies.run(Phase::Pre, &facts, now, &mut trace);
-        steps.extend(trace.into_iter().map(|(i, s)| (i, s, Phase::Pre)));
-        match flow {
-            Flow::Decide(v) => decision = Some((Some(v.policy), Phase::Pre, v.decision)),
-            Flow::Continue { upstreams, .. } if rt.policies.has_post() => {
-                let post = if !resolved.is_empty() {
-                    Some(PostFacts {
-                        resolved_ips: resolved.to_vec(),
-                        dst_geo: resolved
-                            .iter()
-                            .map(|ip| {
-                                rt.geoip
-                                    .as_ref()
-                                    .map_or(GeoInfo::default(), |g| g.lookup(*ip))
-                            })
-                            .collect(),
-                        ..Default::default()
-                    })
-                } else {
-                    let q = Question {
-                        name: qname.clone(),
-                        qtype,
-                        qclass: DNSClass::IN,
-                        dnssec_ok: false,
-                        checking_disabled: false,
-                    };
-                    let cache = Cache::new(0, false);
-                    let g = &rt.upstreams[upstreams];
-                    match cache.resolve(&**g, &q).await {
-                        Ok(r) if r.msg.rcode == ResponseCode::NoError => Some(post_facts(&rt, &r)),
-                        Ok(r) => {
-                            note = Some(format!(
-                                "upstream answered {}: post-resolution policies do not run",
-                                r.msg.rcode
-                            ));
-                            None
-                        }
-                        Err(e) => {
-                            note = Some(format!(
-                                "resolution failed ({e}): post-resolution policies not evaluated"
-                            ));
-                            failed = Some(e);
-                            None
-                        }
-                    }
-                };
-                if let Some(p) = post {
-                    post_storage = p;
-                    resolved_ips = Some(post_storage.resolved_ips.clone());
-                    facts.post = Some(&post_storage);
-                    let mut trace = Vec::new();
-                    if let Flow::Decide(v) = rt.policies.run(Phase::Post, &facts, now, &mut trace) {
-                        decision = Some((Some(v.policy), Phase::Post, v.decision));
-                    }
-                    steps.extend(trace.into_iter().map(|(i, s)| (i, s, Phase::Post)));
-                }
-            }
-            Flow::Continue { .. } => {
-                if !resolved.is_empty() {
-                    note = Some("no post-resolution policies: --resolved was not used".to_owned());
-                }
-            }
-        }
+    let clock = Clock::new();
+    let mut req = Request::query(&clock, client, qname, qtype);
+    if let Some(t) = token {
+        req.device = DeviceHint::Token(t.into());
     }
-
-    let policy_rows: Vec<serde_json::Value> = steps
-        .iter()
-        .map(|&(i, step, phase)| {
-            let p = &rt.policies.policies[i];
-            let clauses: Vec<_> = if matches!(step, Step::Evaluated(_) | Step::NotApplicable) {
-                let builder = [
-                    ("include", &p.builder.include),
-                    ("require", &p.builder.require),
-                    ("exclude", &p.builder.exclude),
-                ]
-                .into_iter()
-                .flat_map(|(what, exprs)| exprs.iter().map(move |e| (what, e)));
-                [("traffic", &p.traffic), ("identity", &p.identity)]
-                    .into_iter()
-                    .chain(builder)
-                    .flat_map(|(what, e)| {
-                        e.trace(&facts)
-                            .into_iter()
-                            .map(move |c| json!({"in": what, "text": c.text, "matched": c.matched}))
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            json!({
-                "name": p.name, "precedence": p.precedence, "action": p.action.as_str(),
-                "phase": if phase == Phase::Pre { "pre" } else { "post" },
-                "defined_at": p.location, "result": step_text(step), "clauses": clauses,
-            })
-        })
-        .collect();
-    let decision_value = match (&decision, allowed) {
-        (_, false) if !client_allowed => {
-            json!({"action": "refused", "ede": 18, "reason": "client not in allow_networks"})
-        }
-        (_, false) => json!({"action": "refused", "reason": "zone transfers are not forwarded"}),
-        (Some((idx, phase, d)), _) => {
-            let mut v = decision_json(&rt, d);
-            v["policy"] = json!(idx.map(|i| rt.policies.policies[i].name.clone()));
-            v["phase"] = json!(if *phase == Phase::Pre { "pre" } else { "post" });
-            v
-        }
-        (None, true) => match &failed {
-            // What the server would answer: SERVFAIL with EDE 22/23.
-            Some(e) => {
-                json!({"action": "error", "policy": null, "rcode": "SERVFAIL", "ede": e.ede_code(), "reason": e.to_string()})
-            }
-            None => {
-                json!({"action": "allow", "policy": null, "reason": "no policy decided: the real answer"})
-            }
-        },
+    let cache = Cache::new(0, false, clock);
+    let has_post = rt.policies.has_post();
+    let resolver = match (resolved.is_empty(), has_post) {
+        (false, _) => Resolver::Given(resolved),
+        (true, true) => Resolver::Cache(&cache),
+        (true, false) => Resolver::Offline,
     };
-    let query = json!({
-        "name": fqdn, "type": rtype_str, "client": client.to_string(),
-        "device": identity.map(|i| i.device_id.clone()),
-        "user": identity.and_then(|i| (!i.email.is_empty()).then(|| i.email.clone())),
-        "location": facts.location,
-        "content_categories": content.as_slice(), "security_categories": security.as_slice(),
-        "src_country": src_geo.country.map(|c| c.as_str().to_owned()),
+    let mut trace = Trace {
+        rt: &rt,
+        pending: Vec::new(),
+        rows: Vec::new(),
+        facts: None,
+        resolved_ips: None,
+    };
+    let outcome = pipeline::run(&rt, resolver, &req, &mut trace).await;
+
+    let decided_pre = outcome.phase == Some(Phase::Pre) && outcome.decision.is_some();
+    let note = if !has_post {
+        (!resolved.is_empty())
+            .then(|| "no post-resolution policies: --resolved was not used".to_owned())
+    } else if trace.resolved_ips.is_some() || decided_pre {
+        None
+    } else if outcome.action == QueryAction::Error {
+        Some(format!(
+            "resolution failed ({}): post-resolution policies not evaluated",
+            outcome.reply.ede.as_ref().map_or("", |(_, t)| t.as_str())
+        ))
+    } else if outcome.reply.rcode != ResponseCode::NoError && outcome.action != QueryAction::Refused
+    {
+        Some(format!(
+            "upstream answered {}: post-resolution policies do not run",
+            outcome.reply.rcode
+        ))
+    } else {
+        None
+    };
+    let mut query = json!({
+        "name": crate::policy::fields::fqdn_of(&req.question().map_or_else(Name::root, |q| q.name.clone())),
+        "type": qtype.to_string(), "client": req.src.to_string(),
+        "src_country": rt.geoip.as_ref().and_then(|g| g.lookup(req.src).country).map(|c| c.as_str().to_owned()),
     });
+    if let (Some(q), Some(f)) = (
+        query.as_object_mut(),
+        trace.facts.as_ref().and_then(Value::as_object),
+    ) {
+        q.extend(f.clone());
+    }
+    let decision = decision_json(&rt, &outcome);
     if as_json {
         let out = json!({
-            "query": query, "policies": policy_rows,
-            "resolved_ips": resolved_ips.map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>()),
-            "note": note, "decision": decision_value,
+            "query": query, "policies": trace.rows,
+            "resolved_ips": trace.resolved_ips.map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "note": note, "decision": decision,
         });
         outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     print_human(
         &query,
-        &policy_rows,
-        resolved_ips.as_deref(),
+        &trace.rows,
+        trace.resolved_ips.as_deref(),
         note.as_deref(),
-        &decision_value,
+        &decision,
     );
     Ok(())
 }

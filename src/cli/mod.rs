@@ -165,22 +165,19 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     let mut running = crate::server::start(config, rt).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shared = running.shared.clone();
-    // URL lists are refreshed in the background and swapped in under the same lock as
+    // URL lists are refreshed in the background and swapped in through the same `Live` as
     // reloads, so a reload and a list swap never interleave.
-    tokio::spawn(crate::lists::url::refresh::run(shared.clone()));
-    let reloading = url_lists.reload_lock();
+    tokio::spawn(crate::lists::url::refresh::run(shared.live.clone()));
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 info!("SIGHUP: reloading");
                 let s = shared.clone();
-                let lock = reloading.clone();
-                // Loading lists can take a while: off the serving threads, and not in the
-                // way of SIGTERM. Reloads run one at a time, in the order asked.
+                // Loading lists can take a while: not in the way of SIGTERM. Reloads run
+                // one at a time (the `Live` lock), in the order asked.
                 tokio::spawn(async move {
-                    let _one_at_a_time = lock.lock().await;
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                    let _ = tokio::task::spawn_blocking(move || crate::server::reload(&s)).await;
+                    let _ = s.reload().await;
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 });
             }

@@ -111,13 +111,16 @@ pub enum Scalar {
     Ip,
 }
 
-/// When a field's value is known: before resolution or only after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Phase {
-    /// Known from the question, the client and its identity.
-    Pre,
-    /// Known only once the name has been resolved.
-    Post,
+pub use crate::label::Phase;
+
+/// The normalised form of a DNS name: lowercase, no trailing dot (the root is "").
+pub fn fqdn_of(name: &hickory_proto::rr::Name) -> String {
+    let mut s = name.to_ascii();
+    if s.ends_with('.') {
+        s.pop();
+    }
+    s.make_ascii_lowercase();
+    s
 }
 
 /// How string values of a field are normalised before comparison (SPEC §3: names are

@@ -9,6 +9,7 @@ pub mod build;
 pub mod builder;
 pub mod expr;
 pub mod fields;
+pub mod safesearch;
 pub mod schedule;
 
 use std::net::IpAddr;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 use jiff::Timestamp;
 
-use crate::answer;
+use crate::label::{QueryAction, ede};
 use crate::lists::List;
 use expr::Expr;
 use fields::{ListMemo, Phase, QueryFacts};
@@ -127,15 +128,24 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// What was done with the query, as metrics and the query log say it.
+    pub fn action(&self) -> QueryAction {
+        match self {
+            Self::Allow => QueryAction::Allow,
+            Self::Block { .. } => QueryAction::Block,
+            Self::Override { .. } => QueryAction::Override,
+            Self::SafeSearch { .. } => QueryAction::SafeSearch,
+            Self::YtRestricted { .. } => QueryAction::YtRestricted,
+        }
+    }
+
     /// The Extended DNS Error (RFC 8914) code this decision carries, with its text.
     pub fn ede(&self) -> Option<(u16, Option<&str>)> {
         match self {
             Self::Allow => None,
-            Self::Block { reason, .. } => Some((answer::EDE_BLOCKED, reason.as_deref())),
-            Self::Override { .. } => Some((answer::EDE_FORGED, None)),
-            Self::SafeSearch { .. } | Self::YtRestricted { .. } => {
-                Some((answer::EDE_FILTERED, None))
-            }
+            Self::Block { reason, .. } => Some((ede::BLOCKED, reason.as_deref())),
+            Self::Override { .. } => Some((ede::FORGED, None)),
+            Self::SafeSearch { .. } | Self::YtRestricted { .. } => Some((ede::FILTERED, None)),
         }
     }
 }
@@ -396,22 +406,20 @@ impl PolicySet {
             }
             let decision = match (&p.decision, p.action) {
                 (Some(d), _) => d.clone(),
-                (None, Action::SafeSearch) => match answer::safe_search_target(facts.fqdn, false) {
+                (None, Action::SafeSearch) => match safesearch::target(facts.fqdn, false) {
                     Some(target) => Decision::SafeSearch { target },
                     None => {
                         tracer.step(idx, Step::NotApplicable);
                         continue;
                     }
                 },
-                (None, Action::YtRestricted) => {
-                    match answer::safe_search_target(facts.fqdn, true) {
-                        Some(target) => Decision::YtRestricted { target },
-                        None => {
-                            tracer.step(idx, Step::NotApplicable);
-                            continue;
-                        }
+                (None, Action::YtRestricted) => match safesearch::target(facts.fqdn, true) {
+                    Some(target) => Decision::YtRestricted { target },
+                    None => {
+                        tracer.step(idx, Step::NotApplicable);
+                        continue;
                     }
-                }
+                },
                 (None, _) => {
                     tracer.step(idx, Step::Evaluated(true));
                     continue;
@@ -559,7 +567,10 @@ mod tests {
             post: None,
             memo: &memo,
         };
-        match rt.policies.run(Phase::Pre, &facts, Timestamp::now(), &mut ()) {
+        match rt
+            .policies
+            .run(Phase::Pre, &facts, Timestamp::now(), &mut ())
+        {
             Flow::Decide(v) => Some(rt.policies.policies[v.policy].name.clone()),
             Flow::Continue { .. } => None,
         }
@@ -571,10 +582,22 @@ mod tests {
         let cfg = dir.path().join("dnsgate.toml");
         let policies = [
             ("exact", r#"dns.fqdn == "a.example""#),
-            ("suffix", r#"dns.query_rtype == "A" and any(dns.domains[*] == "b.example")"#),
-            ("either", r#"dns.fqdn == "c.example" or any(dns.domains[*] in {"d.example" "e.example"})"#),
-            ("open", r#"dns.fqdn == "g.example" or dns.query_rtype == "TXT""#),
-            ("not", r#"not dns.fqdn == "h.example" and dns.query_rtype == "MX""#),
+            (
+                "suffix",
+                r#"dns.query_rtype == "A" and any(dns.domains[*] == "b.example")"#,
+            ),
+            (
+                "either",
+                r#"dns.fqdn == "c.example" or any(dns.domains[*] in {"d.example" "e.example"})"#,
+            ),
+            (
+                "open",
+                r#"dns.fqdn == "g.example" or dns.query_rtype == "TXT""#,
+            ),
+            (
+                "not",
+                r#"not dns.fqdn == "h.example" and dns.query_rtype == "MX""#,
+            ),
             ("root", r#"dns.fqdn == "." and dns.query_rtype == "NS""#),
         ];
         let mut text = String::new();

@@ -2,14 +2,15 @@
 //! group), TTLs counted down on the way out, negative answers cached by their SOA
 //! (RFC 2308), expired entries kept for serve-stale (RFC 8767).
 //!
-//! Time is `tokio::time::Instant`, so tests pause the clock instead of sleeping.
+//! Time is the server's one [`Clock`], so tests move it instead of sleeping.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType};
-use tokio::time::Instant;
+
+use crate::clock::{Clock, Instant};
 
 use super::{Error, Question, Response, Upstream};
 use crate::metrics;
@@ -127,6 +128,38 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// An answer made of `ips` (A and AAAA records for `q`'s name, TTL 60), as if an
+    /// upstream had said so: `explain --resolved` and policy tests judge it like a real one.
+    pub fn given(q: &Question, ips: &[std::net::IpAddr]) -> Self {
+        use hickory_proto::rr::rdata::{A, AAAA};
+        let answers = ips
+            .iter()
+            .map(|ip| {
+                let data = match ip {
+                    std::net::IpAddr::V4(v4) => RData::A(A(*v4)),
+                    std::net::IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                };
+                Record::from_rdata(q.name.clone(), 60, data)
+            })
+            .collect();
+        let msg = CachedMessage {
+            rcode: ResponseCode::NoError,
+            authentic_data: false,
+            answers,
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            stored: Instant::now(),
+            ttl: 0,
+            weight: 1,
+        };
+        Self {
+            msg: Arc::new(msg),
+            age: 0,
+            stale: false,
+            cached: false,
+        }
+    }
+
     /// How much longer this answer may be repeated: its cache lifetime left (0 when it is
     /// stale or was never cacheable, like a negative answer without an SOA).
     pub fn fresh_for(&self) -> u32 {
@@ -192,6 +225,7 @@ pub struct Cache {
     in_flight: Mutex<HashMap<Key, Flight>>,
     /// When a refresh of an expired entry last failed (RFC 8767 failure-recheck timer).
     failed_recently: quick_cache::sync::Cache<Key, Instant>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Cache {
@@ -205,8 +239,9 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// A cache of at most `size` weight units — about one per small message (0 disables
     /// caching).
-    pub fn new(size: usize, serve_stale: bool) -> Self {
+    pub fn new(size: usize, serve_stale: bool, clock: Clock) -> Self {
         Self {
+            clock,
             inner: (size > 0)
                 .then(|| quick_cache::sync::Cache::with_weighter(size, size as u64, Weigher)),
             serve_stale,
@@ -217,11 +252,7 @@ impl Cache {
 
     /// One upstream exchange per key at a time: the first asker queries, the others wait
     /// for its result (a burst of identical misses costs one upstream query).
-    async fn fetch(
-        &self,
-        upstream: &impl Upstream,
-        key: &Key,
-    ) -> Result<Arc<CachedMessage>, Error> {
+    async fn fetch(&self, upstream: &Upstream, key: &Key) -> Result<Arc<CachedMessage>, Error> {
         let flight: Flight = {
             let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(key.clone()).or_default().clone()
@@ -239,7 +270,7 @@ impl Cache {
                 Ok(Arc::new(CachedMessage::from_response(
                     r,
                     key.q.qtype,
-                    Instant::now(),
+                    self.clock.now(),
                 )))
             })
             .await
@@ -248,7 +279,7 @@ impl Cache {
 
     /// Resolves `q` through `upstream`, from the cache when fresh; on upstream failure,
     /// from an expired entry when serve-stale allows it.
-    pub async fn resolve(&self, upstream: &impl Upstream, q: &Question) -> Result<Resolved, Error> {
+    pub async fn resolve(&self, upstream: &Upstream, q: &Question) -> Result<Resolved, Error> {
         let key = Key {
             q: q.clone(),
             group: upstream.fingerprint(),
@@ -264,7 +295,9 @@ impl Cache {
         };
         let existing = cache.get(&key);
         if let Some(entry) = &existing {
-            let age = Instant::now()
+            let age = self
+                .clock
+                .now()
                 .saturating_duration_since(entry.stored)
                 .as_secs();
             if age < u64::from(entry.ttl) {
@@ -279,7 +312,9 @@ impl Cache {
         }
         ::metrics::counter!(metrics::CACHE_MISSES_TOTAL).increment(1);
         let stale = |entry: &Arc<CachedMessage>| {
-            let age = Instant::now()
+            let age = self
+                .clock
+                .now()
                 .saturating_duration_since(entry.stored)
                 .as_secs();
             (self.serve_stale && age < u64::from(entry.ttl) + u64::from(STALE_MAX)).then(|| {
@@ -296,11 +331,9 @@ impl Cache {
             None => self.fetch(upstream, &key).await,
             Some(st) => {
                 // RFC 8767 §5: a refresh failed a moment ago — answer stale at once.
-                if self
-                    .failed_recently
-                    .get(&key)
-                    .is_some_and(|t| t.elapsed() < FAILURE_RECHECK)
-                {
+                if self.failed_recently.get(&key).is_some_and(|t| {
+                    self.clock.now().saturating_duration_since(t) < FAILURE_RECHECK
+                }) {
                     return Ok(st.clone());
                 }
                 match tokio::time::timeout(STALE_CLIENT_TIMER, self.fetch(upstream, &key)).await {
@@ -317,7 +350,7 @@ impl Cache {
                 } else if msg.rcode == ResponseCode::ServFail {
                     // RFC 8767 §5: an upstream SERVFAIL is a failure to refresh.
                     if let Some(r) = stale_answer {
-                        self.failed_recently.insert(key, Instant::now());
+                        self.failed_recently.insert(key, self.clock.now());
                         return Ok(r);
                     }
                 }
@@ -328,12 +361,14 @@ impl Cache {
                     cached: false,
                 })
             }
+            // A bogus answer is an answer judged wrong, not a failure to get one: stale data
+            // never stands in for it.
             Err(e) => match stale_answer {
-                Some(r) => {
-                    self.failed_recently.insert(key, Instant::now());
+                Some(r) if !e.is_bogus() => {
+                    self.failed_recently.insert(key, self.clock.now());
                     Ok(r)
                 }
-                None => Err(e),
+                _ => Err(e),
             },
         }
     }

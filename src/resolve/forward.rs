@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tracing::debug;
 
-use super::{Error, Question, Transport, Upstream, UpstreamSpec};
+use super::{Error, Question, Transport, UpstreamSpec};
 use crate::metrics;
 
 /// The EDNS payload size we advertise upstream and downstream (DNS flag day 2020).
@@ -300,7 +300,9 @@ async fn exchange_udp(
         if s.uses < SOCKET_USES {
             if let Ok(mut p) = pool.lock() {
                 // The oldest are at the front: close those idle too long.
-                if p.first().is_some_and(|o| o.idle_since.elapsed() >= POOL_IDLE) {
+                if p.first()
+                    .is_some_and(|o| o.idle_since.elapsed() >= POOL_IDLE)
+                {
                     p.retain(|o| o.idle_since.elapsed() < POOL_IDLE);
                 }
                 if p.len() < POOL_MAX {
@@ -385,15 +387,9 @@ fn answers(msg: &Message, id: u16, q: &Question) -> bool {
         && msg.queries[0].query_class() == q.qclass
 }
 
-impl Upstream for Forwarder {
-    fn query(
-        &self,
-        q: &Question,
-    ) -> impl std::future::Future<Output = Result<Response, Error>> + Send {
-        Self::query(self, q)
-    }
-
-    fn fingerprint(&self) -> u64 {
+impl Forwarder {
+    /// A stable identity of this group's configuration (see [`super::Upstream::fingerprint`]).
+    pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
 }

@@ -13,22 +13,44 @@ use std::str::FromStr;
 
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
+use crate::label::ede;
+
 pub use cache::{Cache, CachedMessage, Resolved};
 pub use forward::{Forwarder, Response};
 
-/// Where real answers come from: the forwarder today, the recursor later. The cache wraps
-/// any of them (`Cache::resolve<U: Upstream>`), so serve-stale, coalescing and negative
-/// caching are written once.
-pub trait Upstream: Send + Sync {
+/// Where real answers come from: the one seam the message cache sits in front of. The
+/// forwarder today; the recursor and encrypted upstreams join it as variants, so the
+/// cache's serve-stale, coalescing and negative caching are written once.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Upstream {
+    /// Forwarding to configured servers.
+    Forward(Forwarder),
+}
+
+impl Upstream {
     /// Resolves one question to a whole response message.
-    fn query(
-        &self,
-        q: &Question,
-    ) -> impl std::future::Future<Output = Result<Response, Error>> + Send;
+    pub async fn query(&self, q: &Question) -> Result<Response, Error> {
+        match self {
+            Self::Forward(f) => f.query(q).await,
+        }
+    }
 
     /// A stable identity of this upstream's configuration: the cache partition, so a
     /// reload with the same upstreams keeps its answers and a changed one does not see them.
-    fn fingerprint(&self) -> u64;
+    pub fn fingerprint(&self) -> u64 {
+        match self {
+            Self::Forward(f) => f.fingerprint(),
+        }
+    }
+
+    /// Whether `other` is configured the same (a reload then keeps this one, with what it
+    /// learned about its servers).
+    pub fn same_config(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Forward(a), Self::Forward(b)) => a.same_config(b),
+        }
+    }
 }
 
 /// The transport of an upstream.
@@ -149,7 +171,9 @@ pub struct Question {
     pub checking_disabled: bool,
 }
 
-/// Why no answer could be had from upstream.
+/// Why no answer could be had from upstream. "No answer" (timeout, network) and "a
+/// wrong answer" (bogus) are kept apart: a stale answer may stand in for the first, never
+/// for the second.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -159,6 +183,14 @@ pub enum Error {
     /// Every upstream failed at the network level (refused, unreachable, bad reply).
     #[error("upstream network error: {0}")]
     Network(String),
+    /// An answer came but failed DNSSEC validation: its EDE code (6-10, 12) and why.
+    #[error("{reason}")]
+    Bogus {
+        /// The Extended DNS Error code that says how it failed.
+        ede: u16,
+        /// What failed, naming the zone.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -167,10 +199,20 @@ impl Error {
         matches!(self, Self::Timeout)
     }
 
+    /// Whether an answer came and was judged wrong (never papered over with stale data).
+    pub fn is_bogus(&self) -> bool {
+        matches!(self, Self::Bogus { .. })
+    }
+
     /// The Extended DNS Error code for this failure (RFC 8914): 22 No Reachable Authority
-    /// for timeouts, 23 Network Error otherwise.
+    /// for timeouts, 23 Network Error for other failures to get an answer, the validation
+    /// failure's own code for bogus answers.
     pub fn ede_code(&self) -> u16 {
-        if self.is_timeout() { 22 } else { 23 }
+        match self {
+            Self::Timeout => ede::NO_REACHABLE_AUTHORITY,
+            Self::Network(_) => ede::NETWORK_ERROR,
+            Self::Bogus { ede, .. } => *ede,
+        }
     }
 }
 

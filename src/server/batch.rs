@@ -135,7 +135,11 @@ impl Inbox {
         if i >= self.count {
             return None;
         }
-        Some((&self.bufs[i][..self.lens[i]], self.peers[i]?, self.truncated[i]))
+        Some((
+            &self.bufs[i][..self.lens[i]],
+            self.peers[i]?,
+            self.truncated[i],
+        ))
     }
 }
 

@@ -1,47 +1,70 @@
-//! Listeners and the shared serving state.
+//! Listeners: each turns what arrives into a [`Request`], runs the one pipeline, sends the
+//! reply and hands the outcome to the one exit.
 //!
 //! UDP is ours ([`udp`]: a socket per worker, a packet-cache fast path); hickory-server
-//! owns TCP (a task per connection). [`handler::Handler`] answers both. The loaded configuration sits in an `ArcSwap`, so a
-//! reload swaps it whole between two queries and no query is dropped (SPEC §7).
+//! owns TCP (a task per connection). [`serve::Handler`] is the full path of both. The
+//! configuration in service is a [`Live`]: a reload swaps it whole between two queries,
+//! so no query is dropped (SPEC §7).
 
 mod batch;
-pub mod handler;
 pub mod packet;
+pub mod serve;
 mod udp;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{error, info, warn};
 
+use crate::clock::Clock;
 use crate::diag::Diagnostic;
-use crate::metrics;
+use crate::pipeline::{self, Outcome, Request, Resolver};
 use crate::querylog::QueryLog;
+use crate::record::{Event, Exit};
 use crate::resolve::Cache;
+use crate::runtime::{Live, Runtime};
 use packet::PacketCache;
-use crate::runtime::Runtime;
 
 /// State shared by every query and by reloads.
 #[derive(Debug)]
 pub struct Shared {
-    /// The current configuration; each query takes one snapshot.
-    pub runtime: ArcSwap<Runtime>,
+    /// The configuration in service.
+    pub live: Arc<Live>,
     /// The message cache (kept across reloads).
     pub cache: Cache,
-    /// The query log.
-    pub querylog: Option<QueryLog>,
     /// Finished UDP responses (kept across reloads; entries of an older configuration
     /// are never served).
     pub packets: PacketCache,
-    /// The per-query metric series.
-    pub hot: metrics::Hot,
-    /// The configuration file reloads read.
-    pub config_path: PathBuf,
+    /// Metrics and the query log.
+    pub exit: Exit,
+    /// The one clock (tests move it).
+    pub clock: Clock,
+}
+
+impl Shared {
+    /// The one road, serving: the pipeline over the message cache.
+    pub async fn answer(&self, rt: &Runtime, req: &Request) -> Outcome {
+        pipeline::run(rt, Resolver::Cache(&self.cache), req, &mut ()).await
+    }
+
+    /// The one exit for a request the pipeline answered.
+    pub fn record(&self, rt: &Runtime, req: &Request, outcome: &Outcome) {
+        let elapsed = self.clock.now().saturating_duration_since(req.arrival);
+        self.exit.record(rt, &Event::of(req, outcome, elapsed));
+    }
+
+    /// Reloads the configuration (SIGHUP) and reopens the query log (logrotate): see
+    /// [`Live::reload`].
+    pub async fn reload(&self) -> Result<(), Vec<Diagnostic>> {
+        if let Some(log) = self.exit.querylog() {
+            log.reopen();
+        }
+        self.live.reload().await
+    }
 }
 
 /// A running server.
@@ -50,7 +73,7 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// The bound DNS addresses (UDP and TCP on each).
     pub addrs: Vec<SocketAddr>,
-    server: Server<handler::Handler>,
+    server: Server<serve::Handler>,
     udp: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -92,7 +115,7 @@ async fn bind_pair(
     Err(last.unwrap_or_else(|| std::io::Error::other("cannot bind")))
 }
 
-/// Starts serving `rt` on its listen addresses.
+/// Starts serving `rt` (loaded from `config_path`) on its listen addresses.
 pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> {
     let settings = rt.settings.clone();
     let querylog = match &settings.querylog {
@@ -104,16 +127,15 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         })?),
         None => None,
     };
-    publish_list_gauges(&rt);
+    let clock = Clock::new();
     let shared = Arc::new(Shared {
-        runtime: ArcSwap::from_pointee(rt),
-        cache: Cache::new(settings.cache_size, settings.serve_stale),
+        live: Arc::new(Live::new(config_path, rt, clock.clone())),
+        cache: Cache::new(settings.cache_size, settings.serve_stale, clock.clone()),
         packets: PacketCache::new(settings.cache_size),
-        hot: metrics::Hot::new(),
-        querylog,
-        config_path: config_path.to_path_buf(),
+        exit: Exit::new(querylog, clock.clone()),
+        clock,
     });
-    let handler = handler::Handler::new(shared.clone());
+    let handler = serve::Handler::new(shared.clone());
     let mut server = Server::new(handler.clone());
     // As many UDP sockets per address as threads may run (the CPUs this process may use).
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -154,71 +176,4 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         server,
         udp: udp_tasks,
     })
-}
-
-fn publish_list_gauges(rt: &Runtime) {
-    for l in &rt.list_info {
-        ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => l.name.clone()).set(l.entries as f64);
-    }
-}
-
-/// Hands freed memory back to the system after an old configuration is dropped: its lists
-/// were tens of megabytes, and glibc would otherwise keep them as free heap, so every
-/// reload would look like a leak of one configuration's size. (Queries still holding the
-/// old configuration free it a moment later; the next reload trims that.)
-pub fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Reloads the configuration (SIGHUP): the new one replaces the old only if all of it
-/// loads; otherwise the old keeps serving and the errors are returned.
-pub fn reload(shared: &Shared) -> Result<(), Vec<Diagnostic>> {
-    if let Some(log) = &shared.querylog {
-        log.reopen();
-    }
-    // URL lists: the copies this process holds are taken as they are (SPEC §7 reloads
-    // the configuration, not the network); only a list without one is fetched.
-    let url_lists = shared.runtime.load().url_lists.clone();
-    match Runtime::load_with(&shared.config_path, &url_lists) {
-        Ok(mut rt) => {
-            rt.adopt_upstreams(&shared.runtime.load());
-            if rt.settings != shared.runtime.load().settings {
-                warn!(
-                    "listen, metrics, query log and cache settings take effect at the next restart"
-                );
-            }
-            publish_list_gauges(&rt);
-            let summary = rt.summary();
-            let old = shared.runtime.swap(Arc::new(rt));
-            // Lists the new configuration dropped: their series go to 0 (a recorder cannot
-            // delete a series).
-            let current = shared.runtime.load();
-            for l in &old.list_info {
-                if !current.list_info.iter().any(|n| n.name == l.name) {
-                    ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => l.name.clone()).set(0.0);
-                }
-            }
-            drop(current);
-            drop(old);
-            release_memory();
-            info!(summary = %summary, "configuration reloaded");
-            ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "success").increment(1);
-            Ok(())
-        }
-        Err(diags) => {
-            for d in &diags {
-                error!("{d}");
-            }
-            error!(
-                errors = diags.len(),
-                "reload rejected; the running configuration keeps serving"
-            );
-            ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "failure").increment(1);
-            Err(diags)
-        }
-    }
 }

@@ -14,30 +14,37 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hickory_proto::op::ResponseCode;
-
-use super::handler::rcode_label;
 use super::wire::{QNAME_AT, Query, ttls};
-use crate::metrics::Labels;
-use crate::policy::fields::Phase;
+use crate::clock::Instant;
+use crate::label::{Phase, QueryAction, Rcode};
+use crate::pipeline::{ClientClass, Outcome};
 use crate::resolve::forward::EDNS_PAYLOAD;
 
 /// What the pipeline decided for a cached response, replayed into metrics and the query log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
-    /// The action label.
-    pub action: &'static str,
+    /// What was done.
+    pub action: QueryAction,
     /// The deciding policy.
     pub policy: Option<usize>,
     /// The phase it decided in.
     pub phase: Option<Phase>,
     /// The response code.
-    pub rcode: ResponseCode,
-    /// The answer came from the message cache or upstream (a cache hit when replayed);
-    /// false for synthesized answers.
-    pub resolved: bool,
+    pub rcode: Rcode,
+}
+
+impl Meta {
+    /// What `outcome` decided.
+    pub fn of(outcome: &Outcome) -> Self {
+        Self {
+            action: outcome.action,
+            policy: outcome.policy,
+            phase: outcome.phase,
+            rcode: outcome.reply.rcode.into(),
+        }
+    }
 }
 
 /// One cached response.
@@ -51,20 +58,6 @@ pub struct Packet {
     generation: u64,
     /// What decided it.
     pub meta: Meta,
-    /// Its metric labels.
-    labels: Labels,
-}
-
-/// How a client is told apart from others, as far as the policies can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientClass {
-    /// The policies cannot tell clients apart (there are none, or they never look at
-    /// the client).
-    Anyone,
-    /// By address (a policy reads `dns.src_ip` or the client's GeoIP).
-    Ip(IpAddr),
-    /// By identity and location (the addresses of the directory's entries).
-    Identity(usize, usize),
 }
 
 /// A key, built on the stack.
@@ -167,7 +160,7 @@ impl PacketCache {
         generation: u64,
         now: Instant,
         out: &mut Vec<u8>,
-    ) -> Option<(Meta, Labels)> {
+    ) -> Option<Meta> {
         let p = self.inner.as_ref()?.get(key.as_bytes())?;
         if p.generation != generation || now >= p.expires {
             return None;
@@ -184,7 +177,7 @@ impl PacketCache {
             let at = usize::from(at);
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
         }
-        Some((p.meta, p.labels))
+        Some(p.meta)
     }
 
     /// Remembers `response` (as sent for a query with key `key`) if it is worth
@@ -201,7 +194,7 @@ impl PacketCache {
         let Some(inner) = &self.inner else {
             return;
         };
-        if !matches!(meta.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+        if !matches!(meta.rcode, Rcode::NoError | Rcode::NxDomain) {
             return;
         }
         // Truncated: the client comes back over TCP.
@@ -226,7 +219,6 @@ impl PacketCache {
             expires: now + life,
             generation,
             meta,
-            labels: Labels::of(meta.action, rcode_label(meta.rcode)),
         };
         inner.insert(key.as_bytes().into(), Arc::new(packet));
     }
@@ -268,11 +260,10 @@ mod tests {
     }
 
     const META: Meta = Meta {
-        action: "allow",
+        action: QueryAction::Allow,
         policy: None,
         phase: None,
-        rcode: ResponseCode::NoError,
-        resolved: true,
+        rcode: Rcode::NoError,
     };
 
     #[test]
@@ -296,7 +287,7 @@ mod tests {
             "case and payloads over 1232 do not matter"
         );
         let mut out = Vec::new();
-        let (meta, _) = cache
+        let meta = cache
             .answer(
                 &k2,
                 &second,
@@ -351,7 +342,7 @@ mod tests {
         let k = Key::new(&p, &q, ClientClass::Anyone).unwrap();
         let now = Instant::now();
         let servfail = Meta {
-            rcode: ResponseCode::ServFail,
+            rcode: Rcode::ServFail,
             ..META
         };
         cache.insert(&k, &response(&p, 300), servfail, 1, now, Duration::MAX);

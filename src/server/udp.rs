@@ -6,17 +6,19 @@
 //! the [`PacketCache`] — no decoding, no allocation, no task. Everything else — a miss,
 //! anything unusual, anything malformed — takes the full path in a task of its own:
 //! hickory's decoder and our [`Handler`], whose response is then remembered for next time.
+//! Both end in the one exit ([`crate::record`]); the client class a cached answer is
+//! keyed by comes from the pipeline's own [`Client`].
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hickory_proto::op::{Header, MessageType, ResponseCode};
+use hickory_proto::op::{Header, MessageType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::NetError;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
+use hickory_server::net::xfer::Protocol as HProtocol;
+use hickory_server::server::{ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use socket2::{Domain, Socket, Type};
 use tokio::io::Interest;
@@ -27,11 +29,18 @@ use tracing::debug;
 
 use super::Shared;
 use super::batch::{Inbox, Outbox};
-use super::handler::{Handler, fqdn_of};
 use super::packet::{Key, Meta};
+use super::serve::Handler;
 use super::wire::{QNAME_AT, Query};
-use crate::querylog::Entry;
-use crate::runtime::{Runtime, canonical_ip};
+use crate::clock::Instant;
+use crate::label::Protocol;
+use crate::pipeline::{Client, ClientClass, DeviceHint, Message, Request};
+use crate::record::{Event, QName};
+use crate::runtime::Runtime;
+
+/// What the fast path leaves the full path for a miss: the key to remember the answer
+/// under, the client class it was made with, and the configuration generation.
+type Miss = (Key, ClientClass, u64);
 
 /// Full-path queries one socket may have waiting at once.
 const MAX_PENDING: usize = 4096;
@@ -103,21 +112,31 @@ async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) 
                 continue;
             }
         };
-        let start = Instant::now();
+        let start = shared.clock.now();
         // One configuration for the whole batch (a reload lands between two batches).
-        let rt = shared.runtime.load();
+        let rt = shared.live.load();
         for i in 0..n {
             let Some((packet, src, cut)) = inbox.get(i) else {
                 continue;
             };
             let mut miss = None;
-            if !cut && fast(&shared, &rt, packet, src, start, outbox.next_buffer(), &mut miss) {
+            if !cut
+                && fast(
+                    &shared,
+                    &rt,
+                    packet,
+                    src,
+                    start,
+                    outbox.next_buffer(),
+                    &mut miss,
+                )
+            {
                 outbox.commit(src);
             } else if let Ok(permit) = pending.clone().try_acquire_owned() {
                 let (shared, handler, sock) = (shared.clone(), handler.clone(), sock.clone());
                 let packet = packet.to_vec();
                 tokio::spawn(async move {
-                    full(shared, handler, sock, packet, src, miss).await;
+                    full(shared, handler, sock, packet, src, start, miss).await;
                     drop(permit);
                 });
             } else {
@@ -157,9 +176,8 @@ async fn flush(sock: &UdpSocket, outbox: &mut Outbox) {
     }
 }
 
-/// Answers from the packet cache into `out` (true), or sets `miss` to the key to remember
-/// the full path's answer under and the configuration generation the key was made for
-/// (left `None`: not one for the cache).
+/// Answers from the packet cache into `out` (true), or sets `miss` to what the full path
+/// needs to remember its answer (left `None`: not one for the cache).
 fn fast(
     shared: &Shared,
     rt: &Runtime,
@@ -167,91 +185,65 @@ fn fast(
     src: SocketAddr,
     start: Instant,
     out: &mut Vec<u8>,
-    miss: &mut Option<(Key, u64)>,
+    miss: &mut Option<Miss>,
 ) -> bool {
     let Some(q) = Query::parse(packet) else {
         return false;
     };
-    let client = canonical_ip(src.ip());
     // Outsiders and zone transfers get their REFUSED on the full path.
-    if !rt.is_allowed(client) || matches!(q.qtype, 251 | 252) {
+    if !rt.is_allowed(src.ip()) || matches!(q.qtype, 251 | 252) {
         return false;
     }
-    let Some(key) = Key::new(packet, &q, rt.client_class(client)) else {
+    let client = Client::identify(rt, src.ip(), &DeviceHint::None);
+    let class = client.class(&rt.policies);
+    let Some(key) = Key::new(packet, &q, class) else {
         return false;
     };
-    let Some((meta, labels)) = shared
+    let Some(meta) = shared
         .packets
         .answer(&key, packet, &q, rt.generation, start, out)
     else {
-        *miss = Some((key, rt.generation));
+        *miss = Some((key, class, rt.generation));
         return false;
     };
-    let hot = &shared.hot;
-    if meta.resolved {
-        hot.cache_hit();
-    }
-    if let Some(p) = meta.policy.and_then(|i| rt.policies.policies.get(i)) {
-        p.matches.increment(1);
-    }
-    hot.answered(labels, start.elapsed());
-    if let Some(log) = &shared.querylog {
-        log_hit(log, rt, packet, &q, client, meta, start);
-    }
+    let event = Event {
+        protocol: Protocol::Udp,
+        client: client.ip,
+        identity: client.identity.map(|i| &**i),
+        name: QName::Wire(packet.get(QNAME_AT..).unwrap_or_default()),
+        qtype: Some(q.qtype.into()),
+        action: meta.action,
+        policy: meta.policy,
+        phase: meta.phase,
+        rcode: meta.rcode,
+        cached: meta.action.is_resolved(),
+        replayed: true,
+        elapsed: shared.clock.now().saturating_duration_since(start),
+    };
+    shared.exit.record(rt, &event);
     true
 }
 
-fn log_hit(
-    log: &crate::querylog::QueryLog,
-    rt: &Runtime,
-    packet: &[u8],
-    q: &Query,
-    client: std::net::IpAddr,
-    meta: Meta,
-    start: Instant,
-) {
-    let identity = rt.directory.identity_for_ip(client);
-    let name = packet
-        .get(QNAME_AT..)
-        .and_then(|b| hickory_proto::rr::Name::read(&mut BinDecoder::new(b)).ok())
-        .map(|n| fqdn_of(&n))
-        .unwrap_or_default();
-    log.log(Entry {
-        time: jiff::Timestamp::now(),
-        client,
-        device: identity.map(|i| i.device_id.clone()),
-        user: identity.filter(|i| !i.email.is_empty()).map(|i| i.email.clone()),
-        name,
-        qtype: Some(q.qtype.into()),
-        action: meta.action,
-        policy: meta.policy.map(|i| rt.policies.policies[i].name.clone()),
-        phase: meta.phase,
-        rcode: meta.rcode,
-        latency: start.elapsed(),
-        cached: meta.resolved,
-    });
-}
-
-/// The full path for one datagram; its answer goes into the packet cache under `key` if
-/// the configuration that decided is the one the key was made for.
+/// The full path for one datagram; its answer goes into the packet cache if the fast path
+/// made a key for it, and the pipeline decided for the same client class under the same
+/// configuration.
 async fn full(
     shared: Arc<Shared>,
     handler: Handler,
     sock: Arc<UdpSocket>,
     packet: Vec<u8>,
     src: SocketAddr,
-    key: Option<(Key, u64)>,
+    arrival: Instant,
+    miss: Option<Miss>,
 ) {
     // FORMERR needs only the header, should the rest not decode.
     let mut header = [0u8; 12];
     let header_len = packet.len().min(12);
     header[..header_len].copy_from_slice(&packet[..header_len]);
-    let request = match Request::from_bytes(packet, src, Protocol::Udp) {
-        Ok(r) => r,
-        Err(e) => {
-            formerr(&shared, &sock, &header[..header_len], src, &e.to_string()).await;
-            return;
-        }
+    let Ok(request) = hickory_server::server::Request::from_bytes(packet, src, HProtocol::Udp)
+    else {
+        unreadable(&shared, &sock, &header[..header_len], src, arrival).await;
+        return;
     };
     // Never answer an answer (reflection loops).
     if request.metadata.message_type == MessageType::Response {
@@ -261,22 +253,27 @@ async fn full(
     let capture = Capture {
         sock,
         dst: src,
-        sent: key.is_some().then(|| sent.clone()),
+        sent: miss.is_some().then(|| sent.clone()),
     };
-    let minute = unix_now().as_secs() / 60;
-    let served = handler.serve(&request, capture).await;
-    let (Some((key, generation)), Some(meta), false) = (key, served.meta, served.transient) else {
+    let minute = unix_now(&shared).as_secs() / 60;
+    let served = handler.serve(&request, Some(arrival), capture).await;
+    let Some((key, class, generation)) = miss else {
         return;
     };
-    // A reload between the key and the decision: the key's client class may mean another
-    // client now.
-    if served.generation != generation {
+    let outcome = &served.outcome;
+    // The same client class under the same configuration: a reload between the key and
+    // the decision may make the key's class mean another client now.
+    if served.truncated
+        || !outcome.is_replayable()
+        || outcome.replay != Some(class)
+        || outcome.generation != generation
+    {
         return;
     }
     let Some(bytes) = sent.lock().ok().and_then(|mut s| s.take()) else {
         return;
     };
-    let rt = shared.runtime.load();
+    let rt = shared.live.load();
     if rt.generation != generation {
         return;
     }
@@ -284,7 +281,7 @@ async fn full(
     // into the next.
     let mut max_age = Duration::MAX;
     if rt.policies.has_schedules {
-        let now = unix_now();
+        let now = unix_now(&shared);
         if now.as_secs() / 60 != minute {
             return;
         }
@@ -292,65 +289,58 @@ async fn full(
             .saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())));
     }
     // Nor longer than what it was resolved from may be cached.
-    if let Some(fresh) = served.fresh_for {
+    if let Some(fresh) = outcome.fresh_for {
         max_age = max_age.min(Duration::from_secs(u64::from(fresh)));
     }
-    shared
-        .packets
-        .insert(&key, &bytes, meta, generation, Instant::now(), max_age);
+    shared.packets.insert(
+        &key,
+        &bytes,
+        Meta::of(outcome),
+        generation,
+        shared.clock.now(),
+        max_age,
+    );
 }
 
-/// The wall-clock time since the epoch.
-fn unix_now() -> Duration {
-    std::time::SystemTime::now()
+/// The wall-clock time since the epoch, on the server's clock.
+fn unix_now(shared: &Shared) -> Duration {
+    shared
+        .clock
+        .system_time()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
 }
 
-/// Answers a datagram hickory cannot decode with FORMERR, if it has a query's header and
-/// comes from a client we serve; anything else is dropped unanswered.
-async fn formerr(shared: &Shared, sock: &UdpSocket, header: &[u8], src: SocketAddr, why: &str) {
+/// A datagram hickory cannot decode: the pipeline decides (FORMERR, or REFUSED for an
+/// outsider) from what is known, and the answer is its header alone. A response, or
+/// something too short to have a header, is dropped unanswered.
+async fn unreadable(
+    shared: &Shared,
+    sock: &UdpSocket,
+    header: &[u8],
+    src: SocketAddr,
+    arrival: Instant,
+) {
     let Ok(header) = Header::read(&mut BinDecoder::new(header)) else {
         return;
     };
-    let rt = shared.runtime.load();
-    if header.metadata.message_type == MessageType::Response
-        || !rt.is_allowed(canonical_ip(src.ip()))
-    {
+    if header.metadata.message_type == MessageType::Response {
         return;
     }
-    debug!(%src, error = why, "malformed query");
-    let start = Instant::now();
+    let rt = shared.live.load_full();
+    let mut req = Request::new(&shared.clock, src.ip(), Protocol::Udp, Message::Malformed);
+    req.arrival = arrival;
+    let outcome = shared.answer(&rt, &req).await;
+    debug!(%src, action = outcome.action.as_str(), "unreadable query");
     let mut md = hickory_proto::op::Metadata::response_from_request(&header.metadata);
-    md.response_code = ResponseCode::FormErr;
+    md.response_code = outcome.reply.rcode;
     let reply = Header {
         metadata: md,
         counts: Default::default(),
     };
-    ::metrics::counter!(crate::metrics::QUERIES_TOTAL, "protocol" => "udp", "action" => "error")
-        .increment(1);
-    ::metrics::counter!(crate::metrics::RESPONSES_TOTAL, "rcode" => "FORMERR").increment(1);
-    ::metrics::histogram!(crate::metrics::QUERY_DURATION_SECONDS)
-        .record(start.elapsed().as_secs_f64());
+    shared.record(&rt, &req, &outcome);
     if let Ok(bytes) = reply.to_bytes() {
         let _ = sock.send_to(&bytes, src).await;
-    }
-    // Logged like every other query: an unreadable one has no name or type.
-    if let Some(log) = &shared.querylog {
-        log.log(Entry {
-            time: jiff::Timestamp::now(),
-            client: canonical_ip(src.ip()),
-            device: None,
-            user: None,
-            name: String::new(),
-            qtype: None,
-            action: "error",
-            policy: None,
-            phase: None,
-            rcode: ResponseCode::FormErr,
-            latency: start.elapsed(),
-            cached: false,
-        });
     }
 }
 

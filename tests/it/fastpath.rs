@@ -213,5 +213,9 @@ async fn a_post_resolution_verdict_lives_no_longer_than_the_answer_it_judged() {
     tokio::time::sleep(Duration::from_millis(2600)).await;
     let m = a_from("127.0.0.1", g.addr, "short.test.").await;
     assert_eq!(ips(&m), ["0.0.0.0"]);
-    assert_eq!(g.upstream.queries(), 2, "asked again once the answer expired");
+    assert_eq!(
+        g.upstream.queries(),
+        2,
+        "asked again once the answer expired"
+    );
 }

@@ -501,12 +501,12 @@ async fn reload_swaps_policies_and_a_bad_reload_keeps_the_old_ones() {
     let cfg = g.config_path();
     let original = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{original}[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"www.test\"'\n")).unwrap();
-    dnsgate::server::reload(&g.running.shared).unwrap();
+    g.running.shared.reload().await.unwrap();
     assert!(is_blocked_null(
         &query(g.addr, "www.test.", RecordType::A).await
     ));
     std::fs::write(&cfg, format!("{original}[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.fqdn == 1.2.3.4'\n")).unwrap();
-    let errs = dnsgate::server::reload(&g.running.shared).unwrap_err();
+    let errs = g.running.shared.reload().await.unwrap_err();
     assert!(!errs.is_empty());
     assert!(
         is_blocked_null(&query(g.addr, "www.test.", RecordType::A).await),

@@ -68,10 +68,10 @@ async fn no_query_is_dropped_by_a_reload() {
     for k in 0..10 {
         let text = if k % 2 == 0 { &blocking } else { &plain };
         std::fs::write(g.config_path(), text).unwrap();
-        let shared = g.running.shared.clone();
-        tokio::task::spawn_blocking(move || dnsgate::server::reload(&shared))
+        g.running
+            .shared
+            .reload()
             .await
-            .unwrap()
             .unwrap_or_else(|d| panic!("reload {k} rejected: {}", dnsgate::diag::Diagnostics(d)));
         // Let a few queries run under this configuration before the next swap, so both
         // configurations serve and every swap happens mid-stream.

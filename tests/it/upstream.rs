@@ -126,7 +126,11 @@ impl RequestHandler for Counting {
             self.flags.dnssec_ok.fetch_add(1, Ordering::SeqCst);
         }
         if request.protocol() == hickory_server::net::xfer::Protocol::Udp {
-            self.flags.udp_ports.lock().unwrap().push(request.src().port());
+            self.flags
+                .udp_ports
+                .lock()
+                .unwrap()
+                .push(request.src().port());
         }
         if self.silent.load(Ordering::SeqCst) {
             // Never answer: the client sees a timeout. Hold the task a little so nothing

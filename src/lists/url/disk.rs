@@ -246,7 +246,10 @@ mod tests {
         // Not for a body other than the one saved: the validators belong to that one.
         let other = Some(fnv1a64(b"pt.test\n"));
         assert!(confirm(&d, "ads", "http://x/a", other, &v2, later).is_err());
-        assert_eq!(load(&d, "ads", "http://x/a").unwrap().unwrap().confirmed, from_unix(1_700_000_000));
+        assert_eq!(
+            load(&d, "ads", "http://x/a").unwrap().unwrap().confirmed,
+            from_unix(1_700_000_000)
+        );
         let same = Some(fnv1a64(b"ads.test\n"));
         confirm(&d, "ads", "http://x/a", same, &v2, later).unwrap();
         let c = load(&d, "ads", "http://x/a").unwrap().unwrap();

@@ -189,7 +189,9 @@ impl Entry {
                 .saturating_mul(1 << (n - 1).min(16))
                 .min(spec.refresh),
         };
-        self.checked.checked_add(wait).unwrap_or(self.checked + MAX_REFRESH)
+        self.checked
+            .checked_add(wait)
+            .unwrap_or(self.checked + MAX_REFRESH)
     }
 }
 
@@ -202,9 +204,6 @@ pub struct UrlLists {
     /// The cache directory the last configuration used (for lists the refresh task has to
     /// take over, see `refresh`).
     dir: Mutex<Option<PathBuf>>,
-    /// Held while a runtime is replaced (SIGHUP reload or a list swap), so the two never
-    /// interleave.
-    reload_lock: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the refresh task (a refresh finished, or a configuration was loaded).
     wake: tokio::sync::Notify,
 }
@@ -217,7 +216,6 @@ impl UrlLists {
             entries: Mutex::default(),
             fetcher: Mutex::default(),
             dir: Mutex::default(),
-            reload_lock: Arc::default(),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -225,11 +223,6 @@ impl UrlLists {
     /// What the store may do.
     pub fn mode(&self) -> Mode {
         self.mode
-    }
-
-    /// The lock every replacement of the serving runtime takes.
-    pub fn reload_lock(&self) -> Arc<tokio::sync::Mutex<()>> {
-        self.reload_lock.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Entry>> {
@@ -406,7 +399,13 @@ impl UrlLists {
 
 /// Saves a fetched body as the list's copy in `dir` (if any); a failure is a warning: the
 /// list serves from memory.
-pub(super) fn save_copy(dir: Option<&Path>, spec: &UrlSpec, body: &[u8], v: &Validators, now: SystemTime) {
+pub(super) fn save_copy(
+    dir: Option<&Path>,
+    spec: &UrlSpec,
+    body: &[u8],
+    v: &Validators,
+    now: SystemTime,
+) {
     if let Some(dir) = dir {
         if let Err(e) = disk::save(dir, &spec.name, &spec.url, body, v, now) {
             warn!(list = %spec.name, dir = %dir.display(), error = %e, "cannot save the list's copy");

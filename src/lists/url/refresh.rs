@@ -9,29 +9,63 @@
 //! to `refresh`. The task follows reloads: each round it reads the lists of the runtime in
 //! service, so a list a reload added is refreshed and one it removed is forgotten.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tracing::{debug, error, info, warn};
+use tracing::{debug, warn};
 
 use super::{Entry, Error, Fetched, UrlLists, UrlSpec, Validators, decode, disk, save_copy};
+use crate::clock::Clock;
 use crate::lists::List;
 use crate::metrics::{self, FetchResult};
-use crate::server::Shared;
+
+/// What the refresh task serves: the configuration in service, and the one place that
+/// swaps a changed list into it (the runtime above implements this; lists never name it).
+pub trait Host: Send + Sync + 'static {
+    /// The list store, the URL lists configured now and the lists in service.
+    fn in_service(&self) -> InService;
+
+    /// Puts a new version of `spec`'s list into service (policies recompiled against it),
+    /// unless the configuration no longer has that list.
+    fn swap_list(
+        &self,
+        spec: &UrlSpec,
+        list: Arc<List>,
+        entries: usize,
+        skipped: usize,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// The clock refreshes are timed by.
+    fn clock(&self) -> &Clock;
+}
+
+/// The URL lists of the configuration in service.
+#[derive(Debug)]
+pub struct InService {
+    /// The process's list copies.
+    pub store: Arc<UrlLists>,
+    /// The URL lists configured.
+    pub specs: Vec<UrlSpec>,
+    /// Every list in service, by name.
+    pub lists: HashMap<String, Arc<List>>,
+}
 
 /// The longest sleep between rounds: list ages are published this often.
 const TICK: Duration = Duration::from_secs(10);
 
 /// Runs until the process ends. Spawn it once, after the server started.
-pub async fn run(shared: Arc<Shared>) {
+pub async fn run(host: Arc<impl Host>) {
     let mut published: HashSet<String> = HashSet::new();
     loop {
-        let rt = shared.runtime.load_full();
-        let store = rt.url_lists.clone();
-        let specs = rt.url_specs.clone();
-        let now = SystemTime::now();
+        let InService {
+            store,
+            specs,
+            lists,
+        } = host.in_service();
+        let now = host.clock().system_time();
 
         // Ages first: a scrape between rounds sees values at most one TICK old.
         let mut current = HashSet::new();
@@ -47,18 +81,18 @@ pub async fn run(shared: Arc<Shared>) {
         published = current;
 
         store.prune();
-        store.adopt_missing(&specs, &rt.lists, now);
-        drop(rt);
+        store.adopt_missing(&specs, &lists, now);
+        drop(lists);
         let (due, next) = store.take_due(&specs, now);
         for (spec, have) in due {
-            tokio::spawn(refresh_one(shared.clone(), store.clone(), spec, have));
+            tokio::spawn(refresh_one(host.clone(), store.clone(), spec, have));
         }
         let wait = next
             .and_then(|t| t.duration_since(now).ok())
             .unwrap_or(TICK)
             .clamp(Duration::from_millis(50), TICK);
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = host.clock().sleep(wait) => {}
             () = store.wake.notified() => {}
         }
     }
@@ -66,7 +100,7 @@ pub async fn run(shared: Arc<Shared>) {
 
 /// One refresh of one list: fetch, then keep (304), swap (a new body) or count a failure.
 async fn refresh_one(
-    shared: Arc<Shared>,
+    host: Arc<impl Host>,
     store: Arc<UrlLists>,
     spec: UrlSpec,
     have: Option<Validators>,
@@ -75,14 +109,14 @@ async fn refresh_one(
         Ok(f) => f.fetch(&spec.url, have.as_ref(), spec.max_size).await,
         Err(e) => Err(e),
     };
-    let now = SystemTime::now();
+    let now = host.clock().system_time();
     let outcome = match fetched {
         Ok(Fetched::NotModified(v)) => {
             confirmed(&store, &spec, v, now).await;
             Ok(())
         }
         Ok(Fetched::Body { body, validators }) => {
-            take_body(&shared, &store, &spec, body, validators, now).await
+            take_body(&*host, &store, &spec, body, validators, now).await
         }
         Err(e) => Err(e),
     };
@@ -114,7 +148,7 @@ async fn confirmed(store: &UrlLists, spec: &UrlSpec, v: Validators, now: SystemT
 /// A 200: the same body as in service (a source without validators) is a confirmation;
 /// a new one is parsed, saved and swapped in.
 async fn take_body(
-    shared: &Shared,
+    host: &impl Host,
     store: &Arc<UrlLists>,
     spec: &UrlSpec,
     body: Vec<u8>,
@@ -155,58 +189,9 @@ async fn take_body(
     );
     // Counted before the swap, so whoever sees the new list sees the count.
     metrics::count_fetch(&spec.name, FetchResult::Updated);
-    swap(shared, store, spec, list, stats.entries, stats.skipped).await;
+    host.swap_list(spec, list, stats.entries, stats.skipped)
+        .await;
     Ok(())
-}
-
-/// Puts the new list into service: the runtime in service, with this list replaced and
-/// its policies recompiled, under the reload lock so a SIGHUP reload and a swap never
-/// interleave (one of them would lose the other's change).
-async fn swap(
-    shared: &Shared,
-    store: &UrlLists,
-    spec: &UrlSpec,
-    list: Arc<List>,
-    entries: usize,
-    skipped: usize,
-) {
-    let lock = store.reload_lock();
-    let _one_at_a_time = lock.lock().await;
-    let current = shared.runtime.load_full();
-    if !current.url_specs.iter().any(|s| s.same_source(spec)) {
-        // A reload removed or changed the list while it was being fetched.
-        debug!(list = %spec.name, "list no longer configured; not swapped in");
-        return;
-    }
-    // Recompiling the policies, and later freeing the old configuration and trimming the
-    // heap, are work for the blocking pool: the async threads serve DNS.
-    let (cur, name) = (current.clone(), spec.name.clone());
-    let built = tokio::task::spawn_blocking(move || cur.with_list(&name, list, entries, skipped))
-        .await
-        .unwrap_or_else(|e| {
-            let path = std::path::Path::new(&spec.url);
-            Err(vec![crate::diag::Diagnostic::file(path, format!("list swap failed: {e}"))])
-        });
-    match built {
-        Ok(rt) => {
-            ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => spec.name.clone())
-                .set(entries as f64);
-            shared.runtime.store(Arc::new(rt));
-            let _ = tokio::task::spawn_blocking(move || {
-                drop(current);
-                crate::server::release_memory();
-            })
-            .await;
-            info!(list = %spec.name, url = %spec.url, entries, "list updated");
-        }
-        Err(diags) => {
-            // The same configuration compiled before with a list of the same kind.
-            for d in &diags {
-                error!("{d}");
-            }
-            error!(list = %spec.name, "the updated list could not be put into service");
-        }
-    }
 }
 
 impl UrlLists {

@@ -161,7 +161,11 @@ impl Pattern {
             // One common start (`ad0`…`ad9` → `ad`) is one comparison.
             let lits: Box<[Box<[u8]>]> = match seq.longest_common_prefix() {
                 Some(common) if !common.is_empty() => Box::new([common.into()]),
-                _ => seq.literals()?.iter().map(|l| l.as_bytes().into()).collect(),
+                _ => seq
+                    .literals()?
+                    .iter()
+                    .map(|l| l.as_bytes().into())
+                    .collect(),
             };
             let unusable = lits.is_empty()
                 || lits.len() > Self::MAX_PREFIXES

@@ -1,0 +1,291 @@
+//! The one road (SPEC §4): a [`Request`] in, an [`Outcome`] out. Every listener, `explain`
+//! and `dnsgate test` call [`run`], so they cannot disagree; the caller then sends the
+//! reply (or prints it) and hands the outcome to [`crate::record`], the one exit.
+//!
+//! 1. ACL — outsiders get REFUSED + EDE 18 and nothing else runs (§4.1); then what a
+//!    forwarder does not pass on (unreadable messages, other opcodes and classes, zone
+//!    transfers) is answered here.
+//! 2. Facts — the client ([`Client`]: device, user, location; the packet-cache class comes
+//!    from the same value), the name, type, categories, client GeoIP.
+//! 3. Pre-resolution policies, then `resolve` policies picking upstreams (§4.3, §4.4).
+//! 4. Resolution through the [`Resolver`] (the shared cache when serving).
+//! 5. Post-resolution policies, only if nothing decided and the name resolved (§4.3).
+//! 6. The answer: synthesized for a decision, else the upstream's (§4.5).
+//!
+//! The order is fixed here and nowhere else; policy evaluation itself has no I/O.
+
+pub mod client;
+mod facts;
+mod outcome;
+mod request;
+
+use std::net::IpAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+use crate::answer::{self, Reply};
+use crate::label::{Phase, QueryAction, ede};
+use crate::policy::fields::{ListMemo, QueryFacts};
+use crate::policy::{Decision, Flow, Tracer, Verdict};
+use crate::resolve::{Cache, Question, Resolved};
+use crate::runtime::Runtime;
+
+pub use client::{Client, ClientClass};
+pub use facts::post_facts;
+pub use outcome::Outcome;
+pub use request::{DeviceHint, Message, Request};
+
+/// Where the pipeline gets real answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolver<'a> {
+    /// The message cache in front of the runtime's upstreams (serving; `explain` with a
+    /// cache of its own).
+    Cache(&'a Cache),
+    /// These addresses are the answer, as A/AAAA records, instead of asking anyone
+    /// (`explain --resolved`, a policy test case's `resolved`).
+    Given(&'a [IpAddr]),
+    /// Nothing is resolved: post-resolution policies do not run and an allowed query gets
+    /// an empty answer (policy tests offline).
+    Offline,
+}
+
+impl Resolver<'_> {
+    /// Resolves `q` through upstream group `group` (`Ok(None)`: offline).
+    async fn resolve(
+        &self,
+        rt: &Runtime,
+        group: usize,
+        q: &Question,
+    ) -> Result<Option<Resolved>, crate::resolve::Error> {
+        match self {
+            Self::Cache(cache) => {
+                let upstream = &rt.upstreams[group.min(rt.upstreams.len() - 1)];
+                cache.resolve(upstream, q).await.map(Some)
+            }
+            Self::Given(ips) => Ok(Some(Resolved::given(q, ips))),
+            Self::Offline => Ok(None),
+        }
+    }
+}
+
+/// Receives what `explain` shows; `()` ignores it all (serving).
+pub trait Observer: Tracer {
+    /// A phase ran over `facts` (the steps it traced came just before).
+    fn phase_done(&mut self, _phase: Phase, _facts: &QueryFacts<'_>) {}
+}
+
+impl Observer for () {}
+
+/// Runs SPEC §4 for one request.
+#[tracing::instrument(level = "debug", skip_all, fields(client = %req.src))]
+pub async fn run(
+    rt: &Runtime,
+    resolver: Resolver<'_>,
+    req: &Request,
+    obs: &mut impl Observer,
+) -> Outcome {
+    let out = Outcome::new(rt.generation);
+    // 1. ACL (§4.1) before anything else, readable or not: never an open resolver.
+    if !rt.is_allowed(req.src) {
+        let reply =
+            Reply::rcode(ResponseCode::Refused).with_ede(ede::PROHIBITED, "client not allowed");
+        return out.with(QueryAction::Refused, reply);
+    }
+    let q = match &req.message {
+        Message::Query(q) => q,
+        Message::NotQuery => {
+            return out.with(QueryAction::Error, Reply::rcode(ResponseCode::NotImp));
+        }
+        Message::BadVersion => {
+            return out.with(QueryAction::Error, Reply::rcode(ResponseCode::BADVERS));
+        }
+        Message::Malformed => {
+            return out.with(QueryAction::Error, Reply::rcode(ResponseCode::FormErr));
+        }
+    };
+    // A filtering forwarder speaks for the IN class only, and is no zone-transfer proxy:
+    // CHAOS (`version.bind`), AXFR and IXFR never go upstream.
+    if q.qclass != DNSClass::IN || matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
+        return out.with(QueryAction::Refused, Reply::rcode(ResponseCode::Refused));
+    }
+    answer_query(rt, resolver, req, q, out, obs).await
+}
+
+/// Steps 2 to 6, for a query the ACL let in.
+async fn answer_query(
+    rt: &Runtime,
+    resolver: Resolver<'_>,
+    req: &Request,
+    q: &Question,
+    mut out: Outcome,
+    obs: &mut impl Observer,
+) -> Outcome {
+    // 2. Facts.
+    let client = Client::identify(rt, req.src, &req.device);
+    out.identity = client.identity.cloned();
+    out.replay = Some(client.class(&rt.policies));
+    let memo = ListMemo::default();
+    let fqdn = crate::policy::fields::fqdn_of(&q.name);
+    let rtype = facts::rtype_name(q.qtype);
+    let (content, security) = rt.policies.categorize(&fqdn, &memo);
+    let mut facts = QueryFacts {
+        fqdn: &fqdn,
+        rtype: &rtype,
+        src_ip: client.ip,
+        location: client.location,
+        identity: client.identity.map(|a| &**a),
+        content_categories: content.as_slice(),
+        security_categories: security.as_slice(),
+        src_geo: facts::src_geo(rt, client.ip),
+        post: None,
+        memo: &memo,
+    };
+
+    // 3. Pre-resolution policies, then resolve policies.
+    let flow = rt.policies.run(Phase::Pre, &facts, req.time, obs);
+    obs.phase_done(Phase::Pre, &facts);
+    let group = match flow {
+        Flow::Decide(v) => {
+            decide(rt, resolver, q, v, Phase::Pre, &mut out).await;
+            return out;
+        }
+        Flow::Continue { upstreams, policy } => {
+            if let Some(p) = policy {
+                out.action = QueryAction::Resolve;
+                out.policy = Some(p);
+                out.phase = Some(Phase::Pre);
+            }
+            upstreams
+        }
+    };
+
+    // 4. Resolution.
+    let resolved = match resolver.resolve(rt, group, q).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            out.reply = Reply::default();
+            out.replay = None;
+            return out;
+        }
+        Err(e) => {
+            out.failed(&e);
+            return out;
+        }
+    };
+    out.resolved(&resolved);
+    if resolved.stale {
+        ::metrics::counter!(crate::metrics::STALE_ANSWERS_TOTAL).increment(1);
+    }
+
+    // 5. Post-resolution policies: only when the name resolved.
+    if rt.policies.has_post() && resolved.msg.rcode == ResponseCode::NoError {
+        let post = post_facts(rt, &resolved);
+        facts.post = Some(&post);
+        let flow = rt.policies.run(Phase::Post, &facts, req.time, obs);
+        obs.phase_done(Phase::Post, &facts);
+        if let Flow::Decide(v) = flow {
+            if v.decision != Decision::Allow {
+                decide(rt, resolver, q, v, Phase::Post, &mut out).await;
+                return out;
+            }
+            note_match(&v, Phase::Post, &mut out);
+            out.action = QueryAction::Allow;
+        }
+    }
+
+    // 6. The real answer.
+    out.reply = Reply::from_resolved(&resolved);
+    out
+}
+
+fn note_match(v: &Verdict, phase: Phase, out: &mut Outcome) {
+    out.policy = Some(v.policy);
+    out.phase = Some(phase);
+    out.decision = Some(v.decision.clone());
+}
+
+/// Builds the answer for a decision (§4.5).
+async fn decide(
+    rt: &Runtime,
+    resolver: Resolver<'_>,
+    q: &Question,
+    v: Verdict,
+    phase: Phase,
+    out: &mut Outcome,
+) {
+    note_match(&v, phase, out);
+    out.action = v.decision.action();
+    let mut reply = match &v.decision {
+        Decision::Allow => match resolver.resolve(rt, v.upstreams, q).await {
+            Ok(Some(r)) => {
+                out.resolved(&r);
+                Reply::from_resolved(&r)
+            }
+            Ok(None) => {
+                out.replay = None;
+                Reply::default()
+            }
+            Err(e) => {
+                out.replay = None;
+                outcome::failure_reply(&e)
+            }
+        },
+        Decision::Block { mode, .. } => {
+            answer::block(&q.name, q.qtype, *mode, &rt.block_ips, rt.block_ttl)
+        }
+        Decision::Override { ips, host: None } => {
+            answer::override_ips(&q.name, q.qtype, ips, rt.block_ttl)
+        }
+        Decision::Override {
+            host: Some(host), ..
+        } => cname_to(rt, resolver, q, host, v.upstreams, out).await,
+        Decision::SafeSearch { target } | Decision::YtRestricted { target } => {
+            match Name::from_ascii(target) {
+                Ok(mut host) => {
+                    host.set_fqdn(true);
+                    cname_to(rt, resolver, q, &host, v.upstreams, out).await
+                }
+                Err(_) => Reply::rcode(ResponseCode::ServFail),
+            }
+        }
+    };
+    // One mapping from decision to EDE (blocky's ToExtendedErrorCode). A resolution failure
+    // on the way (an override target that cannot be resolved) keeps its own EDE 22/23.
+    if let (Some((code, text)), None) = (v.decision.ede(), &reply.ede) {
+        reply = reply.with_ede(code, text.unwrap_or(""));
+    }
+    out.reply = reply;
+}
+
+/// A CNAME to `host` plus the target's records.
+async fn cname_to(
+    rt: &Runtime,
+    resolver: Resolver<'_>,
+    q: &Question,
+    host: &Name,
+    group: usize,
+    out: &mut Outcome,
+) -> Reply {
+    if q.qtype == RecordType::CNAME {
+        return answer::cname(&q.name, host, rt.block_ttl, None);
+    }
+    let tq = Question {
+        name: host.clone(),
+        ..q.clone()
+    };
+    match resolver.resolve(rt, group, &tq).await {
+        Ok(r) => {
+            if let Some(r) = &r {
+                out.resolved(r);
+            }
+            answer::cname(&q.name, host, rt.block_ttl, r.as_ref())
+        }
+        // The target cannot be had: say so, as for any name that cannot be resolved,
+        // rather than hand out a CNAME that leads nowhere.
+        Err(e) => {
+            out.replay = None;
+            outcome::failure_reply(&e)
+        }
+    }
+}
