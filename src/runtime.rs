@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::clock::Clock;
 use crate::config::{self, LoadedConfig};
 use crate::diag::Diagnostic;
 use crate::geoip::GeoIp;
@@ -100,6 +101,9 @@ pub struct Base {
     config: Arc<LoadedConfig>,
     /// The policy build settings derived from it.
     flags: PolicyFlags,
+    /// The one clock: the server started on this runtime tells time by it, and so does
+    /// every runtime a reload builds after it.
+    pub clock: Clock,
 }
 
 impl std::ops::Deref for Runtime {
@@ -156,20 +160,29 @@ impl Runtime {
     /// URL lists come from their copies on disk, or are fetched if they have none; nothing
     /// is written (this is what `check` and `explain` do). `run` uses [`Runtime::load_with`].
     pub fn load(path: &Path) -> Result<Self, Vec<Diagnostic>> {
-        Self::load_with(path, &Arc::new(UrlLists::new(Mode::ReadOnly)))
+        Self::load_with(
+            path,
+            &Arc::new(UrlLists::new(Mode::ReadOnly)),
+            &Clock::new(),
+        )
     }
 
     /// Loads a configuration, taking URL lists from `url_lists` (memory, then disk, then
     /// the network; see [`UrlLists::ensure`]). May block while fetching.
-    pub fn load_with(path: &Path, url_lists: &Arc<UrlLists>) -> Result<Self, Vec<Diagnostic>> {
+    pub fn load_with(
+        path: &Path,
+        url_lists: &Arc<UrlLists>,
+        clock: &Clock,
+    ) -> Result<Self, Vec<Diagnostic>> {
         let cfg = config::load(path)?;
-        Self::build(Arc::new(cfg), url_lists)
+        Self::build(Arc::new(cfg), url_lists, clock)
     }
 
     /// Builds the runtime from a read configuration.
     pub fn build(
         cfg: Arc<LoadedConfig>,
         url_lists: &Arc<UrlLists>,
+        clock: &Clock,
     ) -> Result<Self, Vec<Diagnostic>> {
         let main = &cfg.main;
         let mf = cfg.main_file();
@@ -293,7 +306,13 @@ impl Runtime {
         }
         let upstreams = std::iter::once(default_specs)
             .chain(groups)
-            .map(|specs| Arc::new(Upstream::Forward(Forwarder::new(specs, timeout))))
+            .map(|specs| {
+                Arc::new(Upstream::Forward(Forwarder::new(
+                    specs,
+                    timeout,
+                    clock.clone(),
+                )))
+            })
             .collect();
         let base = Base {
             directory,
@@ -314,6 +333,7 @@ impl Runtime {
             url_lists: url_lists.clone(),
             config: cfg.clone(),
             flags,
+            clock: clock.clone(),
         };
         Ok(Self::assemble(policies, lists, list_info, Arc::new(base)))
     }

@@ -12,7 +12,6 @@ use hickory_proto::rr::{Name, RecordType};
 use serde_json::{Value, json};
 
 use super::{emit, load_or_report};
-use crate::clock::Clock;
 use crate::label::{Phase, QueryAction, ede};
 use crate::pipeline::{self, DeviceHint, Observer, Outcome, Request, Resolver};
 use crate::policy::fields::QueryFacts;
@@ -156,7 +155,7 @@ pub(super) async fn explain(
         .to_ascii_uppercase()
         .parse()
         .map_err(|_| anyhow::anyhow!("unknown record type `{qtype}`"))?;
-    let clock = Clock::new();
+    let clock = rt.clock.clone();
     let mut req = Request::query(&clock, client, qname, qtype);
     if let Some(t) = token {
         req.device = DeviceHint::Token(t.into());

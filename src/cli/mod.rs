@@ -144,7 +144,9 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     let url_lists = Arc::new(UrlLists::new(Mode::Serve));
     let loaded = {
         let (path, url_lists) = (config.to_path_buf(), url_lists.clone());
-        let load = tokio::task::spawn_blocking(move || Runtime::load_with(&path, &url_lists));
+        let load = tokio::task::spawn_blocking(move || {
+            Runtime::load_with(&path, &url_lists, &crate::clock::Clock::new())
+        });
         // `systemctl stop` during a slow first fetch ends the start, not after it.
         tokio::select! {
             loaded = load => loaded?,

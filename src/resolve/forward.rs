@@ -26,6 +26,7 @@ use tokio::time::{Instant, timeout_at};
 use tracing::debug;
 
 use super::{Error, Question, Transport, UpstreamSpec};
+use crate::clock::Clock;
 use crate::metrics;
 
 /// The EDNS payload size we advertise upstream and downstream (DNS flag day 2020).
@@ -77,6 +78,8 @@ pub struct Forwarder {
     epoch: Instant,
     in_flight: Semaphore,
     fingerprint: u64,
+    /// Times server back-off and socket idleness (not network timeouts: those are real).
+    clock: Clock,
     /// Idle UDP sockets per server.
     pools: Vec<std::sync::Mutex<Vec<Pooled>>>,
 }
@@ -92,7 +95,7 @@ pub struct Response {
 
 impl Forwarder {
     /// A forwarder over `servers` that gives up after `timeout` in all.
-    pub fn new(servers: Vec<UpstreamSpec>, timeout: Duration) -> Self {
+    pub fn new(servers: Vec<UpstreamSpec>, timeout: Duration, clock: Clock) -> Self {
         let labels: Vec<String> = servers.iter().map(ToString::to_string).collect();
         let errors = labels
             .iter()
@@ -119,8 +122,9 @@ impl Forwarder {
             health,
             timeout,
             next: AtomicUsize::new(0),
-            epoch: Instant::now(),
+            epoch: clock.now(),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            clock,
         }
     }
 
@@ -130,7 +134,10 @@ impl Forwarder {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.clock
+            .now()
+            .saturating_duration_since(self.epoch)
+            .as_millis() as u64
     }
 
     /// The order to try servers in: round robin over the healthy ones, then the ones that
@@ -196,7 +203,14 @@ impl Forwarder {
             };
             let result = match server.transport {
                 Transport::Udp => {
-                    exchange_udp(server.addr, &self.pools[idx], q, attempt_deadline).await
+                    exchange_udp(
+                        server.addr,
+                        &self.pools[idx],
+                        q,
+                        attempt_deadline,
+                        &self.clock,
+                    )
+                    .await
                 }
                 Transport::Tcp => exchange_tcp(server.addr, q, attempt_deadline).await,
             };
@@ -251,12 +265,14 @@ async fn exchange_udp(
     pool: &std::sync::Mutex<Vec<Pooled>>,
     q: &Question,
     deadline: Instant,
+    clock: &Clock,
 ) -> Result<Response, Error> {
     let (id, wire) = encode_query(q)?;
+    let idle_for = |s: &Pooled| clock.now().saturating_duration_since(s.idle_since);
     // The newest idle socket; if even that has idled too long, so have all the others.
     let idle = pool.lock().ok().and_then(|mut p| {
         let s = p.pop()?;
-        if s.idle_since.elapsed() < POOL_IDLE {
+        if idle_for(&s) < POOL_IDLE {
             Some(s)
         } else {
             p.clear();
@@ -277,7 +293,7 @@ async fn exchange_udp(
                 sock,
                 buf: vec![0u8; UDP_BUFFER],
                 uses: 0,
-                idle_since: Instant::now(),
+                idle_since: clock.now(),
             }
         }
     };
@@ -300,13 +316,11 @@ async fn exchange_udp(
         if s.uses < SOCKET_USES {
             if let Ok(mut p) = pool.lock() {
                 // The oldest are at the front: close those idle too long.
-                if p.first()
-                    .is_some_and(|o| o.idle_since.elapsed() >= POOL_IDLE)
-                {
-                    p.retain(|o| o.idle_since.elapsed() < POOL_IDLE);
+                if p.first().is_some_and(|o| idle_for(o) >= POOL_IDLE) {
+                    p.retain(|o| idle_for(o) < POOL_IDLE);
                 }
                 if p.len() < POOL_MAX {
-                    s.idle_since = Instant::now();
+                    s.idle_since = clock.now();
                     p.push(s);
                 }
             }

@@ -28,9 +28,10 @@ pub struct Live {
 }
 
 impl Live {
-    /// `rt`, loaded from `config_path`, in service; time told by `clock`.
-    pub fn new(config_path: &Path, rt: Runtime, clock: Clock) -> Self {
+    /// `rt`, loaded from `config_path`, in service; time told by its clock.
+    pub fn new(config_path: &Path, rt: Runtime) -> Self {
         publish_list_gauges(&rt, None);
+        let clock = rt.clock.clone();
         Self {
             current: ArcSwap::from_pointee(rt),
             replacing: tokio::sync::Mutex::new(()),
@@ -65,7 +66,7 @@ impl Live {
             // URL lists: the copies this process holds are taken as they are (a reload
             // reads the configuration, not the network); only a list without one is fetched.
             let old = live.load_full();
-            let mut rt = Runtime::load_with(&live.config_path, &old.url_lists)?;
+            let mut rt = Runtime::load_with(&live.config_path, &old.url_lists, &old.clock)?;
             rt.adopt_upstreams(&old);
             if rt.settings != old.settings {
                 warn!(

@@ -127,9 +127,9 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         })?),
         None => None,
     };
-    let clock = Clock::new();
+    let clock = rt.clock.clone();
     let shared = Arc::new(Shared {
-        live: Arc::new(Live::new(config_path, rt, clock.clone())),
+        live: Arc::new(Live::new(config_path, rt)),
         cache: Cache::new(settings.cache_size, settings.serve_stale, clock.clone()),
         packets: PacketCache::new(settings.cache_size),
         exit: Exit::new(querylog, clock.clone()),

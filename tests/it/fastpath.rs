@@ -54,7 +54,7 @@ async fn a_repeated_question_is_answered_for_this_query() {
     assert_eq!(g.upstream.queries(), 1);
 
     // A second later the TTL has gone down with the clock.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    g.running.shared.clock.advance(Duration::from_millis(2100));
     let later = a_from("127.0.0.1", g.addr, "www.test.").await;
     assert!(
         later.answers[0].ttl <= first_ttl - 2,
@@ -183,7 +183,7 @@ async fn upstream_sockets_are_reused_a_few_times_then_replaced() {
     assert!(uses.len() < 40, "sockets are reused: {uses:?}");
 
     // A socket idle for two seconds is not reused: its port is closed.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    g.running.shared.clock.advance(Duration::from_millis(2200));
     let m = a_from("127.0.0.1", g.addr, "n40.test.").await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     let after = g.upstream.udp_source_ports();
@@ -210,7 +210,7 @@ async fn a_post_resolution_verdict_lives_no_longer_than_the_answer_it_judged() {
         assert_eq!(ede(&m).map(|e| e.0), Some(15));
     }
     assert_eq!(g.upstream.queries(), 1, "repeated while fresh");
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    g.running.shared.clock.advance(Duration::from_millis(2600));
     let m = a_from("127.0.0.1", g.addr, "short.test.").await;
     assert_eq!(ips(&m), ["0.0.0.0"]);
     assert_eq!(

@@ -53,7 +53,7 @@ async fn expired_answer_is_served_stale_with_ede_3_when_the_upstream_fails() {
     let fresh = query(g.addr, "short.test.", RecordType::A).await;
     assert_eq!(ips(&fresh), ["192.0.2.20"]);
     assert!(ede(&fresh).is_none());
-    tokio::time::sleep(Duration::from_millis(2600)).await; // TTL 2 s has run out
+    g.running.shared.clock.advance(Duration::from_millis(2600)); // TTL 2 s has run out
     g.upstream.set_silent(true);
     let stale = query(g.addr, "short.test.", RecordType::A).await;
     assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
@@ -75,7 +75,7 @@ async fn expired_answer_is_served_stale_with_ede_3_when_the_upstream_fails() {
 async fn without_serve_stale_an_expired_answer_is_not_used() {
     let g = gate("[cache]\nserve_stale = false\n", &[]).await;
     query(g.addr, "short.test.", RecordType::A).await;
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    g.running.shared.clock.advance(Duration::from_millis(2600));
     g.upstream.set_silent(true);
     let m = query(g.addr, "short.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);

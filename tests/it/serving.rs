@@ -65,7 +65,7 @@ async fn second_query_is_a_cache_hit_with_a_counted_down_ttl() {
     let g = gate("", &[]).await;
     let first = query(g.addr, "jp.test.", RecordType::A).await;
     let after_first = g.upstream.queries();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    g.running.shared.clock.advance(Duration::from_millis(1100));
     let second = query(g.addr, "jp.test.", RecordType::A).await;
     assert_eq!(g.upstream.queries(), after_first, "answered from the cache");
     assert_eq!(ips(&second), ips(&first));
