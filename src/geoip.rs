@@ -245,9 +245,10 @@ impl Record<'_> {
 mod tests {
     use super::*;
 
+    /// One of MaxMind's test databases, vendored in `geoip/maxmind-test/` (see its README).
     fn maxmind(file: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/geoip-maxmind-test")
+            .join("geoip/maxmind-test")
             .join(file)
     }
 

@@ -1,5 +1,6 @@
-//! Tests across the module: the real-world lists in `testdata/` (see its README), and
-//! property tests that render random name sets in every format and parse them back.
+//! Tests across the module: the real-world lists in `tests/data/lists-real/` (see its
+//! README), and property tests that render random name sets in every format and parse them
+//! back.
 
 use std::collections::BTreeSet;
 
@@ -8,9 +9,9 @@ use proptest::prelude::*;
 use super::name::is_local_host;
 use super::*;
 
-const ADSERVERS_HOSTS: &str = include_str!("testdata/adservers-hosts.txt");
-const NOCOIN_ADBLOCK: &str = include_str!("testdata/nocoin-adblock.txt");
-const NOCOIN_HOSTS: &str = include_str!("testdata/nocoin-hosts.txt");
+const ADSERVERS_HOSTS: &str = include_str!("../../tests/data/lists-real/adservers-hosts.txt");
+const NOCOIN_ADBLOCK: &str = include_str!("../../tests/data/lists-real/nocoin-adblock.txt");
+const NOCOIN_HOSTS: &str = include_str!("../../tests/data/lists-real/nocoin-hosts.txt");
 
 fn domain_list(format: ListFormat, text: &str) -> (DomainList, ParseStats) {
     match List::parse(ListKind::Domain, format, text) {

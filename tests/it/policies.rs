@@ -303,14 +303,15 @@ async fn categories_from_lists_in_every_format() {
 
 #[tokio::test]
 async fn real_world_lists_load_and_block() {
-    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/lists-real");
+    // Vendored in the repository; see tests/data/lists-real/README.md.
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/lists-real");
     let body = format!(
-        "[[lists]]\nname = \"hosts\"\npath = \"{shared}/adservers-hosts.txt\"\nformat = \"hosts\"\n\n\
-         [[lists]]\nname = \"nocoin\"\npath = \"{shared}/nocoin-adblock.txt\"\nformat = \"adblock\"\n\n\
+        "[[lists]]\nname = \"hosts\"\npath = \"{data}/adservers-hosts.txt\"\nformat = \"hosts\"\n\n\
+         [[lists]]\nname = \"nocoin\"\npath = \"{data}/nocoin-adblock.txt\"\nformat = \"adblock\"\n\n\
          [[policies]]\nname = \"block\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $hosts) or any(dns.domains[*] in $nocoin)'\n"
     );
     let g = gate(&body, &[]).await;
-    let hosts = std::fs::read_to_string(format!("{shared}/adservers-hosts.txt")).unwrap();
+    let hosts = std::fs::read_to_string(format!("{data}/adservers-hosts.txt")).unwrap();
     let listed = hosts
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
