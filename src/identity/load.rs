@@ -1,0 +1,464 @@
+//! Reading and checking `identities.toml` (SPEC §5) into a [`Directory`].
+//!
+//! Apart from the lookups because only loading needs serde, TOML spans and diagnostics.
+//! Loading checks every cross-reference (device → user, user → group) and every claim (an
+//! address, a network or a DoH token belongs to one device or location) and reports every
+//! problem at once with its position, because an operator fixing `dnsgate check` output
+//! one error per run would give up (blocky's lesson).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::{Counts, Directory, Group, Identity, TokenMap, canonical_email};
+use crate::diag::{Diagnostic, line_col};
+use crate::netmap::{FastMap, PrefixMap, Shown, parse_net};
+
+impl Directory {
+    /// Loads `identities.toml`; every problem is a diagnostic with its position.
+    pub fn load(path: &Path) -> Result<Self, Vec<Diagnostic>> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            vec![Diagnostic::file(
+                path,
+                format!("cannot read identity directory: {error}"),
+            )]
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses the text of an identity directory; `path` is only used in diagnostics.
+    /// The diagnostics come sorted by position.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Vec<Diagnostic>> {
+        let mut loader = Loader {
+            path,
+            text,
+            diags: Vec::new(),
+        };
+        let directory = loader.load();
+        let mut diags = loader.diags;
+        if diags.is_empty() {
+            return Ok(directory);
+        }
+        diags.sort_by_key(|d| (d.line, d.col));
+        Err(diags)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The file format (SPEC §5). Every name or address that can be wrong is `Spanned`, so its
+// diagnostic points at it.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    id: Spanned<String>,
+    /// Defaults to the id.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    email: Spanned<String>,
+    #[serde(default)]
+    name: String,
+    /// Group ids.
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    saml_attributes: HashMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceEntry {
+    id: Spanned<String>,
+    /// The user's e-mail address.
+    #[serde(default)]
+    user: Option<Spanned<String>>,
+    /// Addresses or networks.
+    #[serde(default)]
+    ips: Vec<Spanned<String>>,
+    #[serde(default)]
+    doh_token: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationEntry {
+    name: Spanned<String>,
+    #[serde(default)]
+    networks: Vec<Spanned<String>>,
+}
+
+/// The entries of one `[[section]]`, and whether any entry failed to load (then the
+/// section is incomplete, and references into it are not checked, so that one mistake is
+/// not reported again at every use).
+struct Section<T> {
+    entries: T,
+    is_complete: bool,
+}
+
+impl<T: Default> Default for Section<T> {
+    fn default() -> Self {
+        Self {
+            entries: T::default(),
+            is_complete: true,
+        }
+    }
+}
+
+/// A user as devices see it.
+struct User {
+    email: String,
+    name: String,
+    groups: Vec<Group>,
+    saml_attributes: HashMap<String, Vec<String>>,
+}
+
+/// Which device or location claimed a network first, and where: for the messages.
+type Claims = HashMap<IpNet, (String, usize)>;
+
+/// Builds a [`Directory`], collecting diagnostics.
+struct Loader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Loader<'_> {
+    fn error(&mut self, offset: usize, message: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::at_offset(self.path, self.text, offset, message));
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        line_col(self.text, offset).0
+    }
+
+    fn load(&mut self) -> Directory {
+        let (root, syntax_errors) = DeTable::parse_recoverable(self.text);
+        if !syntax_errors.is_empty() {
+            // What follows a syntax error is guesswork; report only the syntax.
+            for error in syntax_errors {
+                let offset = error.span().map_or(0, |span| span.start);
+                self.error(offset, error.message());
+            }
+            return Directory::default();
+        }
+        let mut groups = Section::default();
+        let mut users = Section::default();
+        let mut devices = Section::default();
+        let mut locations = Section::default();
+        for (key, value) in root.into_inner() {
+            match &**key.get_ref() {
+                "groups" => groups = self.section(&key, &value),
+                "users" => users = self.section(&key, &value),
+                "devices" => devices = self.section(&key, &value),
+                "locations" => locations = self.section(&key, &value),
+                other => self.error(
+                    key.span().start,
+                    format!(
+                        "unknown key `{other}`, expected `groups`, `users`, `devices` or \
+                         `locations`"
+                    ),
+                ),
+            }
+        }
+        let counts = Counts {
+            groups: groups.entries.len(),
+            users: users.entries.len(),
+            devices: devices.entries.len(),
+            locations: locations.entries.len(),
+        };
+        let groups = self.groups(groups);
+        let users = self.users(users, &groups);
+        let (devices, tokens) = self.devices(devices, &users);
+        let locations = self.locations(locations);
+        Directory {
+            devices,
+            tokens,
+            locations,
+            counts,
+        }
+    }
+
+    /// Deserializes each entry of an array of tables on its own, so that a mistake in one
+    /// entry does not hide the mistakes in the others.
+    fn section<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Section<Vec<T>> {
+        let mut section = Section::default();
+        let DeValue::Array(items) = value.get_ref() else {
+            let key = key.get_ref();
+            self.error(
+                value.span().start,
+                format!("`{key}` must be an array of tables: [[{key}]]"),
+            );
+            section.is_complete = false;
+            return section;
+        };
+        for item in items.iter() {
+            let start = item.span().start;
+            match T::deserialize(ValueDeserializer::from(item.clone())) {
+                Ok(entry) => section.entries.push(entry),
+                Err(error) => {
+                    let offset = error.span().map_or(start, |span| span.start);
+                    self.error(offset, error.message());
+                    section.is_complete = false;
+                }
+            }
+        }
+        section
+    }
+
+    /// Checks that a required name is not empty; `what` names it in the message.
+    fn non_empty<'s>(&mut self, value: &'s Spanned<String>, what: &str) -> Option<&'s str> {
+        let text = value.get_ref().trim();
+        if text.is_empty() {
+            self.error(value.span().start, format!("{what} must not be empty"));
+            return None;
+        }
+        Some(text)
+    }
+
+    /// Parses an address or network of `owner` (a `kind`: device or location) and records
+    /// the claim; `None`, with a diagnostic, if it is invalid or already claimed.
+    fn claim(
+        &mut self,
+        claims: &mut Claims,
+        text: &Spanned<String>,
+        kind: &str,
+        owner: &str,
+    ) -> Option<IpNet> {
+        let offset = text.span().start;
+        let net = match parse_net(text.get_ref()) {
+            Ok(net) => net,
+            Err(bad) => {
+                self.error(offset, bad.to_string());
+                return None;
+            }
+        };
+        if let Some((other, first)) = claims.get(&net) {
+            let line = self.line(*first);
+            let shown = Shown(net);
+            let message = if other == owner {
+                format!("`{shown}` is listed twice for {kind} `{owner}` (also on line {line})")
+            } else {
+                format!("`{shown}` is already claimed by {kind} `{other}` (line {line})")
+            };
+            self.error(offset, message);
+            return None;
+        }
+        claims.insert(net, (owner.to_owned(), offset));
+        Some(net)
+    }
+
+    fn groups(&mut self, section: Section<Vec<GroupEntry>>) -> Section<HashMap<String, Group>> {
+        let mut by_id = HashMap::new();
+        let mut first_seen: HashMap<String, usize> = HashMap::new();
+        let mut is_complete = section.is_complete;
+        for entry in section.entries {
+            let Some(id) = self.non_empty(&entry.id, "group id") else {
+                is_complete = false;
+                continue;
+            };
+            let offset = entry.id.span().start;
+            if let Some(first) = first_seen.get(id) {
+                let line = self.line(*first);
+                self.error(
+                    offset,
+                    format!("duplicate group id `{id}` (first defined on line {line})"),
+                );
+                continue;
+            }
+            first_seen.insert(id.to_owned(), offset);
+            let group = Group {
+                id: id.to_owned(),
+                name: entry.name.unwrap_or_else(|| id.to_owned()),
+                email: entry.email.trim().to_ascii_lowercase(),
+            };
+            by_id.insert(id.to_owned(), group);
+        }
+        Section {
+            entries: by_id,
+            is_complete,
+        }
+    }
+
+    fn users(
+        &mut self,
+        section: Section<Vec<UserEntry>>,
+        groups: &Section<HashMap<String, Group>>,
+    ) -> Section<HashMap<String, User>> {
+        let mut by_email = HashMap::new();
+        let mut first_seen: HashMap<String, usize> = HashMap::new();
+        let mut is_complete = section.is_complete;
+        for entry in section.entries {
+            let offset = entry.email.span().start;
+            let email = entry.email.get_ref().trim().to_ascii_lowercase();
+            if !is_email(&email) {
+                self.error(
+                    offset,
+                    format!("`{}` is not an e-mail address", entry.email.get_ref()),
+                );
+                is_complete = false;
+                continue;
+            }
+            if let Some(first) = first_seen.get(&email) {
+                let line = self.line(*first);
+                self.error(
+                    offset,
+                    format!("duplicate user `{email}` (first defined on line {line})"),
+                );
+                continue;
+            }
+            first_seen.insert(email.clone(), offset);
+            let mut user_groups: Vec<Group> = Vec::with_capacity(entry.groups.len());
+            for id in &entry.groups {
+                match groups.entries.get(id.get_ref().trim()) {
+                    Some(group) if !user_groups.contains(group) => user_groups.push(group.clone()),
+                    None if groups.is_complete => {
+                        self.error(
+                            id.span().start,
+                            format!("unknown group id `{}`", id.get_ref()),
+                        );
+                    }
+                    // Listed twice, or in a group entry that failed to load.
+                    Some(_) | None => {}
+                }
+            }
+            let user = User {
+                email: email.clone(),
+                name: entry.name,
+                groups: user_groups,
+                saml_attributes: entry.saml_attributes,
+            };
+            by_email.insert(email, user);
+        }
+        Section {
+            entries: by_email,
+            is_complete,
+        }
+    }
+
+    fn devices(
+        &mut self,
+        section: Section<Vec<DeviceEntry>>,
+        users: &Section<HashMap<String, User>>,
+    ) -> (PrefixMap<Arc<Identity>>, TokenMap) {
+        let mut by_ip = PrefixMap::default();
+        let mut tokens = FastMap::default();
+        // Who claimed what first, for the messages: (device id, offset).
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut claimed_nets = Claims::new();
+        let mut claimed_tokens: HashMap<String, (String, usize)> = HashMap::new();
+        for entry in section.entries {
+            let Some(id) = self.non_empty(&entry.id, "device id") else {
+                continue;
+            };
+            let id_offset = entry.id.span().start;
+            if let Some(first) = ids.get(id) {
+                let line = self.line(*first);
+                self.error(
+                    id_offset,
+                    format!("duplicate device id `{id}` (first defined on line {line})"),
+                );
+                continue;
+            }
+            ids.insert(id.to_owned(), id_offset);
+            let mut identity = Identity {
+                device_id: id.to_owned(),
+                ..Identity::default()
+            };
+            if let Some(user) = &entry.user {
+                let email = user.get_ref().trim().to_ascii_lowercase();
+                match users.entries.get(&email) {
+                    Some(u) => {
+                        identity.email_canonical = canonical_email(&u.email);
+                        identity.email = u.email.clone();
+                        identity.name = u.name.clone();
+                        identity.groups = u.groups.clone();
+                        identity.saml_attributes = u.saml_attributes.clone();
+                    }
+                    None if users.is_complete => {
+                        self.error(
+                            user.span().start,
+                            format!("unknown user `{}`", user.get_ref()),
+                        );
+                    }
+                    None => {}
+                }
+            }
+            let identity = Arc::new(identity);
+            for ip in &entry.ips {
+                if let Some(net) = self.claim(&mut claimed_nets, ip, "device", id) {
+                    by_ip.insert(net, Arc::clone(&identity));
+                }
+            }
+            if let Some(token) = &entry.doh_token {
+                let offset = token.span().start;
+                let secret = token.get_ref();
+                if secret.is_empty() {
+                    self.error(offset, "doh_token must not be empty");
+                } else if let Some((other, first)) = claimed_tokens.get(secret.as_str()) {
+                    // The token is a secret: name the other device, not the token.
+                    let line = self.line(*first);
+                    self.error(
+                        offset,
+                        format!("doh_token is already used by device `{other}` (line {line})"),
+                    );
+                } else {
+                    claimed_tokens.insert(secret.clone(), (id.to_owned(), offset));
+                    tokens.insert(secret.as_str().into(), Arc::clone(&identity));
+                }
+            }
+        }
+        (by_ip, tokens)
+    }
+
+    fn locations(&mut self, section: Section<Vec<LocationEntry>>) -> PrefixMap<Arc<str>> {
+        let mut by_net = PrefixMap::default();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut claimed = Claims::new();
+        for entry in section.entries {
+            let Some(name) = self.non_empty(&entry.name, "location name") else {
+                continue;
+            };
+            let name_offset = entry.name.span().start;
+            if let Some(first) = names.get(name) {
+                let line = self.line(*first);
+                self.error(
+                    name_offset,
+                    format!("duplicate location `{name}` (first defined on line {line})"),
+                );
+                continue;
+            }
+            names.insert(name.to_owned(), name_offset);
+            let shared: Arc<str> = name.into();
+            for network in &entry.networks {
+                if let Some(net) = self.claim(&mut claimed, network, "location", name) {
+                    by_net.insert(net, Arc::clone(&shared));
+                }
+            }
+        }
+        by_net
+    }
+}
+
+/// A plausible e-mail address: something on each side of the last `@`.
+fn is_email(email: &str) -> bool {
+    email
+        .rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+}

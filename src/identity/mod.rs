@@ -1,0 +1,131 @@
+//! Users, groups, devices and locations from `identities.toml` (SPEC §5): the types, and
+//! the lookups a query makes.
+//!
+//! Everything is resolved once, at load: each device gets one shared [`Identity`] with its
+//! user's groups already looked up, so the query path does one hash probe per prefix
+//! length in use and never allocates. Reading and checking the file, which the query path
+//! never runs, is in `load`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::netmap::{FastMap, PrefixMap};
+
+mod load;
+#[cfg(test)]
+mod tests;
+
+/// A group a user belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    /// `identity.groups.id`
+    pub id: String,
+    /// `identity.groups.name`
+    pub name: String,
+    /// `identity.groups.email` (lowercase)
+    pub email: String,
+}
+
+/// The identity behind a query: a device and, if assigned, its user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `identity.device_id`
+    pub device_id: String,
+    /// `identity.email` (lowercase; empty without a user)
+    pub email: String,
+    /// [`canonical_email`] of `email`, for extended e-mail matching (SPEC §5).
+    pub email_canonical: String,
+    /// `identity.name`
+    pub name: String,
+    /// The user's groups.
+    pub groups: Vec<Group>,
+    /// `identity.saml_attributes`
+    pub saml_attributes: HashMap<String, Vec<String>>,
+}
+
+/// Device identities by DoH token.
+type TokenMap = FastMap<Box<str>, Arc<Identity>>;
+
+/// The loaded identity directory.
+#[derive(Debug, Default)]
+pub struct Directory {
+    /// Device identities by address: single addresses are /32 and /128 entries.
+    devices: PrefixMap<Arc<Identity>>,
+    tokens: TokenMap,
+    locations: PrefixMap<Arc<str>>,
+    counts: Counts,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    groups: usize,
+    users: usize,
+    devices: usize,
+    locations: usize,
+}
+
+impl Directory {
+    /// The identity of the device with this source address: an exact address first, then
+    /// the device network holding it with the longest prefix. IPv4-mapped IPv6 sources
+    /// match IPv4 entries.
+    pub fn identity_for_ip(&self, ip: IpAddr) -> Option<&Arc<Identity>> {
+        self.devices.get(ip.to_canonical())
+    }
+
+    /// The identity of the device with this DoH token.
+    pub fn identity_for_token(&self, token: &str) -> Option<&Arc<Identity>> {
+        self.tokens.get(token)
+    }
+
+    /// The name of the location whose networks hold this address (most specific wins).
+    pub fn location_for_ip(&self, ip: IpAddr) -> Option<&str> {
+        self.locations.get(ip.to_canonical()).map(|name| &**name)
+    }
+
+    /// How many groups the directory defines.
+    pub fn len_groups(&self) -> usize {
+        self.counts.groups
+    }
+
+    /// How many users the directory defines.
+    pub fn len_users(&self) -> usize {
+        self.counts.users
+    }
+
+    /// How many devices the directory defines.
+    pub fn len_devices(&self) -> usize {
+        self.counts.devices
+    }
+
+    /// How many locations the directory defines.
+    pub fn len_locations(&self) -> usize {
+        self.counts.locations
+    }
+
+    /// Whether the directory defines nothing at all.
+    pub fn is_empty(&self) -> bool {
+        let Counts {
+            groups,
+            users,
+            devices,
+            locations,
+        } = self.counts;
+        groups + users + devices + locations == 0
+    }
+}
+
+/// The canonical form of an e-mail address for "extended e-mail" matching (SPEC §5):
+/// lowercase, `+tag` dropped from the local part, dots removed from the local part.
+/// `con.tact+1@Example.com` → `contact@example.com`.
+pub fn canonical_email(email: &str) -> String {
+    let email = email.to_ascii_lowercase();
+    match email.rsplit_once('@') {
+        Some((local, domain)) => {
+            let local = local.split_once('+').map_or(local, |(l, _)| l);
+            let local: String = local.chars().filter(|&c| c != '.').collect();
+            format!("{local}@{domain}")
+        }
+        None => email,
+    }
+}
