@@ -1,4 +1,4 @@
-//! The command line (SPEC §1): `run`, `check`, `explain`.
+//! The command line: `run`, `check`, `explain`, `test`.
 #![allow(clippy::print_stdout)]
 
 use std::net::IpAddr;
@@ -28,6 +28,7 @@ macro_rules! outln {
 }
 
 mod explain;
+mod test;
 
 /// dnsgate: a filtering DNS resolver with Cloudflare Gateway-style policies.
 #[derive(Debug, Parser)]
@@ -76,6 +77,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run policy test files: each case one query through the policies, judged against
+    /// what it expects. Prints each failing case, then `N passed, M failed`.
+    Test {
+        /// Policy test files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Runs a parsed command line.
@@ -83,6 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Run { config } => serve(&config).await,
         Command::Check { config } => check(&config),
+        Command::Test { files } => test::run(&files).await,
         Command::Explain {
             config,
             name,

@@ -159,6 +159,12 @@ fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
         .map_err(|e| Diagnostic::file(path, format!("cannot read file: {e}")))
 }
 
+/// Whether `text` is a policy test file (top-level `config` and `[[case]]`).
+fn is_policy_test_file(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text)
+        .is_ok_and(|t| t.contains_key("case") && t.contains_key("config"))
+}
+
 /// Reads the main file and everything it includes. Reports every problem found.
 pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
     let main_file = read(path).map_err(|d| vec![d])?;
@@ -207,6 +213,12 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
                     continue;
                 }
             };
+            // Policy test files live beside the policies they test (`dnsgate test`); a
+            // glob such as `policies/family/*.toml` finds them too, and they are not
+            // configuration.
+            if is_glob && is_policy_test_file(&file.text) {
+                continue;
+            }
             match parse::<IncludeFile>(&file) {
                 Ok(inc) => {
                     let idx = files.len();

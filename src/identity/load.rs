@@ -181,11 +181,12 @@ impl Loader<'_> {
         };
         let groups = self.groups(groups);
         let users = self.users(users, &groups);
-        let (devices, tokens) = self.devices(devices, &users);
+        let (devices, tokens, by_id) = self.devices(devices, &users);
         let locations = self.locations(locations);
         Directory {
             devices,
             tokens,
+            by_id,
             locations,
             counts,
         }
@@ -356,9 +357,10 @@ impl Loader<'_> {
         &mut self,
         section: Section<Vec<DeviceEntry>>,
         users: &Section<HashMap<String, User>>,
-    ) -> (PrefixMap<Arc<Identity>>, TokenMap) {
+    ) -> (PrefixMap<Arc<Identity>>, TokenMap, TokenMap) {
         let mut by_ip = PrefixMap::default();
         let mut tokens = FastMap::default();
+        let mut by_id = FastMap::default();
         // Who claimed what first, for the messages: (device id, offset).
         let mut ids: HashMap<String, usize> = HashMap::new();
         let mut claimed_nets = Claims::new();
@@ -401,6 +403,7 @@ impl Loader<'_> {
                 }
             }
             let identity = Arc::new(identity);
+            by_id.insert(id.into(), Arc::clone(&identity));
             for ip in &entry.ips {
                 if let Some(net) = self.claim(&mut claimed_nets, ip, "device", id) {
                     by_ip.insert(net, Arc::clone(&identity));
@@ -424,7 +427,7 @@ impl Loader<'_> {
                 }
             }
         }
-        (by_ip, tokens)
+        (by_ip, tokens, by_id)
     }
 
     fn locations(&mut self, section: Section<Vec<LocationEntry>>) -> PrefixMap<Arc<str>> {

@@ -44,7 +44,7 @@ pub struct Identity {
     pub saml_attributes: HashMap<String, Vec<String>>,
 }
 
-/// Device identities by DoH token.
+/// Device identities by DoH token (or by id).
 type TokenMap = FastMap<Box<str>, Arc<Identity>>;
 
 /// The loaded identity directory.
@@ -53,6 +53,8 @@ pub struct Directory {
     /// Device identities by address: single addresses are /32 and /128 entries.
     devices: PrefixMap<Arc<Identity>>,
     tokens: TokenMap,
+    /// Device identities by device id.
+    by_id: TokenMap,
     locations: PrefixMap<Arc<str>>,
     counts: Counts,
 }
@@ -76,6 +78,11 @@ impl Directory {
     /// The identity of the device with this DoH token.
     pub fn identity_for_token(&self, token: &str) -> Option<&Arc<Identity>> {
         self.tokens.get(token)
+    }
+
+    /// The identity of the device with this id (`device = ...` in a policy test case).
+    pub fn identity_for_device(&self, id: &str) -> Option<&Arc<Identity>> {
+        self.by_id.get(id)
     }
 
     /// The name of the location whose networks hold this address (most specific wins).

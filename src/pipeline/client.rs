@@ -46,7 +46,8 @@ impl<'r> Client<'r> {
         let ip = ip.to_canonical();
         let identity = match device {
             DeviceHint::Token(t) => rt.directory.identity_for_token(t),
-            DeviceHint::None | DeviceHint::Label(_) => rt.directory.identity_for_ip(ip),
+            DeviceHint::Label(id) => rt.directory.identity_for_device(id),
+            DeviceHint::None => rt.directory.identity_for_ip(ip),
         };
         Self {
             ip,

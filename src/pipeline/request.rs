@@ -19,7 +19,8 @@ pub enum DeviceHint {
     None,
     /// A secret token naming a device (`dnsgate explain --token`, DoH paths).
     Token(Box<str>),
-    /// A label naming a device (DoT SNI, DoH host); not a secret.
+    /// A label naming a device (DoT SNI, DoH host; `device =` in a policy test): its id.
+    /// Not a secret.
     Label(Box<str>),
 }
 

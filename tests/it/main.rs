@@ -11,6 +11,7 @@ mod fastpath;
 mod faults;
 mod metrics;
 mod policies;
+mod policytests;
 mod protocol;
 mod reload;
 mod serving;
