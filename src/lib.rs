@@ -1,19 +1,28 @@
 //! dnsgate — a filtering recursive DNS resolver with Cloudflare Gateway-style DNS policies.
 //!
 //! # Layout
+//! Layers, top to bottom; a module names only modules below it (`tests/it/layers.rs`
+//! checks this, so the picture cannot go stale):
 //! ```text
-//! cli            run / check / explain             diag      Diagnostic{path,line,col,msg}
-//! config/        mod (serde model), load (includes, spans)
-//! lists/         mod (List), parse (formats), domain (DomainList), ip (IpSet)
-//! lists/url/     URL lists: fetch (conditional GET), disk (saved copies), refresh (swap)
-//! identity       users, groups, devices, locations  geoip     GeoIP lookups
-//! netmap         CIDR parsing, longest-prefix maps
-//! policy/expr/   lex, parse, ast, compile, eval    (the wirefilter subset, SPEC §3)
-//! policy/        fields (QueryFacts), builder, schedule, mod (PolicySet, eval::run)
-//! resolve/       mod (Upstream), forward, cache
-//! server/        mod (listeners), handler (the SPEC §4 pipeline)
-//! answer         block / override / safesearch answers + EDE
-//! metrics        names + handles    runtime   the loaded, swappable state   querylog
+//! cli        run, check, explain, test: argument parsing, printing; anyhow lives here
+//! server     listeners: UDP (fast path: wire, packet cache, batch I/O) and TCP (hickory);
+//!            each builds a pipeline::Request, sends the reply, hands the outcome to record
+//! record     the one exit: an answered query into metrics and the query log
+//! pipeline   the one road (SPEC order): Request -> Outcome; ACL, facts, pre-resolution
+//!            policies, resolution, post-resolution policies, answer; the packet-cache
+//!            client class from the same facts (pipeline::client)
+//! runtime    the loaded configuration (Runtime) and the one place it is replaced (Live:
+//!            SIGHUP reloads, URL-list swaps), with its lock
+//! answer     block / override / safe-search answers
+//! policy     the wirefilter language (policy::expr: lex, parse, compile, eval), fields
+//!            and facts, the rule builder, schedules, evaluation order (PolicySet::run)
+//! lists      domain / IP / value lists, their formats, URL lists (fetch, disk, refresh)
+//! resolve    the message cache in front of the Upstream seam (forwarder today)
+//! config     the TOML model, includes, positions     querylog  the JSON-lines writer
+//! identity   users, groups, devices, locations        geoip     GeoIP lookups
+//! metrics    metric names and per-query handles
+//! clock      the one clock                            label     enums with their labels
+//! diag       path:line:col diagnostics                netmap    CIDR maps
 //! ```
 #![warn(missing_docs)]
 

@@ -9,6 +9,7 @@ mod explain;
 mod expressions;
 mod fastpath;
 mod faults;
+mod layers;
 mod metrics;
 mod policies;
 mod policytests;
