@@ -1,5 +1,7 @@
-//! Metric values (SPEC §6) through the binary: the Prometheus recorder is process-global,
-//! so these run `dnsgate run` with `[metrics] listen` and read `GET /metrics`.
+//! Metric values: through the binary (`dnsgate run` with `[metrics] listen`, read with
+//! `GET /metrics`), and in process with a Prometheus recorder local to the test's thread
+//! (the global one is the process's; a current-thread runtime keeps every task of the
+//! server under test on the thread with the local one), where the clock can be moved.
 
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn cache_hits_upstream_errors_list_entries_and_stale_answers_are_counted() {
+async fn cache_hits_upstream_errors_and_list_entries_are_counted() {
     let up = upstream::start().await;
     // A port nobody listens on: every attempt there fails at once (ICMP port unreachable).
     let dead = crate::closed_port();
@@ -92,20 +94,12 @@ async fn cache_hits_upstream_errors_list_entries_and_stale_answers_are_counted()
         "{m}"
     );
 
-    // Stale: short.test has TTL 2 s; once it has expired and the live upstream stops
-    // answering, the expired answer is served with EDE 3 and counted.
-    assert_eq!(
-        ips(&query(server.addr, "short.test.", RecordType::A).await),
-        ["192.0.2.20"]
-    );
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    // A silent upstream: the query times out, and the timeout counts as an error of that
+    // upstream. (Stale answers are counted in `stale_answers_and_resolve_matches_...`.)
     up.set_silent(true);
-    let stale = query(server.addr, "short.test.", RecordType::A).await;
-    assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(ips(&stale), ["192.0.2.20"]);
-    assert_eq!(ede(&stale).map(|e| e.0), Some(3));
+    let failed = query(server.addr, "mixed.test.", RecordType::A).await;
+    assert_eq!(failed.metadata.response_code, ResponseCode::ServFail);
     let m = metrics(port).await;
-    assert_eq!(value(&m, "dnsgate_stale_answers_total"), Some(1.0), "{m}");
     assert!(
         value(&m, &live_series).is_some_and(|v| v >= 1.0),
         "timeouts count as upstream errors: {m}"
@@ -128,4 +122,61 @@ async fn cache_hits_upstream_errors_list_entries_and_stale_answers_are_counted()
         Some(5.0),
         "{m}"
     );
+}
+
+/// A Prometheus recorder for this thread only, and what it renders.
+fn local_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stale_answers_and_resolve_matches_are_counted() {
+    let recorder = local_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let g = crate::gate(
+        "[cache]\nserve_stale = true\n\n\
+         [[policies]]\nname = \"jp upstream\"\naction = \"resolve\"\n\
+         traffic = 'dns.fqdn == \"jp.test\"'\nupstreams = [\"udp://{UPSTREAM}\"]\n",
+        &[],
+    )
+    .await;
+
+    // A resolve policy picks the upstreams without deciding: the query is recorded with
+    // its action and the policy is counted, on the full path and on a replay.
+    for _ in 0..2 {
+        assert_eq!(
+            ips(&query(g.addr, "jp.test.", RecordType::A).await),
+            ["192.0.2.55"]
+        );
+    }
+    let m = handle.render();
+    assert_eq!(
+        value(&m, "dnsgate_policy_matches_total{policy=\"jp upstream\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "dnsgate_queries_total{protocol=\"udp\",action=\"resolve\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+
+    // Stale: short.test has TTL 2 s; once it has expired and the upstream stops
+    // answering, the expired answer is served with EDE 3 and counted.
+    assert_eq!(
+        ips(&query(g.addr, "short.test.", RecordType::A).await),
+        ["192.0.2.20"]
+    );
+    g.running.shared.clock.advance(Duration::from_secs(3));
+    g.upstream.set_silent(true);
+    let stale = query(g.addr, "short.test.", RecordType::A).await;
+    assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&stale), ["192.0.2.20"]);
+    assert_eq!(ede(&stale).map(|e| e.0), Some(3));
+    let m = handle.render();
+    assert_eq!(value(&m, "dnsgate_stale_answers_total"), Some(1.0), "{m}");
 }
