@@ -194,6 +194,20 @@ async fn blocked(server: SocketAddr, name: &str) -> bool {
     ede(&query(server, name, RecordType::A).await).is_some_and(|(code, _)| code == 15)
 }
 
+/// Moves the `confirmed` time of every saved list copy under `dir` back by `secs`.
+fn age_saved_copies(dir: &Path, secs: u64) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let mut meta: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let confirmed = meta["confirmed"].as_u64().expect("a confirmed time");
+            meta["confirmed"] = serde_json::json!(confirmed - secs);
+            std::fs::write(&p, serde_json::to_string(&meta).unwrap()).unwrap();
+        }
+    }
+}
+
 /// Polls `cond` every 100 ms until it holds or `limit` passes.
 async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
 where
@@ -365,14 +379,16 @@ async fn a_url_list_is_refreshed_and_swapped_in_without_a_reload() {
         },
     )
     .await;
-    let m = metrics(port).await;
-    assert!(
+    // (Counted once the confirmation is on disk, a moment after the 304 was sent.)
+    wait_until("the 304 counted", Duration::from_secs(10), || async {
+        let m = metrics(port).await;
         metric(
             &m,
-            "dnsgate_list_fetches_total{list=\"ads\",result=\"not_modified\"}"
-        ) >= 1.0,
-        "{m}"
-    );
+            "dnsgate_list_fetches_total{list=\"ads\",result=\"not_modified\"}",
+        ) >= 1.0
+    })
+    .await;
+    let m = metrics(port).await;
     assert_eq!(
         metric(
             &m,
@@ -585,9 +601,10 @@ async fn a_restart_with_the_source_down_serves_the_saved_copy() {
     drop(first);
     src.stop();
 
-    // The copy is older than `refresh` by now: it serves at once and the source is asked
-    // in the background, which fails and is counted; the list stays.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The copy is made older than `refresh` (its metadata says it was confirmed an hour
+    // ago): it serves at once and the source is asked in the background, which fails and
+    // is counted; the list stays.
+    age_saved_copies(&dir.path().join("state/lists"), 3600);
     let port = free_port();
     let cfg = config(dir.path(), up.addr, port, &list);
     let second = Server::start(&cfg);
@@ -732,4 +749,80 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// The refresh task in process, on the server's clock: refreshes come when the clock says
+/// they are due, not a moment of real waiting before.
+#[tokio::test]
+async fn refreshes_follow_the_clock() {
+    use dnsgate::lists::url::{Mode, UrlLists};
+    let up = upstream::start().await;
+    let src = ListSource::start("ads.test\n");
+    let dir = tempfile::tempdir().unwrap();
+    let list = format!("url = \"{}\"\nrefresh = \"1h\"", src.url("/ads.txt"));
+    let cfg = std::path::PathBuf::from(config(dir.path(), up.addr, free_port(), &list));
+    let clock = dnsgate::clock::Clock::new();
+    let rt = {
+        let (cfg, clock) = (cfg.clone(), clock.clone());
+        tokio::task::spawn_blocking(move || {
+            dnsgate::runtime::Runtime::load_with(
+                &cfg,
+                &Arc::new(UrlLists::new(Mode::Serve)),
+                &clock,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    let running = dnsgate::server::start(&cfg, rt).await.unwrap();
+    let dns = running.addrs[0];
+    tokio::spawn(dnsgate::lists::url::refresh::run(
+        running.shared.live.clone(),
+    ));
+    assert!(blocked(dns, "ads.test.").await);
+    let asked = || src.seen().len();
+    assert_eq!(asked(), 1, "fetched once at start");
+
+    // 59 minutes on: not due yet (a moment of real time for the task to act on it).
+    clock.advance(Duration::from_secs(59 * 60));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(asked(), 1, "not due before `refresh`");
+
+    // The hour is up: asked again, conditionally, and a 304 changes nothing.
+    clock.advance(Duration::from_secs(61));
+    wait_until("a conditional GET", Duration::from_secs(10), || async {
+        src.seen().iter().any(|s| s.status == 304)
+    })
+    .await;
+    assert!(blocked(dns, "ads.test.").await);
+
+    // A new body an hour later is swapped in without a reload.
+    src.set_body(b"pt.test\n");
+    clock.advance(Duration::from_secs(3600));
+    wait_until("pt.test blocked", Duration::from_secs(10), || {
+        blocked(dns, "pt.test.")
+    })
+    .await;
+    assert!(!blocked(dns, "ads.test.").await);
+
+    // A failing source: the list stays, and the source is asked again after 1 minute of
+    // the clock (then 2, 4 ...), not before.
+    src.set_answer(Answer::Fail);
+    let before = asked();
+    clock.advance(Duration::from_secs(3600));
+    wait_until("a failed refresh", Duration::from_secs(10), || async {
+        asked() > before
+    })
+    .await;
+    let failed_at = asked();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(asked(), failed_at, "no retry before a minute has passed");
+    clock.advance(Duration::from_secs(61));
+    wait_until("the retry", Duration::from_secs(10), || async {
+        asked() > failed_at
+    })
+    .await;
+    assert!(blocked(dns, "pt.test.").await, "the copy in service stays");
+    running.shutdown().await;
 }
