@@ -36,6 +36,8 @@ pub struct Entry {
     pub policy: Option<String>,
     /// Phase of the decision.
     pub phase: Option<Phase>,
+    /// The CNAME target the deciding policy matched (CNAME uncloaking).
+    pub cname: Option<String>,
     /// Response code.
     pub rcode: Rcode,
     /// Time to answer.
@@ -56,6 +58,8 @@ struct Line<'a> {
     action: &'static str,
     policy: Option<&'a str>,
     phase: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cname: Option<&'a str>,
     rcode: &'static str,
     latency_ms: f64,
     cached: bool,
@@ -74,6 +78,7 @@ impl Entry {
             action: self.action.as_str(),
             policy: self.policy.as_deref(),
             phase: self.phase.map(Phase::as_str),
+            cname: self.cname.as_deref(),
             rcode: self.rcode.as_str(),
             latency_ms: self.latency.as_secs_f64() * 1000.0,
             cached: self.cached,

@@ -50,6 +50,8 @@ pub struct Event<'a> {
     pub policy: Option<usize>,
     /// The phase it decided in.
     pub phase: Option<Phase>,
+    /// The CNAME target the deciding policy matched, if it decided on one.
+    pub cname: Option<&'a str>,
     /// The rcode sent.
     pub rcode: Rcode,
     /// The answer came from a cache (message or packet cache).
@@ -73,6 +75,7 @@ impl<'a> Event<'a> {
             action: outcome.action,
             policy: outcome.policy,
             phase: outcome.phase,
+            cname: outcome.cname.as_deref(),
             rcode: outcome.reply.rcode.into(),
             cached: outcome.cached,
             replayed: false,
@@ -137,6 +140,7 @@ impl Exit {
             action: e.action,
             policy: policy.map(|p| p.name.clone()),
             phase: e.phase,
+            cname: e.cname.map(str::to_owned),
             rcode: e.rcode,
             latency: e.elapsed,
             cached: e.cached,

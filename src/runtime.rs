@@ -87,6 +87,9 @@ pub struct Base {
     pub block_ips: Vec<IpAddr>,
     /// TTL of synthesized answers.
     pub block_ttl: u32,
+    /// `[block] cname_inspection`: CNAME targets in an answer face the pre-resolution
+    /// block and override policies too.
+    pub cname_inspection: bool,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Start-time settings.
@@ -320,6 +323,7 @@ impl Runtime {
             allow,
             block_ips,
             block_ttl: main.block.ttl,
+            cname_inspection: main.block.cname_inspection,
             upstreams,
             settings: Settings {
                 listen,

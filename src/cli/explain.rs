@@ -63,6 +63,14 @@ impl Observer for Trace<'_> {
             Phase::Post => self.resolved_ips = facts.post.map(|p| p.resolved_ips.clone()),
         }
     }
+
+    fn cname_done(&mut self, facts: &QueryFacts<'_>) {
+        for (i, step) in std::mem::take(&mut self.pending) {
+            let mut row = policy_row(self.rt, i, step, Phase::Pre, facts);
+            row["cname"] = json!(facts.fqdn);
+            self.rows.push(row);
+        }
+    }
 }
 
 fn policy_row(rt: &Runtime, i: usize, step: Step, phase: Phase, facts: &QueryFacts<'_>) -> Value {
@@ -132,6 +140,9 @@ pub(super) fn decision_json(rt: &Runtime, o: &Outcome) -> Value {
     };
     v["policy"] = json!(o.policy.map(|i| rt.policies.policies[i].name.clone()));
     v["phase"] = json!(o.phase.map(Phase::as_str));
+    if let Some(c) = &o.cname {
+        v["cname"] = json!(c);
+    }
     v["rcode"] = json!(crate::label::Rcode::from(o.reply.rcode).as_str());
     if let Some((code, _)) = &o.reply.ede {
         v["ede"] = json!(code);
@@ -161,8 +172,11 @@ pub(super) async fn explain(
         req.device = DeviceHint::Token(t.into());
     }
     let cache = Cache::new(0, false, clock);
+    // The answer matters when post-resolution policies judge it, or when its CNAMEs face
+    // the block and override policies (CNAME uncloaking).
     let has_post = rt.policies.has_post();
-    let resolver = match (resolved.is_empty(), has_post) {
+    let needs_answer = has_post || (rt.cname_inspection && rt.policies.has_cname_policies());
+    let resolver = match (resolved.is_empty(), needs_answer) {
         (false, _) => Resolver::Given(resolved),
         (true, true) => Resolver::Cache(&cache),
         (true, false) => Resolver::Offline,
@@ -174,10 +188,24 @@ pub(super) async fn explain(
         facts: None,
         resolved_ips: None,
     };
-    let outcome = pipeline::run(&rt, resolver, &req, &mut trace).await;
+    let mut outcome = pipeline::run(&rt, resolver, &req, &mut trace).await;
+    let mut unresolved = None;
+    if !has_post && outcome.action == QueryAction::Error {
+        // Only CNAME uncloaking wanted the answer, and there is none: say what the
+        // policies decide for the name itself (offline, as without CNAME policies), and
+        // that its CNAMEs could not be looked at.
+        unresolved = outcome.reply.ede.as_ref().map(|(_, t)| t.clone());
+        trace.rows.clear();
+        trace.pending.clear();
+        outcome = pipeline::run(&rt, Resolver::Offline, &req, &mut trace).await;
+    }
 
     let decided_pre = outcome.phase == Some(Phase::Pre) && outcome.decision.is_some();
-    let note = if !has_post {
+    let note = if let Some(why) = unresolved {
+        Some(format!(
+            "the name could not be resolved ({why}): its CNAMEs were not inspected"
+        ))
+    } else if !has_post {
         (!resolved.is_empty())
             .then(|| "no post-resolution policies: --resolved was not used".to_owned())
     } else if trace.resolved_ips.is_some() || decided_pre {

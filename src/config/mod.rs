@@ -218,6 +218,10 @@ pub struct BlockConfig {
     /// TTL of synthesized block answers.
     #[serde(default = "default_block_ttl")]
     pub ttl: u32,
+    /// Block (or override) a name whose answer CNAMEs into a name a pre-resolution block or
+    /// override policy matches: trackers hidden behind first-party CNAMEs.
+    #[serde(default = "default_true")]
+    pub cname_inspection: bool,
 }
 
 fn default_block_mode() -> Spanned<String> {
@@ -233,6 +237,7 @@ impl Default for BlockConfig {
             mode: default_block_mode(),
             ips: Vec::new(),
             ttl: default_block_ttl(),
+            cname_inspection: true,
         }
     }
 }

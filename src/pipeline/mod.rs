@@ -9,8 +9,11 @@
 //!    from the same value), the name, type, categories, client GeoIP.
 //! 3. Pre-resolution policies, then `resolve` policies picking upstreams (§4.3, §4.4).
 //! 4. Resolution through the [`Resolver`] (the shared cache when serving).
-//! 5. Post-resolution policies, only if nothing decided and the name resolved (§4.3).
-//! 6. The answer: synthesized for a decision, else the upstream's (§4.5).
+//! 5. CNAME uncloaking: each CNAME target of the answer faces the pre-resolution block and
+//!    override policies, as if the client had asked for it (§4.3, `[block]
+//!    cname_inspection`).
+//! 6. Post-resolution policies, only if nothing decided and the name resolved (§4.3).
+//! 7. The answer: synthesized for a decision, else the upstream's (§4.5).
 //!
 //! The order is fixed here and nowhere else; policy evaluation itself has no I/O.
 
@@ -73,6 +76,10 @@ impl Resolver<'_> {
 pub trait Observer: Tracer {
     /// A phase ran over `facts` (the steps it traced came just before).
     fn phase_done(&mut self, _phase: Phase, _facts: &QueryFacts<'_>) {}
+
+    /// The block and override policies ran over CNAME target `facts.fqdn` (the steps
+    /// traced came just before).
+    fn cname_done(&mut self, _facts: &QueryFacts<'_>) {}
 }
 
 impl Observer for () {}
@@ -178,7 +185,18 @@ async fn answer_query(
         ::metrics::counter!(crate::metrics::STALE_ANSWERS_TOTAL).increment(1);
     }
 
-    // 5. Post-resolution policies: only when the name resolved.
+    // 5. CNAME uncloaking: nothing decided before resolution, so a block or override for
+    // a name the answer leads through decides (an allow for the name itself never gets
+    // here).
+    if rt.cname_inspection && rt.policies.has_cname_policies() {
+        if let Some((target, v)) = inspect_cnames(rt, &client, &rtype, &resolved, req, obs) {
+            out.cname = Some(target);
+            decide(rt, resolver, q, v, Phase::Pre, &mut out).await;
+            return out;
+        }
+    }
+
+    // 6. Post-resolution policies: only when the name resolved.
     if rt.policies.has_post() && resolved.msg.rcode == ResponseCode::NoError {
         let post = post_facts(rt, &resolved);
         facts.post = Some(&post);
@@ -194,9 +212,47 @@ async fn answer_query(
         }
     }
 
-    // 6. The real answer.
+    // 7. The real answer.
     out.reply = Reply::from_resolved(&resolved);
     out
+}
+
+/// The first CNAME target of the answer (in answer order, which is chain order) that a
+/// pre-resolution block or override policy matches, with its verdict.
+fn inspect_cnames(
+    rt: &Runtime,
+    client: &Client<'_>,
+    rtype: &str,
+    resolved: &Resolved,
+    req: &Request,
+    obs: &mut impl Observer,
+) -> Option<(String, Verdict)> {
+    let targets = resolved.msg.answers.iter().filter_map(|r| match &r.data {
+        hickory_proto::rr::RData::CNAME(c) => Some(crate::policy::fields::fqdn_of(&c.0)),
+        _ => None,
+    });
+    for target in targets {
+        let memo = ListMemo::default();
+        let (content, security) = rt.policies.categorize(&target, &memo);
+        let facts = QueryFacts {
+            fqdn: &target,
+            rtype,
+            src_ip: client.ip,
+            location: client.location,
+            identity: client.identity.map(|a| &**a),
+            content_categories: content.as_slice(),
+            security_categories: security.as_slice(),
+            src_geo: facts::src_geo(rt, client.ip),
+            post: None,
+            memo: &memo,
+        };
+        let verdict = rt.policies.run_cname(&facts, req.time, obs);
+        obs.cname_done(&facts);
+        if let Some(v) = verdict {
+            return Some((target, v));
+        }
+    }
+    None
 }
 
 fn note_match(v: &Verdict, phase: Phase, out: &mut Outcome) {

@@ -26,6 +26,8 @@ pub struct Outcome {
     pub phase: Option<Phase>,
     /// The decision, when a policy made one (for `explain` and policy tests).
     pub decision: Option<Decision>,
+    /// The CNAME target of the answer the deciding policy matched (CNAME uncloaking).
+    pub cname: Option<String>,
     /// The answer came from the message cache.
     pub cached: bool,
     /// Something resolved on the way was served stale.
@@ -50,6 +52,7 @@ impl Outcome {
             policy: None,
             phase: None,
             decision: None,
+            cname: None,
             cached: false,
             stale: false,
             fresh_for: None,

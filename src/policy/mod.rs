@@ -449,6 +449,44 @@ impl PolicySet {
         }
     }
 
+    /// CNAME uncloaking (SPEC §4.3): the first pre-resolution block or override policy
+    /// matching `facts` (whose name is a CNAME target of the answer), if any. Other
+    /// actions are not consulted: only a block or an override may follow a CNAME.
+    pub fn run_cname(
+        &self,
+        facts: &QueryFacts<'_>,
+        now: Timestamp,
+        tracer: &mut impl Tracer,
+    ) -> Option<Verdict> {
+        let possible = self.possible(facts.fqdn);
+        for &idx in &self.pre {
+            let p = &self.policies[idx];
+            if !matches!(p.action, Action::Block | Action::Override)
+                || !self.is_active(idx, p, now, tracer)
+            {
+                continue;
+            }
+            let matched = self.may_match(idx, &possible) && p.matches(facts);
+            tracer.step(idx, Step::Evaluated(matched));
+            if let (true, Some(decision)) = (matched, &p.decision) {
+                return Some(Verdict {
+                    policy: idx,
+                    decision: decision.clone(),
+                    upstreams: 0,
+                });
+            }
+        }
+        None
+    }
+
+    /// Whether any pre-resolution block or override policy exists (else CNAME targets
+    /// need no look).
+    pub fn has_cname_policies(&self) -> bool {
+        self.pre
+            .iter()
+            .any(|&i| matches!(self.policies[i].action, Action::Block | Action::Override))
+    }
+
     /// The first matching `resolve` policy's upstream group (0 and `None` if none matches).
     fn pick_upstreams(
         &self,

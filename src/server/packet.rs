@@ -23,7 +23,7 @@ use crate::pipeline::{ClientClass, Outcome};
 use crate::resolve::forward::EDNS_PAYLOAD;
 
 /// What the pipeline decided for a cached response, replayed into metrics and the query log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     /// What was done.
     pub action: QueryAction,
@@ -33,6 +33,8 @@ pub struct Meta {
     pub phase: Option<Phase>,
     /// The response code.
     pub rcode: Rcode,
+    /// The CNAME target the deciding policy matched, if it decided on one.
+    pub cname: Option<Arc<str>>,
 }
 
 impl Meta {
@@ -43,6 +45,7 @@ impl Meta {
             policy: outcome.policy,
             phase: outcome.phase,
             rcode: outcome.reply.rcode.into(),
+            cname: outcome.cname.as_deref().map(Arc::from),
         }
     }
 }
@@ -177,7 +180,7 @@ impl PacketCache {
             let at = usize::from(at);
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
         }
-        Some(p.meta)
+        Some(p.meta.clone())
     }
 
     /// Remembers `response` (as sent for a query with key `key`) if it is worth
@@ -264,6 +267,7 @@ mod tests {
         policy: None,
         phase: None,
         rcode: Rcode::NoError,
+        cname: None,
     };
 
     #[test]

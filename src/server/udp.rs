@@ -215,6 +215,7 @@ fn fast(
         action: meta.action,
         policy: meta.policy,
         phase: meta.phase,
+        cname: meta.cname.as_deref(),
         rcode: meta.rcode,
         cached: meta.action.is_resolved(),
         replayed: true,

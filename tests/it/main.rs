@@ -5,6 +5,7 @@
 
 mod cli;
 mod client;
+mod cname;
 mod explain;
 mod expressions;
 mod fastpath;

@@ -45,6 +45,8 @@ tracker.ads   IN A   192.0.2.31
 good.ads      IN A   192.0.2.32
 internal      IN A   192.0.2.40
 svc           IN HTTPS 1 . alpn=h2
+cloaked       IN CNAME target.cdn.test.
+target.cdn    IN A   192.0.2.66
 "#;
 
 /// Search-engine zones for safe search.
