@@ -8,7 +8,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 /// Datagrams per call.
@@ -16,13 +16,36 @@ pub(super) const BATCH: usize = 32;
 /// Room per received datagram; longer ones are cut (and flagged, see [`Inbox::get`]).
 pub(super) const DATAGRAM: usize = 4096;
 
+/// Where a datagram arrived (`IP_PKTINFO` / `IPV6_PKTINFO`): the local address the client
+/// sent it to, and the interface. A socket bound to a wildcard address must answer from
+/// that address (RFC 2181 §4.1), not from whichever one the kernel would route by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Local {
+    /// The local address.
+    pub(super) addr: IpAddr,
+    /// The interface index.
+    pub(super) ifindex: u32,
+}
+
+/// Ancillary data room per datagram: one `IPV6_PKTINFO` (the larger) needs 40 bytes.
+const CONTROL: usize = 64;
+
+/// A control-message buffer, aligned as `cmsghdr` needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; CONTROL]);
+
 /// Buffers for one batch of received datagrams.
 pub(super) struct Inbox {
     bufs: Vec<[u8; DATAGRAM]>,
     lens: [usize; BATCH],
     truncated: [bool; BATCH],
     peers: [Option<SocketAddr>; BATCH],
+    locals: [Option<Local>; BATCH],
     count: usize,
+    /// Ask for each datagram's local address (wildcard sockets only: it costs a little).
+    pktinfo: bool,
+    control: Vec<Control>,
     iov: Vec<libc::iovec>,
     names: Vec<libc::sockaddr_storage>,
     hdrs: Vec<libc::mmsghdr>,
@@ -30,9 +53,11 @@ pub(super) struct Inbox {
 
 /// Replies waiting to be sent in one batch.
 pub(super) struct Outbox {
-    /// Reply buffers (reused) and destinations; the first `queued` are to go.
-    replies: Vec<(Vec<u8>, SocketAddr)>,
+    /// Reply buffers (reused), destinations and the local address to send from; the first
+    /// `queued` are to go.
+    replies: Vec<(Vec<u8>, SocketAddr, Option<Local>)>,
     queued: usize,
+    control: Vec<Control>,
     iov: Vec<libc::iovec>,
     names: Vec<libc::sockaddr_storage>,
     hdrs: Vec<libc::mmsghdr>,
@@ -58,25 +83,80 @@ unsafe impl Send for Inbox {}
 // SAFETY: as for `Inbox`.
 unsafe impl Send for Outbox {}
 
+/// C structs for which all zero bytes is a valid (empty) value.
+///
+/// # Safety
+/// Implement only for plain C structs without references, non-nullable pointers or enums.
+unsafe trait Zeroable: Clone {}
+// SAFETY: plain C structs of integers and nullable pointers.
+unsafe impl Zeroable for libc::iovec {}
+// SAFETY: as above.
+unsafe impl Zeroable for libc::sockaddr_storage {}
+// SAFETY: as above.
+unsafe impl Zeroable for libc::mmsghdr {}
+// SAFETY: bytes.
+unsafe impl Zeroable for Control {}
+
 /// `n` zeroed C structs.
-fn zeroed_vec<T: Clone>(n: usize) -> Vec<T> {
-    // SAFETY: only used for iovec, sockaddr_storage and mmsghdr: plain C structs for
-    // which all zero bytes is a valid (empty) value.
+fn zeroed_vec<T: Zeroable>(n: usize) -> Vec<T> {
+    // SAFETY: `Zeroable` promises all zero bytes is a valid T.
     vec![unsafe { zeroed() }; n]
 }
 
-impl Default for Inbox {
-    fn default() -> Self {
+impl Inbox {
+    /// Buffers for a socket; with `pktinfo`, each datagram's local address is read too
+    /// (the socket must have [`enable_pktinfo`]).
+    pub(super) fn new(pktinfo: bool) -> Self {
         Self {
             bufs: vec![[0; DATAGRAM]; BATCH],
             lens: [0; BATCH],
             truncated: [false; BATCH],
             peers: [None; BATCH],
+            locals: [None; BATCH],
             count: 0,
+            pktinfo,
+            control: zeroed_vec(if pktinfo { BATCH } else { 0 }),
             iov: zeroed_vec(BATCH),
             names: zeroed_vec(BATCH),
             hdrs: zeroed_vec(BATCH),
         }
+    }
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+/// Asks the kernel to tell, for every datagram `fd` receives, the local address it was
+/// sent to (for an IPv6 socket, IPv4 ones too: a dual-stack `[::]` gets both).
+pub(super) fn enable_pktinfo(fd: RawFd, v6: bool) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let set = |level, name| {
+        // SAFETY: `on` is a c_int that outlives the call, and its size is passed.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                std::ptr::from_ref(&on).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    if v6 {
+        set(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)?;
+        // IPv4 datagrams on a dual-stack socket: best effort (an IPv6-only one refuses).
+        let _ = set(libc::IPPROTO_IP, libc::IP_PKTINFO);
+        Ok(())
+    } else {
+        set(libc::IPPROTO_IP, libc::IP_PKTINFO)
     }
 }
 
@@ -87,6 +167,7 @@ impl Inbox {
         // never re-borrows a vector another header already points into.
         let (bufs, iov) = (self.bufs.as_mut_ptr(), self.iov.as_mut_ptr());
         let (names, hdrs) = (self.names.as_mut_ptr(), self.hdrs.as_mut_ptr());
+        let control = self.control.as_mut_ptr();
         for i in 0..BATCH {
             // SAFETY: i < BATCH, the length of every vector here, so each `add(i)` is in
             // bounds; all four vectors are distinct allocations owned by `self`.
@@ -101,6 +182,11 @@ impl Inbox {
                     iov.add(i),
                     size_of::<libc::sockaddr_storage>() as libc::socklen_t,
                 );
+                if self.pktinfo {
+                    // (`control` has BATCH entries when `pktinfo` is set.)
+                    (*hdrs.add(i)).msg_hdr.msg_control = control.add(i).cast();
+                    (*hdrs.add(i)).msg_hdr.msg_controllen = CONTROL;
+                }
             }
         }
         // SAFETY: every header points at a name and an iovec of this inbox, and every
@@ -125,8 +211,20 @@ impl Inbox {
             self.lens[i] = (h.msg_len as usize).min(DATAGRAM);
             self.truncated[i] = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.peers[i] = from_storage(&self.names[i]);
+            self.locals[i] = if self.pktinfo {
+                // SAFETY: the kernel filled this header's control buffer (of this inbox)
+                // and set its length; nothing else touched it since.
+                unsafe { read_pktinfo(&h.msg_hdr) }
+            } else {
+                None
+            };
         }
         Ok(self.count)
+    }
+
+    /// The local address the `i`th datagram was sent to, if the socket reads it.
+    pub(super) fn local(&self, i: usize) -> Option<Local> {
+        self.locals.get(i).copied().flatten()
     }
 
     /// The `i`th datagram of the last [`Inbox::recv`]: bytes, sender, and whether it was
@@ -148,6 +246,7 @@ impl Default for Outbox {
         Self {
             replies: Vec::with_capacity(BATCH),
             queued: 0,
+            control: zeroed_vec(BATCH),
             iov: zeroed_vec(BATCH),
             names: zeroed_vec(BATCH),
             hdrs: zeroed_vec(BATCH),
@@ -160,15 +259,20 @@ impl Outbox {
     pub(super) fn next_buffer(&mut self) -> &mut Vec<u8> {
         let i = self.queued;
         if self.replies.len() == i {
-            self.replies
-                .push((Vec::with_capacity(512), SocketAddr::from(([0, 0, 0, 0], 0))));
+            self.replies.push((
+                Vec::with_capacity(512),
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                None,
+            ));
         }
         &mut self.replies[i].0
     }
 
-    /// Queues the buffer last handed out by [`Outbox::next_buffer`] for `dst`.
-    pub(super) fn commit(&mut self, dst: SocketAddr) {
-        self.replies[self.queued].1 = dst;
+    /// Queues the buffer last handed out by [`Outbox::next_buffer`] for `dst`, to be sent
+    /// from `local` (`None`: the socket's own address).
+    pub(super) fn commit(&mut self, dst: SocketAddr, local: Option<Local>) {
+        let r = &mut self.replies[self.queued];
+        (r.1, r.2) = (dst, local);
         self.queued += 1;
     }
 
@@ -189,9 +293,10 @@ impl Outbox {
             self.names.as_mut_ptr(),
             self.hdrs.as_mut_ptr(),
         );
-        for (i, (buf, dst)) in self.replies[..n].iter().enumerate() {
-            // SAFETY: i < n <= BATCH, the length of the three vectors; they are distinct
-            // allocations owned by `self`, and `replies` is a fourth.
+        let control = self.control.as_mut_ptr();
+        for (i, (buf, dst, local)) in self.replies[..n].iter().enumerate() {
+            // SAFETY: i < n <= BATCH, the length of the four vectors; they are distinct
+            // allocations owned by `self`, and `replies` is a fifth.
             unsafe {
                 let namelen = to_storage(*dst, &mut *names.add(i));
                 iov.add(i).write(libc::iovec {
@@ -199,6 +304,9 @@ impl Outbox {
                     iov_len: buf.len(),
                 });
                 point(hdrs.add(i), names.add(i), iov.add(i), namelen);
+                if let Some(local) = local {
+                    write_pktinfo(&mut (*hdrs.add(i)).msg_hdr, &mut *control.add(i), *local);
+                }
             }
         }
         // SAFETY: the first `n` headers point at names and iovecs of this outbox, the
@@ -218,6 +326,125 @@ impl Outbox {
         // Keep the buffers for reuse; the unsent ones move to the front.
         self.replies[..self.queued].rotate_left(n);
         self.queued -= n;
+    }
+}
+
+/// Sends one datagram to `dst` from `local` (`None`: the socket's own address), without
+/// blocking.
+pub(super) fn send_from(
+    fd: RawFd,
+    bytes: &[u8],
+    dst: SocketAddr,
+    local: Option<Local>,
+) -> io::Result<usize> {
+    // SAFETY: zeroed C structs are valid; every pointer set below points at a local that
+    // outlives the call, and the kernel only reads them.
+    unsafe {
+        let mut name: libc::sockaddr_storage = zeroed();
+        let namelen = to_storage(dst, &mut name);
+        let mut iov = libc::iovec {
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
+        };
+        let mut hdr: libc::mmsghdr = zeroed();
+        point(&mut hdr, &mut name, &mut iov, namelen);
+        let mut control: Control = zeroed();
+        if let Some(local) = local {
+            write_pktinfo(&mut hdr.msg_hdr, &mut control, local);
+        }
+        let n = libc::sendmsg(fd, &hdr.msg_hdr, libc::MSG_DONTWAIT);
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// The local address in a received header's `IP_PKTINFO` / `IPV6_PKTINFO`, if any.
+///
+/// # Safety
+/// `h.msg_control` must point at `h.msg_controllen` bytes the kernel wrote.
+unsafe fn read_pktinfo(h: &libc::msghdr) -> Option<Local> {
+    // SAFETY: the caller's promise; CMSG_* walk only within msg_controllen, and each
+    // payload is read unaligned at its kernel-given level and type.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let p = data.cast::<libc::in_pktinfo>().read_unaligned();
+                    return Some(Local {
+                        addr: IpAddr::V4(Ipv4Addr::from(u32::from_be(p.ipi_addr.s_addr))),
+                        ifindex: p.ipi_ifindex as u32,
+                    });
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let p = data.cast::<libc::in6_pktinfo>().read_unaligned();
+                    let addr = Ipv6Addr::from(p.ipi6_addr.s6_addr);
+                    return Some(Local {
+                        addr: IpAddr::V6(addr),
+                        ifindex: p.ipi6_ifindex,
+                    });
+                }
+                _ => {}
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+        None
+    }
+}
+
+/// Points `h`'s control data at `control`, holding the source address `local` to send
+/// from (IPv4: `IP_PKTINFO`'s `ipi_spec_dst`, any interface; IPv6: `IPV6_PKTINFO` with
+/// the interface the query came in on, which a link-local source needs).
+///
+/// # Safety
+/// `control` must outlive the system call that uses `h`.
+unsafe fn write_pktinfo(h: &mut libc::msghdr, control: &mut Control, local: Local) {
+    // SAFETY: the caller's promise; `control` is CONTROL bytes, 8-aligned, enough for
+    // either header and payload, and zeroed before use.
+    unsafe {
+        *control = zeroed();
+        h.msg_control = std::ptr::from_mut(control).cast();
+        let (level, kind, len) = match local.addr {
+            IpAddr::V4(_) => (
+                libc::IPPROTO_IP,
+                libc::IP_PKTINFO,
+                size_of::<libc::in_pktinfo>(),
+            ),
+            IpAddr::V6(_) => (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_PKTINFO,
+                size_of::<libc::in6_pktinfo>(),
+            ),
+        };
+        h.msg_controllen = libc::CMSG_SPACE(len as libc::c_uint) as usize;
+        let c = libc::CMSG_FIRSTHDR(h);
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(len as libc::c_uint) as usize;
+        let data = libc::CMSG_DATA(c);
+        match local.addr {
+            IpAddr::V4(a) => data
+                .cast::<libc::in_pktinfo>()
+                .write_unaligned(libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(a).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                }),
+            IpAddr::V6(a) => data
+                .cast::<libc::in6_pktinfo>()
+                .write_unaligned(libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.octets(),
+                    },
+                    ipi6_ifindex: local.ifindex,
+                }),
+        }
     }
 }
 
@@ -345,7 +572,7 @@ mod tests {
                 out.clear();
                 out.extend_from_slice(bytes);
                 out.push(0xff);
-                outbox.commit(from);
+                outbox.commit(from, None);
             }
         }
         assert_eq!((got, cut), (40, 1));

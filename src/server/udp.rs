@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::Shared;
-use super::batch::{Inbox, Outbox};
+use super::batch::{self, Inbox, Local, Outbox};
 use super::packet::{Key, Meta};
 use super::serve::Handler;
 use super::wire::{QNAME_AT, Query};
@@ -37,6 +37,32 @@ use crate::label::Protocol;
 use crate::pipeline::{Client, ClientClass, DeviceHint, Message, Request};
 use crate::record::{Event, QName};
 use crate::runtime::Runtime;
+
+/// Where a datagram came from and went to, and when.
+#[derive(Debug, Clone, Copy)]
+struct Datagram {
+    src: SocketAddr,
+    local: Option<Local>,
+    arrival: Instant,
+}
+
+/// Sends `bytes` to `dst` from `local` on `sock`, waiting for room if there is none.
+async fn send(
+    sock: &UdpSocket,
+    bytes: &[u8],
+    dst: SocketAddr,
+    local: Option<Local>,
+) -> std::io::Result<usize> {
+    let fd = sock.as_raw_fd();
+    loop {
+        match sock.try_io(Interest::WRITABLE, || {
+            batch::send_from(fd, bytes, dst, local)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => sock.writable().await?,
+            done => return done,
+        }
+    }
+}
 
 /// What the fast path leaves the full path for a miss: the key to remember the answer
 /// under, the client class it was made with, and the configuration generation.
@@ -64,6 +90,10 @@ pub(super) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>
         // allows up to net.core.rmem_max. As Unbound's `so-rcvbuf: 4m`.
         let _ = s.set_recv_buffer_size(RECV_BUFFER);
         s.set_nonblocking(true)?;
+        // A wildcard socket learns where each query was sent, to answer from there.
+        if addr.ip().is_unspecified() {
+            batch::enable_pktinfo(s.as_raw_fd(), addr.is_ipv6())?;
+        }
         s.bind(&addr.into())?;
         let udp = UdpSocket::from_std(s.into())?;
         addr = udp.local_addr()?;
@@ -89,7 +119,8 @@ pub(super) fn spawn(
 
 async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) {
     let fd = sock.as_raw_fd();
-    let (mut inbox, mut outbox) = (Inbox::default(), Outbox::default());
+    let wildcard = sock.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    let (mut inbox, mut outbox) = (Inbox::new(wildcard), Outbox::default());
     // Full-path queries of this socket waiting at once; beyond, a datagram is dropped (the
     // client retries), as Unbound does past `num-queries-per-thread`.
     let pending = Arc::new(Semaphore::new(MAX_PENDING));
@@ -119,24 +150,34 @@ async fn read_loop(shared: Arc<Shared>, handler: Handler, sock: Arc<UdpSocket>) 
             let Some((packet, src, cut)) = inbox.get(i) else {
                 continue;
             };
+            // A datagram longer than any query we take was cut by the read: what is left
+            // is not what the client sent, so it gets no answer built from it.
+            if cut {
+                debug!(%src, "oversized datagram dropped");
+                continue;
+            }
+            let local = inbox.local(i);
             let mut miss = None;
-            if !cut
-                && fast(
-                    &shared,
-                    &rt,
-                    packet,
-                    src,
-                    start,
-                    outbox.next_buffer(),
-                    &mut miss,
-                )
-            {
-                outbox.commit(src);
+            if fast(
+                &shared,
+                &rt,
+                packet,
+                src,
+                start,
+                outbox.next_buffer(),
+                &mut miss,
+            ) {
+                outbox.commit(src, local);
             } else if let Ok(permit) = pending.clone().try_acquire_owned() {
                 let (shared, handler, sock) = (shared.clone(), handler.clone(), sock.clone());
                 let packet = packet.to_vec();
+                let from = Datagram {
+                    src,
+                    local,
+                    arrival: start,
+                };
                 tokio::spawn(async move {
-                    full(shared, handler, sock, packet, src, start, miss).await;
+                    full(shared, handler, sock, packet, from, miss).await;
                     drop(permit);
                 });
             } else {
@@ -233,17 +274,21 @@ async fn full(
     handler: Handler,
     sock: Arc<UdpSocket>,
     packet: Vec<u8>,
-    src: SocketAddr,
-    arrival: Instant,
+    from: Datagram,
     miss: Option<Miss>,
 ) {
+    let Datagram {
+        src,
+        local,
+        arrival,
+    } = from;
     // FORMERR needs only the header, should the rest not decode.
     let mut header = [0u8; 12];
     let header_len = packet.len().min(12);
     header[..header_len].copy_from_slice(&packet[..header_len]);
     let Ok(request) = hickory_server::server::Request::from_bytes(packet, src, HProtocol::Udp)
     else {
-        unreadable(&shared, &sock, &header[..header_len], src, arrival).await;
+        unreadable(&shared, &sock, &header[..header_len], from).await;
         return;
     };
     // Never answer an answer (reflection loops).
@@ -254,6 +299,7 @@ async fn full(
     let capture = Capture {
         sock,
         dst: src,
+        local,
         sent: miss.is_some().then(|| sent.clone()),
     };
     let minute = unix_now(&shared).as_secs() / 60;
@@ -315,13 +361,12 @@ fn unix_now(shared: &Shared) -> Duration {
 /// A datagram hickory cannot decode: the pipeline decides (FORMERR, or REFUSED for an
 /// outsider) from what is known, and the answer is its header alone. A response, or
 /// something too short to have a header, is dropped unanswered.
-async fn unreadable(
-    shared: &Shared,
-    sock: &UdpSocket,
-    header: &[u8],
-    src: SocketAddr,
-    arrival: Instant,
-) {
+async fn unreadable(shared: &Shared, sock: &UdpSocket, header: &[u8], from: Datagram) {
+    let Datagram {
+        src,
+        local,
+        arrival,
+    } = from;
     let Ok(header) = Header::read(&mut BinDecoder::new(header)) else {
         return;
     };
@@ -341,7 +386,7 @@ async fn unreadable(
     };
     shared.record(&rt, &req, &outcome);
     if let Ok(bytes) = reply.to_bytes() {
-        let _ = sock.send_to(&bytes, src).await;
+        let _ = send(sock, &bytes, src, local).await;
     }
 }
 
@@ -350,6 +395,7 @@ async fn unreadable(
 struct Capture {
     sock: Arc<UdpSocket>,
     dst: SocketAddr,
+    local: Option<Local>,
     sent: Option<Arc<Mutex<Option<Vec<u8>>>>>,
 }
 
@@ -373,7 +419,7 @@ impl ResponseHandler for Capture {
         let info = response
             .destructive_emit(&mut encoder)
             .map_err(|e| NetError::from(e.to_string()))?;
-        self.sock.send_to(&bytes, self.dst).await?;
+        send(&self.sock, &bytes, self.dst, self.local).await?;
         if let Some(slot) = &self.sent {
             if let Ok(mut s) = slot.lock() {
                 *s = Some(bytes);

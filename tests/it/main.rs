@@ -11,6 +11,7 @@ mod expressions;
 mod fastpath;
 mod faults;
 mod layers;
+mod listeners;
 mod metrics;
 mod policies;
 mod policytests;
