@@ -10,6 +10,7 @@ mod explain;
 mod expressions;
 mod fastpath;
 mod faults;
+mod forwarder;
 mod layers;
 mod listeners;
 mod metrics;

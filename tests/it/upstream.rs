@@ -111,6 +111,10 @@ struct Flags {
     dnssec_ok: AtomicUsize,
     /// The source port of every UDP query, in order.
     udp_ports: std::sync::Mutex<Vec<u16>>,
+    /// Every question name as received (with its case), in order.
+    names: std::sync::Mutex<Vec<String>>,
+    /// Milliseconds to wait before answering.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -126,6 +130,17 @@ impl RequestHandler for Counting {
         }
         if request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok) {
             self.flags.dnssec_ok.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(q) = request.queries.queries().first() {
+            self.flags
+                .names
+                .lock()
+                .unwrap()
+                .push(q.original().name().to_ascii());
+        }
+        let delay = self.flags.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         if request.protocol() == hickory_server::net::xfer::Protocol::Udp {
             self.flags
@@ -195,6 +210,18 @@ impl Upstream {
     /// Stop (or resume) answering.
     pub fn set_silent(&self, silent: bool) {
         self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// Every question name received so far, as spelled in the query.
+    pub fn names(&self) -> Vec<String> {
+        self.flags.names.lock().unwrap().clone()
+    }
+
+    /// Answer every query only after `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.flags
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Answer every query REFUSED (or stop doing so).

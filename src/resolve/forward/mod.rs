@@ -1,0 +1,308 @@
+//! Forwarding a question to upstream servers over UDP (retried over TCP when truncated) or
+//! TCP, keeping the whole response message.
+//!
+//! Why not `hickory_resolver`'s lookup or name-server pool: both turn NXDOMAIN, NODATA and
+//! SERVFAIL into errors and the lookup path drops CNAMEs (see docs/REFERENCE.md), while a
+//! forwarder must hand the client the upstream's message as it was.
+//!
+//! One question is a race within one deadline (`timeout_ms`): the first server is asked;
+//! when its retransmission timer (from its measured round trips, RFC 6298) runs out, the
+//! next is asked (or the same again, for a lost datagram) while the first may still
+//! answer; the first good answer wins. So an upstream that answers in 1.2 s of a 2 s
+//! timeout is still heard, however many times it was asked again meanwhile.
+//!
+//! Sockets are reused: creating, connecting, registering and closing one per query was a
+//! quarter of the CPU of a cache miss. A socket serves at most [`SOCKET_USES`] queries, one
+//! at a time and each with its own random id, is drained before each, and is dropped
+//! after a timeout or an error; see [`exchange`] for the rest of the spoofing defences.
+
+mod exchange;
+mod health;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use hickory_proto::op::{Message, ResponseCode};
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tracing::debug;
+
+use super::{Error, Question, Transport, UpstreamSpec};
+use crate::clock::Clock;
+use crate::metrics;
+use health::Health;
+
+/// The EDNS payload size we advertise upstream and downstream (DNS flag day 2020).
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+/// Upstream exchanges in flight at once, per forwarder. Beyond this, queries wait (within
+/// their timeout): a flood of unique names must not turn into unbounded sockets and
+/// buffers.
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// Queries one UDP socket serves before it is closed and a new port taken.
+pub const SOCKET_USES: u16 = 16;
+/// Idle sockets kept per upstream server.
+const POOL_MAX: usize = 256;
+/// An idle socket older than this is closed rather than reused: open ports that sit
+/// waiting are what off-path attackers probe for (SADDNS).
+const POOL_IDLE: Duration = Duration::from_secs(2);
+
+/// A connected socket to one upstream and its receive buffer, between queries.
+#[derive(Debug)]
+struct Pooled {
+    sock: UdpSocket,
+    buf: Vec<u8>,
+    uses: u16,
+    idle_since: Instant,
+}
+
+/// A group of upstream servers used in turn.
+#[derive(Debug)]
+pub struct Forwarder {
+    servers: Vec<UpstreamSpec>,
+    labels: Vec<String>,
+    /// `dnsgate_upstream_errors_total{upstream}`, registered (at 0) when the group is built.
+    errors: Vec<::metrics::Counter>,
+    health: Vec<Health>,
+    timeout: Duration,
+    next: AtomicUsize,
+    epoch: Instant,
+    in_flight: Semaphore,
+    fingerprint: u64,
+    /// Times server back-off and socket idleness (not network timeouts: those are real).
+    clock: Clock,
+    /// Idle UDP sockets per server.
+    pools: Vec<std::sync::Mutex<Vec<Pooled>>>,
+}
+
+/// An upstream response and its size on the wire.
+#[derive(Debug)]
+pub struct Response {
+    /// The message.
+    pub msg: Message,
+    /// Its encoded size, for weighing it in the cache.
+    pub wire_len: usize,
+}
+
+impl Forwarder {
+    /// A forwarder over `servers` that gives up after `timeout` in all.
+    pub fn new(servers: Vec<UpstreamSpec>, timeout: Duration, clock: Clock) -> Self {
+        let labels: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        let errors = labels
+            .iter()
+            .map(|l| {
+                let c =
+                    ::metrics::counter!(metrics::UPSTREAM_ERRORS_TOTAL, "upstream" => l.clone());
+                c.increment(0);
+                c
+            })
+            .collect();
+        let health = servers.iter().map(|_| Health::default()).collect();
+        let fingerprint = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            servers.hash(&mut h);
+            h.finish()
+        };
+        Self {
+            fingerprint,
+            pools: servers.iter().map(|_| Default::default()).collect(),
+            servers,
+            labels,
+            errors,
+            health,
+            timeout,
+            next: AtomicUsize::new(0),
+            epoch: clock.now(),
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            clock,
+        }
+    }
+
+    /// Whether `other` has the same servers and timeout.
+    pub fn same_config(&self, other: &Self) -> bool {
+        self.servers == other.servers && self.timeout == other.timeout
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock
+            .now()
+            .saturating_duration_since(self.epoch)
+            .as_millis() as u64
+    }
+
+    /// The order to try servers in: round robin over the healthy ones, then the ones that
+    /// failed recently (so a dead upstream does not cost every other query a timeout).
+    fn order(&self) -> Vec<usize> {
+        let n = self.servers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+        order.sort_by_key(|&i| self.health[i].is_avoided(now));
+        order
+    }
+
+    /// The servers, as configured.
+    pub fn servers(&self) -> &[UpstreamSpec] {
+        &self.servers
+    }
+
+    /// One attempt at server `idx`, racing the others until `deadline`.
+    async fn attempt(
+        &self,
+        idx: usize,
+        q: &Question,
+        deadline: Instant,
+    ) -> (usize, Duration, Result<Response, Error>) {
+        let started = Instant::now();
+        let server = &self.servers[idx];
+        let result = match server.transport {
+            Transport::Udp => {
+                let randomize = self.health[idx].keeps_case(self.now_ms());
+                match exchange::udp(
+                    server.addr,
+                    &self.pools[idx],
+                    q,
+                    deadline,
+                    &self.clock,
+                    randomize,
+                )
+                .await
+                {
+                    Ok(exchange::Outcome::Answer(r)) => Ok(r),
+                    Ok(exchange::Outcome::CaseIgnored(r)) => {
+                        debug!(upstream = %self.labels[idx], "upstream does not keep the case of names: asking it without 0x20 for a while");
+                        self.health[idx].ignores_case(self.now_ms());
+                        Ok(r)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Transport::Tcp => exchange::tcp(server.addr, q, deadline).await,
+        };
+        (idx, started.elapsed(), result)
+    }
+
+    /// Asks the servers (healthy ones first, round robin) until one answers, all within
+    /// the timeout. A server that has not answered when its retransmission timer runs out
+    /// is not given up: the next attempt starts beside it, and whichever answers first
+    /// wins. A failure (refused, unreachable) starts the next attempt at once.
+    pub async fn query(&self, q: &Question) -> Result<Response, Error> {
+        if self.servers.is_empty() {
+            return Err(Error::Network("no upstream servers configured".into()));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let Ok(Ok(_permit)) = timeout_at(deadline, self.in_flight.acquire()).await else {
+            return Err(Error::Timeout);
+        };
+        let order = self.order();
+        // With one server, still ask twice: a lost UDP datagram should not cost the query.
+        let attempts = order.len().max(2);
+        let mut next = 0;
+        let mut running = FuturesUnordered::new();
+        let mut retransmit = Instant::now();
+        let mut saw_timeout = false;
+        let mut last_soft = None;
+        let mut answered: Vec<usize> = Vec::new();
+        let mut last_network = None;
+        // The server asked last, and those whose timer ran out before they answered: if
+        // another answers first, they count as having failed (else a blackholed server
+        // would stay first in line, costing every query its timer).
+        let mut last_idx = order[0];
+        let mut overdue: Vec<usize> = Vec::new();
+        loop {
+            // Start the next attempt when the last one's timer ran out, or nothing runs.
+            let due = running.is_empty() || Instant::now() >= retransmit;
+            if due && next < attempts {
+                let idx = order[next % order.len()];
+                next += 1;
+                // A second round is for lost datagrams, not for servers that already
+                // answered.
+                if next > order.len() && answered.contains(&idx) {
+                    continue;
+                }
+                let rto = self.health[idx].rto(self.timeout / 2);
+                retransmit = (Instant::now() + rto).min(deadline);
+                last_idx = idx;
+                running.push(self.attempt(idx, q, deadline));
+                continue;
+            }
+            if running.is_empty() {
+                break;
+            }
+            let (idx, rtt, result) = if next < attempts {
+                tokio::select! {
+                    Some(done) = running.next() => done,
+                    () = sleep_until(retransmit) => {
+                        overdue.push(last_idx);
+                        continue;
+                    }
+                }
+            } else {
+                match running.next().await {
+                    Some(done) => done,
+                    None => break,
+                }
+            };
+            // SERVFAIL, REFUSED, NOTIMP and FORMERR say "not this server": try the next one,
+            // and hand the client such a reply only if every server gave one.
+            let soft = result.as_ref().is_ok_and(|r| {
+                matches!(
+                    r.msg.metadata.response_code,
+                    ResponseCode::ServFail
+                        | ResponseCode::Refused
+                        | ResponseCode::NotImp
+                        | ResponseCode::FormErr
+                )
+            });
+            self.health[idx].record(result.is_ok() && !soft, self.now_ms());
+            match result {
+                Ok(r) if !soft => {
+                    self.health[idx].observe_rtt(rtt);
+                    let now = self.now_ms();
+                    for &late in overdue.iter().filter(|&&o| o != idx) {
+                        self.health[late].record(false, now);
+                        self.errors[late].increment(1);
+                    }
+                    return Ok(r);
+                }
+                Ok(r) => {
+                    answered.push(idx);
+                    self.errors[idx].increment(1);
+                    debug!(rcode = %r.msg.metadata.response_code, upstream = %self.labels[idx], "upstream refused or failed");
+                    last_soft = Some(r);
+                }
+                Err(e) => {
+                    self.errors[idx].increment(1);
+                    debug!(error = %e, upstream = %self.labels[idx], "upstream attempt failed");
+                    match e {
+                        Error::Timeout => saw_timeout = true,
+                        e => last_network = Some(e),
+                    }
+                }
+            }
+            // This attempt is over: the next need not wait for its timer.
+            retransmit = Instant::now();
+        }
+        // A timeout anywhere makes the failure a timeout (EDE 22); only when every attempt
+        // failed at the network level is it a network error (EDE 23). Logged at debug:
+        // per-query detail, counted in dnsgate_upstream_errors_total.
+        if let Some(r) = last_soft {
+            return Ok(r);
+        }
+        match last_network {
+            Some(e) if !saw_timeout => Err(e),
+            _ => Err(Error::Timeout),
+        }
+    }
+}
+
+impl Forwarder {
+    /// A stable identity of this group's configuration (see [`super::Upstream::fingerprint`]).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
