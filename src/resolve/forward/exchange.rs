@@ -321,11 +321,12 @@ mod tests {
     #[test]
     fn an_answer_must_echo_the_question_in_the_case_asked() {
         let q = question("www.example.");
-        let asked = Name::from_str("wWw.ExaMple.").unwrap();
+        // (`from_ascii` keeps the case; `from_str` would lowercase through IDNA.)
+        let asked = Name::from_ascii("wWw.ExaMple.").unwrap();
         let reply = |id, name: &str, with_question: bool| {
             let mut m = Message::new(id, MessageType::Response, OpCode::Query);
             if with_question {
-                m.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+                m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
             }
             m
         };
