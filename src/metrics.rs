@@ -40,6 +40,11 @@ pub const LIST_FETCH_FAILURES_TOTAL: &str = "dnsgate_list_fetch_failures_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "dnsgate_config_reloads_total";
 /// Answers served stale (RFC 8767).
 pub const STALE_ANSWERS_TOTAL: &str = "dnsgate_stale_answers_total";
+/// UDP queries past a rate limit, by what they got (slip: an empty truncated answer;
+/// drop: nothing) and who sent them (client, outsider).
+pub const RATE_LIMITED_TOTAL: &str = "dnsgate_rate_limited_total";
+/// Query-log lines not written because their kind is sampled (refused outsiders).
+pub const QUERYLOG_SAMPLED_OUT_TOTAL: &str = "dnsgate_querylog_sampled_out_total";
 
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -83,6 +88,14 @@ fn describe() {
     );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "UDP queries past a rate limit, by action (slip, drop) and source (client, outsider)"
+    );
+    describe_counter!(
+        QUERYLOG_SAMPLED_OUT_TOTAL,
+        "Query-log lines of refused outsiders left out by sampling"
+    );
 }
 
 /// Creates the label-less and fixed-label series at 0, so a scrape sees them before the
@@ -200,6 +213,9 @@ pub struct Hot {
     responses: [metrics::Counter; Rcode::ALL.len()],
     duration: metrics::Histogram,
     cache_hits: metrics::Counter,
+    /// [slip, drop] x [client, outsider].
+    limited: [[metrics::Counter; 2]; 2],
+    sampled_out: metrics::Counter,
 }
 
 impl Hot {
@@ -214,6 +230,14 @@ impl Hot {
             responses: Rcode::ALL.map(|rcode| metrics::counter!(RESPONSES_TOTAL, "rcode" => rcode.as_str())),
             duration: metrics::histogram!(QUERY_DURATION_SECONDS),
             cache_hits: metrics::counter!(CACHE_HITS_TOTAL),
+            limited: ["slip", "drop"].map(|action| {
+                ["client", "outsider"].map(|source| {
+                    let c = metrics::counter!(RATE_LIMITED_TOTAL, "action" => action, "source" => source);
+                    c.increment(0);
+                    c
+                })
+            }),
+            sampled_out: metrics::counter!(QUERYLOG_SAMPLED_OUT_TOTAL),
         }
     }
 
@@ -234,6 +258,17 @@ impl Hot {
     /// Counts a cache hit.
     pub fn cache_hit(&self) {
         self.cache_hits.increment(1);
+    }
+
+    /// Counts a query past a rate limit: slipped (true) or dropped, from an outsider
+    /// (true) or a client.
+    pub fn rate_limited(&self, slipped: bool, outsider: bool) {
+        self.limited[usize::from(!slipped)][usize::from(outsider)].increment(1);
+    }
+
+    /// Counts a query-log line left out by sampling.
+    pub fn sampled_out(&self) {
+        self.sampled_out.increment(1);
     }
 }
 

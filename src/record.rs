@@ -6,6 +6,7 @@
 //! decoding the query: the name is read from the wire only when a log line needs it.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hickory_proto::rr::{Name, RecordType};
@@ -60,7 +61,13 @@ pub struct Event<'a> {
     pub replayed: bool,
     /// From arrival to the answer.
     pub elapsed: Duration,
+    /// Its query-log line is sampled (a refused outsider: a flood of them must not fill
+    /// the disk): at most [`SAMPLED_PER_SECOND`] such lines a second are written.
+    pub sampled: bool,
 }
+
+/// Query-log lines of sampled events written per second at most.
+pub const SAMPLED_PER_SECOND: u64 = 10;
 
 impl<'a> Event<'a> {
     /// The event of a request the pipeline answered with `outcome`.
@@ -80,6 +87,12 @@ impl<'a> Event<'a> {
             cached: outcome.cached,
             replayed: false,
             elapsed,
+            sampled: outcome.action == QueryAction::Refused
+                && outcome
+                    .reply
+                    .ede
+                    .as_ref()
+                    .is_some_and(|(c, _)| *c == crate::label::ede::PROHIBITED),
         }
     }
 }
@@ -90,6 +103,8 @@ pub struct Exit {
     hot: Hot,
     querylog: Option<QueryLog>,
     clock: Clock,
+    /// Sampled lines: the second they are counted in (high 32 bits) and how many so far.
+    sampled: AtomicU64,
 }
 
 impl Exit {
@@ -99,6 +114,40 @@ impl Exit {
             hot: Hot::new(),
             querylog,
             clock,
+            sampled: AtomicU64::new(0),
+        }
+    }
+
+    /// The per-query metric series.
+    pub fn hot(&self) -> &Hot {
+        &self.hot
+    }
+
+    /// Whether a sampled line may be written now.
+    fn take_sample(&self) -> bool {
+        let second = self
+            .clock
+            .system_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            & 0xffff_ffff;
+        let mut current = self.sampled.load(Relaxed);
+        loop {
+            let n = if current >> 32 == second {
+                (current & 0xffff_ffff) + 1
+            } else {
+                1
+            };
+            if n > SAMPLED_PER_SECOND {
+                return false;
+            }
+            match self
+                .sampled
+                .compare_exchange_weak(current, second << 32 | n, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
         }
     }
 
@@ -120,6 +169,10 @@ impl Exit {
         let Some(log) = &self.querylog else {
             return;
         };
+        if e.sampled && !self.take_sample() {
+            self.hot.sampled_out();
+            return;
+        }
         let name = match e.name {
             QName::Name(n) => fqdn_of(n),
             QName::Wire(w) => Name::read(&mut BinDecoder::new(w))

@@ -90,6 +90,8 @@ pub struct Base {
     /// `[block] cname_inspection`: CNAME targets in an answer face the pre-resolution
     /// block and override policies too.
     pub cname_inspection: bool,
+    /// `[server] rate_limit`.
+    pub rate_limit: config::RateLimitConfig,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Start-time settings.
@@ -324,6 +326,7 @@ impl Runtime {
             block_ips,
             block_ttl: main.block.ttl,
             cname_inspection: main.block.cname_inspection,
+            rate_limit: main.server.rate_limit,
             upstreams,
             settings: Settings {
                 listen,

@@ -85,6 +85,35 @@ pub struct ServerConfig {
     /// Where dnsgate keeps state (URL list copies, under `lists/`). Default: systemd's
     /// `$STATE_DIRECTORY`, else `/var/lib/dnsgate`.
     pub state_dir: Option<Spanned<String>>,
+    /// Answers per second per client network over UDP (off by default).
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[server] rate_limit`: BIND-style response rate limiting per /24 and /56.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Answers a second to one client network; 0 turns the limit off.
+    #[serde(default)]
+    pub per_client_qps: u32,
+    /// Past the limit, every `slip`-th query gets an empty truncated answer (so a real
+    /// client retries over TCP) and the others nothing; 0: nothing for any.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+}
+
+fn default_slip() -> u32 {
+    2
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_client_qps: 0,
+            slip: default_slip(),
+        }
+    }
 }
 
 /// Default values carry an empty span: they are in no file.
@@ -114,6 +143,7 @@ impl Default for ServerConfig {
             doh: None,
             tcp_idle_timeout_ms: default_tcp_idle_ms(),
             state_dir: None,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }

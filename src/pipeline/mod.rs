@@ -61,6 +61,11 @@ impl Resolver<'_> {
         group: usize,
         q: &Question,
     ) -> Result<Option<Resolved>, crate::resolve::Error> {
+        // RFC 8482: ANY gets one small synthesized answer, not everything upstream has (no
+        // amplification, no upstream asked).
+        if q.qtype == RecordType::ANY {
+            return Ok(Some(Resolved::rfc8482(q)));
+        }
         match self {
             Self::Cache(cache) => {
                 let upstream = &rt.upstreams[group.min(rt.upstreams.len() - 1)];
@@ -84,6 +89,16 @@ pub trait Observer: Tracer {
 
 impl Observer for () {}
 
+/// The text of the EDE 18 an outsider gets.
+pub const NOT_ALLOWED: &str = "client not allowed";
+
+/// Whether a client from `src` may query at all (SPEC §4.1). The UDP fast path asks this
+/// too, to refuse outsiders from the header alone; it is the one place that decides.
+#[inline]
+pub fn admits(rt: &Runtime, src: IpAddr) -> bool {
+    rt.is_allowed(src)
+}
+
 /// Runs SPEC §4 for one request.
 #[tracing::instrument(level = "debug", skip_all, fields(client = %req.src))]
 pub async fn run(
@@ -94,9 +109,8 @@ pub async fn run(
 ) -> Outcome {
     let out = Outcome::new(rt.generation);
     // 1. ACL (§4.1) before anything else, readable or not: never an open resolver.
-    if !rt.is_allowed(req.src) {
-        let reply =
-            Reply::rcode(ResponseCode::Refused).with_ede(ede::PROHIBITED, "client not allowed");
+    if !admits(rt, req.src) {
+        let reply = Reply::rcode(ResponseCode::Refused).with_ede(ede::PROHIBITED, NOT_ALLOWED);
         return out.with(QueryAction::Refused, reply);
     }
     let q = match &req.message {

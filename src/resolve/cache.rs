@@ -128,6 +128,33 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The RFC 8482 §4.2 answer to ANY: one HINFO record saying "RFC8482" (TTL 3789, as
+    /// Cloudflare answers).
+    pub fn rfc8482(q: &Question) -> Self {
+        use hickory_proto::rr::rdata::HINFO;
+        let hinfo = Record::from_rdata(
+            q.name.clone(),
+            3789,
+            RData::HINFO(HINFO::new("RFC8482".to_owned(), String::new())),
+        );
+        let msg = CachedMessage {
+            rcode: ResponseCode::NoError,
+            authentic_data: false,
+            answers: vec![hinfo],
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            stored: Instant::now(),
+            ttl: 3789,
+            weight: 1,
+        };
+        Self {
+            msg: Arc::new(msg),
+            age: 0,
+            stale: false,
+            cached: false,
+        }
+    }
+
     /// An answer made of `ips` (A and AAAA records for `q`'s name, TTL 60), as if an
     /// upstream had said so: `explain --resolved` and policy tests judge it like a real one.
     pub fn given(q: &Question, ips: &[std::net::IpAddr]) -> Self {

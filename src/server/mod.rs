@@ -8,6 +8,7 @@
 
 mod batch;
 pub mod packet;
+pub mod ratelimit;
 pub mod serve;
 mod udp;
 pub mod wire;
@@ -43,6 +44,12 @@ pub struct Shared {
     pub exit: Exit,
     /// The one clock (tests move it).
     pub clock: Clock,
+    /// When the server started, on that clock (rate limits count seconds from here).
+    pub epoch: crate::clock::Instant,
+    /// `[server] rate_limit` counters per client network.
+    pub limiter: ratelimit::Limiter,
+    /// Counters of refused outsiders per network.
+    pub outsiders: ratelimit::Limiter,
 }
 
 impl Shared {
@@ -133,6 +140,9 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         cache: Cache::new(settings.cache_size, settings.serve_stale, clock.clone()),
         packets: PacketCache::new(settings.cache_size),
         exit: Exit::new(querylog, clock.clone()),
+        epoch: clock.now(),
+        limiter: ratelimit::Limiter::default(),
+        outsiders: ratelimit::Limiter::default(),
         clock,
     });
     let handler = serve::Handler::new(shared.clone());

@@ -157,6 +157,60 @@ pub fn ttls(b: &[u8]) -> Option<Vec<(u16, u32)>> {
     (at == b.len()).then_some(ttls)
 }
 
+/// Writes into `out` an answer to the query in `packet` made of its header and question
+/// alone, with `rcode` and, if `truncated`, TC set; `ede` adds an OPT carrying that
+/// Extended DNS Error when the query had EDNS (RFC 8914: no OPT, no EDE). `q` is the
+/// parsed query, or `None` for one only the header of which is read (no question is
+/// echoed then). `None` if `packet` has no query header.
+pub fn header_reply(
+    packet: &[u8],
+    q: Option<&Query>,
+    rcode: u8,
+    truncated: bool,
+    ede: Option<(u16, &str)>,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let head = packet.get(..QNAME_AT)?;
+    // A response (QR set) is never answered: no reflection loops.
+    if head[2] & 0x80 != 0 {
+        return None;
+    }
+    out.clear();
+    out.extend_from_slice(head);
+    // QR, the opcode and RD kept; AA clear; TC as asked. RA set; AD clear; CD kept.
+    out[2] = 0x80 | (head[2] & 0x79) | if truncated { 0x02 } else { 0 };
+    out[3] = 0x80 | (head[3] & 0x10) | (rcode & 0x0f);
+    let qd = u16::from(q.is_some());
+    out[4..6].copy_from_slice(&qd.to_be_bytes());
+    out[6..12].fill(0);
+    let Some(q) = q else {
+        return Some(());
+    };
+    out.extend_from_slice(packet.get(QNAME_AT..QNAME_AT + q.name_len + 4)?);
+    if let Some((payload, dnssec_ok)) = q.edns {
+        out[10..12].copy_from_slice(&1u16.to_be_bytes());
+        let payload = payload.clamp(512, crate::resolve::forward::EDNS_PAYLOAD);
+        let text_len = ede.map_or(0, |(_, t)| t.len().min(256));
+        let rdlen = if ede.is_some() {
+            6 + text_len as u16
+        } else {
+            0
+        };
+        out.push(0); // root owner
+        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+        out.extend_from_slice(&payload.to_be_bytes());
+        out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
+        out.extend_from_slice(&rdlen.to_be_bytes());
+        if let Some((code, text)) = ede {
+            out.extend_from_slice(&15u16.to_be_bytes()); // OPTION-CODE: EDE
+            out.extend_from_slice(&(2 + text_len as u16).to_be_bytes());
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(&text.as_bytes()[..text_len]);
+        }
+    }
+    Some(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
@@ -180,6 +234,45 @@ mod tests {
             m.set_edns(e);
         }
         m
+    }
+
+    #[test]
+    fn header_replies_echo_the_question_and_carry_the_ede() {
+        let wire = query("Www.Example.", RecordType::A, Some((4096, true)))
+            .to_vec()
+            .unwrap();
+        let q = Query::parse(&wire).unwrap();
+        let mut out = Vec::new();
+        header_reply(&wire, Some(&q), 5, false, Some((18, "no")), &mut out).unwrap();
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.id, 0x1234);
+        assert_eq!(m.metadata.message_type, MessageType::Response);
+        assert_eq!(
+            m.metadata.response_code,
+            hickory_proto::op::ResponseCode::Refused
+        );
+        assert!(m.metadata.recursion_desired && !m.metadata.truncation);
+        assert_eq!(m.queries[0].name().to_ascii(), "www.example.");
+        let edns = m.edns.as_ref().unwrap();
+        assert_eq!(edns.max_payload(), 1232);
+        assert!(edns.flags().dnssec_ok);
+        let ede = edns.options().options.iter().find_map(|(_, o)| match o {
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, d) => Some(d.clone()),
+            _ => None,
+        });
+        assert_eq!(ede, Some(vec![0, 18, b'n', b'o']));
+        // Truncated, no EDNS: header and question only, TC set.
+        let plain = query("a.example.", RecordType::A, None).to_vec().unwrap();
+        let pq = Query::parse(&plain).unwrap();
+        header_reply(&plain, Some(&pq), 0, true, Some((18, "")), &mut out).unwrap();
+        let m = Message::from_vec(&out).unwrap();
+        assert!(m.metadata.truncation && m.edns.is_none() && m.answers.is_empty());
+        // Only a header: no question echoed; a response is never answered.
+        header_reply(&plain[..12], None, 5, false, None, &mut out).unwrap();
+        assert_eq!(out.len(), 12);
+        let mut response = plain.clone();
+        response[2] |= 0x80;
+        assert!(header_reply(&response, Some(&pq), 5, false, None, &mut out).is_none());
     }
 
     #[test]
