@@ -42,6 +42,10 @@ pub struct Settings {
     pub serve_stale: bool,
     /// TCP idle timeout.
     pub tcp_idle: Duration,
+    /// TCP connections at once, in all.
+    pub tcp_max_connections: usize,
+    /// TCP connections at once from one client.
+    pub tcp_max_per_client: usize,
 }
 
 /// Facts about a loaded list, for `check` and metrics.
@@ -335,6 +339,8 @@ impl Runtime {
                 cache_size: main.cache.size,
                 serve_stale: main.cache.serve_stale,
                 tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
+                tcp_max_connections: main.server.tcp_max_connections.max(1),
+                tcp_max_per_client: main.server.tcp_max_per_client.max(1),
             },
             url_specs,
             url_lists: url_lists.clone(),

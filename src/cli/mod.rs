@@ -173,6 +173,7 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
         tokio::spawn(crate::metrics::serve(listener, handle));
     }
+    crate::server::raise_fd_limit();
     let mut running = crate::server::start(config, rt).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shared = running.shared.clone();

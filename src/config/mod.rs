@@ -82,6 +82,13 @@ pub struct ServerConfig {
     /// How long an idle TCP connection is kept, in milliseconds.
     #[serde(default = "default_tcp_idle_ms")]
     pub tcp_idle_timeout_ms: u64,
+    /// TCP connections at once, in all (the idlest is closed to make room); also bounded
+    /// by the process's file-descriptor limit.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// TCP connections at once from one client address.
+    #[serde(default = "default_tcp_max_per_client")]
+    pub tcp_max_per_client: usize,
     /// Where dnsgate keeps state (URL list copies, under `lists/`). Default: systemd's
     /// `$STATE_DIRECTORY`, else `/var/lib/dnsgate`.
     pub state_dir: Option<Spanned<String>>,
@@ -133,6 +140,12 @@ fn default_allow_networks() -> Vec<Spanned<String>> {
 fn default_tcp_idle_ms() -> u64 {
     10_000
 }
+fn default_tcp_max_connections() -> usize {
+    1000
+}
+fn default_tcp_max_per_client() -> usize {
+    64
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -142,6 +155,8 @@ impl Default for ServerConfig {
             dot: None,
             doh: None,
             tcp_idle_timeout_ms: default_tcp_idle_ms(),
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_max_per_client: default_tcp_max_per_client(),
             state_dir: None,
             rate_limit: RateLimitConfig::default(),
         }

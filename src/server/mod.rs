@@ -1,8 +1,9 @@
 //! Listeners: each turns what arrives into a [`Request`], runs the one pipeline, sends the
 //! reply and hands the outcome to the one exit.
 //!
-//! UDP is ours ([`udp`]: a socket per worker, a packet-cache fast path); hickory-server
-//! owns TCP (a task per connection). [`serve::Handler`] is the full path of both. The
+//! UDP ([`udp`]: a socket per worker, a packet-cache fast path) and TCP ([`tcp`]: bounded
+//! connections, pipelined queries) are ours; hickory's decoder reads what the fast path
+//! cannot, and [`serve::Handler`] is the full path of both. The
 //! configuration in service is a [`Live`]: a reload swaps it whole between two queries,
 //! so no query is dropped (SPEC §7).
 
@@ -10,6 +11,7 @@ mod batch;
 pub mod packet;
 pub mod ratelimit;
 pub mod serve;
+pub mod tcp;
 mod udp;
 pub mod wire;
 
@@ -17,9 +19,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
-use tracing::{error, info, warn};
+use tracing::info;
 
 use crate::clock::Clock;
 use crate::diag::Diagnostic;
@@ -80,26 +81,44 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// The bound DNS addresses (UDP and TCP on each).
     pub addrs: Vec<SocketAddr>,
-    server: Server<serve::Handler>,
-    udp: Vec<tokio::task::JoinHandle<()>>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting and waits for in-flight queries.
-    pub async fn shutdown(mut self) {
-        for t in &self.udp {
+    /// Stops the listeners (queries being answered finish on their own).
+    pub async fn shutdown(self) {
+        for t in &self.listeners {
             t.abort();
         }
-        if let Err(e) = self.server.shutdown_gracefully().await {
-            warn!(error = %e, "shutdown");
+        for t in self.listeners {
+            let _ = t.await;
         }
     }
 
-    /// Serves until the listeners stop.
+    /// Serves until a listener stops (they run until the process ends).
     pub async fn wait(&mut self) {
-        if let Err(e) = self.server.block_until_done().await {
-            error!(error = %e, "server stopped");
+        for t in &mut self.listeners {
+            let _ = t.await;
         }
+    }
+}
+
+/// TCP connections the process can hold: its file-descriptor limit (raised to the hard
+/// limit at start), less room for everything else (sockets to upstreams, files, UDP).
+fn tcp_budget(configured: usize) -> usize {
+    let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+    let spare = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(256)
+        / 2;
+    configured.min(spare.max(16))
+}
+
+/// Raises the soft file-descriptor limit to the hard one (as systemd's `LimitNOFILE`
+/// allows): every TCP client and upstream exchange holds one.
+pub fn raise_fd_limit() {
+    if let Ok(n) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(limit = n, "file-descriptor limit");
     }
 }
 
@@ -146,11 +165,15 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         clock,
     });
     let handler = serve::Handler::new(shared.clone());
-    let mut server = Server::new(handler.clone());
+    let limits = tcp::Limits {
+        total: tcp_budget(settings.tcp_max_connections),
+        per_client: settings.tcp_max_per_client,
+        idle: settings.tcp_idle,
+    };
     // As many UDP sockets per address as threads may run (the CPUs this process may use).
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut addrs = Vec::new();
-    let mut udp_tasks = Vec::new();
+    let mut tasks = Vec::new();
     for addr in &settings.listen {
         let (udp, tcp) = match bind_pair(*addr, workers).await {
             Ok(pair) => pair,
@@ -163,7 +186,7 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
                     && (e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(97))
                     && settings.listen.iter().any(|a| a.is_ipv4()) =>
             {
-                warn!(%addr, error = %e, "IPv6 address not available on this host; not listening there");
+                tracing::warn!(%addr, error = %e, "IPv6 address not available on this host; not listening there");
                 continue;
             }
             Err(e) => {
@@ -174,16 +197,14 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
             }
         };
         let bound = udp[0].local_addr()?;
-        udp_tasks.extend(udp::spawn(&shared, &handler, udp));
-        // Responses queued per connection: hickory answers one TCP query at a time.
-        server.register_listener(tcp, settings.tcp_idle, 32);
+        tasks.extend(udp::spawn(&shared, &handler, udp));
+        tasks.push(tcp::spawn(&shared, &handler, tcp, limits));
         info!(addr = %bound, "listening");
         addrs.push(bound);
     }
     Ok(Running {
         shared,
         addrs,
-        server,
-        udp: udp_tasks,
+        listeners: tasks,
     })
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer;
-use hickory_server::server::{Request as HRequest, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request as HRequest, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::debug;
 
@@ -21,7 +20,7 @@ use crate::pipeline::{Message, Outcome, Request};
 use crate::resolve::Question;
 use crate::resolve::forward::EDNS_PAYLOAD;
 
-/// Our `hickory_server::RequestHandler` (TCP), and the UDP full path.
+/// The full path of TCP and UDP.
 #[derive(Clone)]
 pub struct Handler {
     shared: Arc<Shared>,
@@ -43,17 +42,6 @@ pub struct Served {
     pub outcome: Outcome,
     /// The UDP answer did not fit and went out truncated: not one to repeat.
     pub truncated: bool,
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &HRequest,
-        response_handle: R,
-    ) -> ResponseInfo {
-        self.serve(request, None, response_handle).await.info
-    }
 }
 
 /// The pipeline's view of a decoded message.

@@ -236,9 +236,21 @@ impl Server {
 
     /// Starts `dnsgate run -c cfg` with extra environment variables.
     pub(crate) fn start_with_env(cfg: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["run", "-c", cfg])
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "-c", cfg]).envs(env.iter().copied());
+        Self::spawn(cmd)
+    }
+
+    /// Starts `dnsgate run -c cfg` with at most `nofile` open files (soft and hard).
+    pub(crate) fn start_with_nofile(cfg: &str, nofile: u32) -> Self {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .args(["--", BIN, "run", "-c", cfg]);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -20,6 +20,7 @@ mod policytests;
 mod protocol;
 mod reload;
 mod serving;
+mod tcp;
 mod upstream;
 mod urllists;
 
