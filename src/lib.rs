@@ -23,6 +23,7 @@
 //! metrics    metric names and per-query handles
 //! clock      the one clock                            label     enums with their labels
 //! diag       path:line:col diagnostics                netmap    CIDR maps
+//! sys        low-priority background threads, memory release
 //! ```
 #![warn(missing_docs)]
 
@@ -44,3 +45,4 @@ pub mod record;
 pub mod resolve;
 pub mod runtime;
 pub mod server;
+pub mod sys;

@@ -25,7 +25,7 @@ mod lists;
 mod live;
 
 use lists::load_lists;
-pub use live::{Live, release_memory};
+pub use live::Live;
 
 /// Settings that only take effect at start (listeners, cache size).
 #[derive(Debug, Clone, PartialEq, Eq)]

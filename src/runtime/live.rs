@@ -62,7 +62,7 @@ impl Live {
     pub async fn reload(self: &Arc<Self>) -> Result<(), Vec<Diagnostic>> {
         let _one_at_a_time = self.replacing.lock().await;
         let live = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = crate::sys::background("reload", move || {
             // URL lists: the copies this process holds are taken as they are (a reload
             // reads the configuration, not the network); only a list without one is fetched.
             let old = live.load_full();
@@ -76,10 +76,10 @@ impl Live {
             Ok(rt)
         })
         .await
-        .unwrap_or_else(|e| {
+        .unwrap_or_else(|| {
             Err(vec![Diagnostic::file(
                 &self.config_path,
-                format!("the reload task failed: {e}"),
+                "the reload task failed",
             )])
         });
         match loaded {
@@ -112,9 +112,9 @@ impl Live {
         let old = self.current.load_full();
         publish_list_gauges(&rt, Some(&old));
         self.current.store(Arc::new(rt));
-        let _ = tokio::task::spawn_blocking(move || {
+        crate::sys::background("free", move || {
             drop(old);
-            release_memory();
+            crate::sys::release_memory();
         })
         .await;
     }
@@ -144,12 +144,12 @@ impl Host for Live {
         let name = spec.name.clone();
         let cur = current.clone();
         let built =
-            tokio::task::spawn_blocking(move || cur.with_list(&name, list, entries, skipped))
+            crate::sys::background("swap", move || cur.with_list(&name, list, entries, skipped))
                 .await
-                .unwrap_or_else(|e| {
+                .unwrap_or_else(|| {
                     Err(vec![Diagnostic::file(
                         Path::new(&spec.url),
-                        format!("list swap failed: {e}"),
+                        "list swap failed",
                     )])
                 });
         drop(current);
@@ -183,17 +183,5 @@ fn publish_list_gauges(rt: &Runtime, old: Option<&Runtime>) {
         if !rt.list_info.iter().any(|n| n.name == l.name) {
             ::metrics::gauge!(metrics::LIST_ENTRIES, "list" => l.name.clone()).set(0.0);
         }
-    }
-}
-
-/// Hands freed memory back to the system after an old configuration is dropped: its lists
-/// were tens of megabytes, and glibc would otherwise keep them as free heap, so every
-/// reload would look like a leak of one configuration's size. (Queries still holding the
-/// old configuration free it a moment later; the next replacement trims that.)
-pub fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

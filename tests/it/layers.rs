@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["policy"],
     &["lists", "resolve", "config", "querylog"],
     &["identity", "geoip", "metrics"],
-    &["clock", "label", "diag", "netmap"],
+    &["clock", "label", "diag", "netmap", "sys"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

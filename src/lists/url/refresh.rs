@@ -158,7 +158,7 @@ async fn take_body(
     let dir = store.dir_of(spec);
     let (s, v, st) = (spec.clone(), validators.clone(), store.clone());
     // Hashing, parsing and saving a big list take a while: off the serving threads.
-    let parsed = tokio::task::spawn_blocking(move || {
+    let parsed = crate::sys::background("list-parse", move || {
         let checksum = disk::fnv1a64(&body);
         if st.same_body(&s, checksum) {
             return Ok(None);
@@ -172,7 +172,7 @@ async fn take_body(
         Ok(Some((list, stats, checksum)))
     })
     .await
-    .unwrap_or_else(|e| Err(Error::Client(format!("the parse task failed: {e}"))))?;
+    .unwrap_or_else(|| Err(Error::Client("the parse task failed".to_owned())))?;
     let Some((list, stats, checksum)) = parsed else {
         confirmed(store, spec, validators, now).await;
         return Ok(());

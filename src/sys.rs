@@ -1,0 +1,71 @@
+//! What dnsgate asks of the operating system beyond sockets: background work that yields
+//! to serving, and handing freed memory back.
+//!
+//! Reloads, list swaps and the freeing of an old configuration take seconds of CPU for a
+//! million-name list. On the blocking pool they competed as equals with the threads that
+//! answer queries: on one busy core a reload took half of it, and queries were dropped.
+//! They run instead on a thread of their own at the lowest priority (nice 19), so they
+//! get the CPU that serving leaves over.
+
+use std::future::Future;
+
+/// Runs `f` on a new low-priority thread; its result, or `None` if it panicked.
+pub fn background<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl Future<Output = Option<T>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("dnsgate-{name}"))
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        });
+    async move {
+        spawned.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19). On Linux niceness
+/// is per thread; nothing to undo, the thread ends with its work.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments; `gettid` names this thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
+/// Hands freed memory back to the system after an old configuration is dropped: its lists
+/// were tens of megabytes, and glibc would otherwise keep them as free heap, so every
+/// reload would look like a leak of one configuration's size. (Queries still holding the
+/// old configuration free it a moment later; the next replacement trims that.)
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn background_work_runs_at_the_lowest_priority() {
+        let nice = background("test", || {
+            // SAFETY: getpriority reads its integer arguments only.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        })
+        .await;
+        assert_eq!(nice, Some(19));
+        // This thread is untouched.
+        // SAFETY: as above.
+        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        assert_ne!(own, 19);
+        assert_eq!(background("panics", || panic!("boom")).await, None::<()>);
+    }
+}
