@@ -70,11 +70,12 @@ fn message_of(request: &HRequest) -> Message {
 
 impl Handler {
     /// Answers one decoded request through `response_handle`; `arrival` is when its
-    /// datagram was read (`None`: now).
+    /// datagram was read (`None`: now), `listener` the local address it came to.
     pub async fn serve<R: ResponseHandler>(
         &self,
         request: &HRequest,
         arrival: Option<Instant>,
+        listener: Option<std::net::SocketAddr>,
         mut response_handle: R,
     ) -> Served {
         let shared = &self.shared;
@@ -92,6 +93,7 @@ impl Handler {
         if let Some(at) = arrival {
             req.arrival = at;
         }
+        req.listener = listener;
         let outcome = shared.answer(&rt, &req).await;
         debug!(client = %req.src, action = outcome.action.as_str(),
             policy = outcome.policy.map_or("-", |i| rt.policies.policies[i].name.as_str()),

@@ -218,6 +218,7 @@ async fn connection(
     idle: Duration,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
@@ -249,7 +250,7 @@ async fn connection(
         };
         let (shared, handler, tx) = (shared.clone(), handler.clone(), tx.clone());
         tokio::spawn(async move {
-            query(&shared, &handler, body, peer, tx).await;
+            query(&shared, &handler, body, (peer, local), tx).await;
             drop(permit);
         });
     }
@@ -263,7 +264,7 @@ async fn query(
     shared: &Shared,
     handler: &Handler,
     body: Vec<u8>,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
     tx: mpsc::Sender<Vec<u8>>,
 ) {
     let arrival = shared.clock.now();
@@ -274,7 +275,9 @@ async fn query(
             if request.metadata.message_type == hickory_proto::op::MessageType::Response {
                 return;
             }
-            handler.serve(&request, Some(arrival), Framed { tx }).await;
+            handler
+                .serve(&request, Some(arrival), local, Framed { tx })
+                .await;
         }
         Err(_) => {
             // Unreadable: the pipeline decides from the header (FORMERR, or REFUSED for an
@@ -282,6 +285,7 @@ async fn query(
             let rt = shared.live.load_full();
             let mut req = Request::new(&shared.clock, peer.ip(), Protocol::Tcp, Message::Malformed);
             req.arrival = arrival;
+            req.listener = local;
             let outcome = shared.answer(&rt, &req).await;
             let mut out = Vec::with_capacity(14);
             if wire::header_reply(

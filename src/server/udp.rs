@@ -386,7 +386,14 @@ async fn full(
         sent: miss.is_some().then(|| sent.clone()),
     };
     let minute = unix_now(&shared).as_secs() / 60;
-    let served = handler.serve(&request, Some(arrival), capture).await;
+    let listener = match (local, capture.sock.local_addr()) {
+        (Some(l), Ok(bound)) => Some(SocketAddr::new(l.addr, bound.port())),
+        (None, Ok(bound)) => Some(bound),
+        _ => None,
+    };
+    let served = handler
+        .serve(&request, Some(arrival), listener, capture)
+        .await;
     let Some((key, class, generation)) = miss else {
         return;
     };
