@@ -295,7 +295,8 @@ impl Runtime {
             }),
         };
 
-        let (lists, list_info, url_specs) = load_lists(&cfg, url_lists, &mut diags);
+        let (lists, list_info, url_specs) =
+            load_lists(&cfg, url_lists, clock.system_time(), &mut diags);
         let flags = PolicyFlags {
             has_geoip: main.geoip.is_some(),
             match_extended_emails: main.identity.match_extended_emails,

@@ -38,6 +38,7 @@ struct Pending {
 pub(super) fn load_lists(
     cfg: &LoadedConfig,
     url_lists: &UrlLists,
+    now: std::time::SystemTime,
     diags: &mut Vec<Diagnostic>,
 ) -> (HashMap<String, Arc<List>>, Vec<ListInfo>, Vec<UrlSpec>) {
     let mut pending = Vec::new();
@@ -61,7 +62,7 @@ pub(super) fn load_lists(
             .map(|d| mf.resolve(d.get_ref()));
         let dir = url::cache_dir(configured.as_deref());
         url_lists
-            .ensure(&specs, &dir)
+            .ensure(&specs, &dir, now)
             .into_iter()
             .map(Some)
             .collect()

@@ -250,8 +250,13 @@ impl UrlLists {
     /// under `dir`, else fetched (the missing ones at once, each bounded by the fetch
     /// timeouts). Blocks the calling thread while fetching; the fetches run on a helper
     /// thread, so this works from synchronous code and inside an async task alike.
-    pub fn ensure(&self, specs: &[UrlSpec], dir: &Path) -> Vec<Result<Loaded, Error>> {
-        let now = SystemTime::now();
+    /// `now` is the server clock's wall time (copies older than `refresh` are due).
+    pub fn ensure(
+        &self,
+        specs: &[UrlSpec],
+        dir: &Path,
+        now: SystemTime,
+    ) -> Vec<Result<Loaded, Error>> {
         let dir = self.usable_dir(dir);
         dir.clone_into(
             &mut self
