@@ -8,6 +8,7 @@
 //! so no query is dropped (SPEC §7).
 
 mod batch;
+mod fast;
 pub mod packet;
 pub mod ratelimit;
 pub mod serve;
