@@ -17,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{emit, load_or_report};
+use crate::config::SourceFile;
 use crate::diag::Diagnostic;
 use crate::label::{QueryAction, Rcode};
 use crate::pipeline::{self, DeviceHint, Outcome, Request, Resolver};
@@ -113,8 +114,10 @@ async fn run_file(
         configs.insert(config.clone(), rt);
     }
     let rt = &configs[&config];
+    // One index for every failing case's position, not a scan from the start for each.
+    let source = SourceFile::new(file, text);
     for case in &parsed.cases {
-        let at = |msg: String| Diagnostic::at_offset(file, &text, case.span().start, msg);
+        let at = |msg: String| source.diag_at(case.span().start, msg);
         let case = case.get_ref();
         let outcome = match run_case(rt, case).await {
             Ok(o) => o,
