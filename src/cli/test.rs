@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{RData, RecordType};
 use jiff::Timestamp;
 use serde::Deserialize;
 use toml::Spanned;
@@ -150,9 +150,7 @@ async fn run_file(
 
 /// Builds the case's request and runs it through the pipeline.
 async fn run_case(rt: &Runtime, case: &Case) -> anyhow::Result<Outcome> {
-    let mut name = Name::from_utf8(&case.query)
-        .map_err(|e| anyhow::anyhow!("`{}` is not a DNS name: {e}", case.query))?;
-    name.set_fqdn(true);
+    let name = super::query_name(&case.query)?;
     let qtype = case.qtype.as_deref().unwrap_or("A");
     let qtype: RecordType = qtype
         .to_ascii_uppercase()

@@ -319,22 +319,22 @@ fn decision(
                     )),
                 }
             }
-            let host =
-                cfg.override_host
-                    .as_ref()
-                    .and_then(|h| match Name::from_utf8(h.get_ref()) {
-                        Ok(mut n) => {
-                            n.set_fqdn(true);
-                            Some(n)
-                        }
-                        Err(e) => {
-                            diags.push(file.diag(
-                                &h.span(),
-                                format!("policy `{name}`: bad override_host: {e}"),
-                            ));
-                            None
-                        }
-                    });
+            let host = cfg
+                .override_host
+                .as_ref()
+                .and_then(|h| match override_name(h.get_ref()) {
+                    Ok(mut n) => {
+                        n.set_fqdn(true);
+                        Some(n)
+                    }
+                    Err(e) => {
+                        diags.push(file.diag(
+                            &h.span(),
+                            format!("policy `{name}`: bad override_host: {e}"),
+                        ));
+                        None
+                    }
+                });
             if cfg.override_ips.is_empty() == cfg.override_host.is_none() {
                 diags.push(file.diag(
                     &cfg.action.span(),
@@ -348,6 +348,13 @@ fn decision(
         }
         Action::SafeSearch | Action::YtRestricted | Action::Resolve => None,
     }
+}
+
+/// An `override_host` as a query would carry it: a name in Unicode in its ASCII form, the
+/// whole name at once (as lists and expressions read names), `_` allowed.
+fn override_name(host: &str) -> Result<Name, String> {
+    let ascii = crate::lists::name_to_ascii(host).map_err(|e| e.to_string())?;
+    Name::from_ascii(&*ascii).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

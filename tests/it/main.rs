@@ -12,6 +12,7 @@ mod expressions;
 mod fastpath;
 mod faults;
 mod forwarder;
+mod idn;
 mod layers;
 mod listeners;
 mod metrics;
