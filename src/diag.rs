@@ -93,6 +93,24 @@ impl Lines {
     }
 }
 
+/// Several diagnostics, as one error.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
 #[cfg(test)]
 thread_local! {
     /// Bytes of text read to turn offsets into positions, on this thread: lets tests check
@@ -114,24 +132,6 @@ fn note_scanned(n: usize) {
 pub(crate) fn scanned() -> usize {
     SCANNED.with(std::cell::Cell::get)
 }
-
-/// Several diagnostics, as one error.
-#[derive(Debug, Clone, Default)]
-pub struct Diagnostics(pub Vec<Diagnostic>);
-
-impl fmt::Display for Diagnostics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Diagnostics {}
 
 #[cfg(test)]
 mod tests {
