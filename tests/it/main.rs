@@ -19,6 +19,7 @@ mod metrics;
 mod policies;
 mod policytests;
 mod protocol;
+mod querylog;
 mod reload;
 mod serving;
 mod upstream;
