@@ -45,6 +45,8 @@ pub const STALE_ANSWERS_TOTAL: &str = "dnsgate_stale_answers_total";
 pub const RATE_LIMITED_TOTAL: &str = "dnsgate_rate_limited_total";
 /// Query-log lines not written because their kind is sampled (refused outsiders).
 pub const QUERYLOG_SAMPLED_OUT_TOTAL: &str = "dnsgate_querylog_sampled_out_total";
+/// Query-log lines lost: the writer fell behind, or a write failed (a full disk).
+pub const QUERYLOG_DROPPED_TOTAL: &str = "dnsgate_querylog_dropped_total";
 
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -95,6 +97,10 @@ fn describe() {
     describe_counter!(
         QUERYLOG_SAMPLED_OUT_TOTAL,
         "Query-log lines of refused outsiders left out by sampling"
+    );
+    describe_counter!(
+        QUERYLOG_DROPPED_TOTAL,
+        "Query-log lines lost: the writer fell behind or a write failed"
     );
 }
 

@@ -6,7 +6,6 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use anyhow::Context;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 use serde_json::{Value, json};
@@ -160,8 +159,7 @@ pub(super) async fn explain(
     as_json: bool,
 ) -> anyhow::Result<()> {
     let rt = load_or_report(config)?;
-    let mut qname = Name::from_utf8(name).with_context(|| format!("`{name}` is not a DNS name"))?;
-    qname.set_fqdn(true);
+    let qname = super::query_name(name)?;
     let qtype: RecordType = qtype
         .to_ascii_uppercase()
         .parse()

@@ -115,6 +115,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// A query name typed by a person (`explain`'s NAME, a policy test's `query`), as a query
+/// would carry it: a name in Unicode in its ASCII (punycode) form, the whole name at once
+/// (so `。` separates labels, as UTS 46 says), and `_` allowed as lists allow it.
+fn query_name(name: &str) -> anyhow::Result<hickory_proto::rr::Name> {
+    let parsed = crate::lists::name_to_ascii(name)
+        .map_err(anyhow::Error::from)
+        .and_then(|ascii| Ok(hickory_proto::rr::Name::from_ascii(&*ascii)?));
+    let mut qname = parsed.with_context(|| format!("`{name}` is not a DNS name"))?;
+    qname.set_fqdn(true);
+    Ok(qname)
+}
+
 fn load_or_report(config: &Path) -> anyhow::Result<Runtime> {
     report(config, Runtime::load(config))
 }

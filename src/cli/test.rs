@@ -11,12 +11,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{RData, RecordType};
 use jiff::Timestamp;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{emit, load_or_report};
+use crate::config::SourceFile;
 use crate::diag::Diagnostic;
 use crate::label::{QueryAction, Rcode};
 use crate::pipeline::{self, DeviceHint, Outcome, Request, Resolver};
@@ -113,8 +114,10 @@ async fn run_file(
         configs.insert(config.clone(), rt);
     }
     let rt = &configs[&config];
+    // One index for every failing case's position, not a scan from the start for each.
+    let source = SourceFile::new(file, text);
     for case in &parsed.cases {
-        let at = |msg: String| Diagnostic::at_offset(file, &text, case.span().start, msg);
+        let at = |msg: String| source.diag_at(case.span().start, msg);
         let case = case.get_ref();
         let outcome = match run_case(rt, case).await {
             Ok(o) => o,
@@ -147,9 +150,7 @@ async fn run_file(
 
 /// Builds the case's request and runs it through the pipeline.
 async fn run_case(rt: &Runtime, case: &Case) -> anyhow::Result<Outcome> {
-    let mut name = Name::from_utf8(&case.query)
-        .map_err(|e| anyhow::anyhow!("`{}` is not a DNS name: {e}", case.query))?;
-    name.set_fqdn(true);
+    let name = super::query_name(&case.query)?;
     let qtype = case.qtype.as_deref().unwrap_or("A");
     let qtype: RecordType = qtype
         .to_ascii_uppercase()

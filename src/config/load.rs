@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 
 use super::{CategoryConfig, ConfigFile, IncludeFile, ListConfig, PolicyConfig};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Lines};
 
 /// A file that was read, kept for positions.
 #[derive(Debug, Clone)]
@@ -20,9 +20,22 @@ pub struct SourceFile {
     pub path: PathBuf,
     /// Its contents.
     pub text: String,
+    /// Where its lines start: built once, so each of the many positions asked for while
+    /// loading costs a binary search, not a scan from the file's start.
+    lines: Lines,
 }
 
 impl SourceFile {
+    /// A file with the given contents.
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        Self {
+            path: path.into(),
+            lines: Lines::new(&text),
+            text,
+        }
+    }
+
     /// The directory relative paths in this file are resolved against.
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or_else(|| Path::new("."))
@@ -40,7 +53,23 @@ impl SourceFile {
 
     /// A diagnostic at a byte span of this file.
     pub fn diag(&self, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::at_offset(&self.path, &self.text, span.start, message)
+        self.diag_at(span.start, message)
+    }
+
+    /// A diagnostic at a byte offset of this file.
+    pub fn diag_at(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
+        let (line, col) = self.line_col(offset);
+        Diagnostic {
+            path: self.path.clone(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    /// 1-based line and column of a byte offset of this file.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_col(&self.text, offset)
     }
 
     /// The file offset of byte `inner` of the string value whose TOML literal spans `span`.
@@ -152,10 +181,7 @@ fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostic> {
 
 fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
     std::fs::read_to_string(path)
-        .map(|text| SourceFile {
-            path: path.to_path_buf(),
-            text,
-        })
+        .map(|text| SourceFile::new(path, text))
         .map_err(|e| Diagnostic::file(path, format!("cannot read file: {e}")))
 }
 
@@ -321,10 +347,7 @@ mod tests {
     #[test]
     fn string_offset_walks_escapes_in_basic_strings() {
         let text = "t = \"dns.fqdn == \\\"a\\\" and \\u00e9 == x\"";
-        let f = SourceFile {
-            path: "x".into(),
-            text: text.into(),
-        };
+        let f = SourceFile::new("x", text);
         let value = "dns.fqdn == \"a\" and é == x";
         let inner = value.find("== x").unwrap();
         let off = f.string_offset(&(4..text.len()), inner);
@@ -333,10 +356,7 @@ mod tests {
 
     #[test]
     fn string_offset_skips_the_quote() {
-        let f = SourceFile {
-            path: "x".into(),
-            text: "t = 'abc'\nu = \"\"\"\nxyz\"\"\"".into(),
-        };
+        let f = SourceFile::new("x", "t = 'abc'\nu = \"\"\"\nxyz\"\"\"");
         assert_eq!(f.string_offset(&(4..9), 1), 6);
         let start = f.text.find("\"\"\"").unwrap();
         assert_eq!(

@@ -16,7 +16,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{Counts, Directory, Group, Identity, TokenMap, canonical_email};
-use crate::diag::{Diagnostic, line_col};
+use crate::diag::{Diagnostic, Lines};
 use crate::netmap::{FastMap, PrefixMap, Shown, parse_net};
 
 impl Directory {
@@ -37,6 +37,7 @@ impl Directory {
         let mut loader = Loader {
             path,
             text,
+            lines: Lines::new(text),
             diags: Vec::new(),
         };
         let directory = loader.load();
@@ -131,17 +132,24 @@ type Claims = HashMap<IpNet, (String, usize)>;
 struct Loader<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Built once: a directory with thousands of bad entries reports each in O(log n).
+    lines: Lines,
     diags: Vec<Diagnostic>,
 }
 
 impl Loader<'_> {
     fn error(&mut self, offset: usize, message: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::at_offset(self.path, self.text, offset, message));
+        let (line, col) = self.lines.line_col(self.text, offset);
+        self.diags.push(Diagnostic {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        });
     }
 
     fn line(&self, offset: usize) -> usize {
-        line_col(self.text, offset).0
+        self.lines.line_col(self.text, offset).0
     }
 
     fn load(&mut self) -> Directory {

@@ -24,7 +24,7 @@ mod values;
 
 pub use domain::DomainList;
 pub use ip::IpSet;
-pub use name::NameError;
+pub use name::{NameError, name_to_ascii};
 pub use values::{EmailSet, StringSet};
 
 /// The value type of a list (`type = ...`).

@@ -11,8 +11,15 @@
 //! appear in lists and resolve), labels are 1–63 bytes, the whole name at most 253, a label
 //! may not start or end with `-`, and the last label may not be all digits (RFC 3696 §2),
 //! which keeps IPv4 addresses and adblock fragments such as `-coin-hive.js` out.
+//!
+//! A name written in Unicode (`bücher.example`) is converted to the ASCII (punycode) form
+//! queries carry (`xn--bcher-kva.example`) by [`name_to_ascii`] (UTS 46), then checked like any
+//! other; ASCII names never go through the conversion, so the usual line costs nothing more.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 
 /// Why a token is not usable as a DNS name in a domain list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -48,9 +55,9 @@ pub enum NameError {
     /// Whitespace inside the name.
     #[error("whitespace inside a name")]
     Whitespace,
-    /// A non-ASCII character (internationalised names must be listed in punycode).
-    #[error("non-ASCII name (use punycode)")]
-    NonAscii,
+    /// A name in Unicode that UTS 46 cannot convert to ASCII.
+    #[error("not a valid internationalised name (IDNA)")]
+    Idna,
     /// Another character that cannot be in a hostname.
     #[error("character {0:?} not allowed in a name")]
     BadChar(char),
@@ -62,12 +69,48 @@ pub enum NameError {
     TooLarge,
 }
 
+/// The ASCII form of a name written in Unicode: UTS 46 (IDNA) mapping, lowercase, each
+/// label in punycode, as a query for it carries the name. An ASCII name is returned as it
+/// is (not lowercased, and `_` or `xn--` labels are left alone): only Unicode needs this.
+///
+/// Hyphen placement and lengths are not checked here; [`normalize`] checks the result
+/// the way it checks every name, and a query name is checked when it is built.
+pub fn name_to_ascii(name: &str) -> Result<Cow<'_, str>, NameError> {
+    if name.is_ascii() {
+        return Ok(Cow::Borrowed(name));
+    }
+    Uts46::new()
+        .to_ascii(
+            name.as_bytes(),
+            AsciiDenyList::EMPTY,
+            Hyphens::Allow,
+            DnsLength::Ignore,
+        )
+        .map_err(|_| NameError::Idna)
+}
+
 /// Normalises `raw` into a list entry: strips one trailing dot and a leading `*.`,
-/// validates, and lowercases into `buf` only when needed.
+/// converts a Unicode name to ASCII, validates, and lowercases into `buf` only when
+/// needed.
 pub(crate) fn normalize<'a>(raw: &'a str, buf: &'a mut String) -> Result<&'a str, NameError> {
     let name = raw.strip_suffix('.').unwrap_or(raw);
     let name = name.strip_prefix("*.").unwrap_or(name);
-    if check(name)? {
+    // The check stops at the first non-ASCII byte with `Idna`: only then is the name
+    // converted, so an ASCII line costs no extra pass.
+    let upper = match check(name) {
+        Err(NameError::Idna) => {
+            let ascii = name_to_ascii(name)?;
+            // UTS 46 maps the ideographic full stop and its kin to `.`: strip a trailing one.
+            let ascii = ascii.strip_suffix('.').unwrap_or(&ascii);
+            check(ascii)?;
+            buf.clear();
+            buf.push_str(ascii);
+            let converted: &'a String = buf;
+            return Ok(converted.as_str());
+        }
+        checked => checked?,
+    };
+    if upper {
         buf.clear();
         buf.push_str(name);
         buf.make_ascii_lowercase();
@@ -78,7 +121,8 @@ pub(crate) fn normalize<'a>(raw: &'a str, buf: &'a mut String) -> Result<&'a str
     }
 }
 
-/// Validates a name; returns whether it has uppercase letters.
+/// Validates an ASCII name; returns whether it has uppercase letters. A non-ASCII byte
+/// is [`NameError::Idna`], which [`normalize`] takes as "convert, then check again".
 fn check(name: &str) -> Result<bool, NameError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() {
@@ -106,7 +150,8 @@ fn check(name: &str) -> Result<bool, NameError> {
             b'/' => return Err(NameError::Path),
             b':' if name.parse::<Ipv6Addr>().is_ok() => return Err(NameError::IpAddress),
             c if c.is_ascii_whitespace() => return Err(NameError::Whitespace),
-            c if !c.is_ascii() => return Err(NameError::NonAscii),
+            // Unicode: `normalize` converts the name to ASCII and checks that instead.
+            c if !c.is_ascii() => return Err(NameError::Idna),
             c => return Err(NameError::BadChar(char::from(c))),
         }
     }
@@ -184,6 +229,26 @@ mod tests {
     }
 
     #[test]
+    fn unicode_names_become_their_lowercase_punycode() {
+        assert_eq!(
+            norm("bücher.example").as_deref(),
+            Ok("xn--bcher-kva.example")
+        );
+        assert_eq!(
+            norm("*.BÜCHER.Example.").as_deref(),
+            Ok("xn--bcher-kva.example")
+        );
+        assert_eq!(norm("日本。example").as_deref(), Ok("xn--wgv71a.example"));
+        assert_eq!(
+            norm("ПРИМЕР.испытание").as_deref(),
+            Ok("xn--e1afmkfd.xn--80akhbyknj4f")
+        );
+        // ASCII names are left to the hostname rules (`_` is allowed), not to UTS 46.
+        assert_eq!(norm("pt_br.example").as_deref(), Ok("pt_br.example"));
+        assert_eq!(name_to_ascii("A.example").as_deref(), Ok("A.example"));
+    }
+
+    #[test]
     fn rejects_what_is_not_a_name() {
         assert_eq!(norm("1.2.3.4"), Err(NameError::IpAddress));
         assert_eq!(norm("::1"), Err(NameError::IpAddress));
@@ -196,7 +261,8 @@ mod tests {
         assert_eq!(norm("a.*.com"), Err(NameError::Wildcard));
         assert_eq!(norm("example.com/x"), Err(NameError::Path));
         assert_eq!(norm("a b.com"), Err(NameError::Whitespace));
-        assert_eq!(norm("bücher.de"), Err(NameError::NonAscii));
+        assert_eq!(norm("xn--ü.example"), Err(NameError::Idna));
+        assert_eq!(norm("bü cher.example"), Err(NameError::Whitespace));
         assert_eq!(norm("a:80"), Err(NameError::BadChar(':')));
         assert_eq!(norm("."), Err(NameError::Empty));
         assert_eq!(norm(&"a".repeat(64)), Err(NameError::LabelTooLong));

@@ -2,9 +2,9 @@
 //! behaves like `domains` for domain lists).
 //!
 //! Each parser walks the text line by line on borrowed slices; a name is copied only into
-//! the list's arena (and, when it has uppercase letters, through one reused buffer). The
-//! list is reserved from the line count first, so a million-line list neither rehashes
-//! nor regrows.
+//! the list's arena (and, when it has uppercase letters or is in Unicode, through one
+//! reused buffer). The list is reserved from the line count first, so a million-line list
+//! neither rehashes nor regrows. A name in Unicode is entered in its punycode form.
 //!
 //! Nothing is an error: a line a DNS filter cannot use is skipped and counted with its
 //! line number (blocky's parsers), because real lists mix formats and carry browser-only

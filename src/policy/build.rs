@@ -158,12 +158,7 @@ fn compile_policy(
             Err(errs) => {
                 for e in errs {
                     let off = file.string_offset(&text.span(), e.offset);
-                    diags.push(Diagnostic::at_offset(
-                        &file.path,
-                        &file.text,
-                        off,
-                        format!("policy `{name}`: {}", e.message),
-                    ));
+                    diags.push(file.diag_at(off, format!("policy `{name}`: {}", e.message)));
                 }
                 None
             }
@@ -252,7 +247,7 @@ fn compile_policy(
         upstreams,
         matches: ::metrics::counter!(crate::metrics::POLICY_MATCHES_TOTAL, "policy" => name.clone()),
         location: {
-            let (l, c) = crate::diag::line_col(&file.text, loc.item.span().start);
+            let (l, c) = file.line_col(loc.item.span().start);
             format!("{}:{l}:{c}", file.path.display())
         },
     };
@@ -324,22 +319,22 @@ fn decision(
                     )),
                 }
             }
-            let host =
-                cfg.override_host
-                    .as_ref()
-                    .and_then(|h| match Name::from_utf8(h.get_ref()) {
-                        Ok(mut n) => {
-                            n.set_fqdn(true);
-                            Some(n)
-                        }
-                        Err(e) => {
-                            diags.push(file.diag(
-                                &h.span(),
-                                format!("policy `{name}`: bad override_host: {e}"),
-                            ));
-                            None
-                        }
-                    });
+            let host = cfg
+                .override_host
+                .as_ref()
+                .and_then(|h| match override_name(h.get_ref()) {
+                    Ok(mut n) => {
+                        n.set_fqdn(true);
+                        Some(n)
+                    }
+                    Err(e) => {
+                        diags.push(file.diag(
+                            &h.span(),
+                            format!("policy `{name}`: bad override_host: {e}"),
+                        ));
+                        None
+                    }
+                });
             if cfg.override_ips.is_empty() == cfg.override_host.is_none() {
                 diags.push(file.diag(
                     &cfg.action.span(),
@@ -352,5 +347,76 @@ fn decision(
             })
         }
         Action::SafeSearch | Action::YtRestricted | Action::Resolve => None,
+    }
+}
+
+/// An `override_host` as a query would carry it: a name in Unicode in its ASCII form, the
+/// whole name at once (as lists and expressions read names), `_` allowed.
+fn override_name(host: &str) -> Result<Name, String> {
+    let ascii = crate::lists::name_to_ascii(host).map_err(|e| e.to_string())?;
+    Name::from_ascii(&*ascii).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use crate::diag;
+    use crate::runtime::Runtime;
+
+    /// `count` block policies, one per line group, starting at `first`; returns the text and
+    /// the 1-based line of each `[[policies]]` header.
+    fn policies(first: usize, count: usize, header: &str) -> (String, Vec<usize>) {
+        let mut text = header.to_owned();
+        let mut lines = Vec::new();
+        let mut line = header.matches('\n').count() + 1;
+        for i in first..first + count {
+            lines.push(line);
+            line += 5;
+            writeln!(
+                text,
+                "[[policies]]\nname = \"p{i}\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"h{i}.example\"'\n"
+            )
+            .unwrap();
+        }
+        (text, lines)
+    }
+
+    /// Loading used to compute each policy's `path:line:col` by scanning its file from the
+    /// start: O(policies x file size), 11 s for 10,000 policies. Positions must cost one
+    /// pass over each file (plus each item's own line), and still be right.
+    #[test]
+    fn ten_thousand_policies_load_with_right_positions_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (main, main_lines) = policies(
+            0,
+            5_000,
+            "include = [\"more.toml\"]\n[upstream]\nservers = [\"udp://127.0.0.1:53\"]\n\n",
+        );
+        let (more, more_lines) = policies(5_000, 5_000, "");
+        let main_path = dir.path().join("main.toml");
+        let more_path = dir.path().join("more.toml");
+        std::fs::write(&main_path, &main).unwrap();
+        std::fs::write(&more_path, &more).unwrap();
+
+        let before = diag::scanned();
+        let rt = Runtime::load(&main_path).unwrap();
+        let scanned = diag::scanned() - before;
+
+        assert_eq!(rt.policies.policies.len(), 10_000);
+        for (i, p) in rt.policies.policies.iter().enumerate() {
+            assert_eq!(p.name, format!("p{i}"));
+            let (path, line) = if i < 5_000 {
+                (&main_path, main_lines[i])
+            } else {
+                (&more_path, more_lines[i - 5_000])
+            };
+            assert_eq!(p.location, format!("{}:{line}:1", path.display()));
+        }
+        let bytes = main.len() + more.len();
+        assert!(
+            scanned <= 2 * bytes,
+            "positions read {scanned} bytes for {bytes} bytes of configuration"
+        );
     }
 }

@@ -272,14 +272,26 @@ impl Field {
     }
 }
 
-/// Normalises a string the way [`Field::normalize`] says.
+/// Normalises a string the way [`Field::normalize`] says. A name that cannot be converted
+/// to ASCII is kept as written (lowercased), so it matches nothing; where an error can be
+/// reported, use [`normalize_name`].
 pub fn normalize(kind: Normalize, s: &str) -> String {
     match kind {
-        Normalize::Name => s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase(),
+        Normalize::Name => normalize_name(s).unwrap_or_else(|_| s.to_lowercase()),
         Normalize::Upper => s.to_ascii_uppercase(),
         Normalize::Lower => s.to_ascii_lowercase(),
         Normalize::Exact => s.to_owned(),
     }
+}
+
+/// A name as name fields hold it: ASCII (a name in Unicode in its punycode form, by UTS 46),
+/// lowercase, without the trailing dot. Query names arrive in that form, so a literal or
+/// a table written `bücher.example` must be compared as `xn--bcher-kva.example`.
+pub fn normalize_name(s: &str) -> Result<String, crate::lists::NameError> {
+    let ascii = crate::lists::name_to_ascii(s)?;
+    let mut name = ascii.strip_suffix('.').unwrap_or(&ascii).to_owned();
+    name.make_ascii_lowercase();
+    Ok(name)
 }
 
 /// The answer-derived facts of the post-resolution phase.

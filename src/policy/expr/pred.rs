@@ -65,13 +65,15 @@ impl Resolved {
     }
 
     /// A literal compared with this operand, normalised as the values are. Under
-    /// `lower()` the values are lowercase, so the literal is lowercased too.
-    fn literal(&self, s: &str) -> String {
-        match (self.lower, self.norm()) {
-            (_, Normalize::Name) => fields::normalize(Normalize::Name, s),
+    /// `lower()` the values are lowercase, so the literal is lowercased too. A name in
+    /// Unicode becomes its ASCII (punycode) form, as query names are; `None` when it has
+    /// none.
+    fn literal(&self, s: &str) -> Option<String> {
+        Some(match (self.lower, self.norm()) {
+            (_, Normalize::Name) => fields::normalize_name(s).ok()?,
             (true, _) => s.to_ascii_lowercase(),
             (false, n) => fields::normalize(n, s),
-        }
+        })
     }
 
     /// A `contains` needle: the case is normalised, but a trailing dot is part of a
@@ -172,6 +174,19 @@ impl Compiler<'_, '_> {
                 // Case-normalised fields match case-insensitively, like their `==`.
                 let ci = !r.lower && r.norm() != Normalize::Exact;
                 StrTest::Matches(Box::new(Pattern::new(self.regex(re, *span, ci)?, ci)))
+            }
+            PredOp::Contains(s, span) if r.norm() == Normalize::Name && !s.is_ascii() => {
+                // Names are held in punycode, and a piece of a Unicode label has no
+                // punycode of its own: converting the needle would silently never match.
+                let hint = fields::normalize_name(s)
+                    .map(|a| format!(" (as a whole label it is `{a}`)"))
+                    .unwrap_or_default();
+                let message = format!(
+                    "`contains` on {} needs an ASCII needle: names are held in punycode{hint}; \
+                     compare whole names with `==`, `in {{}}` or a list, which take Unicode",
+                    r.text
+                );
+                return self.fail(span.start, message);
             }
             PredOp::Contains(s, _) => StrTest::Contains(r.needle(s).into()),
         };
@@ -318,7 +333,16 @@ impl Compiler<'_, '_> {
     /// A string literal for a string operand, normalised; else a type error.
     fn str_lit(&mut self, r: &Resolved, lit: &Lit) -> Option<String> {
         match &lit.value {
-            Value::Str(s) => Some(r.literal(s)),
+            Value::Str(s) => match r.literal(s) {
+                Some(v) => Some(v),
+                None => {
+                    let message = format!(
+                        "`{s}` is not a valid internationalised name (IDNA): {} values are names in ASCII (punycode) form",
+                        r.text
+                    );
+                    self.fail(lit.span.start, message)
+                }
+            },
             other => {
                 let message = format!(
                     "cannot compare {} with {} (strings are quoted: \"{other}\")",
@@ -467,6 +491,32 @@ mod tests {
         ] {
             assert_eq!(one(src), (offset, message.to_owned()), "{src}");
         }
+    }
+
+    #[test]
+    fn unicode_name_literals_compare_as_punycode() {
+        let facts = |fqdn| super::super::QueryFacts {
+            fqdn,
+            ..query(None, None)
+        };
+        let e = ok(r#"dns.fqdn == "BÜCHER.example.""#);
+        assert!(e.eval(&facts("xn--bcher-kva.example")));
+        assert!(!e.eval(&facts("bucher.example")));
+        let e = ok(r#"any(dns.domains[*] in {"a.test" "日本。example"})"#);
+        assert!(e.eval(&facts("www.xn--wgv71a.example")));
+        let e = ok(r#"dns.fqdn in {"bücher.日本.example"}"#);
+        assert!(e.eval(&facts("xn--bcher-kva.xn--wgv71a.example")));
+        // A literal with no ASCII form, and a piece of a Unicode label, are errors.
+        let (at, message) = one(r#"dns.fqdn == "xn--ü.example""#);
+        assert_eq!(at, 12);
+        assert!(
+            message.contains("not a valid internationalised name"),
+            "{message}"
+        );
+        let (at, message) = one(r#"dns.fqdn contains "bücher""#);
+        assert_eq!(at, 18);
+        assert!(message.contains("`xn--bcher-kva`"), "{message}");
+        ok(r#"dns.fqdn contains "xn--bcher-kva""#);
     }
 
     #[test]
