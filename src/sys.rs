@@ -4,8 +4,9 @@
 //! Reloads, list swaps and the freeing of an old configuration take seconds of CPU for a
 //! million-name list. On the blocking pool they competed as equals with the threads that
 //! answer queries: on one busy core a reload took half of it, and queries were dropped.
-//! They run instead on a thread of their own at the lowest priority (nice 19), so they
-//! get the CPU that serving leaves over.
+//! They run instead on a thread of their own at a low priority (nice 10: about a tenth of
+//! a core that serving wants, all of one it leaves idle), so serving keeps its share and a
+//! reload still finishes on a machine that is busy with something else too.
 
 use std::future::Future;
 
@@ -27,14 +28,17 @@ pub fn background<T: Send + 'static>(
     }
 }
 
-/// Gives the calling thread the lowest scheduling priority (nice 19). On Linux niceness
-/// is per thread; nothing to undo, the thread ends with its work.
+/// The niceness of background work.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Gives the calling thread a low scheduling priority ([`BACKGROUND_NICE`]). On Linux
+/// niceness is per thread; nothing to undo, the thread ends with its work.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority only reads its integer arguments; `gettid` names this thread.
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE);
     }
 }
 
@@ -55,17 +59,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn background_work_runs_at_the_lowest_priority() {
+    async fn background_work_runs_at_a_low_priority() {
         let nice = background("test", || {
             // SAFETY: getpriority reads its integer arguments only.
             unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
         })
         .await;
-        assert_eq!(nice, Some(19));
+        assert_eq!(nice, Some(BACKGROUND_NICE));
         // This thread is untouched.
         // SAFETY: as above.
         let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-        assert_ne!(own, 19);
+        assert_ne!(own, BACKGROUND_NICE);
         assert_eq!(background("panics", || panic!("boom")).await, None::<()>);
     }
 }
