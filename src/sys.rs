@@ -4,7 +4,7 @@
 //! Reloads, list swaps and the freeing of an old configuration take seconds of CPU for a
 //! million-name list. On the blocking pool they competed as equals with the threads that
 //! answer queries: on one busy core a reload took half of it, and queries were dropped.
-//! They run instead on a thread of their own at a low priority (nice 10: about a tenth of
+//! They run instead on a thread of their own at a low priority (nice 5: about a quarter of
 //! a core that serving wants, all of one it leaves idle), so serving keeps its share and a
 //! reload still finishes on a machine that is busy with something else too.
 
@@ -29,7 +29,7 @@ pub fn background<T: Send + 'static>(
 }
 
 /// The niceness of background work.
-pub const BACKGROUND_NICE: i32 = 10;
+pub const BACKGROUND_NICE: i32 = 5;
 
 /// Gives the calling thread a low scheduling priority ([`BACKGROUND_NICE`]). On Linux
 /// niceness is per thread; nothing to undo, the thread ends with its work.
