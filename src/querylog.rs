@@ -187,9 +187,10 @@ impl Writer {
         while let Some(msg) = rx.blocking_recv() {
             buf.clear();
             let mut lines = 0;
-            let mut reopen = false;
             let mut next = Some(msg);
-            // Drain what is already queued before writing, so bursts cost one write.
+            // Drain what is already queued before writing, so bursts cost one write. A
+            // reopen comes between the lines before it and those after: each goes to the
+            // file that was open when it was queued.
             while let Some(m) = next {
                 match m {
                     Msg::Entry(e) => {
@@ -197,24 +198,33 @@ impl Writer {
                         buf.push(b'\n');
                         lines += 1;
                     }
-                    Msg::Reopen => reopen = true,
+                    Msg::Reopen => {
+                        if lines > 0 {
+                            self.write(&buf, lines);
+                            buf.clear();
+                            lines = 0;
+                        }
+                        self.reopen();
+                    }
                 }
                 next = rx.try_recv().ok();
             }
             if lines > 0 {
                 self.write(&buf, lines);
             }
-            if reopen {
-                match open_append(&self.path) {
-                    Ok(f) => {
-                        // A new (rotated) file holds no torn line; the same file still may.
-                        self.torn &= f.metadata().is_ok_and(|m| m.len() > 0);
-                        self.file = f;
-                    }
-                    Err(err) => {
-                        warn!(error = %err, path = %self.path.display(), "cannot reopen the query log")
-                    }
-                }
+        }
+    }
+
+    /// Opens the path again (logrotate moved the file away, or it came back).
+    fn reopen(&mut self) {
+        match open_append(&self.path) {
+            Ok(f) => {
+                // A new (rotated) file holds no torn line; the same file still may.
+                self.torn &= f.metadata().is_ok_and(|m| m.len() > 0);
+                self.file = f;
+            }
+            Err(err) => {
+                warn!(error = %err, path = %self.path.display(), "cannot reopen the query log")
             }
         }
     }

@@ -78,16 +78,19 @@ pub(super) async fn udp(
     if stray > 0 {
         debug!(%addr, stray, "discarded datagrams that arrived on an idle upstream socket");
     }
-    let mut asked = if randomize {
-        random_case(&q.name)
-    } else {
-        q.name.clone()
+    // The query as written, then (0x20) its name's letters flipped at random in the bytes.
+    let (_, plain) = encode_query(q, &q.name)?;
+    let Some(name_end) = name_end(&plain) else {
+        return Err(Error::Network("cannot encode query".into()));
     };
+    let mut sent = plain.clone();
+    if randomize {
+        flip_case(&mut sent[..name_end]);
+    }
     let mut case_ignored = false;
     // Errors and timeouts drop the socket (with whatever may still arrive on it).
-    let (mut id, wire) = encode_query(q, &asked)?;
-    s.sock.send(&wire).await.map_err(net)?;
-    let (msg, len) = loop {
+    s.sock.send(&sent).await.map_err(net)?;
+    let len = loop {
         let len = match timeout_at(deadline, s.sock.recv(&mut s.buf)).await {
             Err(_) => return Err(Error::Timeout),
             Ok(r) => r.map_err(net)?,
@@ -98,23 +101,26 @@ pub(super) async fn udp(
         }
         // Anything that is not the answer to our question is ignored, not an error: it
         // may be a late answer or a spoofing attempt.
-        let Ok(msg) = Message::from_vec(&s.buf[..len]) else {
-            continue;
-        };
-        match check(&msg, id, q, &asked) {
-            Check::Answer => break (msg, len),
+        match check_wire(&s.buf[..len], &sent, name_end) {
+            Check::Answer => break len,
             Check::Other => continue,
             // The right id, the name in another case: a server that does not keep the
-            // case (a forger would have to guess the id as well). Ask again as written.
+            // case (a forger would have to guess the id as well). Ask again as written,
+            // with a new id.
             Check::CaseDiffers if !case_ignored => {
                 case_ignored = true;
-                asked = q.name.clone();
-                let (again, wire) = encode_query(q, &asked)?;
-                id = again;
-                s.sock.send(&wire).await.map_err(net)?;
+                sent.clone_from(&plain);
+                sent[..2].copy_from_slice(&rand::random::<u16>().to_be_bytes());
+                s.sock.send(&sent).await.map_err(net)?;
             }
             Check::CaseDiffers => continue,
         }
+    };
+    // The name as the client wrote it, back in the answer's question; the records' owner
+    // names point there (compression), so they read it too.
+    s.buf[QUESTION_AT..name_end].copy_from_slice(&plain[QUESTION_AT..name_end]);
+    let Ok(msg) = Message::from_vec(&s.buf[..len]) else {
+        return Err(Error::Network("bad response".into()));
     };
     s.uses += 1;
     if s.uses < SOCKET_USES {
@@ -133,10 +139,7 @@ pub(super) async fn udp(
         debug!(%addr, "truncated answer, retrying over TCP");
         return tcp(addr, q, deadline).await.map(Outcome::Answer);
     }
-    let r = Response {
-        msg: restore_case(msg, &asked, &q.name),
-        wire_len: len,
-    };
+    let r = Response { msg, wire_len: len };
     Ok(if case_ignored {
         Outcome::CaseIgnored(r)
     } else {
@@ -164,10 +167,7 @@ pub(super) async fn tcp(
             stream.read_exact(&mut body).await.map_err(net)?;
             let msg = Message::from_vec(&body)
                 .map_err(|e| Error::Network(format!("bad response: {e}")))?;
-            if matches!(
-                check(&msg, id, q, &q.name),
-                Check::Answer | Check::CaseDiffers
-            ) {
+            if check(&msg, id, q) {
                 return Ok(Response { msg, wire_len: len });
             }
         }
@@ -184,6 +184,73 @@ pub(super) fn drain(sock: &UdpSocket, buf: &mut [u8]) -> usize {
         n += 1;
     }
     n
+}
+
+/// Where the question starts in a message.
+const QUESTION_AT: usize = 12;
+
+/// The end of the (uncompressed) question name in our own query `wire`.
+fn name_end(wire: &[u8]) -> Option<usize> {
+    let mut at = QUESTION_AT;
+    loop {
+        let len = usize::from(*wire.get(at)?);
+        at += 1;
+        if len == 0 {
+            return Some(at);
+        }
+        if len > 63 {
+            return None;
+        }
+        at += len;
+    }
+}
+
+/// Flips the case of the question name's letters at random (DNS 0x20), in place.
+fn flip_case(wire: &mut [u8]) {
+    let mut at = QUESTION_AT;
+    let (mut bits, mut left) = (rand::random::<u64>(), 64);
+    while let Some(&len) = wire.get(at) {
+        let len = usize::from(len);
+        if len == 0 || len > 63 {
+            break;
+        }
+        for b in wire.iter_mut().skip(at + 1).take(len) {
+            if b.is_ascii_alphabetic() {
+                if left == 0 {
+                    (bits, left) = (rand::random(), 64);
+                }
+                if bits & 1 == 1 {
+                    *b ^= 0x20;
+                }
+                bits >>= 1;
+                left -= 1;
+            }
+        }
+        at += 1 + len;
+    }
+}
+
+/// What a received datagram is to our query `sent` (whose name ends at `name_end`), read
+/// from the bytes: the id, a response with one question, the name exactly as sent (or in
+/// another case), the same type and class.
+fn check_wire(got: &[u8], sent: &[u8], name_end: usize) -> Check {
+    let question_end = name_end + 4;
+    if got.len() < question_end
+        || got[..2] != sent[..2]
+        || got[2] & 0x80 == 0
+        || got[4..6] != [0, 1]
+        || got[name_end..question_end] != sent[name_end..question_end]
+    {
+        return Check::Other;
+    }
+    let (name, ours) = (&got[QUESTION_AT..name_end], &sent[QUESTION_AT..name_end]);
+    if name == ours {
+        Check::Answer
+    } else if name.eq_ignore_ascii_case(ours) {
+        Check::CaseDiffers
+    } else {
+        Check::Other
+    }
 }
 
 pub(super) fn net(e: std::io::Error) -> Error {
@@ -221,72 +288,14 @@ enum Check {
     Other,
 }
 
-/// Whether `msg` answers our query `id` for `q`, asked as `asked`. The question is always
-/// required: a reply without one (even a FORMERR) could be anybody's.
-fn check(msg: &Message, id: u16, q: &Question, asked: &Name) -> Check {
-    if msg.metadata.id != id
-        || msg.metadata.message_type != MessageType::Response
-        || msg.queries.len() != 1
-    {
-        return Check::Other;
-    }
-    let got = &msg.queries[0];
-    // (`Name` equality ignores case.)
-    if got.name() != &q.name || got.query_type() != q.qtype || got.query_class() != q.qclass {
-        return Check::Other;
-    }
-    if same_case(got.name(), asked) {
-        Check::Answer
-    } else {
-        Check::CaseDiffers
-    }
-}
-
-/// Whether two names are spelled byte for byte alike.
-fn same_case(a: &Name, b: &Name) -> bool {
-    a.iter().eq(b.iter())
-}
-
-/// `name` with each letter's case flipped at random (DNS 0x20).
-pub(super) fn random_case(name: &Name) -> Name {
-    let mut text = name.to_ascii().into_bytes();
-    let mut bits: u64 = rand::random();
-    for (i, b) in text.iter_mut().enumerate() {
-        if i % 64 == 63 {
-            bits = rand::random();
-        }
-        if b.is_ascii_alphabetic() && bits & 1 == 1 {
-            *b ^= 0x20;
-        }
-        bits >>= 1;
-    }
-    String::from_utf8(text)
-        .ok()
-        .and_then(|t| Name::from_ascii(t).ok())
-        .unwrap_or_else(|| name.clone())
-}
-
-/// The answer as if the name had been asked as written: the question and the records
-/// owned by the name get `name`'s spelling back (clients see their own case, and the
-/// cache holds no random one).
-fn restore_case(mut msg: Message, asked: &Name, name: &Name) -> Message {
-    if same_case(asked, name) {
-        return msg;
-    }
-    for q in &mut msg.queries {
-        q.set_name(name.clone());
-    }
-    for r in msg
-        .answers
-        .iter_mut()
-        .chain(&mut msg.authorities)
-        .chain(&mut msg.additionals)
-    {
-        if &r.name == asked && same_case(&r.name, asked) {
-            r.name = name.clone();
-        }
-    }
-    msg
+/// Whether `msg` answers our TCP query `id` for `q` (the question always required).
+fn check(msg: &Message, id: u16, q: &Question) -> bool {
+    msg.metadata.id == id
+        && msg.metadata.message_type == MessageType::Response
+        && msg.queries.len() == 1
+        && msg.queries[0].name() == &q.name
+        && msg.queries[0].query_type() == q.qtype
+        && msg.queries[0].query_class() == q.qclass
 }
 
 #[cfg(test)]
@@ -308,48 +317,73 @@ mod tests {
     }
 
     #[test]
-    fn random_case_keeps_the_name_and_changes_the_spelling() {
-        let name = Name::from_str("a-long-name.with-many-letters.example.").unwrap();
-        let spellings: std::collections::HashSet<String> =
-            (0..20).map(|_| random_case(&name).to_ascii()).collect();
-        assert!(spellings.len() > 10, "{spellings:?}");
+    fn flipped_case_keeps_the_name_and_changes_the_spelling() {
+        let q = question("a-long-name.with-many-letters.example.");
+        let (_, plain) = encode_query(&q, &q.name).unwrap();
+        let end = name_end(&plain).unwrap();
+        let spellings: std::collections::HashSet<Vec<u8>> = (0..20)
+            .map(|_| {
+                let mut w = plain.clone();
+                flip_case(&mut w);
+                assert_eq!(w[end..], plain[end..], "only the name changes");
+                w[..end].to_vec()
+            })
+            .collect();
+        assert!(spellings.len() > 10);
         for s in &spellings {
-            assert!(s.eq_ignore_ascii_case(&name.to_ascii()), "{s}");
+            assert!(s.eq_ignore_ascii_case(&plain[..end]));
         }
     }
 
     #[test]
     fn an_answer_must_echo_the_question_in_the_case_asked() {
         let q = question("www.example.");
-        // (`from_ascii` keeps the case; `from_str` would lowercase through IDNA.)
-        let asked = Name::from_ascii("wWw.ExaMple.").unwrap();
-        let reply = |id, name: &str, with_question: bool| {
+        let (_, mut sent) = encode_query(&q, &Name::from_ascii("wWw.ExaMple.").unwrap()).unwrap();
+        sent[..2].copy_from_slice(&7u16.to_be_bytes());
+        let end = name_end(&sent).unwrap();
+        let reply = |id: u16, name: &str, qtype: RecordType, with_question: bool| {
             let mut m = Message::new(id, MessageType::Response, OpCode::Query);
             if with_question {
-                m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+                m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
             }
-            m
+            m.to_vec().unwrap()
         };
+        let a = RecordType::A;
         assert_eq!(
-            check(&reply(7, "wWw.ExaMple.", true), 7, &q, &asked),
+            check_wire(&reply(7, "wWw.ExaMple.", a, true), &sent, end),
             Check::Answer
         );
         assert_eq!(
-            check(&reply(7, "www.example.", true), 7, &q, &asked),
+            check_wire(&reply(7, "www.example.", a, true), &sent, end),
             Check::CaseDiffers
         );
         assert_eq!(
-            check(&reply(8, "wWw.ExaMple.", true), 7, &q, &asked),
+            check_wire(&reply(8, "wWw.ExaMple.", a, true), &sent, end),
             Check::Other
         );
         assert_eq!(
-            check(&reply(7, "other.example.", true), 7, &q, &asked),
+            check_wire(&reply(7, "other.example.", a, true), &sent, end),
+            Check::Other
+        );
+        assert_eq!(
+            check_wire(
+                &reply(7, "wWw.ExaMple.", RecordType::AAAA, true),
+                &sent,
+                end
+            ),
             Check::Other
         );
         // A FORMERR without a question is not taken on the id alone.
-        let mut formerr = reply(7, "", false);
+        let mut formerr = Message::new(7, MessageType::Response, OpCode::Query);
         formerr.metadata.response_code = hickory_proto::op::ResponseCode::FormErr;
-        assert_eq!(check(&formerr, 7, &q, &asked), Check::Other);
+        assert_eq!(
+            check_wire(&formerr.to_vec().unwrap(), &sent, end),
+            Check::Other
+        );
+        // Over TCP, the question is required too.
+        let m = Message::from_vec(&reply(7, "www.example.", a, true)).unwrap();
+        assert!(check(&m, 7, &q));
+        assert!(!check(&formerr, 7, &q));
     }
 
     #[tokio::test]
