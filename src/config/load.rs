@@ -191,27 +191,46 @@ fn is_policy_test_file(text: &str) -> bool {
         .is_ok_and(|t| t.contains_key("case") && t.contains_key("config"))
 }
 
-/// Reads the main file and everything it includes. Reports every problem found.
-pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
-    let main_file = read(path).map_err(|d| vec![d])?;
-    let mut main: ConfigFile = parse(&main_file).map_err(|d| vec![d])?;
-    let mut diags = Vec::new();
-    let mut files = vec![main_file];
-    let mut lists: Vec<_> = main
+/// Parses the text of a main file alone: its `include` globs are kept in
+/// [`ConfigFile::include`] but not followed, so nothing is read from disk (`file.path`
+/// names it in diagnostics and anchors relative paths). [`load`] is this plus the includes.
+pub fn from_text(file: SourceFile) -> Result<LoadedConfig, Vec<Diagnostic>> {
+    let mut main: ConfigFile = parse(&file).map_err(|d| vec![d])?;
+    let lists: Vec<_> = main
         .lists
         .drain(..)
         .map(|item| Located { file: 0, item })
         .collect();
-    let mut categories: Vec<_> = main
+    let categories: Vec<_> = main
         .categories
         .drain(..)
         .map(|item| Located { file: 0, item })
         .collect();
-    let mut policies: Vec<_> = main
+    let policies: Vec<_> = main
         .policies
         .drain(..)
         .map(|item| Located { file: 0, item })
         .collect();
+    Ok(LoadedConfig {
+        main,
+        files: vec![file],
+        lists,
+        categories,
+        policies,
+    })
+}
+
+/// Reads the main file and everything it includes. Reports every problem found.
+pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
+    let main_file = read(path).map_err(|d| vec![d])?;
+    let LoadedConfig {
+        main,
+        mut files,
+        mut lists,
+        mut categories,
+        mut policies,
+    } = from_text(main_file)?;
+    let mut diags = Vec::new();
 
     for pattern in &main.include {
         let full = files[0].resolve(pattern.get_ref());
@@ -328,6 +347,18 @@ mod tests {
             .collect();
         assert_eq!(names, ["main", "a", "b"]);
         assert!(c.files[c.policies[1].file].path.ends_with("p/a.toml"));
+    }
+
+    #[test]
+    fn from_text_reads_no_file() {
+        let f = SourceFile::new(
+            "/nonexistent/d.toml",
+            "include = [\"missing.toml\"]\n[[policies]]\nname = \"p\"\naction = \"allow\"\n",
+        );
+        let c = from_text(f).unwrap();
+        assert_eq!(c.main.include.len(), 1);
+        assert_eq!(c.files.len(), 1);
+        assert_eq!(c.policies.len(), 1);
     }
 
     #[test]
