@@ -4,14 +4,16 @@
 //! client class picked from the id, cross-checked against hickory's decoder (the full
 //! path): where both read the packet, they must agree on everything the key holds, or a
 //! cached answer would be replayed to the wrong question. As a response: `wire::ttls`,
-//! whose offsets must lie inside the packet (the cache patches them in place).
+//! whose offsets must lie inside the packet (the cache patches them in place). And the
+//! header-only reply the fast path sends outsiders and slipped clients (`header_reply`):
+//! a response hickory reads, echoing the question when there is one.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dnsgate::pipeline::ClientClass;
 use dnsgate::server::packet::Key;
-use dnsgate::server::wire::{QNAME_AT, Query, ttls};
+use dnsgate::server::wire::{QNAME_AT, Query, header_reply, ttls};
 use hickory_proto::op::{Message, MessageType, OpCode};
 use libfuzzer_sys::fuzz_target;
 
@@ -30,6 +32,26 @@ fuzz_target!(|data: &[u8]| {
         );
         if let Ok(m) = Message::from_vec(data) {
             agree(data, &q, &m);
+        }
+    }
+    let q = Query::parse(data);
+    let mut out = Vec::new();
+    let ede = Some((18, "not allowed"));
+    if header_reply(data, q.as_ref(), 5, data.len() % 2 == 1, ede, &mut out).is_some() {
+        assert_eq!(out[..2], data[..2]);
+        assert!(out[2] & 0x80 != 0, "a reply is a response");
+        match &q {
+            None => assert_eq!(out.len(), QNAME_AT),
+            Some(q) => {
+                let m = Message::from_vec(&out).expect("hickory reads the header reply");
+                assert_eq!(m.queries.len(), 1);
+                assert_eq!(u16::from(m.queries[0].query_type()), q.qtype);
+                assert_eq!(
+                    out[QNAME_AT..QNAME_AT + q.name_len],
+                    data[QNAME_AT..QNAME_AT + q.name_len]
+                );
+                assert_eq!(m.edns.is_some(), q.edns.is_some());
+            }
         }
     }
     if let Some(found) = ttls(data) {
