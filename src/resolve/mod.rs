@@ -5,6 +5,7 @@
 //! client must see exactly what the upstream said, only with TTLs counted down.
 
 pub mod cache;
+mod exchange;
 pub mod forward;
 
 use std::fmt;
@@ -16,7 +17,30 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use crate::label::ede;
 
 pub use cache::{Cache, CachedMessage, Resolved};
-pub use forward::{Forwarder, Response};
+pub use forward::Forwarder;
+
+/// An upstream response, its size on the wire, and who gave it.
+#[derive(Debug)]
+pub struct Response {
+    /// The message.
+    pub msg: hickory_proto::op::Message,
+    /// Its encoded size, for weighing it in the cache.
+    pub wire_len: usize,
+    /// The authoritative servers whose answers made it (recursive mode; empty when
+    /// forwarded): `dns.authoritative_ns_ips`.
+    pub servers: Vec<IpAddr>,
+}
+
+impl Response {
+    /// A response as it came from one server.
+    pub fn new(msg: hickory_proto::op::Message, wire_len: usize) -> Self {
+        Self {
+            msg,
+            wire_len,
+            servers: Vec::new(),
+        }
+    }
+}
 
 /// Where real answers come from: the one seam the message cache sits in front of. The
 /// forwarder today; the recursor and encrypted upstreams join it as variants, so the

@@ -16,7 +16,6 @@
 //! at a time and each with its own random id, is drained before each, and is dropped
 //! after a timeout or an error; see [`exchange`] for the rest of the spoofing defences.
 
-mod exchange;
 mod health;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,40 +23,23 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use hickory_proto::op::{Message, ResponseCode};
-use tokio::net::UdpSocket;
+use hickory_proto::op::ResponseCode;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::debug;
 
-use super::{Error, Question, Transport, UpstreamSpec};
+use super::{Error, Question, Response, Transport, UpstreamSpec};
 use crate::clock::Clock;
 use crate::metrics;
 use health::Health;
 
-/// The EDNS payload size we advertise upstream and downstream (DNS flag day 2020).
-pub const EDNS_PAYLOAD: u16 = 1232;
+pub use super::exchange::{EDNS_PAYLOAD, SOCKET_USES};
+use super::exchange::{self, Pool};
 
 /// Upstream exchanges in flight at once, per forwarder. Beyond this, queries wait (within
 /// their timeout): a flood of unique names must not turn into unbounded sockets and
 /// buffers.
 pub const MAX_IN_FLIGHT: usize = 1024;
-/// Queries one UDP socket serves before it is closed and a new port taken.
-pub const SOCKET_USES: u16 = 16;
-/// Idle sockets kept per upstream server.
-const POOL_MAX: usize = 256;
-/// An idle socket older than this is closed rather than reused: open ports that sit
-/// waiting are what off-path attackers probe for (SADDNS).
-const POOL_IDLE: Duration = Duration::from_secs(2);
-
-/// A connected socket to one upstream and its receive buffer, between queries.
-#[derive(Debug)]
-struct Pooled {
-    sock: UdpSocket,
-    buf: Vec<u8>,
-    uses: u16,
-    idle_since: Instant,
-}
 
 /// A group of upstream servers used in turn.
 #[derive(Debug)]
@@ -75,16 +57,7 @@ pub struct Forwarder {
     /// Times server back-off and socket idleness (not network timeouts: those are real).
     clock: Clock,
     /// Idle UDP sockets per server.
-    pools: Vec<std::sync::Mutex<Vec<Pooled>>>,
-}
-
-/// An upstream response and its size on the wire.
-#[derive(Debug)]
-pub struct Response {
-    /// The message.
-    pub msg: Message,
-    /// Its encoded size, for weighing it in the cache.
-    pub wire_len: usize,
+    pools: Vec<Pool>,
 }
 
 impl Forwarder {
@@ -166,6 +139,7 @@ impl Forwarder {
                     server.addr,
                     &self.pools[idx],
                     q,
+                    true,
                     deadline,
                     &self.clock,
                     randomize,
@@ -181,7 +155,7 @@ impl Forwarder {
                     Err(e) => Err(e),
                 }
             }
-            Transport::Tcp => exchange::tcp(server.addr, q, deadline).await,
+            Transport::Tcp => exchange::tcp(server.addr, q, true, deadline).await,
         };
         (idx, started.elapsed(), result)
     }

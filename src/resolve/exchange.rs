@@ -16,17 +16,40 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 use tracing::debug;
 
-use super::{EDNS_PAYLOAD, POOL_IDLE, POOL_MAX, Pooled, Response, SOCKET_USES};
+use std::time::Duration;
+
 use crate::clock::Clock;
-use crate::resolve::{Error, Question};
+use crate::resolve::{Error, Question, Response};
+
+/// The EDNS payload size we advertise upstream and downstream (DNS flag day 2020).
+pub const EDNS_PAYLOAD: u16 = 1232;
+/// Queries one UDP socket serves before it is closed and a new port taken.
+pub const SOCKET_USES: u16 = 16;
+/// Idle sockets kept per server.
+const POOL_MAX: usize = 256;
+/// An idle socket older than this is closed rather than reused: open ports that sit
+/// waiting are what off-path attackers probe for (SADDNS).
+const POOL_IDLE: Duration = Duration::from_secs(2);
+
+/// A connected socket to one server and its receive buffer, between queries.
+#[derive(Debug)]
+pub(crate) struct Pooled {
+    sock: UdpSocket,
+    buf: Vec<u8>,
+    uses: u16,
+    idle_since: Instant,
+}
+
+/// Idle sockets to one server.
+pub(crate) type Pool = std::sync::Mutex<Vec<Pooled>>;
 
 /// Largest UDP response taken; we advertise [`EDNS_PAYLOAD`], so a bigger one is a broken
 /// upstream, and one that fills the buffer was cut: it is asked again over TCP.
-pub(super) const UDP_BUFFER: usize = 4096;
+pub(crate) const UDP_BUFFER: usize = 4096;
 
 /// How one UDP exchange ended, besides an answer.
 #[derive(Debug)]
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     /// The answer (over UDP, or over TCP after a truncated or oversized one).
     Answer(Response),
     /// The server answered with the right id but the name in another case: it does not
@@ -35,11 +58,13 @@ pub(super) enum Outcome {
 }
 
 /// Asks `q` of the UDP server `addr` (a pooled socket if one is fresh, else a new one);
-/// with `randomize`, in random case.
-pub(super) async fn udp(
+/// with `randomize`, in random case; `rd`: recursion desired (forwarding), or not (asking
+/// an authoritative server).
+pub(crate) async fn udp(
     addr: SocketAddr,
-    pool: &std::sync::Mutex<Vec<Pooled>>,
+    pool: &Pool,
     q: &Question,
+    rd: bool,
     deadline: Instant,
     clock: &Clock,
     randomize: bool,
@@ -79,7 +104,7 @@ pub(super) async fn udp(
         debug!(%addr, stray, "discarded datagrams that arrived on an idle upstream socket");
     }
     // The query as written, then (0x20) its name's letters flipped at random in the bytes.
-    let (_, plain) = encode_query(q, &q.name)?;
+    let (_, plain) = encode_query(q, &q.name, rd)?;
     let Some(name_end) = name_end(&plain) else {
         return Err(Error::Network("cannot encode query".into()));
     };
@@ -97,7 +122,7 @@ pub(super) async fn udp(
         };
         if len > UDP_BUFFER {
             debug!(%addr, "oversized UDP answer, asking over TCP");
-            return tcp(addr, q, deadline).await.map(Outcome::Answer);
+            return tcp(addr, q, rd, deadline).await.map(Outcome::Answer);
         }
         // Anything that is not the answer to our question is ignored, not an error: it
         // may be a late answer or a spoofing attempt.
@@ -137,9 +162,9 @@ pub(super) async fn udp(
     }
     if msg.metadata.truncation {
         debug!(%addr, "truncated answer, retrying over TCP");
-        return tcp(addr, q, deadline).await.map(Outcome::Answer);
+        return tcp(addr, q, rd, deadline).await.map(Outcome::Answer);
     }
-    let r = Response { msg, wire_len: len };
+    let r = Response::new(msg, len);
     Ok(if case_ignored {
         Outcome::CaseIgnored(r)
     } else {
@@ -148,12 +173,13 @@ pub(super) async fn udp(
 }
 
 /// Asks `q` of `addr` over TCP (not spoofable off path: the name goes as written).
-pub(super) async fn tcp(
+pub(crate) async fn tcp(
     addr: SocketAddr,
     q: &Question,
+    rd: bool,
     deadline: Instant,
 ) -> Result<Response, Error> {
-    let (id, wire) = encode_query(q, &q.name)?;
+    let (id, wire) = encode_query(q, &q.name, rd)?;
     let io = async {
         let mut stream = TcpStream::connect(addr).await.map_err(net)?;
         let _ = stream.set_nodelay(true);
@@ -168,7 +194,7 @@ pub(super) async fn tcp(
             let msg = Message::from_vec(&body)
                 .map_err(|e| Error::Network(format!("bad response: {e}")))?;
             if check(&msg, id, q) {
-                return Ok(Response { msg, wire_len: len });
+                return Ok(Response::new(msg, len));
             }
         }
     };
@@ -178,7 +204,7 @@ pub(super) async fn tcp(
 }
 
 /// Reads and drops every datagram waiting on `sock`; returns how many there were.
-pub(super) fn drain(sock: &UdpSocket, buf: &mut [u8]) -> usize {
+pub(crate) fn drain(sock: &UdpSocket, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while sock.try_recv(buf).is_ok() {
         n += 1;
@@ -253,14 +279,14 @@ fn check_wire(got: &[u8], sent: &[u8], name_end: usize) -> Check {
     }
 }
 
-pub(super) fn net(e: std::io::Error) -> Error {
+pub(crate) fn net(e: std::io::Error) -> Error {
     Error::Network(e.to_string())
 }
 
-fn encode_query(q: &Question, name: &Name) -> Result<(u16, Vec<u8>), Error> {
+fn encode_query(q: &Question, name: &Name, rd: bool) -> Result<(u16, Vec<u8>), Error> {
     let id: u16 = rand::random();
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
+    m.metadata.recursion_desired = rd;
     m.metadata.checking_disabled = q.checking_disabled;
     // RFC 6840 §5.7: ask for the AD bit, so a validating upstream says what it validated.
     m.metadata.authentic_data = true;
@@ -319,7 +345,7 @@ mod tests {
     #[test]
     fn flipped_case_keeps_the_name_and_changes_the_spelling() {
         let q = question("a-long-name.with-many-letters.example.");
-        let (_, plain) = encode_query(&q, &q.name).unwrap();
+        let (_, plain) = encode_query(&q, &q.name, true).unwrap();
         let end = name_end(&plain).unwrap();
         let spellings: std::collections::HashSet<Vec<u8>> = (0..20)
             .map(|_| {
@@ -338,7 +364,7 @@ mod tests {
     #[test]
     fn an_answer_must_echo_the_question_in_the_case_asked() {
         let q = question("www.example.");
-        let (_, mut sent) = encode_query(&q, &Name::from_ascii("wWw.ExaMple.").unwrap()).unwrap();
+        let (_, mut sent) = encode_query(&q, &Name::from_ascii("wWw.ExaMple.").unwrap(), true).unwrap();
         sent[..2].copy_from_slice(&7u16.to_be_bytes());
         let end = name_end(&sent).unwrap();
         let reply = |id: u16, name: &str, qtype: RecordType, with_question: bool| {
