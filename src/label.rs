@@ -176,6 +176,8 @@ impl From<ResponseCode> for Rcode {
 pub mod ede {
     /// 3: Stale Answer.
     pub const STALE: u16 = 3;
+    /// 0 Other Error (a CNAME loop, too many queries for one question).
+    pub const OTHER: u16 = 0;
     /// 4: Forged Answer.
     pub const FORGED: u16 = 4;
     /// 6: DNSSEC Bogus.

@@ -40,6 +40,8 @@ pub const LIST_FETCH_FAILURES_TOTAL: &str = "dnsgate_list_fetch_failures_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "dnsgate_config_reloads_total";
 /// Answers served stale (RFC 8767).
 pub const STALE_ANSWERS_TOTAL: &str = "dnsgate_stale_answers_total";
+/// Cached answers refreshed in the background before they expired.
+pub const PREFETCHES_TOTAL: &str = "dnsgate_prefetches_total";
 /// UDP queries past a rate limit, by what they got (slip: an empty truncated answer;
 /// drop: nothing) and who sent them (client, outsider).
 pub const RATE_LIMITED_TOTAL: &str = "dnsgate_rate_limited_total";
@@ -90,6 +92,10 @@ fn describe() {
     );
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
+    describe_counter!(
+        PREFETCHES_TOTAL,
+        "Cached answers refreshed in the background in the last 10% of their TTL"
+    );
     describe_counter!(
         RATE_LIMITED_TOTAL,
         "UDP queries past a rate limit, by action (slip, drop) and source (client, outsider)"

@@ -19,7 +19,9 @@ use crate::lists::List;
 use crate::lists::url::{Mode, UrlLists, UrlSpec};
 use crate::netmap::{PrefixMap, canonical_net};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
-use crate::resolve::{Forwarder, Upstream, UpstreamSpec, parse_specs};
+use crate::resolve::{
+    Dnssec, Forwarder, Recursor, RecursorConfig, RootHints, Upstream, UpstreamSpec, parse_specs,
+};
 
 mod lists;
 mod live;
@@ -40,6 +42,8 @@ pub struct Settings {
     pub cache_size: usize,
     /// Serve stale answers.
     pub serve_stale: bool,
+    /// Refresh popular answers before they expire.
+    pub prefetch: bool,
     /// TCP idle timeout.
     pub tcp_idle: Duration,
     /// TCP connections at once, in all.
@@ -98,6 +102,10 @@ pub struct Base {
     pub rate_limit: config::RateLimitConfig,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// DNSSEC validation of what the upstreams say.
+    pub dnssec: Dnssec,
+    /// Zones never validated.
+    pub insecure_domains: Vec<hickory_proto::rr::Name>,
     /// Start-time settings.
     pub settings: Settings,
     /// The URL lists of this configuration, in configuration order.
@@ -226,23 +234,79 @@ impl Runtime {
                 ));
             }
         }
-        if main.upstream.mode.get_ref() != "forward" {
-            let msg = match main.upstream.mode.get_ref().as_str() {
-                "recursive" => {
-                    "recursive mode is not supported yet: use mode = \"forward\"".to_owned()
-                }
-                other => format!("unknown upstream mode `{other}` (expected forward or recursive)"),
-            };
-            diags.push(mf.diag(&main.upstream.mode.span(), msg));
-        }
         let timeout = Duration::from_millis(main.upstream.timeout_ms.max(1));
         let default_specs: Vec<UpstreamSpec> = parse_specs(&main.upstream.servers, |s, e| {
             diags.push(mf.diag(&s.span(), e.to_string()))
         });
-        if main.upstream.servers.is_empty() {
+        let recursive = match main.upstream.mode.get_ref().as_str() {
+            "forward" => false,
+            "recursive" => true,
+            other => {
+                diags.push(mf.diag(
+                    &main.upstream.mode.span(),
+                    format!("unknown upstream mode `{other}` (expected forward or recursive)"),
+                ));
+                false
+            }
+        };
+        if !recursive && main.upstream.servers.is_empty() {
             diags.push(mf.diag(&main.upstream.mode.span(), "[upstream] servers is empty"));
         }
-
+        let hints = match &main.upstream.root_hints {
+            None => RootHints::built_in(),
+            Some(path) => {
+                let file = mf.resolve(path.get_ref());
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read root hints {}: {e}", file.display()))
+                    .and_then(|text| {
+                        RootHints::parse(&text)
+                            .map_err(|e| format!("root hints {}: {e}", file.display()))
+                    })
+                    .unwrap_or_else(|e| {
+                        diags.push(mf.diag(&path.span(), e));
+                        RootHints::built_in()
+                    })
+            }
+        };
+        let dnssec = match main
+            .upstream
+            .dnssec
+            .as_ref()
+            .map(|d| (d, d.get_ref().as_str()))
+        {
+            None => {
+                if recursive {
+                    Dnssec::Validate
+                } else {
+                    Dnssec::Off
+                }
+            }
+            Some((_, "validate")) => Dnssec::Validate,
+            Some((_, "off")) => Dnssec::Off,
+            Some((d, other)) => {
+                diags.push(mf.diag(
+                    &d.span(),
+                    format!("unknown dnssec setting `{other}` (expected validate or off)"),
+                ));
+                Dnssec::Off
+            }
+        };
+        let mut insecure_domains = Vec::new();
+        for d in &main.upstream.insecure_domains {
+            match crate::lists::name_to_ascii(d.get_ref()).ok().and_then(|a| {
+                hickory_proto::rr::Name::from_ascii(format!("{}.", a.trim_end_matches('.'))).ok()
+            }) {
+                Some(n) => insecure_domains.push(n),
+                None => diags
+                    .push(mf.diag(&d.span(), format!("`{}` is not a domain name", d.get_ref()))),
+            }
+        }
+        if main.upstream.max_queries_per_request == 0 {
+            diags.push(mf.diag(
+                &main.upstream.mode.span(),
+                "[upstream] max_queries_per_request must be at least 1",
+            ));
+        }
         let default_block_mode = BlockMode::parse(main.block.mode.get_ref()).unwrap_or_else(|| {
             diags.push(mf.diag(
                 &main.block.mode.span(),
@@ -314,15 +378,26 @@ impl Runtime {
         if !diags.is_empty() {
             return Err(diags);
         }
-        let upstreams = std::iter::once(default_specs)
-            .chain(groups)
-            .map(|specs| {
+        let default = if recursive {
+            Upstream::Recurse(Recursor::new(
+                RecursorConfig {
+                    hints,
+                    timeout,
+                    max_queries: main.upstream.max_queries_per_request,
+                },
+                clock.clone(),
+            ))
+        } else {
+            Upstream::Forward(Forwarder::new(default_specs, timeout, clock.clone()))
+        };
+        let upstreams = std::iter::once(Arc::new(default))
+            .chain(groups.into_iter().map(|specs| {
                 Arc::new(Upstream::Forward(Forwarder::new(
                     specs,
                     timeout,
                     clock.clone(),
                 )))
-            })
+            }))
             .collect();
         let base = Base {
             directory,
@@ -333,12 +408,15 @@ impl Runtime {
             cname_inspection: main.block.cname_inspection,
             rate_limit: main.server.rate_limit,
             upstreams,
+            dnssec,
+            insecure_domains,
             settings: Settings {
                 listen,
                 metrics,
                 querylog,
                 cache_size: main.cache.size,
                 serve_stale: main.cache.serve_stale,
+                prefetch: main.cache.prefetch,
                 tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
                 tcp_max_connections: main.server.tcp_max_connections.max(1),
                 tcp_max_per_client: main.server.tcp_max_per_client.max(1),

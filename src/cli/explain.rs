@@ -169,7 +169,7 @@ pub(super) async fn explain(
     if let Some(t) = token {
         req.device = DeviceHint::Token(t.into());
     }
-    let cache = Cache::new(0, false, clock);
+    let cache = Cache::new(0, false, false, clock);
     // The answer matters when post-resolution policies judge it, or when its CNAMEs face
     // the block and override policies (CNAME uncloaking).
     let has_post = rt.policies.has_post();

@@ -192,7 +192,7 @@ async fn run_case(rt: &Runtime, case: &Case) -> anyhow::Result<Outcome> {
                 .map_err(|_| anyhow::anyhow!("resolved `{s}` is not an IP address"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let cache = Cache::new(0, false, rt.clock.clone());
+    let cache = Cache::new(0, false, false, rt.clock.clone());
     let resolver = match (resolved.is_empty(), case.resolve) {
         (false, _) => Resolver::Given(&resolved),
         (true, true) => Resolver::Cache(&cache),

@@ -173,11 +173,25 @@ pub struct UpstreamConfig {
     /// Upstream servers: `udp://IP:PORT`, `tcp://IP:PORT` (a bare `IP[:PORT]` means udp).
     #[serde(default = "default_servers")]
     pub servers: Vec<Spanned<String>>,
-    /// Root hints file for recursive mode.
+    /// Root hints file for recursive mode (`named.root` format); default: the IANA roots.
     pub root_hints: Option<Spanned<String>>,
+    /// DNSSEC: "validate" or "off" (default: validate when recursive, off when forwarding).
+    pub dnssec: Option<Spanned<String>>,
+    /// Trust anchor file (DS or DNSKEY records); default: the root KSKs 20326 and 38696.
+    pub trust_anchor: Option<Spanned<String>>,
+    /// Zones never validated (local and split-horizon zones).
+    #[serde(default)]
+    pub insecure_domains: Vec<Spanned<String>>,
+    /// Outgoing queries one client question may cause (recursive mode).
+    #[serde(default = "default_max_queries")]
+    pub max_queries_per_request: usize,
     /// Time allowed for an upstream answer before SERVFAIL (or a stale answer).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+}
+
+fn default_max_queries() -> usize {
+    50
 }
 
 fn default_mode() -> Spanned<String> {
@@ -196,6 +210,10 @@ impl Default for UpstreamConfig {
             mode: default_mode(),
             servers: default_servers(),
             root_hints: None,
+            dnssec: None,
+            trust_anchor: None,
+            insecure_domains: Vec::new(),
+            max_queries_per_request: default_max_queries(),
             timeout_ms: default_timeout_ms(),
         }
     }
@@ -211,6 +229,9 @@ pub struct CacheConfig {
     /// RFC 8767: answer from expired entries (EDE 3) when upstreams fail.
     #[serde(default = "default_true")]
     pub serve_stale: bool,
+    /// Refresh an answer asked for in the last 10% of its TTL, in the background.
+    #[serde(default = "default_true")]
+    pub prefetch: bool,
 }
 
 fn default_cache_size() -> usize {
@@ -225,6 +246,7 @@ impl Default for CacheConfig {
         Self {
             size: default_cache_size(),
             serve_stale: true,
+            prefetch: true,
         }
     }
 }

@@ -29,7 +29,10 @@ pub(super) fn src_geo(rt: &Runtime, ip: IpAddr) -> GeoInfo {
 
 /// Collects the post-resolution facts from an answer (SPEC §3 post fields).
 pub fn post_facts(rt: &Runtime, r: &Resolved) -> PostFacts {
-    let mut post = PostFacts::default();
+    let mut post = PostFacts {
+        authoritative_ns_ips: r.msg.servers.clone(),
+        ..PostFacts::default()
+    };
     for rec in &r.msg.answers {
         match &rec.data {
             RData::A(a) => post.resolved_ips.push(IpAddr::V4(a.0)),

@@ -41,6 +41,8 @@ pub const IDENTITY_SAML_ATTRIBUTES: &str = "identity.saml_attributes";
 pub const IDENTITY_DEVICE_ID: &str = "identity.device_id";
 /// `dns.resolved_ips`
 pub const DNS_RESOLVED_IPS: &str = "dns.resolved_ips";
+/// `dns.authoritative_ns_ips`
+pub const DNS_AUTHORITATIVE_NS_IPS: &str = "dns.authoritative_ns_ips";
 /// `dns.dst.geo.country`
 pub const DNS_DST_GEO_COUNTRY: &str = "dns.dst.geo.country";
 /// `dns.dst.geo.continent`
@@ -77,6 +79,7 @@ pub enum Field {
     SamlAttributes,
     DeviceId,
     ResolvedIps,
+    AuthoritativeNsIps,
     DstGeoCountry,
     DstGeoContinent,
     ResponseCname,
@@ -139,7 +142,7 @@ pub enum Normalize {
 
 impl Field {
     /// Every field, in SPEC order.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 24] = [
         Self::Fqdn,
         Self::Domains,
         Self::QueryRtype,
@@ -155,6 +158,7 @@ impl Field {
         Self::SamlAttributes,
         Self::DeviceId,
         Self::ResolvedIps,
+        Self::AuthoritativeNsIps,
         Self::DstGeoCountry,
         Self::DstGeoContinent,
         Self::ResponseCname,
@@ -183,6 +187,7 @@ impl Field {
             Self::SamlAttributes => IDENTITY_SAML_ATTRIBUTES,
             Self::DeviceId => IDENTITY_DEVICE_ID,
             Self::ResolvedIps => DNS_RESOLVED_IPS,
+            Self::AuthoritativeNsIps => DNS_AUTHORITATIVE_NS_IPS,
             Self::DstGeoCountry => DNS_DST_GEO_COUNTRY,
             Self::DstGeoContinent => DNS_DST_GEO_CONTINENT,
             Self::ResponseCname => DNS_RESPONSE_CNAME,
@@ -213,7 +218,7 @@ impl Field {
             | Self::SrcGeoContinent => T::String,
             Self::SrcIp => T::Ip,
             Self::ContentCategory | Self::SecurityCategory => T::Array(Scalar::Int),
-            Self::ResolvedIps => T::Array(Scalar::Ip),
+            Self::ResolvedIps | Self::AuthoritativeNsIps => T::Array(Scalar::Ip),
             Self::Domains
             | Self::GroupsName
             | Self::GroupsId
@@ -232,6 +237,7 @@ impl Field {
     pub fn phase(self) -> Phase {
         match self {
             Self::ResolvedIps
+            | Self::AuthoritativeNsIps
             | Self::DstGeoCountry
             | Self::DstGeoContinent
             | Self::ResponseCname
@@ -299,6 +305,8 @@ pub fn normalize_name(s: &str) -> Result<String, crate::lists::NameError> {
 pub struct PostFacts {
     /// A and AAAA addresses in the answer section.
     pub resolved_ips: Vec<IpAddr>,
+    /// The name servers that gave the final answer (recursive mode; empty when forwarding).
+    pub authoritative_ns_ips: Vec<IpAddr>,
     /// GeoIP of each resolved address (same order; `GeoInfo::default()` when unknown).
     pub dst_geo: Vec<GeoInfo>,
     /// CNAME targets, normalised names.

@@ -45,6 +45,8 @@ pub struct CachedMessage {
     pub stored: Instant,
     /// How long it is fresh, in seconds (0: not cacheable).
     pub ttl: u32,
+    /// The name servers that gave it (recursive mode).
+    pub servers: Vec<std::net::IpAddr>,
     /// Cache weight: one unit per started KiB on the wire, so `[cache] size` bounds memory
     /// even when an attacker's zone serves 64 KiB answers.
     pub weight: u32,
@@ -73,6 +75,7 @@ impl CachedMessage {
         Self {
             weight: 1 + (r.wire_len / 1024) as u32,
             rcode: msg.metadata.response_code,
+            servers: r.servers,
             authentic_data: msg.metadata.authentic_data,
             answers: msg.answers,
             authorities: msg.authorities,
@@ -146,6 +149,7 @@ impl Resolved {
             stored: Instant::now(),
             ttl: 3789,
             weight: 1,
+            servers: Vec::new(),
         };
         Self {
             msg: Arc::new(msg),
@@ -178,6 +182,7 @@ impl Resolved {
             stored: Instant::now(),
             ttl: 0,
             weight: 1,
+            servers: Vec::new(),
         };
         Self {
             msg: Arc::new(msg),
@@ -244,10 +249,16 @@ impl quick_cache::Weighter<Key, Arc<CachedMessage>> for Weigher {
     }
 }
 
-/// The message cache shared by every upstream group.
-pub struct Cache {
+/// The message cache shared by every upstream group (a handle: clones share it).
+#[derive(Clone)]
+pub struct Cache(Arc<Shared>);
+
+struct Shared {
     inner: Option<quick_cache::sync::Cache<Key, Arc<CachedMessage>, Weigher>>,
     serve_stale: bool,
+    prefetch: bool,
+    /// Keys being refreshed in the background now.
+    prefetching: Mutex<std::collections::HashSet<Key>>,
     /// Questions being resolved now: concurrent askers share one upstream exchange.
     in_flight: Mutex<HashMap<Key, Flight>>,
     /// When a refresh of an expired entry last failed (RFC 8767 failure-recheck timer).
@@ -258,25 +269,56 @@ pub struct Cache {
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("enabled", &self.inner.is_some())
+            .field("enabled", &self.0.inner.is_some())
             .finish()
     }
 }
 
 impl Cache {
     /// A cache of at most `size` weight units — about one per small message (0 disables
-    /// caching).
-    pub fn new(size: usize, serve_stale: bool, clock: Clock) -> Self {
-        Self {
+    /// caching). With `prefetch`, an answer asked for in the last 10% of its TTL is
+    /// refreshed in the background (Unbound's `prefetch`), so a popular name never makes
+    /// a client wait for it.
+    pub fn new(size: usize, serve_stale: bool, prefetch: bool, clock: Clock) -> Self {
+        Self(Arc::new(Shared {
             clock,
             inner: (size > 0)
                 .then(|| quick_cache::sync::Cache::with_weighter(size, size as u64, Weigher)),
             serve_stale,
+            prefetch,
+            prefetching: Mutex::new(std::collections::HashSet::new()),
             in_flight: Mutex::new(HashMap::new()),
             failed_recently: quick_cache::sync::Cache::new(4096),
-        }
+        }))
     }
 
+    /// Refreshes `key` in the background unless that is under way already.
+    fn prefetch(&self, upstream: &Arc<Upstream>, key: &Key) {
+        {
+            let mut busy = self.0.prefetching.lock().unwrap_or_else(|e| e.into_inner());
+            if !busy.insert(key.clone()) {
+                return;
+            }
+        }
+        let (cache, upstream, key) = (self.clone(), upstream.clone(), key.clone());
+        tokio::spawn(async move {
+            ::metrics::counter!(metrics::PREFETCHES_TOTAL).increment(1);
+            if let (Ok(msg), Some(inner)) = (cache.0.fetch(&upstream, &key).await, &cache.0.inner)
+                && msg.ttl > 0
+            {
+                inner.insert(key.clone(), msg);
+            }
+            let mut busy = cache
+                .0
+                .prefetching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            busy.remove(&key);
+        });
+    }
+}
+
+impl Shared {
     /// One upstream exchange per key at a time: the first asker queries, the others wait
     /// for its result (a burst of identical misses costs one upstream query).
     async fn fetch(&self, upstream: &Upstream, key: &Key) -> Result<Arc<CachedMessage>, Error> {
@@ -303,16 +345,19 @@ impl Cache {
             .await
             .clone()
     }
+}
 
+impl Cache {
     /// Resolves `q` through `upstream`, from the cache when fresh; on upstream failure,
     /// from an expired entry when serve-stale allows it.
-    pub async fn resolve(&self, upstream: &Upstream, q: &Question) -> Result<Resolved, Error> {
+    pub async fn resolve(&self, upstream: &Arc<Upstream>, q: &Question) -> Result<Resolved, Error> {
+        let this = &*self.0;
         let key = Key {
             q: q.clone(),
             group: upstream.fingerprint(),
         };
-        let Some(cache) = &self.inner else {
-            let msg = self.fetch(upstream, &key).await?;
+        let Some(cache) = &this.inner else {
+            let msg = this.fetch(upstream, &key).await?;
             return Ok(Resolved {
                 msg,
                 age: 0,
@@ -323,12 +368,17 @@ impl Cache {
         let existing = cache.get(&key);
         if let Some(entry) = &existing {
             let age = self
+                .0
                 .clock
                 .now()
                 .saturating_duration_since(entry.stored)
                 .as_secs();
             if age < u64::from(entry.ttl) {
                 ::metrics::counter!(metrics::CACHE_HITS_TOTAL).increment(1);
+                // The last 10% of its life: refreshed behind this answer.
+                if this.prefetch && entry.ttl >= 10 && age * 10 >= u64::from(entry.ttl) * 9 {
+                    self.prefetch(upstream, &key);
+                }
                 return Ok(Resolved {
                     msg: entry.clone(),
                     age: age as u32,
@@ -340,11 +390,12 @@ impl Cache {
         ::metrics::counter!(metrics::CACHE_MISSES_TOTAL).increment(1);
         let stale = |entry: &Arc<CachedMessage>| {
             let age = self
+                .0
                 .clock
                 .now()
                 .saturating_duration_since(entry.stored)
                 .as_secs();
-            (self.serve_stale && age < u64::from(entry.ttl) + u64::from(STALE_MAX)).then(|| {
+            (this.serve_stale && age < u64::from(entry.ttl) + u64::from(STALE_MAX)).then(|| {
                 Resolved {
                     msg: entry.clone(),
                     age: age as u32,
@@ -355,15 +406,15 @@ impl Cache {
         };
         let stale_answer = existing.as_ref().and_then(stale);
         let fetched = match &stale_answer {
-            None => self.fetch(upstream, &key).await,
+            None => this.fetch(upstream, &key).await,
             Some(st) => {
                 // RFC 8767 §5: a refresh failed a moment ago — answer stale at once.
-                if self.failed_recently.get(&key).is_some_and(|t| {
-                    self.clock.now().saturating_duration_since(t) < FAILURE_RECHECK
+                if this.failed_recently.get(&key).is_some_and(|t| {
+                    this.clock.now().saturating_duration_since(t) < FAILURE_RECHECK
                 }) {
                     return Ok(st.clone());
                 }
-                match tokio::time::timeout(STALE_CLIENT_TIMER, self.fetch(upstream, &key)).await {
+                match tokio::time::timeout(STALE_CLIENT_TIMER, this.fetch(upstream, &key)).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::Timeout),
                 }
@@ -372,12 +423,12 @@ impl Cache {
         match fetched {
             Ok(msg) => {
                 if msg.ttl > 0 {
-                    self.failed_recently.remove(&key);
+                    this.failed_recently.remove(&key);
                     cache.insert(key, msg.clone());
                 } else if msg.rcode == ResponseCode::ServFail {
                     // RFC 8767 §5: an upstream SERVFAIL is a failure to refresh.
                     if let Some(r) = stale_answer {
-                        self.failed_recently.insert(key, self.clock.now());
+                        this.failed_recently.insert(key, this.clock.now());
                         return Ok(r);
                     }
                 }
@@ -392,7 +443,7 @@ impl Cache {
             // never stands in for it.
             Err(e) => match stale_answer {
                 Some(r) if !e.is_bogus() => {
-                    self.failed_recently.insert(key, self.clock.now());
+                    this.failed_recently.insert(key, this.clock.now());
                     Ok(r)
                 }
                 _ => Err(e),

@@ -364,7 +364,8 @@ mod tests {
     #[test]
     fn an_answer_must_echo_the_question_in_the_case_asked() {
         let q = question("www.example.");
-        let (_, mut sent) = encode_query(&q, &Name::from_ascii("wWw.ExaMple.").unwrap(), true).unwrap();
+        let (_, mut sent) =
+            encode_query(&q, &Name::from_ascii("wWw.ExaMple.").unwrap(), true).unwrap();
         sent[..2].copy_from_slice(&7u16.to_be_bytes());
         let end = name_end(&sent).unwrap();
         let reply = |id: u16, name: &str, qtype: RecordType, with_question: bool| {

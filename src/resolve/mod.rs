@@ -7,6 +7,7 @@
 pub mod cache;
 mod exchange;
 pub mod forward;
+pub mod recurse;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,7 @@ use crate::label::ede;
 
 pub use cache::{Cache, CachedMessage, Resolved};
 pub use forward::Forwarder;
+pub use recurse::{Recursor, RecursorConfig, RootHints};
 
 /// An upstream response, its size on the wire, and who gave it.
 #[derive(Debug)]
@@ -50,6 +52,8 @@ impl Response {
 pub enum Upstream {
     /// Forwarding to configured servers.
     Forward(Forwarder),
+    /// Resolving from the root.
+    Recurse(Recursor),
 }
 
 impl Upstream {
@@ -57,6 +61,7 @@ impl Upstream {
     pub async fn query(&self, q: &Question) -> Result<Response, Error> {
         match self {
             Self::Forward(f) => f.query(q).await,
+            Self::Recurse(r) => r.query(q).await,
         }
     }
 
@@ -65,6 +70,7 @@ impl Upstream {
     pub fn fingerprint(&self) -> u64 {
         match self {
             Self::Forward(f) => f.fingerprint(),
+            Self::Recurse(r) => r.fingerprint(),
         }
     }
 
@@ -73,8 +79,19 @@ impl Upstream {
     pub fn same_config(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Forward(a), Self::Forward(b)) => a.same_config(b),
+            (Self::Recurse(a), Self::Recurse(b)) => a.same_config(b),
+            _ => false,
         }
     }
+}
+
+/// Whether answers are validated (SPEC §9 `dnssec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dnssec {
+    /// Validate (RFC 4033-4035): AD on secure data, SERVFAIL on bogus.
+    Validate,
+    /// Pass data on as it came.
+    Off,
 }
 
 /// The transport of an upstream.
@@ -207,6 +224,15 @@ pub enum Error {
     /// Every upstream failed at the network level (refused, unreachable, bad reply).
     #[error("upstream network error: {0}")]
     Network(String),
+    /// The question could not be resolved for another reason (a CNAME loop, the limit of
+    /// outgoing queries, no server with authority): its EDE code and why.
+    #[error("{reason}")]
+    Failed {
+        /// The Extended DNS Error code.
+        ede: u16,
+        /// What failed.
+        reason: String,
+    },
     /// An answer came but failed DNSSEC validation: its EDE code (6-10, 12) and why.
     #[error("{reason}")]
     Bogus {
@@ -235,7 +261,7 @@ impl Error {
         match self {
             Self::Timeout => ede::NO_REACHABLE_AUTHORITY,
             Self::Network(_) => ede::NETWORK_ERROR,
-            Self::Bogus { ede, .. } => *ede,
+            Self::Bogus { ede, .. } | Self::Failed { ede, .. } => *ede,
         }
     }
 }

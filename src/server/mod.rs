@@ -157,7 +157,12 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
     let clock = rt.clock.clone();
     let shared = Arc::new(Shared {
         live: Arc::new(Live::new(config_path, rt)),
-        cache: Cache::new(settings.cache_size, settings.serve_stale, clock.clone()),
+        cache: Cache::new(
+            settings.cache_size,
+            settings.serve_stale,
+            settings.prefetch,
+            clock.clone(),
+        ),
         packets: PacketCache::new(settings.cache_size),
         exit: Exit::new(querylog, clock.clone()),
         epoch: clock.now(),

@@ -57,6 +57,7 @@ fn array_src(field: Field, key: Option<String>) -> Option<ArrSrc> {
         Field::GroupsEmail => ArrSrc::GroupsEmail,
         Field::SamlAttributes => ArrSrc::Saml(Box::new(key?)),
         Field::ResolvedIps => ArrSrc::ResolvedIps,
+        Field::AuthoritativeNsIps => ArrSrc::AuthoritativeNsIps,
         Field::DstGeoCountry => ArrSrc::DstCountry,
         Field::DstGeoContinent => ArrSrc::DstContinent,
         Field::ResponseCname => ArrSrc::Cname,

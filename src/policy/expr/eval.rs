@@ -175,6 +175,7 @@ pub(super) enum ArrSrc {
     #[allow(clippy::box_collection)]
     Saml(Box<String>),
     ResolvedIps,
+    AuthoritativeNsIps,
     DstCountry,
     DstContinent,
     Cname,
@@ -429,6 +430,10 @@ impl ArrSrc {
             }
             Self::ResolvedIps => {
                 let ips = post.map_or(&[][..], |p| &p.resolved_ips[..]);
+                quantify(ips.iter().map(|&ip| Elem::Ip(ip)), all, p)
+            }
+            Self::AuthoritativeNsIps => {
+                let ips = post.map_or(&[][..], |p| &p.authoritative_ns_ips[..]);
                 quantify(ips.iter().map(|&ip| Elem::Ip(ip)), all, p)
             }
             Self::DstCountry => quantify(geo.map(|g| Elem::Code(&g.country)), all, p),

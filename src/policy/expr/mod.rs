@@ -371,6 +371,7 @@ mod fixtures {
             .collect();
         PostFacts {
             resolved_ips: ips,
+            authoritative_ns_ips: vec!["198.51.100.53".parse().unwrap()],
             dst_geo: vec![geo("JP", "AS"), geo("DE", "EU")],
             cnames: vec!["cdn.example.net".to_owned()],
             mx: vec!["mx1.example.com".to_owned()],

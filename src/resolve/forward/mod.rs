@@ -33,8 +33,8 @@ use crate::clock::Clock;
 use crate::metrics;
 use health::Health;
 
-pub use super::exchange::{EDNS_PAYLOAD, SOCKET_USES};
 use super::exchange::{self, Pool};
+pub use super::exchange::{EDNS_PAYLOAD, SOCKET_USES};
 
 /// Upstream exchanges in flight at once, per forwarder. Beyond this, queries wait (within
 /// their timeout): a flood of unique names must not turn into unbounded sockets and

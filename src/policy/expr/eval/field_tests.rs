@@ -238,6 +238,18 @@ const CASES: &[(&str, bool, bool, bool)] = &[
     ),
     // Post fields: empty arrays before resolution.
     (
+        "any(dns.authoritative_ns_ips[*] in {198.51.100.0/24})",
+        true,
+        false,
+        false,
+    ),
+    (
+        "any(dns.authoritative_ns_ips[*] == 192.0.2.1)",
+        false,
+        false,
+        false,
+    ),
+    (
         "any(dns.resolved_ips[*] in {192.0.2.0/24})",
         true,
         false,
