@@ -57,7 +57,12 @@ impl Reply {
             authentic_data: m.authentic_data,
         };
         if r.stale {
-            reply.ede = Some((ede::STALE, String::new()));
+            let code = if m.rcode == ResponseCode::NXDomain {
+                ede::STALE_NXDOMAIN
+            } else {
+                ede::STALE
+            };
+            reply.ede = Some((code, String::new()));
         }
         reply
     }

@@ -178,6 +178,8 @@ pub mod ede {
     pub const STALE: u16 = 3;
     /// 0 Other Error (a CNAME loop, too many queries for one question).
     pub const OTHER: u16 = 0;
+    /// 19: Stale NXDOMAIN Answer.
+    pub const STALE_NXDOMAIN: u16 = 19;
     /// 4: Forged Answer.
     pub const FORGED: u16 = 4;
     /// 6: DNSSEC Bogus.

@@ -128,6 +128,9 @@ pub struct Resolved {
     pub stale: bool,
     /// Came from the cache.
     pub cached: bool,
+    /// Seconds before its end when it is refreshed (prefetch): a copy of it (the packet
+    /// cache) must be let go by then, so the refresh is asked for.
+    pub replay_margin: u32,
 }
 
 impl Resolved {
@@ -156,6 +159,7 @@ impl Resolved {
             age: 0,
             stale: false,
             cached: false,
+            replay_margin: 0,
         }
     }
 
@@ -189,6 +193,7 @@ impl Resolved {
             age: 0,
             stale: false,
             cached: false,
+            replay_margin: 0,
         }
     }
 
@@ -198,7 +203,7 @@ impl Resolved {
         if self.stale {
             0
         } else {
-            self.msg.ttl.saturating_sub(self.age)
+            self.msg.ttl.saturating_sub(self.age + self.replay_margin)
         }
     }
 
@@ -319,6 +324,15 @@ impl Cache {
 }
 
 impl Shared {
+    /// The last tenth of a `ttl` long life, when prefetch refreshes an entry.
+    fn margin(&self, ttl: u32) -> u32 {
+        if self.prefetch && ttl >= 10 {
+            ttl.div_ceil(10)
+        } else {
+            0
+        }
+    }
+
     /// One upstream exchange per key at a time: the first asker queries, the others wait
     /// for its result (a burst of identical misses costs one upstream query).
     async fn fetch(&self, upstream: &Upstream, key: &Key) -> Result<Arc<CachedMessage>, Error> {
@@ -363,6 +377,7 @@ impl Cache {
                 age: 0,
                 stale: false,
                 cached: false,
+                replay_margin: 0,
             });
         };
         let existing = cache.get(&key);
@@ -380,6 +395,7 @@ impl Cache {
                     self.prefetch(upstream, &key);
                 }
                 return Ok(Resolved {
+                    replay_margin: this.margin(entry.ttl),
                     msg: entry.clone(),
                     age: age as u32,
                     stale: false,
@@ -401,6 +417,7 @@ impl Cache {
                     age: age as u32,
                     stale: true,
                     cached: true,
+                    replay_margin: 0,
                 }
             })
         };
@@ -433,6 +450,7 @@ impl Cache {
                     }
                 }
                 Ok(Resolved {
+                    replay_margin: this.margin(msg.ttl),
                     msg,
                     age: 0,
                     stale: false,

@@ -72,6 +72,18 @@ async fn expired_answer_is_served_stale_with_ede_3_when_the_upstream_fails() {
 }
 
 #[tokio::test]
+async fn an_expired_nxdomain_is_served_stale_with_ede_19() {
+    let g = gate("", &[]).await;
+    let fresh = query(g.addr, "nothing-here.test.", RecordType::A).await;
+    assert_eq!(fresh.metadata.response_code, ResponseCode::NXDomain);
+    g.running.shared.clock.advance(Duration::from_secs(61)); // SOA minimum 60 s
+    g.upstream.set_silent(true);
+    let stale = query(g.addr, "nothing-here.test.", RecordType::A).await;
+    assert_eq!(stale.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(ede(&stale).map(|e| e.0), Some(19));
+}
+
+#[tokio::test]
 async fn without_serve_stale_an_expired_answer_is_not_used() {
     let g = gate("[cache]\nserve_stale = false\n", &[]).await;
     query(g.addr, "short.test.", RecordType::A).await;

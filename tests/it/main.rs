@@ -18,6 +18,7 @@ mod listeners;
 mod metrics;
 mod policies;
 mod policytests;
+mod prefetch;
 mod protocol;
 mod querylog;
 mod reload;

@@ -234,7 +234,12 @@ impl Forwarder {
             });
             self.health[idx].record(result.is_ok() && !soft, self.now_ms());
             match result {
-                Ok(r) if !soft => {
+                Ok(mut r) if !soft => {
+                    // SPEC §9: an upstream's AD bit is believed only over a path nobody
+                    // can tamper with (loopback; later tls:// and https://).
+                    if !self.servers[idx].addr.ip().is_loopback() {
+                        r.msg.metadata.authentic_data = false;
+                    }
                     self.health[idx].observe_rtt(rtt);
                     let now = self.now_ms();
                     for &late in overdue.iter().filter(|&&o| o != idx) {
