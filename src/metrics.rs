@@ -40,6 +40,10 @@ pub const LIST_FETCH_FAILURES_TOTAL: &str = "dnsgate_list_fetch_failures_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "dnsgate_config_reloads_total";
 /// Answers served stale (RFC 8767).
 pub const STALE_ANSWERS_TOTAL: &str = "dnsgate_stale_answers_total";
+/// Queries sent to upstreams and authoritative servers, by protocol.
+pub const OUTGOING_QUERIES_TOTAL: &str = "dnsgate_outgoing_queries_total";
+/// DNSSEC validation results.
+pub const DNSSEC_RESULTS_TOTAL: &str = "dnsgate_dnssec_results_total";
 /// Cached answers refreshed in the background before they expired.
 pub const PREFETCHES_TOTAL: &str = "dnsgate_prefetches_total";
 /// UDP queries past a rate limit, by what they got (slip: an empty truncated answer;
@@ -93,6 +97,14 @@ fn describe() {
     describe_counter!(CONFIG_RELOADS_TOTAL, "Configuration reloads, by result");
     describe_counter!(STALE_ANSWERS_TOTAL, "Answers served stale (RFC 8767)");
     describe_counter!(
+        OUTGOING_QUERIES_TOTAL,
+        "Queries sent to upstreams or authoritative servers, by protocol"
+    );
+    describe_counter!(
+        DNSSEC_RESULTS_TOTAL,
+        "DNSSEC validation results: secure, insecure, bogus, indeterminate"
+    );
+    describe_counter!(
         PREFETCHES_TOTAL,
         "Cached answers refreshed in the background in the last 10% of their TTL"
     );
@@ -114,11 +126,19 @@ fn describe() {
 /// first event (an alert on `increase(dnsgate_config_reloads_total{result="failure"}[5m])`
 /// must see the first failure).
 pub fn register_zeroes() {
-    for name in [CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL, STALE_ANSWERS_TOTAL] {
+    for name in [
+        CACHE_HITS_TOTAL,
+        CACHE_MISSES_TOTAL,
+        STALE_ANSWERS_TOTAL,
+        PREFETCHES_TOTAL,
+    ] {
         metrics::counter!(name).increment(0);
     }
     for result in ["success", "failure"] {
         metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
+    }
+    for protocol in ["udp", "tcp"] {
+        metrics::counter!(OUTGOING_QUERIES_TOTAL, "protocol" => protocol).increment(0);
     }
 }
 

@@ -114,6 +114,7 @@ pub(crate) async fn udp(
     }
     let mut case_ignored = false;
     // Errors and timeouts drop the socket (with whatever may still arrive on it).
+    ::metrics::counter!(crate::metrics::OUTGOING_QUERIES_TOTAL, "protocol" => "udp").increment(1);
     s.sock.send(&sent).await.map_err(net)?;
     let len = loop {
         let len = match timeout_at(deadline, s.sock.recv(&mut s.buf)).await {
@@ -180,6 +181,7 @@ pub(crate) async fn tcp(
     deadline: Instant,
 ) -> Result<Response, Error> {
     let (id, wire) = encode_query(q, &q.name, rd)?;
+    ::metrics::counter!(crate::metrics::OUTGOING_QUERIES_TOTAL, "protocol" => "tcp").increment(1);
     let io = async {
         let mut stream = TcpStream::connect(addr).await.map_err(net)?;
         let _ = stream.set_nodelay(true);
