@@ -12,6 +12,7 @@ mod expressions;
 mod fastpath;
 mod faults;
 mod forwarder;
+mod hierarchy;
 mod idn;
 mod layers;
 mod listeners;
