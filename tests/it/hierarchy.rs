@@ -228,108 +228,51 @@ fn zone_texts(net: u8) -> BTreeMap<&'static str, String> {
     .collect()
 }
 
-/// Every server: host name, the last two octets of its address, the zones it serves, how
-/// it starts. A host with no zones is never started (nothing bound: a dead server).
-const SERVERS: &[(&str, [u8; 2], &[&str], Mode, Duration)] = &[
-    (
-        "a.root-servers.test.",
-        [0, 1],
-        &["."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "b.root-servers.test.",
-        [0, 2],
-        &["."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns1.test.",
-        [1, 1],
-        &["test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns2.test.",
-        [1, 2],
-        &["test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns1.example.",
-        [2, 1],
-        &["example."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns1.sub.test.",
-        [3, 1],
-        &["sub.test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns1.hosting.example.",
-        [4, 1],
-        &["far.test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns2.hosting.example.",
-        [4, 2],
-        &["far.test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns1.lame.test.",
-        [5, 1],
-        &["lame.test."],
-        Mode::Refuse,
-        Duration::ZERO,
-    ),
-    (
-        "ns2.lame.test.",
-        [5, 2],
-        &["lame.test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    ("ns1.dead.test.", [6, 1], &[], Mode::Answer, Duration::ZERO),
-    (
-        "ns2.dead.test.",
-        [6, 2],
-        &["dead.test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns1.slow.test.",
-        [7, 1],
-        &["slow.test."],
-        Mode::Answer,
-        SLOW_DELAY,
-    ),
-    (
-        "ns2.slow.test.",
-        [7, 2],
-        &["slow.test."],
-        Mode::Answer,
-        Duration::ZERO,
-    ),
-    (
-        "ns1.late.test.",
-        [8, 1],
-        &["late.test."],
-        Mode::Answer,
-        LATE_DELAY,
-    ),
+/// A server of the hierarchy: host name, the last two octets of its address, the zones it
+/// serves, how it starts. A host with no zones is never started (nothing bound: dead).
+struct Host {
+    name: &'static str,
+    at: [u8; 2],
+    zones: &'static [&'static str],
+    mode: Mode,
+    delay: Duration,
+}
+
+const fn host(name: &'static str, at: [u8; 2], zones: &'static [&'static str]) -> Host {
+    Host {
+        name,
+        at,
+        zones,
+        mode: Mode::Answer,
+        delay: Duration::ZERO,
+    }
+}
+
+const SERVERS: &[Host] = &[
+    host("a.root-servers.test.", [0, 1], &["."]),
+    host("b.root-servers.test.", [0, 2], &["."]),
+    host("ns1.test.", [1, 1], &["test."]),
+    host("ns2.test.", [1, 2], &["test."]),
+    host("ns1.example.", [2, 1], &["example."]),
+    host("ns1.sub.test.", [3, 1], &["sub.test."]),
+    host("ns1.hosting.example.", [4, 1], &["far.test."]),
+    host("ns2.hosting.example.", [4, 2], &["far.test."]),
+    Host {
+        mode: Mode::Refuse,
+        ..host("ns1.lame.test.", [5, 1], &["lame.test."])
+    },
+    host("ns2.lame.test.", [5, 2], &["lame.test."]),
+    host("ns1.dead.test.", [6, 1], &[]),
+    host("ns2.dead.test.", [6, 2], &["dead.test."]),
+    Host {
+        delay: SLOW_DELAY,
+        ..host("ns1.slow.test.", [7, 1], &["slow.test."])
+    },
+    host("ns2.slow.test.", [7, 2], &["slow.test."]),
+    Host {
+        delay: LATE_DELAY,
+        ..host("ns1.late.test.", [8, 1], &["late.test."])
+    },
 ];
 
 /// How a server behaves (after its delay, if any).
@@ -461,7 +404,14 @@ impl Hierarchy {
         assert!(net != 0, "127.0.0.0/16 holds the usual loopback services");
         let texts = zone_texts(net);
         let mut servers = BTreeMap::new();
-        for &(host, [x, y], zones, mode, delay) in SERVERS {
+        for &Host {
+            name: host,
+            at: [x, y],
+            zones,
+            mode,
+            delay,
+        } in SERVERS
+        {
             if zones.is_empty() {
                 continue;
             }
@@ -521,11 +471,12 @@ impl Hierarchy {
 
     /// The address of `host`, running or not (`ns1.dead.test.` has nothing bound).
     pub(crate) fn addr_of(&self, host: &str) -> SocketAddr {
-        let (_, [x, y], ..) = SERVERS
+        let [x, y] = SERVERS
             .iter()
-            .find(|s| s.0 == host)
+            .find(|s| s.name == host)
+            .map(|s| s.at)
             .unwrap_or_else(|| panic!("unknown host {host}"));
-        SocketAddr::from((Ipv4Addr::new(127, self.net, *x, *y), 53))
+        SocketAddr::from((Ipv4Addr::new(127, self.net, x, y), 53))
     }
 
     /// The root servers' addresses.
@@ -581,6 +532,9 @@ pub(crate) struct Question {
     pub(crate) qtype: RecordType,
     /// The response code a correct resolver gives.
     pub(crate) rcode: ResponseCode,
+    /// Whether its answer section holds records of the type asked (else: none, or only
+    /// CNAME/DNAME).
+    pub(crate) data: bool,
     /// What it exercises.
     pub(crate) what: &'static str,
 }
@@ -589,10 +543,11 @@ pub(crate) struct Question {
 pub(crate) fn corpus() -> Vec<Question> {
     use RecordType::*;
     use ResponseCode::{NXDomain, NoError, ServFail};
-    let q = |name, qtype, rcode, what| Question {
+    let q = |name, qtype, rcode, what: &'static str| Question {
         name,
         qtype,
         rcode,
+        data: rcode == NoError && !what.contains("NODATA"),
         what,
     };
     vec![

@@ -24,6 +24,7 @@ mod querylog;
 mod reload;
 mod serving;
 mod tcp;
+mod unbound;
 mod upstream;
 mod urllists;
 
