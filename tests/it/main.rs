@@ -12,6 +12,7 @@ mod expressions;
 mod fastpath;
 mod faults;
 mod forwarder;
+mod hierarchy;
 mod idn;
 mod layers;
 mod listeners;
@@ -24,6 +25,7 @@ mod querylog;
 mod reload;
 mod serving;
 mod tcp;
+mod unbound;
 mod upstream;
 mod urllists;
 
