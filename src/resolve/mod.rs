@@ -49,6 +49,8 @@ impl Response {
 /// cache's serve-stale, coalescing and negative caching are written once.
 #[derive(Debug)]
 #[non_exhaustive]
+// Built once per configuration and held in an `Arc`: the size of the variants is no cost.
+#[allow(clippy::large_enum_variant)]
 pub enum Upstream {
     /// Forwarding to configured servers.
     Forward(Forwarder),

@@ -22,6 +22,7 @@ mod policytests;
 mod prefetch;
 mod protocol;
 mod querylog;
+mod recursion;
 mod reload;
 mod serving;
 mod tcp;

@@ -528,13 +528,7 @@ impl Recursor {
                 if due && next < ips.len() {
                     if ctx.queries >= self.config.max_queries {
                         if running.is_empty() {
-                            return Err(Error::Failed {
-                                ede: ede::OTHER,
-                                reason: format!(
-                                    "more than {} outgoing queries for one question",
-                                    self.config.max_queries
-                                ),
-                            });
+                            return Err(budget(self.config.max_queries));
                         }
                         next = ips.len();
                         continue;
@@ -585,6 +579,9 @@ impl Recursor {
             }
             ips = more;
         }
+        if asked.is_empty() && ctx.queries >= self.config.max_queries {
+            return Err(budget(self.config.max_queries));
+        }
         if asked.is_empty() {
             return Err(Error::Failed {
                 ede: ede::NO_REACHABLE_AUTHORITY,
@@ -598,6 +595,14 @@ impl Recursor {
                 reason: format!("no server of {} answered with authority", cut.zone),
             }),
         }
+    }
+}
+
+/// The error for a question that used up its outgoing queries.
+fn budget(max: usize) -> Error {
+    Error::Failed {
+        ede: ede::OTHER,
+        reason: format!("more than {max} outgoing queries for one question"),
     }
 }
 

@@ -25,7 +25,7 @@ const LAME_FOR: Duration = Duration::from_secs(900);
 /// Addresses remembered at most (a flood of names with distinct servers stays bounded).
 const MAX_SERVERS: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Stat {
     /// Smoothed round trip and its variation, microseconds (0: never measured).
     srtt: u32,
@@ -33,18 +33,6 @@ struct Stat {
     timeouts: u8,
     down_until: Option<Instant>,
     no_case_until: Option<Instant>,
-}
-
-impl Default for Stat {
-    fn default() -> Self {
-        Self {
-            srtt: 0,
-            rttvar: 0,
-            timeouts: 0,
-            down_until: None,
-            no_case_until: None,
-        }
-    }
 }
 
 /// Server knowledge shared by every question.
@@ -142,7 +130,7 @@ impl Servers {
     /// Whether to ask `ip` with the name in random case (0x20).
     pub(super) fn keeps_case(&self, ip: IpAddr) -> bool {
         let now = self.clock.now();
-        !self.get(ip).no_case_until.is_some_and(|t| now < t)
+        self.get(ip).no_case_until.is_none_or(|t| now >= t)
     }
 
     /// `ip` answered with the name in another case: ask it as written for a while.
