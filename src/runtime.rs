@@ -509,12 +509,16 @@ impl Runtime {
     pub fn summary(&self) -> String {
         let entries: usize = self.list_info.iter().map(|l| l.entries).sum();
         format!(
-            "ok: {} policies, {} lists ({} entries), {} categories, {} upstream groups, geoip {}",
+            "ok: {} policies, {} lists ({} entries), {} categories, {} upstream groups ({}), geoip {}",
             self.policies.policies.len(),
             self.list_info.len(),
             entries,
             self.policies.categories.len(),
             self.upstreams.len(),
+            match self.upstreams.first().map(|u| &**u) {
+                Some(Upstream::Recurse(_)) => "recursive",
+                _ => "forward",
+            },
             if self.geoip.is_some() { "on" } else { "off" },
         )
     }
