@@ -182,8 +182,26 @@ pub mod ede {
     pub const STALE_NXDOMAIN: u16 = 19;
     /// 4: Forged Answer.
     pub const FORGED: u16 = 4;
+    /// 1: Unsupported DNSKEY Algorithm (the zone is treated as insecure).
+    pub const UNSUPPORTED_DNSKEY_ALGORITHM: u16 = 1;
+    /// 2: Unsupported DS Digest Type (the zone is treated as insecure).
+    pub const UNSUPPORTED_DS_DIGEST: u16 = 2;
+    /// 5: DNSSEC Indeterminate (validation could not be finished).
+    pub const DNSSEC_INDETERMINATE: u16 = 5;
     /// 6: DNSSEC Bogus.
     pub const DNSSEC_BOGUS: u16 = 6;
+    /// 7: Signature Expired.
+    pub const SIGNATURE_EXPIRED: u16 = 7;
+    /// 8: Signature Not Yet Valid.
+    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
+    /// 9: DNSKEY Missing (no DNSKEY for a DS or an RRSIG).
+    pub const DNSKEY_MISSING: u16 = 9;
+    /// 10: RRSIGs Missing.
+    pub const RRSIGS_MISSING: u16 = 10;
+    /// 12: NSEC Missing (no proof of non-existence).
+    pub const NSEC_MISSING: u16 = 12;
+    /// 27: Unsupported NSEC3 Iterations Value (RFC 9276; the answer is treated as insecure).
+    pub const UNSUPPORTED_NSEC3_ITERATIONS: u16 = 27;
     /// 15: Blocked.
     pub const BLOCKED: u16 = 15;
     /// 17: Filtered.

@@ -17,7 +17,8 @@
 //! policy     the wirefilter language (policy::expr: lex, parse, compile, eval), fields
 //!            and facts, the rule builder, schedules, evaluation order (PolicySet::run)
 //! lists      domain / IP / value lists, their formats, URL lists (fetch, disk, refresh)
-//! resolve    the message cache in front of the Upstream seam (forwarder today)
+//! resolve    the message cache in front of the Upstream seam (forwarder, recursor);
+//!            DNSSEC validation (resolve::dnssec: signatures, chain of trust, denial)
 //! config     the TOML model, includes, positions     querylog  the JSON-lines writer
 //! identity   users, groups, devices, locations        geoip     GeoIP lookups
 //! metrics    metric names and per-query handles

@@ -1,10 +1,12 @@
-//! Getting real answers: forwarding to upstreams ([`forward`]) behind a shared message
-//! cache ([`cache`]) with negative caching (RFC 2308) and serve-stale (RFC 8767).
+//! Getting real answers: forwarding to upstreams ([`forward`]) or resolving from the root
+//! ([`recurse`]) behind a shared message cache ([`cache`]) with negative caching (RFC 2308)
+//! and serve-stale (RFC 8767); DNSSEC validation of what was fetched ([`dnssec`]).
 //!
 //! Whole response messages are kept — rcode, CNAME chain, authority SOA — because the
 //! client must see exactly what the upstream said, only with TTLs counted down.
 
 pub mod cache;
+pub mod dnssec;
 mod exchange;
 pub mod forward;
 pub mod recurse;
