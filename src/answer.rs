@@ -53,7 +53,7 @@ impl Reply {
             answers: m.answers.iter().map(|x| r.adjust(x)).collect(),
             authorities: m.authorities.iter().map(|x| r.adjust(x)).collect(),
             additionals: m.additionals.iter().map(|x| r.adjust(x)).collect(),
-            ede: None,
+            ede: m.ede.clone(),
             authentic_data: m.authentic_data,
         };
         if r.stale {

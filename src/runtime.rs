@@ -19,6 +19,8 @@ use crate::lists::List;
 use crate::lists::url::{Mode, UrlLists, UrlSpec};
 use crate::netmap::{PrefixMap, canonical_net};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
+use crate::resolve::dnssec::TrustAnchors;
+use crate::resolve::recurse::Validation;
 use crate::resolve::{
     Dnssec, Forwarder, Recursor, RecursorConfig, RootHints, Upstream, UpstreamSpec, parse_specs,
 };
@@ -301,6 +303,36 @@ impl Runtime {
                     .push(mf.diag(&d.span(), format!("`{}` is not a domain name", d.get_ref()))),
             }
         }
+        let anchors = match &main.upstream.trust_anchor {
+            None => TrustAnchors::root(),
+            Some(path) => {
+                let file = mf.resolve(path.get_ref());
+                match std::fs::read_to_string(&file) {
+                    Err(e) => {
+                        diags.push(mf.diag(
+                            &path.span(),
+                            format!("cannot read trust anchor {}: {e}", file.display()),
+                        ));
+                        TrustAnchors::root()
+                    }
+                    Ok(text) => TrustAnchors::parse(&text).unwrap_or_else(|e| {
+                        diags.push(mf.diag(
+                            &path.span(),
+                            format!("trust anchor {}:{}: {}", file.display(), e.line, e.message),
+                        ));
+                        TrustAnchors::root()
+                    }),
+                }
+            }
+        };
+        if !recursive && dnssec == Dnssec::Validate {
+            if let Some(d) = &main.upstream.dnssec {
+                diags.push(mf.diag(
+                    &d.span(),
+                    "dnssec = \"validate\" in forward mode is not supported yet (recursive mode validates)",
+                ));
+            }
+        }
         if main.upstream.max_queries_per_request == 0 {
             diags.push(mf.diag(
                 &main.upstream.mode.span(),
@@ -384,6 +416,10 @@ impl Runtime {
                     hints,
                     timeout,
                     max_queries: main.upstream.max_queries_per_request,
+                    validation: (dnssec == Dnssec::Validate).then(|| Validation {
+                        anchors: anchors.clone(),
+                        insecure_domains: insecure_domains.clone(),
+                    }),
                 },
                 clock.clone(),
             ))

@@ -47,6 +47,8 @@ pub struct CachedMessage {
     pub ttl: u32,
     /// The name servers that gave it (recursive mode).
     pub servers: Vec<std::net::IpAddr>,
+    /// An Extended DNS Error that goes with it (an insecure answer's EDE 1, 2 or 27).
+    pub ede: Option<(u16, String)>,
     /// Cache weight: one unit per started KiB on the wire, so `[cache] size` bounds memory
     /// even when an attacker's zone serves 64 KiB answers.
     pub weight: u32,
@@ -76,6 +78,7 @@ impl CachedMessage {
             weight: 1 + (r.wire_len / 1024) as u32,
             rcode: msg.metadata.response_code,
             servers: r.servers,
+            ede: r.ede,
             authentic_data: msg.metadata.authentic_data,
             answers: msg.answers,
             authorities: msg.authorities,
@@ -153,6 +156,7 @@ impl Resolved {
             ttl: 3789,
             weight: 1,
             servers: Vec::new(),
+            ede: None,
         };
         Self {
             msg: Arc::new(msg),
@@ -187,6 +191,7 @@ impl Resolved {
             ttl: 0,
             weight: 1,
             servers: Vec::new(),
+            ede: None,
         };
         Self {
             msg: Arc::new(msg),

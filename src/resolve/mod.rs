@@ -33,6 +33,8 @@ pub struct Response {
     /// The authoritative servers whose answers made it (recursive mode; empty when
     /// forwarded): `dns.authoritative_ns_ips`.
     pub servers: Vec<IpAddr>,
+    /// An Extended DNS Error to send with it (an insecure answer's EDE 1, 2 or 27).
+    pub ede: Option<(u16, String)>,
 }
 
 impl Response {
@@ -42,6 +44,7 @@ impl Response {
             msg,
             wire_len,
             servers: Vec::new(),
+            ede: None,
         }
     }
 }

@@ -25,6 +25,7 @@
 
 mod hints;
 mod servers;
+mod validate;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +45,9 @@ use tracing::debug;
 
 pub use hints::RootHints;
 use servers::Servers;
+pub use validate::Validation;
+
+use super::dnssec::Security;
 
 use super::exchange::{self, Pool};
 use super::{Error, Question, Response};
@@ -70,7 +74,7 @@ const PORT: u16 = 53;
 
 /// What a recursor is configured with; equal configurations keep the recursor (and what
 /// it learned) across a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecursorConfig {
     /// Where iteration starts.
     pub hints: RootHints,
@@ -78,6 +82,17 @@ pub struct RecursorConfig {
     pub timeout: Duration,
     /// Outgoing queries one client question may cause.
     pub max_queries: usize,
+    /// DNSSEC validation (`None`: off).
+    pub validation: Option<Validation>,
+}
+
+/// `dnsgate_dnssec_results_total{result}`.
+#[derive(Debug, Clone, Copy)]
+enum DnssecResult {
+    Secure = 0,
+    Insecure = 1,
+    Bogus = 2,
+    Indeterminate = 3,
 }
 
 /// A zone cut: a zone and its name servers.
@@ -127,6 +142,11 @@ enum Kind {
 /// The recursor.
 pub struct Recursor {
     config: RecursorConfig,
+    /// `config.validation`, at hand.
+    validation: Option<Validation>,
+    /// The verdict on each zone met while validating.
+    trusted: quick_cache::sync::Cache<Name, Arc<validate::Cached>>,
+    dnssec_results: [::metrics::Counter; 4],
     root: Arc<Cut>,
     servers: Servers,
     cuts: quick_cache::sync::Cache<Name, Arc<Cut>>,
@@ -164,10 +184,21 @@ impl Recursor {
             use std::hash::{DefaultHasher, Hash, Hasher};
             let mut h = DefaultHasher::new();
             "recursive".hash(&mut h);
-            config.hash(&mut h);
+            config.hints.hash(&mut h);
+            config.timeout.hash(&mut h);
+            config.max_queries.hash(&mut h);
+            format!("{:?}", config.validation).hash(&mut h);
             h.finish()
         };
+        let dnssec_results = ["secure", "insecure", "bogus", "indeterminate"].map(|result| {
+            let c = ::metrics::counter!(metrics::DNSSEC_RESULTS_TOTAL, "result" => result);
+            c.increment(0);
+            c
+        });
         Self {
+            validation: config.validation.clone(),
+            trusted: quick_cache::sync::Cache::new(10_000),
+            dnssec_results,
             root,
             servers: Servers::new(clock.clone()),
             cuts: quick_cache::sync::Cache::new(100_000),
@@ -232,12 +263,37 @@ impl Recursor {
             let mut name = q.name.clone();
             let mut answers = Vec::new();
             let mut seen = vec![name.clone()];
+            // Client questions are validated (not name-server addresses, nor CD=1 ones).
+            let validate = self.validation.is_some() && !q.checking_disabled && ctx.depth == 0;
+            let mut verdict = Security::Secure;
             for _ in 0..MAX_CHAIN {
                 let reply = self.lookup(ctx, &name, q).await?;
                 let step = follow(&reply.msg, &name, q.qtype, &reply.zone, q.dnssec_ok);
+                if validate {
+                    let negative = step.next.is_none() && !step.data;
+                    let hop = self
+                        .judge(
+                            ctx,
+                            &reply,
+                            &step.records,
+                            &step.synthesized,
+                            &step.last,
+                            q.qtype,
+                            negative,
+                        )
+                        .await;
+                    verdict = validate::worst(verdict, hop);
+                    if matches!(verdict, Security::Bogus(_)) {
+                        break;
+                    }
+                }
                 answers.extend(step.records);
                 let Some(target) = step.next else {
-                    return Ok(finish(q, reply, answers));
+                    let mut r = finish(q, reply, answers);
+                    if validate {
+                        self.settle(&mut r, verdict)?;
+                    }
+                    return Ok(r);
                 };
                 if seen.contains(&target) {
                     return Err(Error::Failed {
@@ -248,11 +304,46 @@ impl Recursor {
                 seen.push(target.clone());
                 name = target;
             }
+            if let Security::Bogus(f) = verdict {
+                self.count(DnssecResult::Bogus);
+                return Err(f.into());
+            }
             Err(Error::Failed {
                 ede: ede::OTHER,
                 reason: format!("CNAME chain of {} longer than {MAX_CHAIN} links", q.name),
             })
         })
+    }
+
+    fn count(&self, result: DnssecResult) {
+        self.dnssec_results[result as usize].increment(1);
+    }
+
+    /// Applies the validation verdict to a finished answer: AD when secure, the EDE of an
+    /// insecure one, an error for bogus (SERVFAIL, no stale answer) or indeterminate.
+    fn settle(&self, r: &mut Response, verdict: Security) -> Result<(), Error> {
+        match verdict {
+            Security::Secure => {
+                self.count(DnssecResult::Secure);
+                r.msg.metadata.authentic_data = true;
+            }
+            Security::Insecure { ede, reason } => {
+                self.count(DnssecResult::Insecure);
+                r.ede = ede.map(|code| (code, reason));
+            }
+            Security::Bogus(f) => {
+                self.count(DnssecResult::Bogus);
+                return Err(f.into());
+            }
+            Security::Indeterminate { reason } => {
+                self.count(DnssecResult::Indeterminate);
+                return Err(Error::Failed {
+                    ede: ede::DNSSEC_INDETERMINATE,
+                    reason,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The deepest cached zone cut at or above `name`.
@@ -274,7 +365,12 @@ impl Recursor {
     /// Walks down from the closest known cut to the servers of `name`'s zone and returns
     /// their answer for (`name`, `q.qtype`).
     async fn lookup(&self, ctx: &mut Ctx, name: &Name, q: &Question) -> Result<Reply, Error> {
-        let mut cut = self.closest_cut(name);
+        // A DS RRset lives on the parent side of its zone cut.
+        let mut cut = if q.qtype == RecordType::DS && !name.is_root() {
+            self.closest_cut(&name.base_name())
+        } else {
+            self.closest_cut(name)
+        };
         let mut minimise = true;
         let mut labels = cut.zone.num_labels() + 1;
         for _ in 0..MAX_REFERRALS {
@@ -295,7 +391,7 @@ impl Recursor {
                 Err(e) => return Err(e),
             };
             let (msg, server) = msg;
-            match classify(&msg, &cut.zone, &ask) {
+            match classify(&msg, &cut.zone, &ask, qtype) {
                 Kind::Referral(child) => {
                     cut = self.learn_cut(&msg, &cut, &child);
                     labels = cut.zone.num_labels() + 1;
@@ -506,7 +602,8 @@ impl Recursor {
             name: name.clone(),
             qtype,
             qclass: q.qclass,
-            dnssec_ok: q.dnssec_ok,
+            // Validation needs the signatures, whatever the client asked.
+            dnssec_ok: q.dnssec_ok || self.validation.is_some(),
             checking_disabled: false,
         };
         let mut ips = self.known_addresses(cut);
@@ -555,7 +652,7 @@ impl Recursor {
                 match result {
                     Ok(msg) => {
                         self.servers.answered(ip, rtt);
-                        if classify(&msg, &cut.zone, name) == Kind::Lame {
+                        if classify(&msg, &cut.zone, name, qtype) == Kind::Lame {
                             debug!(server = %ip, zone = %cut.zone, rcode = %msg.metadata.response_code, "lame server");
                             self.servers.lame(ip, &cut.zone);
                             lame += 1;
@@ -621,7 +718,7 @@ fn next_labels(labels: u8, zone_labels: u8, name_labels: u8) -> u8 {
 }
 
 /// What `msg`, from a server of `zone` asked about `ask`, is.
-fn classify(msg: &Message, zone: &Name, ask: &Name) -> Kind {
+fn classify(msg: &Message, zone: &Name, ask: &Name, qtype: RecordType) -> Kind {
     let rcode = msg.metadata.response_code;
     if rcode != ResponseCode::NoError && rcode != ResponseCode::NXDomain {
         return Kind::Lame;
@@ -641,7 +738,12 @@ fn classify(msg: &Message, zone: &Name, ask: &Name) -> Kind {
         if r.record_type() != RecordType::NS {
             continue;
         }
-        if zone.zone_of(&r.name) && r.name != *zone && r.name.zone_of(ask) {
+        // The parent answers for the DS at a cut: a referral to that very cut is lame.
+        if zone.zone_of(&r.name)
+            && r.name != *zone
+            && r.name.zone_of(ask)
+            && !(qtype == RecordType::DS && r.name == *ask)
+        {
             return Kind::Referral(r.name.clone());
         }
         if r.name != *zone {
@@ -665,11 +767,18 @@ fn classify(msg: &Message, zone: &Name, ask: &Name) -> Kind {
 struct Step {
     records: Vec<Record>,
     next: Option<Name>,
+    /// The last name of the chain within this response.
+    last: Name,
+    /// Owners of the CNAMEs made here from DNAMEs (validated through their DNAME).
+    synthesized: Vec<Name>,
+    /// Whether data of the type asked was found.
+    data: bool,
 }
 
 fn follow(msg: &Message, name: &Name, qtype: RecordType, zone: &Name, dnssec_ok: bool) -> Step {
     let mut cur = name.clone();
     let mut out: Vec<Record> = Vec::new();
+    let mut synthesized: Vec<Name> = Vec::new();
     let sigs = |out: &mut Vec<Record>, owner: &Name, covered: RecordType| {
         if dnssec_ok {
             out.extend(
@@ -706,11 +815,15 @@ fn follow(msg: &Message, name: &Name, qtype: RecordType, zone: &Name, dnssec_ok:
                 d.ttl,
                 RData::CNAME(CNAME(new.clone())),
             ));
+            synthesized.push(cur.clone());
             cur = new;
             if !zone.zone_of(&cur) {
                 return Step {
                     records: out,
-                    next: Some(cur),
+                    next: Some(cur.clone()),
+                    last: cur,
+                    synthesized,
+                    data: false,
                 };
             }
             continue;
@@ -728,7 +841,10 @@ fn follow(msg: &Message, name: &Name, qtype: RecordType, zone: &Name, dnssec_ok:
             if !zone.zone_of(&cur) {
                 return Step {
                     records: out,
-                    next: Some(cur),
+                    next: Some(cur.clone()),
+                    last: cur,
+                    synthesized,
+                    data: false,
                 };
             }
             continue;
@@ -759,16 +875,25 @@ fn follow(msg: &Message, name: &Name, qtype: RecordType, zone: &Name, dnssec_ok:
             return Step {
                 records: out,
                 next: None,
+                last: cur,
+                synthesized,
+                data: found,
             };
         }
         return Step {
             records: out,
-            next: Some(cur),
+            next: Some(cur.clone()),
+            last: cur,
+            synthesized,
+            data: false,
         };
     }
     Step {
         records: out,
         next: None,
+        last: cur,
+        synthesized,
+        data: false,
     }
 }
 
@@ -832,6 +957,7 @@ fn finish(q: &Question, reply: Reply, answers: Vec<Record>) -> Response {
         msg: m,
         wire_len,
         servers: vec![reply.server],
+        ede: None,
     }
 }
 

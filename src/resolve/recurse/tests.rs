@@ -51,34 +51,50 @@ fn responses_are_answers_referrals_or_lame() {
     let ok = ResponseCode::NoError;
     // Data for the name.
     let m = response(ok, true, vec![a("www.sub.test.", [192, 0, 2, 1])], vec![]);
-    assert_eq!(classify(&m, &zone, &ask), Kind::Final);
+    assert_eq!(classify(&m, &zone, &ask, RecordType::A), Kind::Final);
     // A referral to a child on the way to the name.
     let m = response(ok, false, vec![], vec![ns("sub.test.", "ns.sub.test.")]);
-    assert_eq!(classify(&m, &zone, &ask), Kind::Referral(n("sub.test.")));
+    assert_eq!(
+        classify(&m, &zone, &ask, RecordType::A),
+        Kind::Referral(n("sub.test."))
+    );
     // A "referral" upward or sideways is lame.
     let m = response(ok, false, vec![], vec![ns(".", "a.root.")]);
-    assert_eq!(classify(&m, &zone, &ask), Kind::Lame);
+    assert_eq!(classify(&m, &zone, &ask, RecordType::A), Kind::Lame);
     let m = response(ok, false, vec![], vec![ns("other.test.", "ns.other.test.")]);
-    assert_eq!(classify(&m, &zone, &ask), Kind::Lame);
+    assert_eq!(classify(&m, &zone, &ask, RecordType::A), Kind::Lame);
     // NODATA with the zone's SOA, and NXDOMAIN, are final.
     let m = response(ok, true, vec![], vec![soa("test.")]);
-    assert_eq!(classify(&m, &zone, &ask), Kind::Final);
+    assert_eq!(classify(&m, &zone, &ask, RecordType::A), Kind::Final);
     let m = response(ResponseCode::NXDomain, true, vec![], vec![soa("test.")]);
-    assert_eq!(classify(&m, &zone, &ask), Kind::Final);
+    assert_eq!(classify(&m, &zone, &ask, RecordType::A), Kind::Final);
     // REFUSED, SERVFAIL, and an empty answer without authority are lame.
     for rcode in [ResponseCode::Refused, ResponseCode::ServFail] {
         assert_eq!(
-            classify(&response(rcode, false, vec![], vec![]), &zone, &ask),
+            classify(
+                &response(rcode, false, vec![], vec![]),
+                &zone,
+                &ask,
+                RecordType::A
+            ),
             Kind::Lame
         );
     }
     assert_eq!(
-        classify(&response(ok, false, vec![], vec![]), &zone, &ask),
+        classify(
+            &response(ok, false, vec![], vec![]),
+            &zone,
+            &ask,
+            RecordType::A
+        ),
         Kind::Lame
     );
     // Data for a name outside the zone asked about is not an answer.
     let m = response(ok, false, vec![a("www.sub.test.", [192, 0, 2, 1])], vec![]);
-    assert_eq!(classify(&m, &n("example."), &ask), Kind::Lame);
+    assert_eq!(
+        classify(&m, &n("example."), &ask, RecordType::A),
+        Kind::Lame
+    );
 }
 
 #[test]
