@@ -929,6 +929,48 @@ fn nsec_wildcard_answers_and_insecure_delegations() {
     );
 }
 
+#[test]
+fn denial_verified_uses_only_records_that_verify_and_says_why_one_did_not() {
+    let zone = n("example.");
+    let key = Key::p256("example.", 257);
+    let chain = nsec_chain();
+    let mut signed = Vec::new();
+    for r in &chain {
+        signed.push(r.clone());
+        // The NSEC covering nx.example. (b.c.example. -> sec.example.) has expired.
+        if r.name == n("b.c.example.") {
+            signed.push(key.sign_at(std::slice::from_ref(r), NOW - 20 * DAY, NOW - DAY));
+        } else {
+            signed.push(key.sign(std::slice::from_ref(r)));
+        }
+    }
+    let d = Denial::verified(&zone, &signed, &key.keys(), NOW);
+    assert_eq!(
+        d.nodata(&n("a.example."), RecordType::TXT),
+        Security::Secure
+    );
+    let s = d.nxdomain(&n("nx.example."));
+    assert_eq!(bogus_ede(&s), Some(ede::SIGNATURE_EXPIRED), "{s:?}");
+    // With another zone's key nothing verifies.
+    let other = Key::p256("example.", 257);
+    let d = Denial::verified(&zone, &signed, &other.keys(), NOW);
+    assert_eq!(
+        bogus_ede(&d.nodata(&n("a.example."), RecordType::TXT)),
+        Some(ede::DNSKEY_MISSING)
+    );
+    // Unsigned NSEC records prove nothing.
+    let d = Denial::verified(&zone, &chain, &key.keys(), NOW);
+    assert_eq!(
+        bogus_ede(&d.nodata(&n("a.example."), RecordType::TXT)),
+        Some(ede::RRSIGS_MISSING)
+    );
+    // Records already verified.
+    assert_eq!(
+        Denial::new(&zone, &chain).nodata(&n("a.example."), RecordType::TXT),
+        Security::Secure
+    );
+}
+
 const SALT: [u8; 2] = [0xaa, 0xbb];
 
 fn hash(name: &Name, iterations: u16) -> Vec<u8> {
@@ -1274,7 +1316,7 @@ fn zones_signed_by_ldns_and_bind_validate() {
         assert_eq!(v.wildcard, Some(n("wild.example.test.")), "{signer}");
 
         // The zone's chain proves what it should, and not what it should not.
-        let d = Denial::new(&zone, &recs);
+        let d = Denial::verified(&zone, &recs, &keys.keys, NOW);
         let ok = |s: Security| {
             s == Security::Secure || (opt_out && matches!(s, Security::Insecure { ede: None, .. }))
         };
