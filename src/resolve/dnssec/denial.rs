@@ -1,8 +1,8 @@
 //! Authenticated denial of existence: NSEC (RFC 4035 §5.4, RFC 6840 §4) and NSEC3
 //! (RFC 5155 §8).
 //!
-//! The records given must already be verified with the zone's keys
-//! ([`super::verify_rrset`]); here only what they prove is judged.
+//! Only records verified with the zone's keys may take part: [`Denial::verified`] checks
+//! them, [`Denial::new`] takes records checked already.
 //!
 //! NSEC: a record *matches* a name that is its owner and *covers* the names strictly
 //! between its owner and its next name in canonical order (RFC 4034 §6.1; the last record
@@ -25,10 +25,10 @@ use std::cmp::Ordering;
 
 use data_encoding::BASE32_DNSSEC;
 use hickory_proto::dnssec::Nsec3HashAlgorithm;
-use hickory_proto::dnssec::rdata::{NSEC, NSEC3};
+use hickory_proto::dnssec::rdata::{DNSKEY, NSEC, NSEC3};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType, RecordTypeSet};
 
-use super::{Failure, MAX_NSEC3_HASHES, MAX_NSEC3_ITERATIONS, Security, nsec, nsec3};
+use super::{Failure, MAX_NSEC3_HASHES, MAX_NSEC3_ITERATIONS, Security, nsec, nsec3, verify_rrset};
 use crate::label::ede;
 
 /// The NSEC or NSEC3 records of one zone in a response, and the proofs they can give.
@@ -38,6 +38,9 @@ use crate::label::ede;
 /// the proof is missing, 6 when the records contradict the claim), `Indeterminate` when
 /// hashing would exceed [`MAX_NSEC3_HASHES`]. When the zone's records include NSEC3 ones,
 /// NSEC3 proofs are used, else NSEC ones.
+///
+/// Build it with [`Denial::verified`] from a response section and the zone's trusted keys,
+/// or with [`Denial::new`] from records already verified.
 #[derive(Debug)]
 pub struct Denial<'a> {
     zone: &'a Name,
@@ -47,6 +50,9 @@ pub struct Denial<'a> {
     params: Vec<(&'a [u8], u16)>,
     /// Hashes computed: (name, params index, hash).
     hashes: RefCell<Vec<(Name, usize, Vec<u8>)>>,
+    /// Why an NSEC/NSEC3 RRset was left out by [`Denial::verified`]: reported instead of a
+    /// missing proof.
+    unverified: Option<Failure>,
 }
 
 /// An NSEC3 record with its owner hash decoded.
@@ -66,10 +72,6 @@ fn missing(reason: String) -> Security {
 
 fn contradicted(reason: String) -> Security {
     Failure::new(ede::DNSSEC_BOGUS, reason).into()
-}
-
-fn verdict(step: Step<Security>) -> Security {
-    step.unwrap_or_else(|s| s)
 }
 
 /// The number of labels, a leading `*` included (`Name::num_labels` leaves it out).
@@ -116,17 +118,55 @@ fn ancestor_delegation(types: &RecordTypeSet) -> bool {
 }
 
 impl<'a> Denial<'a> {
-    /// The NSEC and NSEC3 records of `zone` among `records` (a whole authority section may
-    /// be passed): NSEC owners inside the zone, NSEC3 owners one hash label below its apex.
+    /// The NSEC and NSEC3 records of `zone` among `records`, which must all have been
+    /// verified with the zone's keys ([`super::verify_rrset`]): NSEC owners inside the zone,
+    /// NSEC3 owners one hash label below its apex. Others are ignored.
     pub fn new(zone: &'a Name, records: &'a [Record]) -> Self {
+        Self::build(zone, records.iter(), None)
+    }
+
+    /// The NSEC and NSEC3 records of `zone` among `records` (a whole authority section)
+    /// whose RRsets verify with the zone's trusted `keys` at `now`. The others are left out:
+    /// they cannot make a proof, and when a proof then is missing the reason one was left
+    /// out is reported instead (an expired NSEC signature: EDE 7).
+    pub fn verified(zone: &'a Name, records: &'a [Record], keys: &[DNSKEY], now: u32) -> Self {
+        let mut good: Vec<(&Name, RecordType)> = Vec::new();
+        let mut unverified = None;
+        for r in records {
+            let rtype = r.record_type();
+            let wanted = matches!(rtype, RecordType::NSEC | RecordType::NSEC3)
+                && zone.zone_of(&r.name)
+                && !good.contains(&(&r.name, rtype));
+            if !wanted {
+                continue;
+            }
+            match verify_rrset(&r.name, rtype, records, records, keys, zone, now) {
+                Ok(_) => good.push((&r.name, rtype)),
+                Err(f) => {
+                    unverified.get_or_insert(f);
+                }
+            }
+        }
+        let records = records
+            .iter()
+            .filter(|r| good.contains(&(&r.name, r.record_type())));
+        Self::build(zone, records, unverified)
+    }
+
+    fn build(
+        zone: &'a Name,
+        records: impl Iterator<Item = &'a Record>,
+        unverified: Option<Failure>,
+    ) -> Self {
         let mut d = Self {
             zone,
             nsec: Vec::new(),
             nsec3: Vec::new(),
             params: Vec::new(),
             hashes: RefCell::new(Vec::new()),
+            unverified,
         };
-        for r in records.iter().filter(|r| r.dns_class == DNSClass::IN) {
+        for r in records.filter(|r| r.dns_class == DNSClass::IN) {
             if let Some(n) = nsec(r) {
                 if zone.zone_of(&r.name) {
                     d.nsec.push((&r.name, n));
@@ -167,7 +207,7 @@ impl<'a> Denial<'a> {
     /// NXDOMAIN: `qname` does not exist, and no wildcard could have answered for it
     /// (RFC 4035 §5.4, RFC 5155 §8.4).
     pub fn nxdomain(&self, qname: &Name) -> Security {
-        verdict(self.in_zone(qname).and_then(|()| {
+        self.verdict(self.in_zone(qname).and_then(|()| {
             if self.nsec3.is_empty() {
                 self.nsec_nxdomain(qname)
             } else {
@@ -181,7 +221,7 @@ impl<'a> Denial<'a> {
     /// the type (RFC 4035 §5.4, RFC 5155 §8.5-8.7). For DS under NSEC3, an opt-out span
     /// covering the name is insecure.
     pub fn nodata(&self, qname: &Name, qtype: RecordType) -> Security {
-        verdict(self.in_zone(qname).and_then(|()| {
+        self.verdict(self.in_zone(qname).and_then(|()| {
             if qtype == RecordType::DS && qname == self.zone {
                 return Err(contradicted(format!(
                     "the DS of {qname} is in its parent, zone {0} cannot deny it",
@@ -200,7 +240,7 @@ impl<'a> Denial<'a> {
     /// [`super::Verified::wildcard`]), so `qname` itself, or rather the next closer name,
     /// must not exist (RFC 4035 §5.3.4, RFC 5155 §8.8).
     pub fn wildcard(&self, qname: &Name, closest_encloser: &Name) -> Security {
-        verdict(self.in_zone(qname).and_then(|()| {
+        self.verdict(self.in_zone(qname).and_then(|()| {
             if !(self.zone.zone_of(closest_encloser)
                 && closest_encloser.zone_of(qname)
                 && labels(qname) > labels(closest_encloser))
@@ -223,7 +263,7 @@ impl<'a> Denial<'a> {
     /// (RFC 5155 §8.9). Either way (anything but bogus) the child and all below it are
     /// insecure.
     pub fn no_ds(&self, child: &Name) -> Security {
-        verdict(self.in_zone(child).and_then(|()| {
+        self.verdict(self.in_zone(child).and_then(|()| {
             if child == self.zone {
                 return Err(contradicted(format!(
                     "the DS of {child} is in its parent, zone {child} cannot deny it"
@@ -265,6 +305,21 @@ impl<'a> Denial<'a> {
                 self.opt_out_span(child)
             }
         }))
+    }
+
+    /// The verdict of a proof; a missing proof after an RRset was left out unverified is
+    /// that RRset's failure.
+    fn verdict(&self, step: Step<Security>) -> Security {
+        match step.unwrap_or_else(|s| s) {
+            Security::Bogus(f) if f.ede == ede::NSEC_MISSING => match &self.unverified {
+                Some(u) => Security::Bogus(Failure::new(
+                    u.ede,
+                    format!("{} (and so: {})", u.reason, f.reason),
+                )),
+                None => Security::Bogus(f),
+            },
+            other => other,
+        }
     }
 
     #[cfg(test)]

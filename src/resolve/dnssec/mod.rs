@@ -18,9 +18,10 @@
 //!   label count is below the owner's proves a wildcard expansion (RFC 4035 §5.3.4): the
 //!   result says so, and the caller must then prove that the name itself does not exist.
 //! - [`Denial`]: proofs of non-existence from NSEC (RFC 4035 §5.4, RFC 6840 §4) or NSEC3
-//!   (RFC 5155 §8) records already verified: NXDOMAIN, NODATA (also at empty non-terminals
-//!   and through a wildcard), the wildcard-expansion proof, and "no DS at this delegation"
-//!   (an insecure delegation; with NSEC3, an opt-out span may cover it).
+//!   (RFC 5155 §8) records, each RRset verified with the zone's keys: NXDOMAIN, NODATA
+//!   (also at empty non-terminals and through a wildcard), the wildcard-expansion proof,
+//!   and "no DS at this delegation" (an insecure delegation; with NSEC3, an opt-out span
+//!   may cover it).
 //!
 //! # Verdicts
 //! A [`Failure`] is bogus data: SERVFAIL with its EDE code and a reason naming the zone.
@@ -52,16 +53,17 @@
 //! 3. At each zone cut on the way down (each referral from parent P to child C), the DS of
 //!    C comes from P: the referral's authority section normally carries `C DS` and its
 //!    RRSIG (verify with P's keys: [`verify_rrset`]`(C, DS, .., P)`), or NSEC/NSEC3
-//!    records proving there is none: verify each such RRset with P's keys, then
-//!    [`Denial::no_ds`]. When the referral has neither, ask P's servers `C DS` and treat
-//!    the reply the same way (a NODATA reply: [`Denial::nodata`]`(C, DS)`). A proven
+//!    records proving there is none: [`Denial::verified`]`(P, authority, P's keys)` and
+//!    [`Denial::no_ds`]`(C)`. When the referral has neither, ask P's servers `C DS` and
+//!    treat the reply the same way (a NODATA reply: [`Denial::nodata`]`(C, DS)`). A proven
 //!    absence (any verdict but bogus) makes C and everything below it insecure: stop
 //!    validating. A DS set: go to step 2 for C.
 //! 4. The final reply, from zone Z (the signer of its RRSIGs): verify every RRset of the
 //!    answer (each CNAME/DNAME link may be in another zone, validated by that zone's
 //!    chain), and for a wildcard expansion prove it with [`Denial::wildcard`]. Negative
-//!    replies: verify the authority's SOA and NSEC/NSEC3 RRsets with Z's keys, then
-//!    [`Denial::nxdomain`] or [`Denial::nodata`] for the last name of the chain.
+//!    replies: verify the authority's SOA with Z's keys, then
+//!    [`Denial::verified`]`(Z, authority, Z's keys)` and [`Denial::nxdomain`] or
+//!    [`Denial::nodata`] for the last name of the chain.
 //! 5. Keep trusted keys and DS sets for their validated TTL ([`TrustedKeys::ttl`],
 //!    [`Verified::ttl`]); names under `insecure_domains` are never validated; a chain that
 //!    cannot be fetched (timeouts) is [`Security::Indeterminate`] (EDE 5).

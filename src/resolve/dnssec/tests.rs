@@ -1,10 +1,11 @@
 //! Validation against data signed here, in-process: ECDSA P-256 and Ed25519 keys made for
 //! each run, RSA from a bundled test key (testdata/README.md). Signatures are made with
-//! hickory-proto's own `TBS`, on clean input, so they also check our canonical form.
+//! hickory-proto's own `TBS`, on clean input, so they also check our canonical form. And
+//! against whole zones signed by ldns and BIND (testdata/make-fixtures.sh).
 
 use std::str::FromStr;
 
-use data_encoding::{BASE32_DNSSEC, BASE64, HEXLOWER};
+use data_encoding::{BASE32_DNSSEC, BASE64, HEXLOWER, HEXLOWER_PERMISSIVE};
 use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey, RsaSigningKey};
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, NSEC, NSEC3, RRSIG, SigInput};
 use hickory_proto::dnssec::{
@@ -12,6 +13,7 @@ use hickory_proto::dnssec::{
 };
 use hickory_proto::rr::rdata::{A, NS};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
 use rustls::pki_types::PrivatePkcs8KeyDer;
 
 use super::*;
@@ -927,6 +929,48 @@ fn nsec_wildcard_answers_and_insecure_delegations() {
     );
 }
 
+#[test]
+fn denial_verified_uses_only_records_that_verify_and_says_why_one_did_not() {
+    let zone = n("example.");
+    let key = Key::p256("example.", 257);
+    let chain = nsec_chain();
+    let mut signed = Vec::new();
+    for r in &chain {
+        signed.push(r.clone());
+        // The NSEC covering nx.example. (b.c.example. -> sec.example.) has expired.
+        if r.name == n("b.c.example.") {
+            signed.push(key.sign_at(std::slice::from_ref(r), NOW - 20 * DAY, NOW - DAY));
+        } else {
+            signed.push(key.sign(std::slice::from_ref(r)));
+        }
+    }
+    let d = Denial::verified(&zone, &signed, &key.keys(), NOW);
+    assert_eq!(
+        d.nodata(&n("a.example."), RecordType::TXT),
+        Security::Secure
+    );
+    let s = d.nxdomain(&n("nx.example."));
+    assert_eq!(bogus_ede(&s), Some(ede::SIGNATURE_EXPIRED), "{s:?}");
+    // With another zone's key nothing verifies.
+    let other = Key::p256("example.", 257);
+    let d = Denial::verified(&zone, &signed, &other.keys(), NOW);
+    assert_eq!(
+        bogus_ede(&d.nodata(&n("a.example."), RecordType::TXT)),
+        Some(ede::DNSKEY_MISSING)
+    );
+    // Unsigned NSEC records prove nothing.
+    let d = Denial::verified(&zone, &chain, &key.keys(), NOW);
+    assert_eq!(
+        bogus_ede(&d.nodata(&n("a.example."), RecordType::TXT)),
+        Some(ede::RRSIGS_MISSING)
+    );
+    // Records already verified.
+    assert_eq!(
+        Denial::new(&zone, &chain).nodata(&n("a.example."), RecordType::TXT),
+        Security::Secure
+    );
+}
+
 const SALT: [u8; 2] = [0xaa, 0xbb];
 
 fn hash(name: &Name, iterations: u16) -> Vec<u8> {
@@ -1189,4 +1233,127 @@ fn nsec3_hashing_is_bounded() {
     let deep = "x.".repeat(MAX_NSEC3_HASHES + 5);
     let s = Denial::new(&zone, &chain).nxdomain(&n(&format!("{deep}example.")));
     assert_eq!(s.ede(), Some(ede::DNSSEC_INDETERMINATE));
+}
+
+// ---- zones signed by other implementations ----
+
+/// Reads `ldns-read-zone -u TYPE...` output: records in the RFC 3597 generic form
+/// (`owner ttl IN TYPEn \# len hex`), which needs no parser for DNSSEC types.
+fn load_generic(text: &str) -> Vec<Record> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[4], "\\#", "{l}");
+            let rtype: u16 = f[3].trim_start_matches("TYPE").parse().unwrap();
+            let rdata = HEXLOWER_PERMISSIVE
+                .decode(f[6..].concat().as_bytes())
+                .unwrap();
+            let mut wire = n(f[0]).to_bytes().unwrap();
+            wire.extend(rtype.to_be_bytes());
+            wire.extend(1u16.to_be_bytes());
+            wire.extend(f[1].parse::<u32>().unwrap().to_be_bytes());
+            wire.extend(u16::try_from(rdata.len()).unwrap().to_be_bytes());
+            wire.extend(rdata);
+            Record::read(&mut BinDecoder::new(&wire)).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn zones_signed_by_ldns_and_bind_validate() {
+    use RecordType::*;
+    let zone = n("example.test.");
+    for (signer, text, ds, opt_out) in [
+        (
+            "ldns NSEC Ed25519",
+            include_str!("testdata/ldns-nsec-15.zone"),
+            include_str!("testdata/ldns-nsec-15.ds"),
+            false,
+        ),
+        (
+            "ldns NSEC3 opt-out P-256",
+            include_str!("testdata/ldns-nsec3-optout-13.zone"),
+            include_str!("testdata/ldns-nsec3-optout-13.ds"),
+            true,
+        ),
+        (
+            "BIND NSEC3 P-256",
+            include_str!("testdata/bind-nsec3-13.zone"),
+            include_str!("testdata/bind-nsec3-13.ds"),
+            false,
+        ),
+    ] {
+        let recs = load_generic(text);
+        let anchors = TrustAnchors::parse(ds).unwrap();
+        let keys = validate_dnskeys(&zone, &recs, &recs, anchors.ds(&zone).unwrap(), NOW)
+            .unwrap_or_else(|e| panic!("{signer}: {e:?}"));
+
+        // Every signature of the zone, mixed-case NS and MX targets included.
+        let mut checked = 0;
+        for r in &recs {
+            let Some(sig) = rrsig(r) else { continue };
+            let covered = sig.input().type_covered;
+            let v = verify_rrset(&r.name, covered, &recs, &recs, &keys.keys, &zone, NOW);
+            assert!(v.is_ok(), "{signer}: {} {covered}: {v:?}", r.name);
+            checked += 1;
+        }
+        assert!(checked >= 20, "{signer}: {checked}");
+
+        // A wildcard answer, as a server expands it.
+        let wc = n("*.wild.example.test.");
+        let source: Vec<Record> = recs
+            .iter()
+            .filter(|r| r.name == wc)
+            .filter(|r| {
+                r.record_type() == A || rrsig(r).is_some_and(|s| s.input().type_covered == A)
+            })
+            .cloned()
+            .collect();
+        let qname = n("x.y.wild.example.test.");
+        let answer = renamed(&source, &qname);
+        let v = verify_rrset(&qname, A, &answer, &answer, &keys.keys, &zone, NOW).unwrap();
+        assert_eq!(v.wildcard, Some(n("wild.example.test.")), "{signer}");
+
+        // The zone's chain proves what it should, and not what it should not.
+        let d = Denial::verified(&zone, &recs, &keys.keys, NOW);
+        let ok = |s: Security| {
+            s == Security::Secure || (opt_out && matches!(s, Security::Insecure { ede: None, .. }))
+        };
+        assert!(ok(d.nxdomain(&n("nx.example.test."))), "{signer}");
+        assert!(ok(d.nxdomain(&n("a.b.c.example.test."))), "{signer}");
+        assert_eq!(
+            d.nodata(&n("www.example.test."), MX),
+            Security::Secure,
+            "{signer}"
+        );
+        assert_eq!(
+            d.nodata(&n("c.example.test."), A),
+            Security::Secure,
+            "{signer} ENT"
+        );
+        assert!(ok(d.nodata(&n("x.wild.example.test."), MX)), "{signer}");
+        assert!(ok(d.wildcard(&qname, &n("wild.example.test."))), "{signer}");
+        assert!(ok(d.no_ds(&n("sub.example.test."))), "{signer}");
+        assert!(
+            bogus_ede(&d.nxdomain(&n("www.example.test."))).is_some(),
+            "{signer}"
+        );
+        assert!(
+            bogus_ede(&d.nxdomain(&n("x.wild.example.test."))).is_some(),
+            "{signer}"
+        );
+        assert!(
+            bogus_ede(&d.nodata(&n("www.example.test."), TXT)).is_some(),
+            "{signer}"
+        );
+        assert!(
+            bogus_ede(&d.no_ds(&n("sec.example.test."))).is_some(),
+            "{signer}"
+        );
+        assert!(
+            bogus_ede(&d.nodata(&n("alias.example.test."), A)).is_some(),
+            "{signer} CNAME"
+        );
+    }
 }

@@ -369,50 +369,61 @@ pub fn validate_dnskeys(
         .into());
     }
 
-    let mut failure: Option<Failure> = None;
-    for d in &usable {
-        for key in &keys {
-            let matches = !key.revoke()
-                && key.algorithm() == d.algorithm()
-                && key.calculate_key_tag().ok() == Some(d.key_tag())
-                && d.covers(zone, key).unwrap_or(false);
-            if !matches {
-                continue;
-            }
-            let one = [(*key).clone()];
-            match verify_rrset(zone, RecordType::DNSKEY, records, rrsigs, &one, zone, now) {
-                Ok(v) => {
-                    return Ok(TrustedKeys {
-                        keys: keys
-                            .iter()
-                            .filter(|k| k.zone_key() && !k.revoke())
-                            .map(|k| (*k).clone())
-                            .collect(),
-                        ttl: v.ttl,
-                    });
-                }
-                Err(mut f) => {
-                    if f.ede == ede::DNSKEY_MISSING {
-                        f.reason = format!(
-                            "the DNSKEY RRset of {zone} is not signed by key {} named by its DS",
-                            d.key_tag()
-                        );
-                    }
-                    failure.get_or_insert(f);
-                }
-            }
+    // The keys a DS names, each once; one verify_rrset over all of them keeps the number of
+    // signature checks bounded however many DS records and key-tag collisions there are.
+    let mut secure_entry: Vec<DNSKEY> = Vec::new();
+    for key in &keys {
+        let named = !key.revoke()
+            && usable.iter().any(|d| {
+                key.algorithm() == d.algorithm()
+                    && key.calculate_key_tag().ok() == Some(d.key_tag())
+                    && d.covers(zone, key).unwrap_or(false)
+            });
+        if named && !secure_entry.contains(key) {
+            secure_entry.push((*key).clone());
         }
     }
-    Err(failure
-        .unwrap_or_else(|| {
-            let tags: Vec<String> = usable.iter().map(|d| d.key_tag().to_string()).collect();
-            Failure::new(
-                ede::DNSKEY_MISSING,
-                format!(
-                    "no DNSKEY of {zone} matches its DS records (key tags {})",
-                    tags.join(", ")
-                ),
-            )
-        })
-        .into())
+    let tags = || {
+        let mut t: Vec<u16> = usable.iter().map(|d| d.key_tag()).collect();
+        t.sort_unstable();
+        t.dedup();
+        t.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    };
+    if secure_entry.is_empty() {
+        return Err(Failure::new(
+            ede::DNSKEY_MISSING,
+            format!(
+                "no DNSKEY of {zone} matches its DS records (key tags {})",
+                tags()
+            ),
+        )
+        .into());
+    }
+    match verify_rrset(
+        zone,
+        RecordType::DNSKEY,
+        records,
+        rrsigs,
+        &secure_entry,
+        zone,
+        now,
+    ) {
+        Ok(v) => Ok(TrustedKeys {
+            keys: keys
+                .iter()
+                .filter(|k| k.zone_key() && !k.revoke())
+                .map(|k| (*k).clone())
+                .collect(),
+            ttl: v.ttl,
+        }),
+        Err(mut f) => {
+            if f.ede == ede::DNSKEY_MISSING {
+                f.reason = format!(
+                    "the DNSKEY RRset of {zone} is not signed by a key its DS names (key tags {})",
+                    tags()
+                );
+            }
+            Err(f.into())
+        }
+    }
 }
