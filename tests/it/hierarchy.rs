@@ -13,7 +13,7 @@
 //! | 201–205 | `hierarchy.rs` (the servers queried directly) |
 //! | 211–220 | `unbound.rs` (Unbound recursing over the hierarchy) |
 //! | 221–235 | `recursion.rs` (dnsgate recursing over the hierarchy) |
-//! | 236–250 | the signed hierarchy ([`crate::signed::start_signed`]): `signed.rs` takes 236–238 |
+//! | 236–250 | the signed hierarchy ([`crate::signed::start_signed`]): `signed.rs` takes 236–239 |
 //!
 //! [`crate::signed::start_signed`]`(net)` starts a *signed* hierarchy instead (other zones
 //! under the TLD `sec.`, its own address plan: see signed.rs) through the same
