@@ -21,6 +21,8 @@ pub(crate) struct Opts {
     pub tcp: bool,
     /// Set the CD (checking disabled) header bit.
     pub checking_disabled: bool,
+    /// Set the AD (authentic data) header bit: "I understand AD" (RFC 6840 §5.7).
+    pub authentic_data: bool,
 }
 
 impl Default for Opts {
@@ -30,6 +32,7 @@ impl Default for Opts {
             dnssec_ok: false,
             tcp: false,
             checking_disabled: false,
+            authentic_data: false,
         }
     }
 }
@@ -40,6 +43,7 @@ pub(crate) fn build(name: &str, qtype: RecordType, opts: Opts) -> (u16, Vec<u8>)
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.metadata.checking_disabled = opts.checking_disabled;
+    m.metadata.authentic_data = opts.authentic_data;
     m.add_query(Query::query(Name::from_utf8(name).unwrap(), qtype));
     if let Some(payload) = opts.edns {
         let mut e = Edns::new();

@@ -12,8 +12,14 @@
 //! | --- | --- |
 //! | 201–205 | `hierarchy.rs` (the servers queried directly) |
 //! | 211–220 | `unbound.rs` (Unbound recursing over the hierarchy) |
+//! | 221–235 | `recursion.rs` (dnsgate recursing over the hierarchy) |
+//! | 236–250 | the signed hierarchy ([`crate::signed::start_signed`]): `signed.rs` takes 236–239 |
 //!
-//! Inside the /16 (`N` = net):
+//! [`crate::signed::start_signed`]`(net)` starts a *signed* hierarchy instead (other zones
+//! under the TLD `sec.`, its own address plan: see signed.rs) through the same
+//! [`Hierarchy::serve`], so the handle, switches and wrapper below are the same.
+//!
+//! Inside the /16 (`N` = net), for [`Hierarchy::start`]:
 //!
 //! | address | host | serves |
 //! | --- | --- | --- |
@@ -51,6 +57,11 @@
 //!   itself for `owner DNAME`, and for any name below the owner the DNAME plus a
 //!   synthesized CNAME (TTL of the DNAME; YXDOMAIN when the new name is too long). The
 //!   synthesized target is not chased, even when this server holds it.
+//! - DNSSEC (signed zones only, queries with DO): referrals carry the DS RRset and its
+//!   RRSIG, or else the NSEC/NSEC3 records hickory gives for a `DS` query at the cut (the
+//!   proof of no DS, which hickory's own NSEC referrals lack); the RRSIG hickory makes
+//!   over a delegation NS set is dropped with that NS set from CNAME answers; the wrapper's
+//!   own responses copy the DO bit.
 
 // An API for other tests (the resolver's, differential runs): not all of it is used here.
 #![allow(dead_code)]
@@ -61,19 +72,22 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Edns, Header, Message, Metadata, ResponseCode};
 use hickory_proto::rr::rdata::{NS, NULL};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
 use hickory_server::Server;
+use hickory_server::dnssec::NxProofKind;
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{
-    AxfrPolicy, Catalog, MessageResponse, MessageResponseBuilder, ZoneHandler, ZoneType,
+    AxfrPolicy, Catalog, LookupOptions, MessageResponse, MessageResponseBuilder, Nsec3QueryInfo,
+    ZoneHandler, ZoneType,
 };
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -230,15 +244,16 @@ fn zone_texts(net: u8) -> BTreeMap<&'static str, String> {
 
 /// A server of the hierarchy: host name, the last two octets of its address, the zones it
 /// serves, how it starts. A host with no zones is never started (nothing bound: dead).
-struct Host {
-    name: &'static str,
-    at: [u8; 2],
-    zones: &'static [&'static str],
-    mode: Mode,
-    delay: Duration,
+pub(crate) struct Host {
+    pub(crate) name: &'static str,
+    pub(crate) at: [u8; 2],
+    pub(crate) zones: &'static [&'static str],
+    pub(crate) mode: Mode,
+    pub(crate) delay: Duration,
 }
 
-const fn host(name: &'static str, at: [u8; 2], zones: &'static [&'static str]) -> Host {
+/// A host answering at once from `zones`.
+pub(crate) const fn host(name: &'static str, at: [u8; 2], zones: &'static [&'static str]) -> Host {
     Host {
         name,
         at,
@@ -395,29 +410,60 @@ pub(crate) struct Hierarchy {
     pub(crate) net: u8,
     servers: BTreeMap<&'static str, Auth>,
     next_client: AtomicU8,
+    hosts: &'static [Host],
+    roots: &'static [&'static str],
+    texts: BTreeMap<&'static str, String>,
+    trust_anchor: Option<String>,
 }
 
 impl Hierarchy {
     /// Starts every server of the hierarchy under 127.`net`.0.0/16 (see the module doc for
     /// the nets taken). Panics if an address is in use.
     pub(crate) async fn start(net: u8) -> Self {
-        assert!(net != 0, "127.0.0.0/16 holds the usual loopback services");
         let texts = zone_texts(net);
+        let zones = texts
+            .iter()
+            .map(|(&origin, text)| (origin, ZoneData::load(text)))
+            .collect();
+        Self::serve(net, SERVERS, &ROOT_SERVERS, texts, zones, None).await
+    }
+
+    /// Starts `hosts` under 127.`net`.0.0/16, each serving its zones out of `zones` (by
+    /// origin, as written in [`Host::zones`]). `roots` are the root servers' host names
+    /// (for the hints); `texts` and `trust_anchor` are only handed back by
+    /// [`Self::zone_texts`] and [`Self::trust_anchor`].
+    pub(crate) async fn serve(
+        net: u8,
+        hosts: &'static [Host],
+        roots: &'static [&'static str],
+        texts: BTreeMap<&'static str, String>,
+        zones: BTreeMap<&'static str, ZoneData>,
+        trust_anchor: Option<String>,
+    ) -> Self {
+        assert!(net != 0, "127.0.0.0/16 holds the usual loopback services");
         let mut servers = BTreeMap::new();
         for &Host {
             name: host,
             at: [x, y],
-            zones,
+            zones: served,
             mode,
             delay,
-        } in SERVERS
+        } in hosts
         {
-            if zones.is_empty() {
+            if served.is_empty() {
                 continue;
             }
-            let zones: Vec<ZoneData> = zones.iter().map(|z| ZoneData::load(&texts[z])).collect();
+            let served: Vec<ZoneData> = served
+                .iter()
+                .map(|z| {
+                    zones
+                        .get(z)
+                        .unwrap_or_else(|| panic!("{host} serves {z}: no such zone"))
+                        .clone()
+                })
+                .collect();
             let mut catalog = Catalog::new();
-            for z in &zones {
+            for z in &served {
                 catalog.upsert(z.origin.clone(), vec![z.handler.clone()]);
             }
             let sw = Arc::new(Switches::default());
@@ -426,8 +472,9 @@ impl Hierarchy {
                 .store(delay.as_millis() as u64, Ordering::SeqCst);
             let node = Node {
                 catalog: Arc::new(catalog),
-                zones: Arc::new(zones),
+                zones: Arc::new(served),
                 sw: sw.clone(),
+                roots,
             };
             let addr = SocketAddr::from((Ipv4Addr::new(127, net, x, y), 53));
             let udp = UdpSocket::bind(addr)
@@ -453,6 +500,10 @@ impl Hierarchy {
             net,
             servers,
             next_client: AtomicU8::new(1),
+            hosts,
+            roots,
+            texts,
+            trust_anchor,
         }
     }
 
@@ -471,7 +522,8 @@ impl Hierarchy {
 
     /// The address of `host`, running or not (`ns1.dead.test.` has nothing bound).
     pub(crate) fn addr_of(&self, host: &str) -> SocketAddr {
-        let [x, y] = SERVERS
+        let [x, y] = self
+            .hosts
             .iter()
             .find(|s| s.name == host)
             .map(|s| s.at)
@@ -481,16 +533,16 @@ impl Hierarchy {
 
     /// The root servers' addresses.
     pub(crate) fn root_ips(&self) -> Vec<IpAddr> {
-        ROOT_SERVERS.iter().map(|h| self.addr_of(h).ip()).collect()
+        self.roots.iter().map(|h| self.addr_of(h).ip()).collect()
     }
 
     /// The root hints in named.root format, to write to a file.
     pub(crate) fn root_hints(&self) -> String {
         let mut s = String::from("; loopback root hints of a test hierarchy\n");
-        for h in ROOT_SERVERS {
+        for h in self.roots {
             s.push_str(&format!(".  3600000  NS  {}\n", h.to_ascii_uppercase()));
         }
-        for h in ROOT_SERVERS {
+        for h in self.roots {
             s.push_str(&format!(
                 "{}  3600000  A  {}\n",
                 h.to_ascii_uppercase(),
@@ -516,10 +568,17 @@ impl Hierarchy {
             .collect()
     }
 
-    /// The zone texts as served (DNAME lines included), by origin: for signing them, or
-    /// for another server to serve the same data.
+    /// The zone texts as written (DNAME lines included; for a signed hierarchy before
+    /// signing, without DS, DNSKEY, RRSIG or NSEC), by origin: for signing them, or for
+    /// another server to serve the same data.
     pub(crate) fn zone_texts(&self) -> BTreeMap<&'static str, String> {
-        zone_texts(self.net)
+        self.texts.clone()
+    }
+
+    /// For a signed hierarchy ([`crate::signed`]): the root's trust anchor, zone-file lines
+    /// (a DS record) for Unbound's `trust-anchor-file` or dnsgate's `trust_anchor`.
+    pub(crate) fn trust_anchor(&self) -> Option<&str> {
+        self.trust_anchor.as_deref()
     }
 }
 
@@ -610,9 +669,34 @@ pub(crate) fn corpus() -> Vec<Question> {
     ]
 }
 
+/// A zone text parsed: its origin, its RRsets as hickory's parser gives them, and the
+/// DNAME lines taken out (see [`ZoneData::new`]).
+pub(crate) struct ParsedZone {
+    pub(crate) origin: Name,
+    pub(crate) sets: BTreeMap<RrKey, RecordSet>,
+    dnames: Vec<(Name, Name, u32)>,
+}
+
+impl ParsedZone {
+    /// Parses a zone text (DNAME lines allowed; no DNSSEC records but DS). Panics on an
+    /// error.
+    pub(crate) fn parse(text: &str) -> Self {
+        let (text, dnames) = take_dnames(text);
+        let (origin, sets) = Parser::new(text, None, None)
+            .parse()
+            .expect("test zone parses");
+        Self {
+            origin,
+            sets,
+            dnames,
+        }
+    }
+}
+
 /// One zone: hickory's handler for it plus what the wrapper needs to answer what hickory
-/// gets wrong (cuts, glue, DNAME).
-struct ZoneData {
+/// gets wrong (cuts, glue, DNAME, proofs in referrals).
+#[derive(Clone)]
+pub(crate) struct ZoneData {
     origin: LowerName,
     handler: Arc<dyn ZoneHandler>,
     /// Every record of the zone text but the DNAMEs, owner names lowercased.
@@ -622,12 +706,26 @@ struct ZoneData {
 }
 
 impl ZoneData {
+    /// An unsigned zone from its text.
     fn load(text: &str) -> Self {
-        let (text, dnames) = take_dnames(text);
-        let (origin, sets) = Parser::new(text, None, None)
-            .parse()
-            .expect("test zone parses");
-        let records: Vec<Record> = sets
+        let parsed = ParsedZone::parse(text);
+        let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+            parsed.origin.clone(),
+            parsed.sets.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+            None,
+        )
+        .expect("test zone loads");
+        Self::new(&parsed, Arc::new(handler))
+    }
+
+    /// A zone served by `handler` (built from `parsed`, then perhaps signed or changed):
+    /// the wrapper finds cuts, glue and DNAMEs in `parsed`; proofs for referrals (DS, or
+    /// NSEC/NSEC3 for no DS) come from `handler` when it has an `nx_proof_kind`.
+    pub(crate) fn new(parsed: &ParsedZone, handler: Arc<dyn ZoneHandler>) -> Self {
+        let records: Vec<Record> = parsed
+            .sets
             .values()
             .flat_map(|s| s.records_without_rrsigs().cloned().collect::<Vec<_>>())
             .map(|mut r| {
@@ -635,18 +733,56 @@ impl ZoneData {
                 r
             })
             .collect();
-        let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-            origin.clone(),
-            sets,
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        )
-        .expect("test zone loads");
         Self {
-            origin: LowerName::from(&origin),
-            handler: Arc::new(handler),
+            origin: LowerName::from(&parsed.origin),
+            handler,
             records,
-            dnames,
+            dnames: parsed.dnames.clone(),
+        }
+    }
+
+    /// What a signed zone adds to its referral to `cut` for a DO query: the DS RRset and
+    /// its RRSIGs, or else the NSEC/NSEC3 records (and RRSIGs) that prove there is no DS,
+    /// as hickory answers a `DS` query for the cut. Nothing for an unsigned zone.
+    async fn referral_proof(&self, cut: &Name) -> Vec<Record> {
+        let Some(kind) = self.handler.nx_proof_kind() else {
+            return Vec::new();
+        };
+        let options = LookupOptions::for_dnssec();
+        let cut = LowerName::from(cut);
+        let ds = self
+            .handler
+            .lookup(&cut, RecordType::DS, None, options)
+            .await
+            .map_result();
+        if let Some(Ok(ds)) = ds {
+            let ds: Vec<Record> = ds.iter().cloned().collect();
+            if ds.iter().any(|r| r.record_type() == RecordType::DS) {
+                return ds;
+            }
+        }
+        let proof = match kind {
+            NxProofKind::Nsec => self.handler.nsec_records(&cut, options).await,
+            NxProofKind::Nsec3 {
+                algorithm,
+                salt,
+                iterations,
+                ..
+            } => {
+                let info = Nsec3QueryInfo {
+                    qname: &cut,
+                    qtype: RecordType::DS,
+                    has_wildcard_match: false,
+                    algorithm: *algorithm,
+                    salt,
+                    iterations: *iterations,
+                };
+                self.handler.nsec3_records(info, options).await
+            }
+        };
+        match proof.map_result() {
+            Some(Ok(proof)) => proof.iter().cloned().collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -791,6 +927,7 @@ struct Node {
     catalog: Arc<Catalog>,
     zones: Arc<Vec<ZoneData>>,
     sw: Arc<Switches>,
+    roots: &'static [&'static str],
 }
 
 #[async_trait::async_trait]
@@ -840,7 +977,8 @@ impl RequestHandler for Node {
                 return send(request, response_handle, md, &[], &[], &[], edns.as_ref()).await;
             }
             Mode::Lame => {
-                let up: Vec<Record> = ROOT_SERVERS
+                let up: Vec<Record> = self
+                    .roots
                     .iter()
                     .map(|h| {
                         Record::from_rdata(
@@ -869,7 +1007,10 @@ impl RequestHandler for Node {
             if let Some(cut) = zone.cut_for(&qname)
                 && !(qtype == RecordType::DS && cut == qname)
             {
-                let (ns, glue) = zone.referral(&cut);
+                let (mut ns, glue) = zone.referral(&cut);
+                if edns.as_ref().is_some_and(|e| e.flags().dnssec_ok) {
+                    ns.extend(zone.referral_proof(&cut).await);
+                }
                 return send(request, response_handle, md, &[], &ns, &glue, edns.as_ref()).await;
             }
             if let Some((answers, rcode)) = zone.dname(&qname, qtype) {
@@ -919,8 +1060,13 @@ impl RequestHandler for Node {
 /// Fixes what hickory's `Catalog` gets wrong in an answer from `zone` (see the module doc).
 fn mend(msg: &mut Message, zone: &ZoneData, qname: &Name, qtype: RecordType) {
     if !matches!(qtype, RecordType::NS | RecordType::ANY) {
-        // A CNAME chased into a child zone: hickory appends the child's NS set.
-        msg.answers.retain(|r| r.record_type() != RecordType::NS);
+        // A CNAME chased into a child zone: hickory appends the child's NS set (and, in a
+        // signed zone, the RRSIGs it made over that delegation NS set).
+        msg.answers.retain(|r| match &r.data {
+            RData::NS(_) => false,
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered != RecordType::NS,
+            _ => true,
+        });
     }
     msg.additionals
         .retain(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA));
@@ -943,12 +1089,14 @@ fn mend(msg: &mut Message, zone: &ZoneData, qname: &Name, qtype: RecordType) {
     }
 }
 
-/// The response OPT for a request with one: payload max(request's, 512), version 0.
+/// The response OPT for a request with one: payload max(request's, 512), version 0, the
+/// DO bit copied.
 fn response_edns(request: &Request) -> Option<Edns> {
     let req = request.edns.as_ref()?;
     let mut e = Edns::new();
     e.set_max_payload(req.max_payload().max(512));
     e.set_version(0);
+    e.set_dnssec_ok(req.flags().dnssec_ok);
     Some(e)
 }
 

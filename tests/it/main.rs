@@ -25,6 +25,7 @@ mod querylog;
 mod recursion;
 mod reload;
 mod serving;
+mod signed;
 mod tcp;
 mod unbound;
 mod upstream;

@@ -239,6 +239,7 @@ fn zone(text: &str) -> (LowerName, Arc<dyn ZoneHandler>) {
         records,
         ZoneType::Primary,
         AxfrPolicy::Deny,
+        None,
     )
     .expect("test zone loads");
     (LowerName::from(&origin), Arc::new(handler))
