@@ -1127,3 +1127,124 @@ async fn dnsgate_recurses_over_the_signed_hierarchy_without_validating() {
         .unwrap();
     assert_eq!(client::ips(&r), [TAMPERED_ADDRESS.to_string()]);
 }
+
+/// dnsgate validating over the signed hierarchy: every corpus answer's rcode, AD bit and
+/// EDE code as a validating resolver must give them (SPEC §9).
+#[tokio::test]
+async fn dnsgate_validates_the_signed_corpus() {
+    let h = start_signed(240).await;
+    let g = recursive_gate(&h, "validate", "").await;
+    let mut wrong = Vec::new();
+    for q in signed_corpus() {
+        let Some(r) = ask(g.addr, q.name, q.qtype, false).await else {
+            wrong.push(format!(
+                "{} {} ({}): no answer in 5 s",
+                q.name, q.qtype, q.what
+            ));
+            continue;
+        };
+        let ede = client::ede(&r);
+        if r.metadata.response_code != q.rcode
+            || r.metadata.authentic_data != q.ad
+            || ede.as_ref().map(|e| e.0) != q.ede
+        {
+            wrong.push(format!(
+                "{} {} ({}): got {} AD={} EDE={:?}, want {} AD={} EDE={:?}",
+                q.name,
+                q.qtype,
+                q.what,
+                r.metadata.response_code,
+                r.metadata.authentic_data,
+                ede,
+                q.rcode,
+                q.ad,
+                q.ede
+            ));
+        }
+        // A bogus answer's EDE text names the zone.
+        if let (true, Some((_, text))) = (q.bogus(), &ede) {
+            let zone = q.name.split_once('.').map_or("", |x| x.1);
+            if !text.contains(zone.trim_end_matches('.')) {
+                wrong.push(format!(
+                    "{}: EDE text {text:?} does not name {zone}",
+                    q.name
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[tokio::test]
+async fn dnsgate_hands_bogus_data_over_with_cd_and_never_sets_ad_unasked() {
+    let h = start_signed(241).await;
+    let g = recursive_gate(&h, "validate", "").await;
+    // CD=1: the data, unvalidated, no AD.
+    let r = ask(g.addr, "www.tampered.sec.", RecordType::A, true)
+        .await
+        .unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(client::ips(&r), [TAMPERED_ADDRESS.to_string()]);
+    assert!(!r.metadata.authentic_data);
+    // Without CD: still bogus (the CD answer is cached apart).
+    let r = ask(g.addr, "www.tampered.sec.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    // Secure data: AD only when the query had DO or AD.
+    let plain = client::query(g.addr, "www.child.sec.", RecordType::A).await;
+    assert!(!plain.metadata.authentic_data);
+    assert!(!client::ips(&plain).is_empty());
+    let ad = client::query_with(
+        g.addr,
+        "www.child.sec.",
+        RecordType::A,
+        Opts {
+            authentic_data: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    assert!(ad.metadata.authentic_data);
+    // Answers dnsgate makes itself never carry AD, even for secure names.
+    let g2 = recursive_gate(
+        &h,
+        "validate",
+        "\n[[policies]]\nname = \"b\"\naction = \"block\"\ntraffic = 'dns.fqdn == \"www.child.sec\"'\n",
+    )
+    .await;
+    let blocked = ask(g2.addr, "www.child.sec.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert_eq!(client::ips(&blocked), ["0.0.0.0"]);
+    assert!(!blocked.metadata.authentic_data);
+}
+
+#[tokio::test]
+async fn insecure_domains_are_never_validated() {
+    let h = start_signed(242).await;
+    let g = recursive_gate(
+        &h,
+        "validate",
+        "insecure_domains = [\"tampered.sec\", \"child.sec\"]\n",
+    )
+    .await;
+    let r = ask(g.addr, "www.tampered.sec.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(client::ips(&r), [TAMPERED_ADDRESS.to_string()]);
+    assert!(!r.metadata.authentic_data);
+    let r = ask(g.addr, "www.child.sec.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert!(
+        !r.metadata.authentic_data,
+        "secure zone, but listed insecure"
+    );
+    // Others still are.
+    let r = ask(g.addr, "www.expired.sec.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+}
