@@ -1248,3 +1248,44 @@ async fn insecure_domains_are_never_validated() {
         .unwrap();
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
 }
+
+/// Validation that cannot finish (the parent's servers refuse the DS question) is
+/// SERVFAIL with EDE 5 (Indeterminate), not bogus, and the metrics count each verdict.
+#[tokio::test]
+async fn unfinished_validation_is_indeterminate_and_verdicts_are_counted() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let h = start_signed(243).await;
+    let g = recursive_gate(&h, "validate", "").await;
+    // With CD the data comes without validating: the cut child.sec. is learned, its trust not.
+    let r = ask(g.addr, "www.child.sec.", RecordType::A, true)
+        .await
+        .unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    // Secure, through sec.'s keys (learned now).
+    let r = ask(g.addr, "www.sec.", RecordType::A, false).await.unwrap();
+    assert!(r.metadata.authentic_data);
+    // sec. refuses from now on: the DS of child.sec. cannot be had.
+    h.server("ns1.sec.")
+        .set_mode(crate::hierarchy::Mode::Refuse);
+    let r = ask(g.addr, "txt.child.sec.", RecordType::TXT, false)
+        .await
+        .unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(client::ede(&r).map(|e| e.0), Some(5), "{r:?}");
+    let text = metrics.render();
+    let count = |result: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "dnsgate_dnssec_results_total{{result=\"{result}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(count("secure"), Some(1.0), "{text}");
+    assert_eq!(count("indeterminate"), Some(1.0), "{text}");
+    assert_eq!(count("bogus"), Some(0.0), "{text}");
+}
