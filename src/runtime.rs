@@ -20,7 +20,7 @@ use crate::lists::url::{Mode, UrlLists, UrlSpec};
 use crate::netmap::{PrefixMap, canonical_net};
 use crate::policy::{self, BlockMode, BuildEnv, PolicySet};
 use crate::resolve::dnssec::TrustAnchors;
-use crate::resolve::recurse::Validation;
+use crate::resolve::validate::Validation;
 use crate::resolve::{
     Dnssec, Forwarder, Recursor, RecursorConfig, RootHints, Upstream, UpstreamSpec, parse_specs,
 };

@@ -10,6 +10,7 @@ pub mod dnssec;
 mod exchange;
 pub mod forward;
 pub mod recurse;
+pub mod validate;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

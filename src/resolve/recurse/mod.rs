@@ -25,12 +25,9 @@
 
 mod hints;
 mod servers;
-mod validate;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,11 +40,10 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant as NetInstant, sleep_until, timeout_at};
 use tracing::debug;
 
+use super::dnssec::Security;
+use super::validate::{self, Chain, Fetched, Validation, Validator};
 pub use hints::RootHints;
 use servers::Servers;
-pub use validate::Validation;
-
-use super::dnssec::Security;
 
 use super::exchange::{self, Pool};
 use super::{Error, Question, Response};
@@ -86,15 +82,6 @@ pub struct RecursorConfig {
     pub validation: Option<Validation>,
 }
 
-/// `dnsgate_dnssec_results_total{result}`.
-#[derive(Debug, Clone, Copy)]
-enum DnssecResult {
-    Secure = 0,
-    Insecure = 1,
-    Bogus = 2,
-    Indeterminate = 3,
-}
-
 /// A zone cut: a zone and its name servers.
 #[derive(Debug)]
 struct Cut {
@@ -114,7 +101,7 @@ struct Addresses {
 
 /// One client question's budget.
 #[derive(Debug)]
-struct Ctx {
+pub(crate) struct Ctx {
     queries: usize,
     depth: u8,
     deadline: NetInstant,
@@ -123,9 +110,15 @@ struct Ctx {
 /// The final response of one lookup, and where it came from.
 #[derive(Debug)]
 struct Reply {
-    msg: Message,
-    zone: Name,
+    fetched: Fetched,
     server: IpAddr,
+}
+
+impl std::ops::Deref for Reply {
+    type Target = Fetched;
+    fn deref(&self) -> &Fetched {
+        &self.fetched
+    }
 }
 
 /// How a server's response moves a lookup on.
@@ -142,11 +135,8 @@ enum Kind {
 /// The recursor.
 pub struct Recursor {
     config: RecursorConfig,
-    /// `config.validation`, at hand.
-    validation: Option<Validation>,
-    /// The verdict on each zone met while validating.
-    trusted: quick_cache::sync::Cache<Name, Arc<validate::Cached>>,
-    dnssec_results: [::metrics::Counter; 4],
+    /// DNSSEC validation, when on.
+    validator: Option<Validator>,
     root: Arc<Cut>,
     servers: Servers,
     cuts: quick_cache::sync::Cache<Name, Arc<Cut>>,
@@ -167,7 +157,7 @@ impl std::fmt::Debug for Recursor {
     }
 }
 
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use validate::Boxed;
 
 impl Recursor {
     /// A recursor starting from `config.hints`.
@@ -190,15 +180,11 @@ impl Recursor {
             format!("{:?}", config.validation).hash(&mut h);
             h.finish()
         };
-        let dnssec_results = ["secure", "insecure", "bogus", "indeterminate"].map(|result| {
-            let c = ::metrics::counter!(metrics::DNSSEC_RESULTS_TOTAL, "result" => result);
-            c.increment(0);
-            c
-        });
         Self {
-            validation: config.validation.clone(),
-            trusted: quick_cache::sync::Cache::new(10_000),
-            dnssec_results,
+            validator: config
+                .validation
+                .clone()
+                .map(|v| Validator::new(v, clock.clone())),
             root,
             servers: Servers::new(clock.clone()),
             cuts: quick_cache::sync::Cache::new(100_000),
@@ -264,24 +250,24 @@ impl Recursor {
             let mut answers = Vec::new();
             let mut seen = vec![name.clone()];
             // Client questions are validated (not name-server addresses, nor CD=1 ones).
-            let validate = self.validation.is_some() && !q.checking_disabled && ctx.depth == 0;
+            let validate = self.validator.is_some() && !q.checking_disabled && ctx.depth == 0;
             let mut verdict = Security::Secure;
             for _ in 0..MAX_CHAIN {
                 let reply = self.lookup(ctx, &name, q).await?;
                 let step = follow(&reply.msg, &name, q.qtype, &reply.zone, q.dnssec_ok);
                 if validate {
                     let negative = step.next.is_none() && !step.data;
-                    let hop = self
-                        .judge(
-                            ctx,
-                            &reply,
-                            &step.records,
-                            &step.synthesized,
-                            &step.last,
-                            q.qtype,
-                            negative,
-                        )
-                        .await;
+                    let hop = validate::judge(
+                        self,
+                        ctx,
+                        &reply,
+                        &step.records,
+                        &step.synthesized,
+                        &step.last,
+                        q.qtype,
+                        negative,
+                    )
+                    .await;
                     verdict = validate::worst(verdict, hop);
                     if matches!(verdict, Security::Bogus(_)) {
                         break;
@@ -290,8 +276,8 @@ impl Recursor {
                 answers.extend(step.records);
                 let Some(target) = step.next else {
                     let mut r = finish(q, reply, answers);
-                    if validate {
-                        self.settle(&mut r, verdict)?;
+                    if let (true, Some(v)) = (validate, &self.validator) {
+                        v.settle(&mut r, verdict)?;
                     }
                     return Ok(r);
                 };
@@ -304,46 +290,15 @@ impl Recursor {
                 seen.push(target.clone());
                 name = target;
             }
-            if let Security::Bogus(f) = verdict {
-                self.count(DnssecResult::Bogus);
-                return Err(f.into());
+            if let (Security::Bogus(_), Some(v)) = (&verdict, &self.validator) {
+                let mut r = Response::new(Message::new(0, MessageType::Response, OpCode::Query), 0);
+                v.settle(&mut r, verdict)?;
             }
             Err(Error::Failed {
                 ede: ede::OTHER,
                 reason: format!("CNAME chain of {} longer than {MAX_CHAIN} links", q.name),
             })
         })
-    }
-
-    fn count(&self, result: DnssecResult) {
-        self.dnssec_results[result as usize].increment(1);
-    }
-
-    /// Applies the validation verdict to a finished answer: AD when secure, the EDE of an
-    /// insecure one, an error for bogus (SERVFAIL, no stale answer) or indeterminate.
-    fn settle(&self, r: &mut Response, verdict: Security) -> Result<(), Error> {
-        match verdict {
-            Security::Secure => {
-                self.count(DnssecResult::Secure);
-                r.msg.metadata.authentic_data = true;
-            }
-            Security::Insecure { ede, reason } => {
-                self.count(DnssecResult::Insecure);
-                r.ede = ede.map(|code| (code, reason));
-            }
-            Security::Bogus(f) => {
-                self.count(DnssecResult::Bogus);
-                return Err(f.into());
-            }
-            Security::Indeterminate { reason } => {
-                self.count(DnssecResult::Indeterminate);
-                return Err(Error::Failed {
-                    ede: ede::DNSSEC_INDETERMINATE,
-                    reason,
-                });
-            }
-        }
-        Ok(())
     }
 
     /// The deepest cached zone cut at or above `name`.
@@ -398,8 +353,10 @@ impl Recursor {
                 }
                 Kind::Final if full => {
                     return Ok(Reply {
-                        msg,
-                        zone: cut.zone.clone(),
+                        fetched: Fetched {
+                            msg,
+                            zone: cut.zone.clone(),
+                        },
                         server,
                     });
                 }
@@ -603,7 +560,7 @@ impl Recursor {
             qtype,
             qclass: q.qclass,
             // Validation needs the signatures, whatever the client asked.
-            dnssec_ok: q.dnssec_ok || self.validation.is_some(),
+            dnssec_ok: q.dnssec_ok || self.validator.is_some(),
             checking_disabled: false,
         };
         let mut ips = self.known_addresses(cut);
@@ -963,3 +920,44 @@ fn finish(q: &Question, reply: Reply, answers: Vec<Record>) -> Response {
 
 #[cfg(test)]
 mod tests;
+
+impl Chain for Recursor {
+    type Ctx = Ctx;
+
+    fn validator(&self) -> &Validator {
+        self.validator
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("validation runs only with a validator"))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        ctx: &'a mut Ctx,
+        name: &'a Name,
+        qtype: RecordType,
+    ) -> Boxed<'a, Result<Fetched, String>> {
+        Box::pin(async move {
+            let q = Question {
+                name: name.clone(),
+                qtype,
+                qclass: hickory_proto::rr::DNSClass::IN,
+                dnssec_ok: true,
+                checking_disabled: false,
+            };
+            self.lookup(ctx, name, &q)
+                .await
+                .map(|r| r.fetched)
+                .map_err(|e| format!("cannot fetch {name} {qtype}: {e}"))
+        })
+    }
+
+    /// Iterating, the zone is known: the one whose server answered.
+    fn zone_of<'a>(
+        &'a self,
+        _: &'a mut Ctx,
+        _: &'a Name,
+        reply: &'a Fetched,
+    ) -> Boxed<'a, Result<Name, String>> {
+        Box::pin(async move { Ok(reply.zone.clone()) })
+    }
+}
