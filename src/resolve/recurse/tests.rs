@@ -199,13 +199,15 @@ fn negative_answers_keep_the_soa_of_the_zone_that_gave_them() {
         checking_disabled: false,
     };
     let reply = Reply {
-        msg: response(
-            ResponseCode::NXDomain,
-            true,
-            vec![],
-            vec![soa("test."), ns("test.", "ns.test."), soa("example.")],
-        ),
-        zone: n("test."),
+        fetched: Fetched {
+            msg: response(
+                ResponseCode::NXDomain,
+                true,
+                vec![],
+                vec![soa("test."), ns("test.", "ns.test."), soa("example.")],
+            ),
+            zone: n("test."),
+        },
         server: "127.0.0.1".parse().unwrap(),
     };
     let r = finish(&q, reply, Vec::new());
