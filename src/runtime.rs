@@ -325,14 +325,6 @@ impl Runtime {
                 }
             }
         };
-        if !recursive && dnssec == Dnssec::Validate {
-            if let Some(d) = &main.upstream.dnssec {
-                diags.push(mf.diag(
-                    &d.span(),
-                    "dnssec = \"validate\" in forward mode is not supported yet (recursive mode validates)",
-                ));
-            }
-        }
         if main.upstream.max_queries_per_request == 0 {
             diags.push(mf.diag(
                 &main.upstream.mode.span(),
@@ -410,29 +402,36 @@ impl Runtime {
         if !diags.is_empty() {
             return Err(diags);
         }
+        let validation = (dnssec == Dnssec::Validate).then(|| Validation {
+            anchors: anchors.clone(),
+            insecure_domains: insecure_domains.clone(),
+        });
         let default = if recursive {
             Upstream::Recurse(Recursor::new(
                 RecursorConfig {
                     hints,
                     timeout,
                     max_queries: main.upstream.max_queries_per_request,
-                    validation: (dnssec == Dnssec::Validate).then(|| Validation {
-                        anchors: anchors.clone(),
-                        insecure_domains: insecure_domains.clone(),
-                    }),
+                    validation: validation.clone(),
                 },
                 clock.clone(),
             ))
         } else {
-            Upstream::Forward(Forwarder::new(default_specs, timeout, clock.clone()))
+            let f = Forwarder::new(default_specs, timeout, clock.clone());
+            Upstream::Forward(match validation.clone() {
+                Some(v) => f.validating(v),
+                None => f,
+            })
         };
         let upstreams = std::iter::once(Arc::new(default))
+            // `resolve` policies' servers are validated too (their local zones go in
+            // `insecure_domains`, as with Unbound's forward zones).
             .chain(groups.into_iter().map(|specs| {
-                Arc::new(Upstream::Forward(Forwarder::new(
-                    specs,
-                    timeout,
-                    clock.clone(),
-                )))
+                let f = Forwarder::new(specs, timeout, clock.clone());
+                Arc::new(Upstream::Forward(match validation.clone() {
+                    Some(v) => f.validating(v),
+                    None => f,
+                }))
             }))
             .collect();
         let base = Base {

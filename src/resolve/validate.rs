@@ -464,8 +464,19 @@ pub(crate) async fn judge<C: Chain>(
     let msg: &Message = &reply.msg;
     let now = c.validator().unix_now();
     let mut verdict = Security::Secure;
+    let v = c.validator();
+    let insecure = |name: &Name| {
+        insecure_domain(&v.config, name).map(|d| Security::Insecure {
+            ede: None,
+            reason: format!("{name} is under insecure domain {d}"),
+        })
+    };
     for (owner, rtype) in rrsets(records) {
         if rtype == RecordType::CNAME && synthesized.contains(&owner) {
+            continue;
+        }
+        if let Some(s) = insecure(&owner) {
+            verdict = worst(verdict, s);
             continue;
         }
         let zone = match signer_of(&msg.answers, &owner, rtype, &reply.zone) {
@@ -497,7 +508,9 @@ pub(crate) async fn judge<C: Chain>(
             Err(f) => verdict = worst(verdict, Security::Bogus(f)),
         }
     }
-    if negative {
+    if let (true, Some(s)) = (negative, insecure(last)) {
+        verdict = worst(verdict, s);
+    } else if negative {
         // The zone that denies: the signer of the proof, else the zone of its SOA.
         let signed = msg
             .authorities

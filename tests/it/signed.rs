@@ -1289,3 +1289,89 @@ async fn unfinished_validation_is_indeterminate_and_verdicts_are_counted() {
     assert_eq!(count("indeterminate"), Some(1.0), "{text}");
     assert_eq!(count("bogus"), Some(0.0), "{text}");
 }
+
+/// Forward mode with `dnssec = "validate"`: dnsgate asks a validating Unbound (recursing
+/// over the signed hierarchy) with DO=1 and CD=1, so even data Unbound judges bogus comes
+/// over, and judges it itself: every corpus answer as in recursive mode.
+#[tokio::test]
+async fn forward_mode_validates_what_a_validating_upstream_hands_over() {
+    let h = start_signed(244).await;
+    let u = validator(&h).await;
+    let up = upstream::start().await;
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\nmode = \"forward\"\n\
+         servers = [\"udp://{}\"]\ntrust_anchor = \"root.key\"\ndnssec = \"validate\"\n\
+         timeout_ms = 3000\n",
+        u.addr
+    );
+    let g = gate_with(up, &config, &[("root.key", h.trust_anchor().unwrap())]).await;
+    let mut wrong = Vec::new();
+    for q in signed_corpus() {
+        let Some(r) = ask(g.addr, q.name, q.qtype, false).await else {
+            wrong.push(format!(
+                "{} {} ({}): no answer in 5 s",
+                q.name, q.qtype, q.what
+            ));
+            continue;
+        };
+        let got = (
+            r.metadata.response_code,
+            r.metadata.authentic_data,
+            ede(&r).map(|e| e.0),
+        );
+        if got != (q.rcode, q.ad, q.ede) {
+            wrong.push(format!(
+                "{} {} ({}): got {got:?} {:?}, want {:?}",
+                q.name,
+                q.qtype,
+                q.what,
+                ede(&r),
+                (q.rcode, q.ad, q.ede)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // Without DO the signatures are left out, the verdict stays.
+    let plain = client::query_with(
+        g.addr,
+        "www.child.sec.",
+        RecordType::A,
+        Opts {
+            authentic_data: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    assert!(plain.metadata.authentic_data);
+    assert!(
+        plain
+            .answers
+            .iter()
+            .all(|r| r.record_type() != RecordType::RRSIG)
+    );
+}
+
+/// `resolve` policies' servers are validated too; a split-horizon zone they serve goes in
+/// `insecure_domains` (it has no chain of trust from the root).
+#[tokio::test]
+async fn conditional_forwarding_validates_unless_the_zone_is_insecure() {
+    let h = start_signed(245).await;
+    let policy = "\n[[policies]]\nname = \"corp\"\naction = \"resolve\"\nupstreams = [\"udp://{UPSTREAM}\"]\ntraffic = 'any(dns.domains[*] == \"internal.test\")'\n";
+    let g = recursive_gate(&h, "validate", policy).await;
+    let r = ask(g.addr, "internal.test.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{r:?}");
+    let extra = format!("insecure_domains = [\"internal.test\"]\n{policy}");
+    let g = recursive_gate(&h, "validate", &extra).await;
+    let r = ask(g.addr, "internal.test.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert_eq!(client::ips(&r), ["192.0.2.40"]);
+    assert!(!r.metadata.authentic_data);
+    // The signed names still validate next to it.
+    let r = ask(g.addr, "www.child.sec.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert!(r.metadata.authentic_data);
+}

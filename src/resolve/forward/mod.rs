@@ -17,6 +17,7 @@
 //! after a timeout or an error; see [`exchange`] for the rest of the spoofing defences.
 
 mod health;
+mod validate;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -58,6 +59,13 @@ pub struct Forwarder {
     clock: Clock,
     /// Idle UDP sockets per server.
     pools: Vec<Pool>,
+    /// DNSSEC validation of the answers, when on (`[upstream] dnssec = "validate"`).
+    validator: Option<super::validate::Validator>,
+    /// The zone found for a name (validating unsigned data), and until when.
+    zones: quick_cache::sync::Cache<
+        hickory_proto::rr::Name,
+        (hickory_proto::rr::Name, crate::clock::Instant),
+    >,
 }
 
 impl Forwarder {
@@ -92,12 +100,33 @@ impl Forwarder {
             epoch: clock.now(),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             clock,
+            validator: None,
+            zones: quick_cache::sync::Cache::new(10_000),
         }
+    }
+
+    /// This forwarder, validating what its servers say with `validation`.
+    pub fn validating(mut self, validation: super::validate::Validation) -> Self {
+        let fingerprint = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            self.fingerprint.hash(&mut h);
+            format!("{validation:?}").hash(&mut h);
+            h.finish()
+        };
+        self.fingerprint = fingerprint;
+        self.validator = Some(super::validate::Validator::new(
+            validation,
+            self.clock.clone(),
+        ));
+        self
     }
 
     /// Whether `other` has the same servers and timeout.
     pub fn same_config(&self, other: &Self) -> bool {
-        self.servers == other.servers && self.timeout == other.timeout
+        self.servers == other.servers
+            && self.timeout == other.timeout
+            && self.fingerprint == other.fingerprint
     }
 
     fn now_ms(&self) -> u64 {
@@ -165,6 +194,14 @@ impl Forwarder {
     /// is not given up: the next attempt starts beside it, and whichever answers first
     /// wins. A failure (refused, unreachable) starts the next attempt at once.
     pub async fn query(&self, q: &Question) -> Result<Response, Error> {
+        match &self.validator {
+            None => self.ask(q).await,
+            Some(v) => validate::query(self, v, q).await,
+        }
+    }
+
+    /// The question as it is, to the servers.
+    async fn ask(&self, q: &Question) -> Result<Response, Error> {
         if self.servers.is_empty() {
             return Err(Error::Network("no upstream servers configured".into()));
         }
