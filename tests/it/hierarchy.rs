@@ -188,6 +188,7 @@ ns1                 IN A   127.{N}.3.1
 www                 IN A   192.0.2.10
 www                 IN AAAA 2001:db8::10
 deep                IN CNAME www.sub.test.
+txt.ent             IN TXT "below an empty non-terminal"
 "#;
 
 const FAR_ZONE: &str = r#"
@@ -304,6 +305,9 @@ pub(crate) enum Mode {
     ServFail = 3,
     /// Lame the old way: NOERROR, AA clear, an upward referral to the root.
     Lame = 4,
+    /// Broken for QNAME minimisation (hickory issue 3833's servers): NXDOMAIN to every
+    /// question of type A, whatever exists; other types answered right.
+    NxForA = 5,
 }
 
 impl Mode {
@@ -313,6 +317,7 @@ impl Mode {
             2 => Self::Refuse,
             3 => Self::ServFail,
             4 => Self::Lame,
+            5 => Self::NxForA,
             _ => Self::Answer,
         }
     }
@@ -961,6 +966,12 @@ impl RequestHandler for Node {
         let edns = response_edns(request);
         match Mode::from_u8(self.sw.mode.load(Ordering::SeqCst)) {
             Mode::Answer => {}
+            Mode::NxForA if question.as_ref().is_some_and(|q| q.1 == RecordType::A) => {
+                md.response_code = ResponseCode::NXDomain;
+                md.authoritative = true;
+                return send(request, response_handle, md, &[], &[], &[], edns.as_ref()).await;
+            }
+            Mode::NxForA => {}
             Mode::Silent => {
                 md.response_code = ResponseCode::ServFail;
                 return ResponseInfo::from(Header {

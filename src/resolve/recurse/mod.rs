@@ -65,6 +65,8 @@ const MAX_TTL: u32 = 86_400;
 const MAX_IN_FLIGHT: usize = 1024;
 /// Name servers of one zone whose addresses are looked up per round when no glue came.
 const NS_LOOKUPS: usize = 3;
+/// Servers within this of the fastest are chosen among at random (Unbound's 400 ms).
+const RTT_BAND: Duration = Duration::from_millis(400);
 /// The port authoritative servers listen on.
 const PORT: u16 = 53;
 
@@ -436,6 +438,48 @@ impl Recursor {
         ips
     }
 
+    /// Puts `ips` in the order to ask them (Unbound's server selection): at random among
+    /// the servers within [`RTT_BAND`] of the fastest (an unmeasured one counts as
+    /// [`servers::UNKNOWN_RTT`], so it gets its turn and is measured), then the others by
+    /// round trip; lame and down servers last.
+    fn order(&self, ips: &mut [IpAddr], zone: &Name) {
+        use rand::seq::SliceRandom;
+        ips.shuffle(&mut rand::rng());
+        let scores: Vec<(u8, Duration)> =
+            ips.iter().map(|ip| self.servers.score(*ip, zone)).collect();
+        let Some(&best) = scores.iter().min() else {
+            return;
+        };
+        let mut keyed: Vec<((u8, Duration), IpAddr)> = scores
+            .into_iter()
+            .zip(ips.iter().copied())
+            .map(|((penalty, rtt), ip)| {
+                if penalty == best.0 && rtt <= best.1 + RTT_BAND {
+                    ((penalty, Duration::ZERO), ip)
+                } else {
+                    ((penalty, rtt), ip)
+                }
+            })
+            .collect();
+        keyed.sort_by_key(|k| k.0);
+        for (slot, (_, ip)) in ips.iter_mut().zip(keyed) {
+            *slot = ip;
+        }
+    }
+
+    /// How many of `cut`'s name servers have addresses known (glue or looked up, even
+    /// if the lookup found none: that is not asked again for a while).
+    fn known_servers(&self, cut: &Cut) -> usize {
+        let now = self.clock.now();
+        cut.ns
+            .iter()
+            .filter(|n| {
+                cut.glue.iter().any(|(g, _)| g == *n)
+                    || self.addresses.get(*n).is_some_and(|a| now < a.expires)
+            })
+            .count()
+    }
+
     /// Looks up the addresses of up to [`NS_LOOKUPS`] of `cut`'s servers that have none
     /// known yet (names within the zone itself cannot be: their glue is missing).
     async fn lookup_servers(&self, ctx: &mut Ctx, cut: &Cut, tried: &mut Vec<Name>) -> Vec<IpAddr> {
@@ -567,16 +611,25 @@ impl Recursor {
         let mut tried_ns = Vec::new();
         if ips.is_empty() {
             ips = self.lookup_servers(ctx, cut, &mut tried_ns).await;
+        } else if self.known_servers(cut) < cut.ns.len().min(2) {
+            // Only one name server's address is known (no glue came): look up one more
+            // now, so the zone does not hang on a single server and the load spreads.
+            // The first question paid for one; this one pays for the second.
+            ips.extend(self.lookup_servers(ctx, cut, &mut tried_ns).await);
         }
         let mut asked: Vec<IpAddr> = Vec::new();
         let mut last_error = None;
         let mut lame = 0usize;
         loop {
             ips.retain(|ip| !asked.contains(ip));
-            ips.sort_by_cached_key(|ip| self.servers.score(*ip, &cut.zone));
+            self.order(&mut ips, &cut.zone);
             let mut next = 0;
             let mut running = FuturesUnordered::new();
             let mut timer = NetInstant::now();
+            // Servers whose timer ran out before they answered: if another answers first,
+            // they count as having timed out (else a blackholed server stays first).
+            let mut overdue: Vec<IpAddr> = Vec::new();
+            let mut last_ip = None;
             loop {
                 let due = running.is_empty() || NetInstant::now() >= timer;
                 if due && next < ips.len() {
@@ -591,6 +644,7 @@ impl Recursor {
                     next += 1;
                     ctx.queries += 1;
                     asked.push(ip);
+                    last_ip = Some(ip);
                     timer = (NetInstant::now() + self.servers.rto(ip)).min(ctx.deadline);
                     running.push(self.exchange(ip, &question, ctx.deadline));
                     continue;
@@ -598,7 +652,10 @@ impl Recursor {
                 let (ip, rtt, result) = if next < ips.len() {
                     tokio::select! {
                         Some(done) = running.next() => done,
-                        () = sleep_until(timer) => continue,
+                        () = sleep_until(timer) => {
+                            overdue.extend(last_ip.take());
+                            continue;
+                        }
                     }
                 } else {
                     match running.next().await {
@@ -614,6 +671,9 @@ impl Recursor {
                             self.servers.lame(ip, &cut.zone);
                             lame += 1;
                         } else {
+                            for late in overdue.iter().filter(|&&o| o != ip) {
+                                self.servers.failed(*late);
+                            }
                             return Ok((msg, ip));
                         }
                     }

@@ -77,6 +77,8 @@ impl Servers {
         } else {
             Duration::from_micros(u64::from(s.srtt))
         };
+        // Each timeout in a row counts as a doubled round trip.
+        let rtt = rtt * (1u32 << s.timeouts.min(4));
         (u8::from(lame) * 2 + u8::from(down), rtt)
     }
 
