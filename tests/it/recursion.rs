@@ -148,6 +148,9 @@ async fn name_servers_without_glue_chains_dnames_and_negatives() {
 
 #[tokio::test]
 async fn a_cname_loop_is_servfail_and_the_failure_is_remembered() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
     let h = Hierarchy::start(223).await;
     let g = recursive(&h, "").await;
     let m = query(g.addr, "loop1.test.", RecordType::A).await;
@@ -160,6 +163,24 @@ async fn a_cname_loop_is_servfail_and_the_failure_is_remembered() {
     let again = query(g.addr, "loop1.test.", RecordType::A).await;
     assert_eq!(again.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(h.servers().map(|s| s.queries()).sum::<usize>(), asked);
+    // Counted: one failed question per resolution, under one label; every query sent.
+    let text = metrics.render();
+    let value = |series: &str| {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("dnsgate_upstream_errors_total{upstream=\"recursive\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("dnsgate_outgoing_queries_total{protocol=\"udp\"}"),
+        Some(asked as f64),
+        "{text}"
+    );
 }
 
 #[tokio::test]
