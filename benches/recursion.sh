@@ -4,6 +4,7 @@
 #   benches/recursion.sh                  # default run: 3 rounds (~1 min)
 #   benches/recursion.sh --quick          # 1 round (~25 s)
 #   benches/recursion.sh --rounds 5 --unbound-no-qmin --out /tmp/recursion.md
+#   benches/recursion.sh --dnssec --rounds 5   # the same hierarchy signed, both validating
 #
 # The issue: "40,000 questions never asked before (10,000 names x A, AAAA, MX, TXT) through
 # dnsgate recursive vs Unbound recursive over the same loopback hierarchy, both pinned to
@@ -34,8 +35,23 @@
 # --unbound-no-qmin adds a third resolver, Unbound with qname-minimisation: no: Unbound 1.17
 # minimises down to the last label, so a name's first question costs it an extra A query.
 #
+# --dnssec: the same hierarchy signed and both resolvers validating. Every zone (`.`,
+# `bench.`, the 100 leaves) gets its own ECDSAP256SHA256 (algorithm 13) KSK and ZSK
+# (ldns-keygen) and is signed with ldns-signzone: NSEC (not NSEC3) everywhere, signatures
+# valid from now - 1 h to now + 30 days, the KSK signing only the DNSKEY RRset. The leaves
+# are signed first, their DS (SHA-256, ldns-key2ds) added to `bench.`, which is then signed,
+# its DS added to `.`, which is signed last; the root KSK's DS is the trust anchor file both
+# resolvers get. dnsgate: dnssec = "validate", trust_anchor = that file. Unbound:
+# module-config "validator iterator", trust-anchor-file (a static anchor: no RFC 5011
+# probing, which only auto-trust-anchor-file does), trust-anchor-signaling: no (no RFC 8145
+# key-tag queries), val-log-level: 1. dnsperf still asks without EDNS; after each cold pass
+# the sample is asked again with DO (dig +dnssec) and every answer must be NOERROR with the
+# AD bit, and the cold pass must be 100% NOERROR: otherwise the run stops (exit 4) and
+# publishes nothing.
+#
 # Needs root (NSD binds port 53 of 127.53.x.y; apt-get installs nsd, unbound, dnsperf,
-# dnsutils, python3 if missing; the nsd package's own service is disabled, not started).
+# dnsutils, python3, and ldnsutils for --dnssec, if missing; the nsd package's own service
+# is disabled, not started).
 # Environment: DNSGATE_BIN (skip the build), CARGO_TARGET_DIR, TMPDIR,
 # RECURSION_PORT_BASE (default 15363; three ports from there on 127.0.0.1 are used).
 set -euo pipefail
@@ -67,8 +83,8 @@ Usage: benches/recursion.sh [options]
   --no-warm         skip the warm pass (the same questions again, all cached)
   --unbound-no-qmin also run Unbound with qname-minimisation: no (a reference: Unbound
                     1.17 minimises the last label too, one extra A query per new name)
-  --dnssec          the signed-hierarchy variant with validation (not yet: dnsgate does
-                    not validate yet; see the script)
+  --dnssec          the same hierarchy signed (ECDSAP256SHA256, NSEC), both resolvers
+                    validating from a trust anchor on the loopback root
   --out FILE        also write the Markdown report to FILE
   --keep            keep the work directory (zones, configs, logs, dnsperf output)
   -h, --help        this text
@@ -101,17 +117,6 @@ done
 log() { printf '[recursion %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# The signed variant (later): the same hierarchy signed (dnssec-signzone or ldns-signzone,
-# DS records in `.` and `bench.`, the root KSK as trust anchor), dnsgate with
-# dnssec = "validate" and trust_anchor, Unbound with module-config "validator iterator" and
-# trust-anchor-file. Today dnsgate accepts dnssec = "validate" but does not validate
-# (src/resolve/recurse has no validator), so a comparison would measure nothing.
-if [ "$DNSSEC" -eq 1 ]; then
-    echo "recursion.sh: --dnssec: not yet. dnsgate accepts dnssec = \"validate\" but does not" >&2
-    echo "validate answers yet; the signed-hierarchy run will be added with the validator." >&2
-    exit 3
-fi
-
 SCRIPT_START=$(date +%s)
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -124,6 +129,11 @@ command -v unbound >/dev/null || need_pkgs+=(unbound)
 command -v dig >/dev/null || need_pkgs+=(dnsutils)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
+if [ "$DNSSEC" -eq 1 ]; then
+    for t in ldns-keygen ldns-signzone ldns-key2ds; do
+        command -v "$t" >/dev/null || { need_pkgs+=(ldnsutils); break; }
+    done
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || die "missing ${need_pkgs[*]}: run as root, or apt-get install them"
     log "installing ${need_pkgs[*]}"
@@ -245,11 +255,13 @@ busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; } #
 
 # --- the hierarchy, the query file, the configurations --------------------------------
 log "work directory $WORK; generating the zones ($ZONES x $NAMES_PER_ZONE names), the query file and the configurations"
-python3 - "$WORK" "$ZONES" "$NAMES_PER_ZONE" "$DG_PORT" "$DG_METRICS" "$UB_PORT" <<'PY'
+python3 - "$WORK" "$ZONES" "$NAMES_PER_ZONE" "$DG_PORT" "$DG_METRICS" "$UB_PORT" "$DNSSEC" <<'PY'
 import os, random, sys
 
 work, zones, per_zone = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 dg_port, dg_metrics, ub_port = sys.argv[4:7]
+dnssec = sys.argv[7] == "1"
+anchor = os.path.join(work, "trust-anchor.ds")  # written by sign_zones (--dnssec)
 rng = random.Random(20261201)
 zdir = os.path.join(work, "zones")
 os.makedirs(zdir)
@@ -358,14 +370,16 @@ allow_networks = ["127.0.0.0/8"]
 [upstream]
 mode = "recursive"
 root_hints = "%s"
-dnssec = "off"
+%s
 
 [cache]
 prefetch = false
 
 [metrics]
 listen = "127.0.0.1:%s"
-""" % (dg_port, hints, dg_metrics))
+""" % (dg_port, hints,
+       'dnssec = "validate"\ntrust_anchor = "%s"' % anchor if dnssec else 'dnssec = "off"',
+       dg_metrics))
 
 with open(os.path.join(work, "unbound.conf"), "w") as f:
     f.write("""# generated by benches/recursion.sh
@@ -385,7 +399,7 @@ server:
   logfile: ""
   verbosity: 1
   access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
+  module-config: "%s"
   root-hints: "%s"
   do-not-query-localhost: no
   qname-minimisation: yes
@@ -394,14 +408,49 @@ server:
   prefetch: no
   msg-cache-size: 64m
   rrset-cache-size: 128m
-remote-control:
+%sremote-control:
   control-enable: no
-""" % (ub_port, work, hints))
+""" % (ub_port, work, "validator iterator" if dnssec else "iterator", hints,
+       """  trust-anchor-file: "%s"
+  trust-anchor-signaling: no
+  val-log-level: 1
+""" % anchor if dnssec else ""))
 # The reference variant: the same without QNAME minimisation.
 conf = open(os.path.join(work, "unbound.conf")).read()
 with open(os.path.join(work, "unbound-nqm.conf"), "w") as f:
     f.write(conf.replace("qname-minimisation: yes", "qname-minimisation: no"))
 PY
+
+# --- signing (--dnssec) ---------------------------------------------------------------
+# sign_zone ORIGIN FILE: a KSK and a ZSK (ECDSAP256SHA256) for ORIGIN, FILE signed in place
+# (NSEC; the unsigned original kept in zones/unsigned/); prints the KSK's DS (SHA-256).
+SIG_INCEPTION=$(date -u -d '-1 hour' +%Y%m%d%H%M%S)
+SIG_EXPIRATION=$(date -u -d '+30 days' +%Y%m%d%H%M%S)
+sign_zone() {
+    local origin=$1 file=$2 keys=$WORK/keys ksk zsk
+    mkdir -p "$keys" "$WORK/zones/unsigned"
+    ksk=$(cd "$keys" && ldns-keygen -a ECDSAP256SHA256 -k -r /dev/urandom "$origin") || die "ldns-keygen failed for $origin"
+    zsk=$(cd "$keys" && ldns-keygen -a ECDSAP256SHA256 -r /dev/urandom "$origin") || die "ldns-keygen failed for $origin"
+    cp "$file" "$WORK/zones/unsigned/"
+    ldns-signzone -o "$origin" -i "$SIG_INCEPTION" -e "$SIG_EXPIRATION" -f "$file.signed" \
+        "$file" "$keys/$ksk" "$keys/$zsk" || die "ldns-signzone failed for $origin"
+    mv "$file.signed" "$file"
+    ldns-key2ds -n -2 "$keys/$ksk.key" || die "ldns-key2ds failed for $origin"
+}
+sign_zones() {
+    local z t0
+    t0=$(now_ns)
+    for z in $(seq 0 $((ZONES - 1))); do
+        sign_zone "z$z.bench." "$WORK/zones/z$z.bench.zone" >>"$WORK/zones/bench.zone"
+    done
+    sign_zone bench. "$WORK/zones/bench.zone" >>"$WORK/zones/root.zone"
+    sign_zone . "$WORK/zones/root.zone" >"$WORK/trust-anchor.ds"
+    awk '$4 == "DS" {f = 1} END {exit !f}' "$WORK/trust-anchor.ds" || die "no DS for the root's KSK"
+    log "signed $((ZONES + 2)) zones (ECDSAP256SHA256 KSK + ZSK each, NSEC, valid $SIG_INCEPTION - $SIG_EXPIRATION UTC) in $(ms_since "$t0") ms; trust anchor: $(awk '{print $1, $4, $5, $6, $7}' "$WORK/trust-anchor.ds")"
+}
+if [ "$DNSSEC" -eq 1 ]; then
+    sign_zones
+fi
 
 for d in "$WORK"/nsd-*; do
     nsd-checkconf "$d/nsd.conf" || die "nsd rejects $d/nsd.conf"
@@ -515,6 +564,14 @@ metric() { # NAME: dnsgate's counter (sum over labels), or empty
         awk -v n="$1" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%d", s}' || true
 }
 
+dnssec_results() { # dnsgate's dnsgate_dnssec_results_total: "secure insecure bogus indeterminate"
+    command -v curl >/dev/null || return 0
+    curl -fsS --max-time 2 "http://127.0.0.1:$DG_METRICS/metrics" 2>/dev/null |
+        awk '$1 ~ /^dnsgate_dnssec_results_total\{/ { for (k in w) if (index($1, "\"" k "\"")) c[k] += $2 }
+             BEGIN { w["secure"]; w["insecure"]; w["bogus"]; w["indeterminate"] }
+             END { printf "%d %d %d %d", c["secure"], c["insecure"], c["bogus"], c["indeterminate"] }' || true
+}
+
 # children_cpu: CHILD_S = user + system seconds of this shell's waited-for children (so
 # dnsperf's, once it has exited). `times` must run in this shell, not in $(...).
 children_cpu() {
@@ -567,11 +624,12 @@ RESULTS=$WORK/results.tsv
 # run_pass PASS SERVER ROUND PASSES: dnsperf over the query file PASSES times (-n), one
 # row in results.tsv.
 run_pass() {
-    local pass=$1 srv=$2 r=$3 n=$4 out c0 nsd0 b0 p0 t0 wall q0 o0="" o1=""
+    local pass=$1 srv=$2 r=$3 n=$4 out c0 nsd0 b0 p0 t0 wall q0 o0="" o1="" v0="" v1=""
     out=$WORK/perf-$pass-$srv-$r.out
     c0=$(cpu_ticks "$RES_PID"); nsd0=$(cpu_ticks "${NSD_ALL[@]}"); b0=$(busy_ticks)
     q0=$(nsd_queries)
     [ "$srv" = dnsgate ] && o0=$(metric dnsgate_outgoing_queries_total)
+    [ "$srv" = dnsgate ] && [ "$DNSSEC" -eq 1 ] && v0=$(dnssec_results)
     children_cpu; p0=$CHILD_S
     t0=$(now_ns)
     timeout $((LIMIT + 30)) taskset -c "$AUX_CORE" dnsperf -s 127.0.0.1 -p "$(port_of "$srv")" \
@@ -587,6 +645,7 @@ run_pass() {
         for (i = 1; i <= k; i++) { printf "%s%s=%d", (i > 1 ? "," : ""), nm[i], y[i] - x[i] } }')
     qt=$(awk -v a="$q0" -v b="$q1" 'BEGIN { k = split(a, x, " "); split(b, y, " "); for (i = 1; i <= k; i++) t += y[i] - x[i]; print t }')
     [ "$srv" = dnsgate ] && o1=$(metric dnsgate_outgoing_queries_total)
+    [ "$srv" = dnsgate ] && [ "$DNSSEC" -eq 1 ] && v1=$(dnssec_results)
     local perf cpu
     perf=$(parse_perf "$out")
     cpu=$(awk -v s0="$c0" -v s1="$c1" -v n0="$nsd0" -v n1="$nsd1" -v b0="$b0" -v b1="$b1" \
@@ -604,11 +663,44 @@ run_pass() {
     read -r rs ns ps os _w <<<"$cpu"
     log "  $pass, $srv, round $r: $qps qps ($comp of $sent in $run_s s, lost $lost, NOERROR $noerr), mean $mean ms, p99 $p99 ms;" \
         "CPU s: $srv $rs, NSD $ns, dnsperf $ps, other $os; NSD got $qt queries${dgo:+, dnsgate sent $dgo}"
+    if [ -n "$v1" ]; then
+        log "  dnsgate's validation verdicts this pass (secure insecure bogus indeterminate):" \
+            "$(awk -v a="$v0" -v b="$v1" 'BEGIN { split(a, x, " "); split(b, y, " "); for (i = 1; i <= 4; i++) printf "%s%d", (i > 1 ? " " : ""), y[i] - x[i] }')"
+    fi
+    if [ "$DNSSEC" -eq 1 ] && [ "$noerr" -ne "$comp" ]; then
+        KEEP=1
+        log "error: $srv answered $noerr of $comp questions NOERROR in the $pass pass with validation on ($(grep -i 'Response codes' "$out.stats" "$out" 2>/dev/null | head -1 | sed 's/.*codes: *//')); the log is $WORK/$srv-$r.log"
+        tail -20 "$WORK/$srv-$r.log" >&2 || true
+        exit 4
+    fi
 }
 
-# check_sample SERVER: a few of the questions, now cached, must have answers.
+# check_sample SERVER ROUND: a few of the questions, now cached, must have answers. With
+# --dnssec they are asked with DO and each must be NOERROR, have the AD bit and an answer of
+# the type asked: otherwise the run stops here (validation failed, nothing to compare).
 check_sample() {
-    local srv=$1 name type out bad=0
+    local srv=$1 r=$2 name type out bad=0 flags status
+    if [ "$DNSSEC" -eq 1 ]; then
+        while read -r name type; do
+            out=$(dig +dnssec +tries=1 +time=3 @127.0.0.1 -p "$(port_of "$srv")" "$name" "$type" 2>&1 || true)
+            printf ';; --- %s %s, %s round %s\n%s\n' "$name" "$type" "$srv" "$r" "$out" >>"$WORK/check-$srv-$r.txt"
+            status=$(sed -n 's/.*status: \([A-Z]*\).*/\1/p' <<<"$out" | head -1)
+            flags=$(sed -n 's/^;; flags: \([a-z ]*\);.*/\1/p' <<<"$out" | head -1)
+            if [ "$status" != NOERROR ] || [[ " $flags " != *" ad "* ]] ||
+                ! awk -v t="$type" '/^;; ANSWER SECTION:/ {a = 1; next} /^$/ {a = 0} a && $4 == t {f = 1} END {exit !f}' <<<"$out"; then
+                log "error: $srv: $name $type with DO: status ${status:-none}, flags '${flags}' (want NOERROR, ad, a $type answer)"
+                bad=$((bad + 1))
+            fi
+        done <"$WORK/sample.txt"
+        if [ "$bad" -gt 0 ]; then
+            KEEP=1
+            log "$srv failed validation for $bad of $(wc -l <"$WORK/sample.txt") sampled questions; the dig output is in $WORK/check-$srv-$r.txt, the log in $WORK/$srv-$r.log"
+            tail -20 "$WORK/$srv-$r.log" >&2 || true
+            exit 4
+        fi
+        log "  $srv: the $(wc -l <"$WORK/sample.txt") sampled questions, asked with DO: NOERROR, AD, answered"
+        return 0
+    fi
     while read -r name type; do
         out=$(dig +tries=1 +time=3 +short @127.0.0.1 -p "$(port_of "$srv")" "$name" "$type" 2>/dev/null || true)
         if [ -z "$out" ]; then
@@ -629,7 +721,7 @@ for r in $(seq 1 "$ROUNDS"); do
     for srv in "${order[@]}"; do
         start_resolver "$srv" "$r"
         run_pass cold "$srv" "$r" 1
-        check_sample "$srv"
+        check_sample "$srv" "$r"
         if [ "$WARM" -eq 1 ]; then
             run_pass warm "$srv" "$r" "$WARM_PASSES"
         fi
@@ -664,6 +756,8 @@ if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" 
     echo "timeout=$TIMEOUT"
     echo "elapsed=$(($(date +%s) - SCRIPT_START))"
     echo "cores=resolver $RES_CORE, NSD and dnsperf $AUX_CORE"
+    echo "dnssec=$DNSSEC"
+    [ "$DNSSEC" -eq 0 ] || echo "ldns=$(ldns-signzone -v 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)"
 } >"$WORK/meta.txt"
 
 REPORT=$WORK/report.md
@@ -709,7 +803,8 @@ def agg(p, srv):
     }
 
 passes = [p for p in ("cold", "warm") if any(r[0] == p for r in rows)]
-print("### Cold recursion (benches/recursion.sh)\n")
+dnssec = meta.get("dnssec") == "1"
+print("### Cold recursion%s (benches/recursion.sh%s)\n" % ((", DNSSEC-validating", " --dnssec") if dnssec else ("", "")))
 print("- Machine: %s, %s CPUs, Linux %s; load average %s" % (meta["cpu"], meta["nproc"], meta["kernel"], meta["loadavg"]))
 print("- dnsgate %s, Unbound %s, NSD %s, dnsperf %s; %s UTC; run took %s s"
       % (meta["dnsgate"], meta["unbound"], meta["nsd"], meta["dnsperf"], meta["date"], meta["elapsed"]))
@@ -719,7 +814,11 @@ print("- Pinning: %s; each resolver restarted (cold caches) per round, dnsgate a
 print("- dnsperf: UDP, %s clients, %s outstanding, %s s timeout, no EDNS; **cold** = the %s questions (10,000 names x A, AAAA, MX, TXT, shuffled) once each (`-n 1`) "
       "right after the start; **warm** = the same file %s times more, all cached"
       % (meta["clients"], meta["outstanding"], meta["timeout"], format(int(meta["questions"]), ","), meta["warm_passes"]))
-print("- Hierarchy: NSD, one process per address: `.` on 127.53.0.1, `bench.` on 127.53.1.1-2, 100 zones `zN.bench.` (100 names each) on two of 127.53.2.1-4; referrals with glue\n")
+print("- Hierarchy: NSD, one process per address: `.` on 127.53.0.1, `bench.` on 127.53.1.1-2, 100 zones `zN.bench.` (100 names each) on two of 127.53.2.1-4; referrals with glue%s"
+      % ("" if not dnssec else "; every zone signed (ldns-signzone %s: ECDSAP256SHA256 KSK + ZSK, NSEC), DS records in the parents, "
+         "the root KSK's DS the trust anchor of both; dnsgate `dnssec = \"validate\"`, Unbound `validator iterator`; "
+         "a sample asked with DO after each cold pass: NOERROR with AD from both" % meta.get("ldns", "?")))
+print()
 print("| pass | server | QPS | run s | lost / sent | NOERROR | mean ms | p99 ms | resolver CPU s | CPU µs / question | CPU % resolver / NSD / dnsperf / other | NSD queries / question | CPU µs / NSD query | RSS MiB | QPS per round |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 SERVERS = ("dnsgate", "unbound", "unbound-nqm")
