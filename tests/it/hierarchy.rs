@@ -308,6 +308,8 @@ pub(crate) enum Mode {
     /// Broken for QNAME minimisation (hickory issue 3833's servers): NXDOMAIN to every
     /// question of type A, whatever exists; other types answered right.
     NxForA = 5,
+    /// REFUSED to DNSKEY questions only (a chain of trust that cannot be fetched).
+    NoDnskey = 6,
 }
 
 impl Mode {
@@ -318,6 +320,7 @@ impl Mode {
             3 => Self::ServFail,
             4 => Self::Lame,
             5 => Self::NxForA,
+            6 => Self::NoDnskey,
             _ => Self::Answer,
         }
     }
@@ -972,6 +975,11 @@ impl RequestHandler for Node {
                 return send(request, response_handle, md, &[], &[], &[], edns.as_ref()).await;
             }
             Mode::NxForA => {}
+            Mode::NoDnskey if question.as_ref().is_some_and(|q| q.1 == RecordType::DNSKEY) => {
+                md.response_code = ResponseCode::Refused;
+                return send(request, response_handle, md, &[], &[], &[], edns.as_ref()).await;
+            }
+            Mode::NoDnskey => {}
             Mode::Silent => {
                 md.response_code = ResponseCode::ServFail;
                 return ResponseInfo::from(Header {

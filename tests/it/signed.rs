@@ -1249,7 +1249,7 @@ async fn insecure_domains_are_never_validated() {
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
 }
 
-/// Validation that cannot finish (the parent's servers refuse the DS question) is
+/// Validation that cannot finish (the zone's server refuses the DNSKEY question) is
 /// SERVFAIL with EDE 5 (Indeterminate), not bogus, and the metrics count each verdict.
 #[tokio::test]
 async fn unfinished_validation_is_indeterminate_and_verdicts_are_counted() {
@@ -1258,7 +1258,8 @@ async fn unfinished_validation_is_indeterminate_and_verdicts_are_counted() {
     let _local = ::metrics::set_default_local_recorder(&recorder);
     let h = start_signed(243).await;
     let g = recursive_gate(&h, "validate", "").await;
-    // With CD the data comes without validating: the cut child.sec. is learned, its trust not.
+    // With CD the data comes without validating: the cut child.sec. (and its DS, from the
+    // referral) is learned, its keys not.
     let r = ask(g.addr, "www.child.sec.", RecordType::A, true)
         .await
         .unwrap();
@@ -1266,9 +1267,9 @@ async fn unfinished_validation_is_indeterminate_and_verdicts_are_counted() {
     // Secure, through sec.'s keys (learned now).
     let r = ask(g.addr, "www.sec.", RecordType::A, false).await.unwrap();
     assert!(r.metadata.authentic_data);
-    // sec. refuses from now on: the DS of child.sec. cannot be had.
-    h.server("ns1.sec.")
-        .set_mode(crate::hierarchy::Mode::Refuse);
+    // child.sec.'s server refuses DNSKEY questions from now on: its keys cannot be had.
+    h.server("ns1.child.sec.")
+        .set_mode(crate::hierarchy::Mode::NoDnskey);
     let r = ask(g.addr, "txt.child.sec.", RecordType::TXT, false)
         .await
         .unwrap();
@@ -1374,4 +1375,27 @@ async fn conditional_forwarding_validates_unless_the_zone_is_insecure() {
         .await
         .unwrap();
     assert!(r.metadata.authentic_data);
+}
+
+/// The DS of a zone comes with the signed referral to it: validating costs no DS
+/// question, only each zone's DNSKEY one.
+#[tokio::test]
+async fn validation_takes_the_ds_from_the_referral() {
+    let h = start_signed(246).await;
+    let g = recursive_gate(&h, "validate", "").await;
+    let r = ask(g.addr, "www.child.sec.", RecordType::A, false)
+        .await
+        .unwrap();
+    assert!(r.metadata.authentic_data);
+    let seen = h.seen();
+    let ds: Vec<_> = seen
+        .iter()
+        .filter(|(_, s)| s.qtype == RecordType::DS)
+        .collect();
+    assert!(ds.is_empty(), "{ds:?}");
+    let dnskey = seen
+        .iter()
+        .filter(|(_, s)| s.qtype == RecordType::DNSKEY)
+        .count();
+    assert_eq!(dnskey, 3, "., sec. and child.sec.: {seen:?}");
 }

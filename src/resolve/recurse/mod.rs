@@ -93,6 +93,12 @@ struct Cut {
     glue: Vec<(Name, IpAddr)>,
     /// `None`: the root hints, which never expire.
     expires: Option<Instant>,
+    /// What the referral said of the child's DS (validating): the DS RRset and its
+    /// RRSIGs, or the NSEC/NSEC3 records (and RRSIGs) proving there is none; empty when
+    /// it said nothing. Saves asking the parent again.
+    delegation: Vec<Record>,
+    /// The zone whose server gave the referral.
+    parent: Name,
 }
 
 #[derive(Debug)]
@@ -169,6 +175,8 @@ impl Recursor {
             ns: config.hints.names(),
             glue: config.hints.servers.clone(),
             expires: None,
+            delegation: Vec::new(),
+            parent: Name::root(),
         });
         let errors = ::metrics::counter!(metrics::UPSTREAM_ERRORS_TOTAL, "upstream" => "recursive");
         errors.increment(0);
@@ -410,11 +418,28 @@ impl Recursor {
                 _ => None,
             })
             .collect();
+        let delegation = if self.validator.is_some() {
+            msg.authorities
+                .iter()
+                .filter(|r| match r.record_type() {
+                    RecordType::DS => r.name == *child,
+                    RecordType::NSEC | RecordType::NSEC3 | RecordType::RRSIG => {
+                        parent.zone.zone_of(&r.name)
+                    }
+                    _ => false,
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         let cut = Arc::new(Cut {
             zone: child.clone(),
             ns,
             glue,
             expires: Some(self.clock.now() + Duration::from_secs(u64::from(ttl))),
+            delegation,
+            parent: parent.zone.clone(),
         });
         if ttl > 0 {
             self.cuts.insert(child.to_lowercase(), cut.clone());
@@ -997,6 +1022,27 @@ impl Chain for Recursor {
         qtype: RecordType,
     ) -> Boxed<'a, Result<Fetched, String>> {
         Box::pin(async move {
+            // The DS of a cut: what its referral said, when it said something.
+            if qtype == RecordType::DS
+                && let Some(cut) = self.cuts.get(name)
+                && !cut.delegation.is_empty()
+                && cut.expires.is_none_or(|t| self.clock.now() < t)
+            {
+                let mut msg = Message::new(0, MessageType::Response, OpCode::Query);
+                let has_ds = cut
+                    .delegation
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::DS);
+                if has_ds {
+                    msg.answers = cut.delegation.clone();
+                } else {
+                    msg.authorities = cut.delegation.clone();
+                }
+                return Ok(Fetched {
+                    msg,
+                    zone: cut.parent.clone(),
+                });
+            }
             let q = Question {
                 name: name.clone(),
                 qtype,
