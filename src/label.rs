@@ -92,17 +92,20 @@ pub enum Protocol {
     Udp,
     /// Plain DNS over TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Dot,
 }
 
 impl Protocol {
     /// Every protocol, in label order.
-    pub const ALL: [Self; 2] = [Self::Udp, Self::Tcp];
+    pub const ALL: [Self; 3] = [Self::Udp, Self::Tcp, Self::Dot];
 
     /// The label.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Dot => "dot",
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::resolve::{
 
 mod lists;
 mod live;
+pub mod tls;
 
 use lists::load_lists;
 pub use live::Live;
@@ -46,12 +47,42 @@ pub struct Settings {
     pub serve_stale: bool,
     /// Refresh popular answers before they expire.
     pub prefetch: bool,
+    /// The DoT listener (addresses are read at start; the certificate on every reload).
+    pub dot: Option<Dot>,
     /// TCP idle timeout.
     pub tcp_idle: Duration,
     /// TCP connections at once, in all.
     pub tcp_max_connections: usize,
     /// TCP connections at once from one client.
     pub tcp_max_per_client: usize,
+}
+
+/// The DoT listener's settings.
+#[derive(Debug, Clone)]
+pub struct Dot {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// The TLS configuration (certificate, key, ALPN `dot`).
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Two DoT settings are the same listener when they listen on the same addresses: a new
+/// certificate is taken up by the next handshake, with no restart.
+impl PartialEq for Dot {
+    fn eq(&self, other: &Self) -> bool {
+        self.listen == other.listen
+    }
+}
+
+impl Eq for Dot {}
+
+/// What a client whose device label (or token) names no device gets (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownClient {
+    /// REFUSED + EDE 18.
+    Refuse,
+    /// Served as a client with no identity (still subject to `allow_networks`).
+    Anonymous,
 }
 
 /// Facts about a loaded list, for `check` and metrics.
@@ -106,6 +137,10 @@ pub struct Base {
     pub upstreams: Vec<Arc<Upstream>>,
     /// DNSSEC validation of what the upstreams say.
     pub dnssec: Dnssec,
+    /// The name DoT clients use; device labels are one label below it.
+    pub hostname: Option<String>,
+    /// What a device label naming no device gets.
+    pub unknown_client: UnknownClient,
     /// Zones never validated.
     pub insecure_domains: Vec<hickory_proto::rr::Name>,
     /// Start-time settings.
@@ -228,14 +263,58 @@ impl Runtime {
                 }
             }
         }
-        for (key, v) in [("dot", &main.server.dot), ("doh", &main.server.doh)] {
-            if let Some(v) = v {
-                diags.push(mf.diag(
-                    &v.span(),
-                    format!("[server] {key}: DNS-over-TLS/HTTPS listeners are not supported yet"),
-                ));
-            }
+        if let Some(v) = &main.server.doh {
+            diags.push(mf.diag(
+                &v.span(),
+                "[server] doh: DNS-over-HTTPS listeners are not supported yet",
+            ));
         }
+        let hostname = main.server.hostname.as_ref().and_then(|h| {
+            let name = crate::lists::name_to_ascii(h.get_ref())
+                .ok()
+                .map(|a| a.trim_end_matches('.').to_ascii_lowercase())
+                .filter(|a| !a.is_empty() && a.contains('.'));
+            if name.is_none() {
+                diags.push(mf.diag(&h.span(), format!("`{}` is not a host name", h.get_ref())));
+            }
+            name
+        });
+        let dot = main.server.dot.as_ref().and_then(|d| {
+            let listen: Vec<SocketAddr> = d
+                .get_ref()
+                .listen
+                .iter()
+                .filter_map(|s| parse_addr(mf, s, &mut diags))
+                .collect();
+            let (cert, key) = (&d.get_ref().cert, &d.get_ref().key);
+            match tls::server_config(
+                &mf.resolve(cert.get_ref()),
+                &mf.resolve(key.get_ref()),
+                &[b"dot"],
+            ) {
+                Ok(tls) => Some(Dot { listen, tls }),
+                Err(e) => {
+                    diags.push(mf.diag(&cert.span(), e));
+                    None
+                }
+            }
+        });
+        let unknown_client = match main
+            .server
+            .unknown_client
+            .as_ref()
+            .map(|u| (u, u.get_ref().as_str()))
+        {
+            None | Some((_, "refuse")) => UnknownClient::Refuse,
+            Some((_, "anonymous")) => UnknownClient::Anonymous,
+            Some((u, other)) => {
+                diags.push(mf.diag(
+                    &u.span(),
+                    format!("unknown_client `{other}` (expected refuse or anonymous)"),
+                ));
+                UnknownClient::Refuse
+            }
+        };
         let timeout = Duration::from_millis(main.upstream.timeout_ms.max(1));
         let default_specs: Vec<UpstreamSpec> = parse_specs(&main.upstream.servers, |s, e| {
             diags.push(mf.diag(&s.span(), e.to_string()))
@@ -444,6 +523,8 @@ impl Runtime {
             rate_limit: main.server.rate_limit,
             upstreams,
             dnssec,
+            hostname,
+            unknown_client,
             insecure_domains,
             settings: Settings {
                 listen,
@@ -452,6 +533,7 @@ impl Runtime {
                 cache_size: main.cache.size,
                 serve_stale: main.cache.serve_stale,
                 prefetch: main.cache.prefetch,
+                dot,
                 tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
                 tcp_max_connections: main.server.tcp_max_connections.max(1),
                 tcp_max_per_client: main.server.tcp_max_per_client.max(1),

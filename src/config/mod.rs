@@ -75,8 +75,12 @@ pub struct ServerConfig {
     /// Networks allowed to query; anyone else gets REFUSED + EDE 18.
     #[serde(default = "default_allow_networks")]
     pub allow_networks: Vec<Spanned<String>>,
-    /// DNS over TLS listener (a later release).
-    pub dot: Option<Spanned<toml::Table>>,
+    /// The name clients use for DoT (and DoH): device labels are one label below it.
+    pub hostname: Option<Spanned<String>>,
+    /// DNS over TLS listener (RFC 7858).
+    pub dot: Option<Spanned<DotConfig>>,
+    /// A device label naming no device: "refuse" (REFUSED + EDE 18) or "anonymous".
+    pub unknown_client: Option<Spanned<String>>,
     /// DNS over HTTPS listener (a later release).
     pub doh: Option<Spanned<toml::Table>>,
     /// How long an idle TCP connection is kept, in milliseconds.
@@ -152,7 +156,9 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             allow_networks: default_allow_networks(),
+            hostname: None,
             dot: None,
+            unknown_client: None,
             doh: None,
             tcp_idle_timeout_ms: default_tcp_idle_ms(),
             tcp_max_connections: default_tcp_max_connections(),
@@ -161,6 +167,18 @@ impl Default for ServerConfig {
             rate_limit: RateLimitConfig::default(),
         }
     }
+}
+
+/// `[server] dot`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DotConfig {
+    /// Addresses to listen on (port 853 by default).
+    pub listen: Vec<Spanned<String>>,
+    /// Certificate chain, PEM.
+    pub cert: Spanned<String>,
+    /// Private key, PEM.
+    pub key: Spanned<String>,
 }
 
 /// `[upstream]`

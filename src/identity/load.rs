@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::{Counts, Directory, Group, Identity, TokenMap, canonical_email};
+use super::{Counts, Directory, Group, Identity, LabelMap, TokenMap, canonical_email};
 use crate::diag::{Diagnostic, Lines};
 use crate::netmap::{FastMap, PrefixMap, Shown, parse_net};
 
@@ -90,6 +90,9 @@ struct DeviceEntry {
     ips: Vec<Spanned<String>>,
     #[serde(default)]
     doh_token: Option<Spanned<String>>,
+    /// The label the device puts before `[server] hostname` in its DoT SNI.
+    #[serde(default)]
+    dot_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -189,12 +192,13 @@ impl Loader<'_> {
         };
         let groups = self.groups(groups);
         let users = self.users(users, &groups);
-        let (devices, tokens, by_id) = self.devices(devices, &users);
+        let (devices, tokens, by_id, labels) = self.devices(devices, &users);
         let locations = self.locations(locations);
         Directory {
             devices,
             tokens,
             by_id,
+            labels,
             locations,
             counts,
         }
@@ -365,10 +369,12 @@ impl Loader<'_> {
         &mut self,
         section: Section<Vec<DeviceEntry>>,
         users: &Section<HashMap<String, User>>,
-    ) -> (PrefixMap<Arc<Identity>>, TokenMap, TokenMap) {
+    ) -> (PrefixMap<Arc<Identity>>, TokenMap, TokenMap, LabelMap) {
         let mut by_ip = PrefixMap::default();
         let mut tokens = FastMap::default();
         let mut by_id = FastMap::default();
+        let mut dot_names: FastMap<Box<str>, Arc<Identity>> = FastMap::default();
+        let mut id_labels: FastMap<Box<str>, Arc<Identity>> = FastMap::default();
         // Who claimed what first, for the messages: (device id, offset).
         let mut ids: HashMap<String, usize> = HashMap::new();
         let mut claimed_nets = Claims::new();
@@ -412,6 +418,37 @@ impl Loader<'_> {
             }
             let identity = Arc::new(identity);
             by_id.insert(id.into(), Arc::clone(&identity));
+            id_labels.insert(id.to_ascii_lowercase().into(), Arc::clone(&identity));
+            if let Some(name) = &entry.dot_name {
+                let label = name.get_ref().to_ascii_lowercase();
+                let valid = !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !valid {
+                    self.error(
+                        name.span().start,
+                        format!(
+                            "dot_name `{}` is not one DNS label (letters, digits, -)",
+                            name.get_ref()
+                        ),
+                    );
+                } else if dot_names.contains_key(label.as_str()) {
+                    self.error(
+                        name.span().start,
+                        format!("dot_name `{label}` is used by another device"),
+                    );
+                } else {
+                    if label.len() < 16 {
+                        tracing::warn!(
+                            device = id,
+                            "dot_name `{label}` is shorter than 16 characters: it lets a client outside allow_networks in, so make it hard to guess"
+                        );
+                    }
+                    dot_names.insert(label.into(), Arc::clone(&identity));
+                }
+            }
             for ip in &entry.ips {
                 if let Some(net) = self.claim(&mut claimed_nets, ip, "device", id) {
                     by_ip.insert(net, Arc::clone(&identity));
@@ -435,7 +472,15 @@ impl Loader<'_> {
                 }
             }
         }
-        (by_ip, tokens, by_id)
+        (
+            by_ip,
+            tokens,
+            by_id,
+            LabelMap {
+                dot_names,
+                ids: id_labels,
+            },
+        )
     }
 
     fn locations(&mut self, section: Section<Vec<LocationEntry>>) -> PrefixMap<Arc<str>> {

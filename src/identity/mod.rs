@@ -47,6 +47,13 @@ pub struct Identity {
 /// Device identities by DoH token (or by id).
 type TokenMap = FastMap<Box<str>, Arc<Identity>>;
 
+/// Device identities by DoT label: `dot_name`s and (lowercased) ids.
+#[derive(Debug, Default)]
+pub(crate) struct LabelMap {
+    pub(crate) dot_names: FastMap<Box<str>, Arc<Identity>>,
+    pub(crate) ids: FastMap<Box<str>, Arc<Identity>>,
+}
+
 /// The loaded identity directory.
 #[derive(Debug, Default)]
 pub struct Directory {
@@ -55,6 +62,8 @@ pub struct Directory {
     tokens: TokenMap,
     /// Device identities by device id.
     by_id: TokenMap,
+    /// Device identities by DoT label.
+    labels: LabelMap,
     locations: PrefixMap<Arc<str>>,
     counts: Counts,
 }
@@ -83,6 +92,16 @@ impl Directory {
     /// The identity of the device with this id (`device = ...` in a policy test case).
     pub fn identity_for_device(&self, id: &str) -> Option<&Arc<Identity>> {
         self.by_id.get(id)
+    }
+
+    /// The device a DoT SNI label names (case-insensitive): by `dot_name` first (`true`:
+    /// a secret enough to let a client outside `allow_networks` in), else by id (`false`).
+    pub fn identity_for_label(&self, label: &str) -> Option<(&Arc<Identity>, bool)> {
+        let label = label.to_ascii_lowercase();
+        if let Some(i) = self.labels.dot_names.get(label.as_str()) {
+            return Some((i, true));
+        }
+        self.labels.ids.get(label.as_str()).map(|i| (i, false))
     }
 
     /// The name of the location whose networks hold this address (most specific wins).

@@ -309,8 +309,8 @@ fn unknown_keys_are_reported_in_every_entry() {
         errors(text),
         [
             "1:1: unknown key `bogus`, expected `groups`, `users`, `devices` or `locations`",
-            "5:1: unknown field `ip`, expected one of `id`, `user`, `ips`, `doh_token`",
-            "9:1: unknown field `token`, expected one of `id`, `user`, `ips`, `doh_token`",
+            "5:1: unknown field `ip`, expected one of `id`, `user`, `ips`, `doh_token`, `dot_name`",
+            "9:1: unknown field `token`, expected one of `id`, `user`, `ips`, `doh_token`, `dot_name`",
         ]
     );
 }
@@ -408,4 +408,30 @@ fn canonical_email_folds_extended_addresses() {
         "ab@mail.example.com"
     );
     assert_eq!(canonical_email("NoAt"), "noat");
+}
+
+#[test]
+fn dot_names_are_single_labels_unique_and_win_over_ids() {
+    let bad = errors(
+        "[[devices]]\nid = \"a\"\ndot_name = \"two.labels\"\n\n[[devices]]\nid = \"b\"\ndot_name = \"Same-Name-1234567890\"\n\n[[devices]]\nid = \"c\"\ndot_name = \"same-name-1234567890\"\n",
+    );
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0].starts_with("3:12: dot_name `two.labels` is not one DNS label"),
+        "{bad:?}"
+    );
+    assert!(
+        bad[1].starts_with("11:12: dot_name `same-name-1234567890` is used by another device"),
+        "{bad:?}"
+    );
+    let dir = Directory::parse(
+        std::path::Path::new("identities.toml"),
+        "[[devices]]\nid = \"phone\"\ndot_name = \"x-secret-label-0001\"\n\n[[devices]]\nid = \"x-secret-label-0001\"\n",
+    )
+    .unwrap();
+    let (by_name, secret) = dir.identity_for_label("X-Secret-Label-0001").unwrap();
+    assert_eq!((by_name.device_id.as_str(), secret), ("phone", true));
+    let (by_id, secret) = dir.identity_for_label("PHONE").unwrap();
+    assert_eq!((by_id.device_id.as_str(), secret), ("phone", false));
+    assert!(dir.identity_for_label("nobody").is_none());
 }

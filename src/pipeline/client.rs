@@ -44,11 +44,14 @@ impl<'r> Client<'r> {
     /// device of a token, else of the address; the location of the address.
     pub fn identify(rt: &'r Runtime, ip: IpAddr, device: &DeviceHint) -> Self {
         let ip = ip.to_canonical();
+        // A token or label naming nobody (let in by `unknown_client = "anonymous"`)
+        // counts as none: the address decides.
         let identity = match device {
             DeviceHint::Token(t) => rt.directory.identity_for_token(t),
-            DeviceHint::Label(id) => rt.directory.identity_for_device(id),
-            DeviceHint::None => rt.directory.identity_for_ip(ip),
-        };
+            DeviceHint::Label(label) => rt.directory.identity_for_label(label).map(|(i, _)| i),
+            DeviceHint::None => None,
+        }
+        .or_else(|| rt.directory.identity_for_ip(ip));
         Self {
             ip,
             identity,

@@ -32,7 +32,7 @@ use crate::label::{Phase, QueryAction, ede};
 use crate::policy::fields::{ListMemo, QueryFacts};
 use crate::policy::{Decision, Flow, Tracer, Verdict};
 use crate::resolve::{Cache, Question, Resolved};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, UnknownClient};
 
 pub use client::{Client, ClientClass};
 pub use facts::post_facts;
@@ -99,6 +99,37 @@ pub fn admits(rt: &Runtime, src: IpAddr) -> bool {
     rt.is_allowed(src)
 }
 
+/// The EDE text for a token or label that names no device.
+pub const UNKNOWN_DEVICE: &str = "unknown device";
+
+/// What a request's device hint names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// No hint: the address alone.
+    Nothing,
+    /// A device, by an identifier anyone can send (a label matching an id).
+    Device,
+    /// A device, by a secret (a token, a `dot_name`).
+    BySecret,
+    /// Nobody.
+    Unknown,
+}
+
+fn named(rt: &Runtime, device: &DeviceHint) -> Named {
+    match device {
+        DeviceHint::None => Named::Nothing,
+        DeviceHint::Token(t) => match rt.directory.identity_for_token(t) {
+            Some(_) => Named::BySecret,
+            None => Named::Unknown,
+        },
+        DeviceHint::Label(l) => match rt.directory.identity_for_label(l) {
+            Some((_, true)) => Named::BySecret,
+            Some((_, false)) => Named::Device,
+            None => Named::Unknown,
+        },
+    }
+}
+
 /// Runs SPEC §4 for one request.
 #[tracing::instrument(level = "debug", skip_all, fields(client = %req.src))]
 pub async fn run(
@@ -108,8 +139,16 @@ pub async fn run(
     obs: &mut impl Observer,
 ) -> Outcome {
     let out = Outcome::new(rt.generation);
-    // 1. ACL (§4.1) before anything else, readable or not: never an open resolver.
-    if !admits(rt, req.src) {
+    // 1. ACL (§4.1) before anything else, readable or not: never an open resolver. A
+    // device named by a secret (a DoH token, a DoT `dot_name`) comes in from anywhere
+    // (SPEC §10); a token or label naming nobody is refused unless `unknown_client`
+    // lets it in as anonymous.
+    let named = named(rt, &req.device);
+    if named == Named::Unknown && rt.unknown_client == UnknownClient::Refuse {
+        let reply = Reply::rcode(ResponseCode::Refused).with_ede(ede::PROHIBITED, UNKNOWN_DEVICE);
+        return out.with(QueryAction::Refused, reply);
+    }
+    if named != Named::BySecret && !admits(rt, req.src) {
         let reply = Reply::rcode(ResponseCode::Refused).with_ede(ede::PROHIBITED, NOT_ALLOWED);
         return out.with(QueryAction::Refused, reply);
     }

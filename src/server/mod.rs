@@ -82,6 +82,8 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// The bound DNS addresses (UDP and TCP on each).
     pub addrs: Vec<SocketAddr>,
+    /// The bound DNS-over-TLS addresses.
+    pub dot_addrs: Vec<SocketAddr>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -204,13 +206,36 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         };
         let bound = udp[0].local_addr()?;
         tasks.extend(udp::spawn(&shared, &handler, udp));
-        tasks.push(tcp::spawn(&shared, &handler, tcp, limits));
+        tasks.push(tcp::spawn(
+            &shared,
+            &handler,
+            tcp,
+            limits,
+            tcp::Transport::Plain,
+        ));
         info!(addr = %bound, "listening");
         addrs.push(bound);
+    }
+    let mut dot_addrs = Vec::new();
+    for addr in settings.dot.iter().flat_map(|d| &d.listen) {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen for DoT on {addr}: {e}"))
+        })?;
+        let bound = listener.local_addr()?;
+        tasks.push(tcp::spawn(
+            &shared,
+            &handler,
+            listener,
+            limits,
+            tcp::Transport::Tls,
+        ));
+        info!(addr = %bound, "listening for DNS over TLS");
+        dot_addrs.push(bound);
     }
     Ok(Running {
         shared,
         addrs,
+        dot_addrs,
         listeners: tasks,
     })
 }

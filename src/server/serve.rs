@@ -16,7 +16,7 @@ use super::Shared;
 use crate::answer::Reply;
 use crate::clock::Instant;
 use crate::label::Protocol;
-use crate::pipeline::{Message, Outcome, Request};
+use crate::pipeline::{DeviceHint, Message, Outcome, Request};
 use crate::resolve::Question;
 use crate::resolve::forward::EDNS_PAYLOAD;
 
@@ -76,13 +76,15 @@ impl Handler {
         request: &HRequest,
         arrival: Option<Instant>,
         listener: Option<std::net::SocketAddr>,
+        via: Option<(Protocol, &DeviceHint)>,
         mut response_handle: R,
     ) -> Served {
         let shared = &self.shared;
         let rt = shared.live.load_full();
-        let protocol = match request.protocol() {
-            xfer::Protocol::Udp => Protocol::Udp,
-            _ => Protocol::Tcp,
+        let protocol = match (via, request.protocol()) {
+            (Some((p, _)), _) => p,
+            (None, xfer::Protocol::Udp) => Protocol::Udp,
+            (None, _) => Protocol::Tcp,
         };
         let mut req = Request::new(
             &shared.clock,
@@ -94,6 +96,9 @@ impl Handler {
             req.arrival = at;
         }
         req.listener = listener;
+        if let Some((_, device)) = via {
+            req.device = device.clone();
+        }
         let outcome = shared.answer(&rt, &req).await;
         debug!(client = %req.src, action = outcome.action.as_str(),
             policy = outcome.policy.map_or("-", |i| rt.policies.policies[i].name.as_str()),

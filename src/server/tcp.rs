@@ -7,6 +7,11 @@
 //! A connection may carry many queries (pipelining); each is answered by the full path in
 //! a task of its own, at most [`IN_FLIGHT_PER_CONNECTION`] at once, and the answers go out
 //! in the order they are ready. A frame that cannot be read closes that connection only.
+//!
+//! DNS over TLS (RFC 7858) is the same protocol inside TLS: a DoT listener is this accept
+//! loop with a handshake first ([`Transport::Tls`]). The certificate is the one of the
+//! configuration in service at the handshake (a reload swaps it), and the client's SNI
+//! names its device when it is one label below `[server] hostname` (SPEC §10).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +23,7 @@ use hickory_server::net::NetError;
 use hickory_server::net::xfer::Protocol as HProtocol;
 use hickory_server::server::{Request as HRequest, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -29,7 +34,19 @@ use super::serve::Handler;
 use super::wire;
 use crate::clock::Instant;
 use crate::label::Protocol;
-use crate::pipeline::{Message, Request};
+use crate::pipeline::{DeviceHint, Message, Request};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// DNS over TCP.
+    Plain,
+    /// DNS over TLS.
+    Tls,
+}
 
 /// Queries of one connection answered at once; more wait to be read.
 pub const IN_FLIGHT_PER_CONNECTION: usize = 32;
@@ -156,9 +173,10 @@ pub(super) fn spawn(
     handler: &Handler,
     listener: TcpListener,
     limits: Limits,
+    transport: Transport,
 ) -> JoinHandle<()> {
     let (shared, handler) = (shared.clone(), handler.clone());
-    tokio::spawn(async move { accept_loop(shared, handler, listener, limits).await })
+    tokio::spawn(async move { accept_loop(shared, handler, listener, limits, transport).await })
 }
 
 fn out_of_descriptors(e: &std::io::Error) -> bool {
@@ -168,7 +186,13 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     )
 }
 
-async fn accept_loop(shared: Arc<Shared>, handler: Handler, listener: TcpListener, limits: Limits) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    handler: Handler,
+    listener: TcpListener,
+    limits: Limits,
+    transport: Transport,
+) {
     let registry = Arc::new(Registry::default());
     let mut starved = false;
     loop {
@@ -186,7 +210,32 @@ async fn accept_loop(shared: Arc<Shared>, handler: Handler, listener: TcpListene
                 };
                 let (shared, handler) = (shared.clone(), handler.clone());
                 tokio::spawn(async move {
-                    connection(shared, handler, stream, peer, slot, limits.idle).await
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().ok();
+                    match transport {
+                        Transport::Plain => {
+                            let via = (Protocol::Tcp, DeviceHint::None);
+                            connection(
+                                shared,
+                                handler,
+                                stream,
+                                (peer, local),
+                                slot,
+                                limits.idle,
+                                via,
+                            )
+                            .await;
+                        }
+                        Transport::Tls => {
+                            let Some((tls, device)) = handshake(&shared, stream).await else {
+                                debug!(%peer, "TLS handshake failed");
+                                return;
+                            };
+                            let via = (Protocol::Dot, device);
+                            connection(shared, handler, tls, (peer, local), slot, limits.idle, via)
+                                .await;
+                        }
+                    }
                 });
             }
             Err(e) if out_of_descriptors(&e) => {
@@ -207,19 +256,50 @@ async fn accept_loop(shared: Arc<Shared>, handler: Handler, listener: TcpListene
     }
 }
 
+/// Completes a TLS handshake with the certificate in service now; the device hint from
+/// the SNI: `<label>.<hostname>` names a device by label, anything else names none.
+async fn handshake(
+    shared: &Shared,
+    stream: TcpStream,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, DeviceHint)> {
+    let rt = shared.live.load_full();
+    let config = rt.settings.dot.as_ref()?.tls.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        .await
+        .ok()?
+        .ok()?;
+    let device = tls
+        .get_ref()
+        .1
+        .server_name()
+        .and_then(|sni| device_label(sni, rt.hostname.as_deref()?))
+        .map_or(DeviceHint::None, |l| DeviceHint::Label(l.into()));
+    Some((tls, device))
+}
+
+/// The device label in an SNI: the one label before `.hostname` (case-insensitive).
+pub(super) fn device_label<'a>(sni: &'a str, hostname: &str) -> Option<&'a str> {
+    let sni = sni.trim_end_matches('.');
+    let (label, rest) = sni.split_once('.')?;
+    (rest.eq_ignore_ascii_case(hostname) && !label.is_empty()).then_some(label)
+}
+
 /// Serves one connection until it closes, idles out, breaks a frame or is closed to make
 /// room.
-async fn connection(
+async fn connection<S>(
     shared: Arc<Shared>,
     handler: Handler,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
     slot: Slot,
     idle: Duration,
-) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
-    let (mut rd, mut wr) = stream.into_split();
+    via: (Protocol, DeviceHint),
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let via = Arc::new(via);
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
         while let Some(framed) = rx.recv().await {
@@ -248,9 +328,9 @@ async fn connection(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        let (shared, handler, tx) = (shared.clone(), handler.clone(), tx.clone());
+        let (shared, handler, tx, via) = (shared.clone(), handler.clone(), tx.clone(), via.clone());
         tokio::spawn(async move {
-            query(&shared, &handler, body, (peer, local), tx).await;
+            query(&shared, &handler, body, (peer, local), &via, tx).await;
             drop(permit);
         });
     }
@@ -265,6 +345,7 @@ async fn query(
     handler: &Handler,
     body: Vec<u8>,
     (peer, local): (SocketAddr, Option<SocketAddr>),
+    via: &(Protocol, DeviceHint),
     tx: mpsc::Sender<Vec<u8>>,
 ) {
     let arrival = shared.clock.now();
@@ -275,15 +356,18 @@ async fn query(
             if request.metadata.message_type == hickory_proto::op::MessageType::Response {
                 return;
             }
+            let via =
+                (via.1 != DeviceHint::None || via.0 != Protocol::Tcp).then_some((via.0, &via.1));
             handler
-                .serve(&request, Some(arrival), local, Framed { tx })
+                .serve(&request, Some(arrival), local, via, Framed { tx })
                 .await;
         }
         Err(_) => {
             // Unreadable: the pipeline decides from the header (FORMERR, or REFUSED for an
             // outsider), answered with the header alone.
             let rt = shared.live.load_full();
-            let mut req = Request::new(&shared.clock, peer.ip(), Protocol::Tcp, Message::Malformed);
+            let mut req = Request::new(&shared.clock, peer.ip(), via.0, Message::Malformed);
+            req.device = via.1.clone();
             req.arrival = arrival;
             req.listener = local;
             let outcome = shared.answer(&rt, &req).await;

@@ -260,7 +260,7 @@ async fn full(
         _ => None,
     };
     let served = handler
-        .serve(&request, Some(arrival), listener, capture)
+        .serve(&request, Some(arrival), listener, None, capture)
         .await;
     let Some((key, class, generation)) = miss else {
         return;

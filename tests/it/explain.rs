@@ -181,8 +181,9 @@ fn explain_token_identifies_the_device_and_its_users_groups() {
     let v = explain(&["-c", &cfg, "www.test", "--token", "bobs-token"]);
     assert_eq!(decision(&v), ("allow".into(), "-".into()), "{v:#}");
     assert_eq!(v["query"]["device"], "bob-phone", "{v:#}");
+    // A token naming no device is refused (SPEC §10, `unknown_client = "refuse"`).
     let v = explain(&["-c", &cfg, "www.test", "--token", "nobody's"]);
-    assert_eq!(decision(&v), ("allow".into(), "-".into()), "{v:#}");
+    assert_eq!(decision(&v), ("refused".into(), "-".into()), "{v:#}");
     assert!(v["query"]["device"].is_null(), "{v:#}");
 }
 

@@ -1,0 +1,227 @@
+//! DNS over TLS (SPEC §10): a test CA made here (rcgen), a real TLS client (rustls), the
+//! device named by the SNI label, `unknown_client`, who may come in from outside
+//! `allow_networks`, and a certificate swapped by a reload.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::client::{Opts, build, ede, ips};
+use crate::{Gate, gate_with};
+
+const HOSTNAME: &str = "dns.gate.test";
+/// A secret label (16 characters or more).
+const KID_LABEL: &str = "kidsphone-7f3a9c2e1b";
+
+/// A CA and a server certificate for `HOSTNAME` and `*.HOSTNAME`: (CA PEM, chain PEM,
+/// key PEM).
+fn certificates() -> (String, String, String) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![HOSTNAME.to_owned(), format!("*.{HOSTNAME}")])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+const IDENTITIES: &str = r#"
+[[users]]
+email = "kid@example.com"
+name = "kid"
+
+[[devices]]
+id = "kidphone"
+user = "kid@example.com"
+dot_name = "kidsphone-7f3a9c2e1b"
+
+[[devices]]
+id = "laptop"
+"#;
+
+/// A gate with a DoT listener; `extra` goes into `[server]`.
+async fn dot_gate(extra: &str, tls: &(String, String, String)) -> Gate {
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"{HOSTNAME}\"\n\
+         dot = {{ listen = [\"127.0.0.1:0\"], cert = \"cert.pem\", key = \"key.pem\" }}\n{extra}\n\
+         [upstream]\nservers = [\"udp://{{UPSTREAM}}\"]\ntimeout_ms = 1000\n\n\
+         [identity]\ndirectory = \"identities.toml\"\n\n\
+         [[policies]]\nname = \"kids\"\naction = \"block\"\n\
+         traffic = 'identity.device_id == \"kidphone\" and dns.fqdn == \"www.test\"'\n"
+    );
+    let up = crate::upstream::start().await;
+    gate_with(
+        up,
+        &config,
+        &[
+            ("identities.toml", IDENTITIES),
+            ("cert.pem", &tls.1),
+            ("key.pem", &tls.2),
+        ],
+    )
+    .await
+}
+
+/// One query over DoT to `addr`, with `sni` as the server name, trusting `ca`.
+async fn dot_query(addr: SocketAddr, sni: &str, ca: &str, name: &str) -> Result<Message, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"dot".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let server_name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, wire) = build(
+        name,
+        RecordType::A,
+        Opts {
+            edns: Some(1232),
+            ..Opts::default()
+        },
+    );
+    let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&wire);
+    tls.write_all(&framed).await.map_err(|e| e.to_string())?;
+    let read = async {
+        let len = tls.read_u16().await?;
+        let mut body = vec![0u8; usize::from(len)];
+        tls.read_exact(&mut body).await?;
+        Ok::<_, std::io::Error>(body)
+    };
+    let body = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .map_err(|_| "no answer in 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Message::from_vec(&body).map_err(|e| e.to_string())
+}
+
+use rustls::pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn dot_answers_and_the_sni_label_names_the_device() {
+    let tls = certificates();
+    let g = dot_gate("", &tls).await;
+    let addr = g.running.dot_addrs[0];
+    // The bare host name: no device; answered.
+    let m = dot_query(addr, HOSTNAME, &tls.0, "www.test.")
+        .await
+        .unwrap();
+    assert_eq!(ips(&m), ["192.0.2.10"]);
+    // The kid's phone, by its dot_name: its policy applies.
+    let m = dot_query(
+        addr,
+        &format!("{KID_LABEL}.{HOSTNAME}"),
+        &tls.0,
+        "www.test.",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    // Labels are case-insensitive.
+    let m = dot_query(
+        addr,
+        &format!("KidsPhone-7F3A9C2E1B.{HOSTNAME}"),
+        &tls.0,
+        "www.test.",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    // A label naming nobody: REFUSED + EDE 18.
+    let m = dot_query(addr, &format!("stranger.{HOSTNAME}"), &tls.0, "www.test.")
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(ede(&m).map(|e| e.0), Some(18));
+    // A certificate the client does not trust: no answer at all.
+    let (other_ca, _, _) = certificates();
+    assert!(
+        dot_query(addr, HOSTNAME, &other_ca, "www.test.")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn unknown_labels_may_be_served_anonymously() {
+    let tls = certificates();
+    let g = dot_gate("unknown_client = \"anonymous\"\n", &tls).await;
+    let m = dot_query(
+        g.running.dot_addrs[0],
+        &format!("stranger.{HOSTNAME}"),
+        &tls.0,
+        "www.test.",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ips(&m), ["192.0.2.10"]);
+}
+
+#[tokio::test]
+async fn only_a_dot_name_lets_a_client_outside_allow_networks_in() {
+    let tls = certificates();
+    let g = dot_gate("allow_networks = [\"10.0.0.0/8\"]\n", &tls).await;
+    let addr = g.running.dot_addrs[0];
+    // 127.0.0.1 is outside: no label, or a label that is only a device id, is refused.
+    let m = dot_query(addr, HOSTNAME, &tls.0, "www.test.")
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    let m = dot_query(addr, &format!("laptop.{HOSTNAME}"), &tls.0, "www.test.")
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    // The secret dot_name comes in (a phone on a mobile network).
+    let m = dot_query(
+        addr,
+        &format!("{KID_LABEL}.{HOSTNAME}"),
+        &tls.0,
+        "mail.test.",
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
+
+#[tokio::test]
+async fn a_reload_swaps_the_certificate_for_the_next_handshake() {
+    let tls = certificates();
+    let g = dot_gate("", &tls).await;
+    let addr = g.running.dot_addrs[0];
+    assert!(dot_query(addr, HOSTNAME, &tls.0, "www.test.").await.is_ok());
+    let new = certificates();
+    std::fs::write(g.dir.path().join("cert.pem"), &new.1).unwrap();
+    std::fs::write(g.dir.path().join("key.pem"), &new.2).unwrap();
+    g.running.shared.reload().await.unwrap();
+    assert!(dot_query(addr, HOSTNAME, &new.0, "www.test.").await.is_ok());
+    assert!(
+        dot_query(addr, HOSTNAME, &tls.0, "www.test.")
+            .await
+            .is_err()
+    );
+    // A bad certificate is rejected by the reload; the one in service stays.
+    std::fs::write(g.dir.path().join("cert.pem"), "not a certificate").unwrap();
+    assert!(g.running.shared.reload().await.is_err());
+    assert!(dot_query(addr, HOSTNAME, &new.0, "www.test.").await.is_ok());
+}
