@@ -94,11 +94,13 @@ pub enum Protocol {
     Tcp,
     /// DNS over TLS (RFC 7858).
     Dot,
+    /// DNS over HTTPS (RFC 8484).
+    Doh,
 }
 
 impl Protocol {
     /// Every protocol, in label order.
-    pub const ALL: [Self; 3] = [Self::Udp, Self::Tcp, Self::Dot];
+    pub const ALL: [Self; 4] = [Self::Udp, Self::Tcp, Self::Dot, Self::Doh];
 
     /// The label.
     pub fn as_str(self) -> &'static str {
@@ -106,6 +108,7 @@ impl Protocol {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
             Self::Dot => "dot",
+            Self::Doh => "doh",
         }
     }
 }

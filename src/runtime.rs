@@ -49,6 +49,8 @@ pub struct Settings {
     pub prefetch: bool,
     /// The DoT listener (addresses are read at start; the certificate on every reload).
     pub dot: Option<Dot>,
+    /// The DoH listener (likewise).
+    pub doh: Option<Doh>,
     /// TCP idle timeout.
     pub tcp_idle: Duration,
     /// TCP connections at once, in all.
@@ -75,6 +77,26 @@ impl PartialEq for Dot {
 }
 
 impl Eq for Dot {}
+
+/// The DoH listener's settings.
+#[derive(Debug, Clone)]
+pub struct Doh {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// The TLS configuration (certificate, key, ALPN `h2` and `http/1.1`).
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The URL path, without a trailing `/`.
+    pub path: String,
+}
+
+/// Same listener when the same addresses (the certificate and path apply at reload).
+impl PartialEq for Doh {
+    fn eq(&self, other: &Self) -> bool {
+        self.listen == other.listen
+    }
+}
+
+impl Eq for Doh {}
 
 /// What a client whose device label (or token) names no device gets (SPEC §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,12 +285,41 @@ impl Runtime {
                 }
             }
         }
-        if let Some(v) = &main.server.doh {
-            diags.push(mf.diag(
-                &v.span(),
-                "[server] doh: DNS-over-HTTPS listeners are not supported yet",
-            ));
-        }
+        let doh = main.server.doh.as_ref().and_then(|d| {
+            let d = d.get_ref();
+            let listen: Vec<SocketAddr> = d
+                .listen
+                .iter()
+                .filter_map(|s| parse_addr(mf, s, &mut diags))
+                .collect();
+            let path = match &d.path {
+                None => "/dns-query".to_owned(),
+                Some(p) if p.get_ref().starts_with('/') && p.get_ref().len() > 1 => {
+                    p.get_ref().trim_end_matches('/').to_owned()
+                }
+                Some(p) => {
+                    diags.push(mf.diag(
+                        &p.span(),
+                        format!(
+                            "DoH path `{}` must start with / and name something",
+                            p.get_ref()
+                        ),
+                    ));
+                    return None;
+                }
+            };
+            match tls::server_config(
+                &mf.resolve(d.cert.get_ref()),
+                &mf.resolve(d.key.get_ref()),
+                &[b"h2", b"http/1.1"],
+            ) {
+                Ok(tls) => Some(Doh { listen, tls, path }),
+                Err(e) => {
+                    diags.push(mf.diag(&d.cert.span(), e));
+                    None
+                }
+            }
+        });
         let hostname = main.server.hostname.as_ref().and_then(|h| {
             let name = crate::lists::name_to_ascii(h.get_ref())
                 .ok()
@@ -534,6 +585,7 @@ impl Runtime {
                 serve_stale: main.cache.serve_stale,
                 prefetch: main.cache.prefetch,
                 dot,
+                doh,
                 tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
                 tcp_max_connections: main.server.tcp_max_connections.max(1),
                 tcp_max_per_client: main.server.tcp_max_per_client.max(1),

@@ -81,8 +81,8 @@ pub struct ServerConfig {
     pub dot: Option<Spanned<DotConfig>>,
     /// A device label naming no device: "refuse" (REFUSED + EDE 18) or "anonymous".
     pub unknown_client: Option<Spanned<String>>,
-    /// DNS over HTTPS listener (a later release).
-    pub doh: Option<Spanned<toml::Table>>,
+    /// DNS over HTTPS listener (RFC 8484).
+    pub doh: Option<Spanned<DohConfig>>,
     /// How long an idle TCP connection is kept, in milliseconds.
     #[serde(default = "default_tcp_idle_ms")]
     pub tcp_idle_timeout_ms: u64,
@@ -179,6 +179,20 @@ pub struct DotConfig {
     pub cert: Spanned<String>,
     /// Private key, PEM.
     pub key: Spanned<String>,
+}
+
+/// `[server] doh`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DohConfig {
+    /// Addresses to listen on (port 443 by default).
+    pub listen: Vec<Spanned<String>>,
+    /// Certificate chain, PEM.
+    pub cert: Spanned<String>,
+    /// Private key, PEM.
+    pub key: Spanned<String>,
+    /// The URL path (default `/dns-query`); `<path>/<token>` names a device.
+    pub path: Option<Spanned<String>>,
 }
 
 /// `[upstream]`

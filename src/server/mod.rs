@@ -8,6 +8,7 @@
 //! so no query is dropped (SPEC §7).
 
 mod batch;
+mod doh;
 mod fast;
 pub mod packet;
 pub mod ratelimit;
@@ -84,6 +85,8 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     /// The bound DNS-over-TLS addresses.
     pub dot_addrs: Vec<SocketAddr>,
+    /// The bound DNS-over-HTTPS addresses.
+    pub doh_addrs: Vec<SocketAddr>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -232,10 +235,27 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         info!(addr = %bound, "listening for DNS over TLS");
         dot_addrs.push(bound);
     }
+    let mut doh_addrs = Vec::new();
+    for addr in settings.doh.iter().flat_map(|d| &d.listen) {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen for DoH on {addr}: {e}"))
+        })?;
+        let bound = listener.local_addr()?;
+        tasks.push(tcp::spawn(
+            &shared,
+            &handler,
+            listener,
+            limits,
+            tcp::Transport::Https,
+        ));
+        info!(addr = %bound, "listening for DNS over HTTPS");
+        doh_addrs.push(bound);
+    }
     Ok(Running {
         shared,
         addrs,
         dot_addrs,
+        doh_addrs,
         listeners: tasks,
     })
 }

@@ -46,6 +46,8 @@ pub enum Transport {
     Plain,
     /// DNS over TLS.
     Tls,
+    /// DNS over HTTPS.
+    Https,
 }
 
 /// Queries of one connection answered at once; more wait to be read.
@@ -226,8 +228,19 @@ async fn accept_loop(
                             )
                             .await;
                         }
+                        Transport::Https => {
+                            let Some((tls, _)) = handshake(&shared, stream, transport).await else {
+                                debug!(%peer, "TLS handshake failed");
+                                return;
+                            };
+                            tokio::select! {
+                                () = super::doh::connection(shared.clone(), handler, tls, peer, local) => {}
+                                () = slot.close.notified() => {}
+                            }
+                        }
                         Transport::Tls => {
-                            let Some((tls, device)) = handshake(&shared, stream).await else {
+                            let Some((tls, device)) = handshake(&shared, stream, transport).await
+                            else {
                                 debug!(%peer, "TLS handshake failed");
                                 return;
                             };
@@ -261,9 +274,13 @@ async fn accept_loop(
 async fn handshake(
     shared: &Shared,
     stream: TcpStream,
+    transport: Transport,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, DeviceHint)> {
     let rt = shared.live.load_full();
-    let config = rt.settings.dot.as_ref()?.tls.clone();
+    let config = match transport {
+        Transport::Https => rt.settings.doh.as_ref()?.tls.clone(),
+        _ => rt.settings.dot.as_ref()?.tls.clone(),
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
         .await

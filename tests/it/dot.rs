@@ -15,13 +15,13 @@ use tokio::net::TcpStream;
 use crate::client::{Opts, build, ede, ips};
 use crate::{Gate, gate_with};
 
-const HOSTNAME: &str = "dns.gate.test";
+pub(crate) const HOSTNAME: &str = "dns.gate.test";
 /// A secret label (16 characters or more).
-const KID_LABEL: &str = "kidsphone-7f3a9c2e1b";
+pub(crate) const KID_LABEL: &str = "kidsphone-7f3a9c2e1b";
 
 /// A CA and a server certificate for `HOSTNAME` and `*.HOSTNAME`: (CA PEM, chain PEM,
 /// key PEM).
-fn certificates() -> (String, String, String) {
+pub(crate) fn certificates() -> (String, String, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -35,7 +35,7 @@ fn certificates() -> (String, String, String) {
     (ca_cert.pem(), leaf.pem(), key.serialize_pem())
 }
 
-const IDENTITIES: &str = r#"
+pub(crate) const IDENTITIES: &str = r#"
 [[users]]
 email = "kid@example.com"
 name = "kid"

@@ -7,6 +7,7 @@ mod abuse;
 mod cli;
 mod client;
 mod cname;
+mod doh;
 mod dot;
 mod explain;
 mod expressions;

@@ -1,0 +1,214 @@
+//! DNS over HTTPS (RFC 8484), HTTP/2 and HTTP/1.1 on a TLS connection the TCP accept loop
+//! handed over: `GET <path>?dns=<base64url>` and `POST <path>` with an
+//! `application/dns-message` body, each answered through the one pipeline.
+//!
+//! The device: a path token (`<path>/<token>`) first, then a label in the host the client
+//! asked for (`<label>.<hostname>`), else the source address (SPEC §10). Tokens are
+//! secrets: request paths are never logged. DNS errors are still HTTP 200 carrying the
+//! rcode; `Cache-Control: private, max-age=` the answer's smallest TTL (a negative
+//! answer's SOA TTL is already capped at its MINIMUM).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use data_encoding::BASE64URL_NOPAD;
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::NetError;
+use hickory_server::net::xfer::Protocol as HProtocol;
+use hickory_server::server::{Request as HRequest, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Shared;
+use super::serve::Handler;
+use super::tcp::device_label;
+use super::wire;
+use crate::label::Protocol;
+use crate::pipeline::DeviceHint;
+
+/// The media type of DNS messages (RFC 8484 §6).
+const DNS_MESSAGE: &str = "application/dns-message";
+/// The largest DNS message taken.
+const MAX_MESSAGE: usize = 65_535;
+
+/// One connection's context.
+struct Conn {
+    shared: Arc<Shared>,
+    handler: Handler,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+}
+
+/// Serves HTTP/2 or HTTP/1.1 on `io` until the client closes it.
+pub(super) async fn connection<S>(
+    shared: Arc<Shared>,
+    handler: Handler,
+    io: S,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let conn = Arc::new(Conn {
+        shared,
+        handler,
+        peer,
+        local,
+    });
+    let service = hyper::service::service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(&conn, req).await) }
+    });
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    if let Err(e) = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "DoH connection ended");
+    }
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = code;
+    r
+}
+
+/// One HTTP request.
+async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let rt = conn.shared.live.load_full();
+    let Some(doh) = rt.settings.doh.as_ref() else {
+        return status(StatusCode::NOT_FOUND);
+    };
+    // The path, or the path and a token below it.
+    let path = req.uri().path();
+    let token = if path == doh.path {
+        None
+    } else {
+        match path
+            .strip_prefix(doh.path.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(t) if !t.is_empty() && !t.contains('/') => Some(t.to_owned()),
+            _ => return status(StatusCode::NOT_FOUND),
+        }
+    };
+    let host = req.uri().host().map(str::to_owned).or_else(|| {
+        req.headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned())
+    });
+    let device = match (token, host) {
+        (Some(t), _) => DeviceHint::Token(t.into()),
+        (None, Some(h)) => rt
+            .hostname
+            .as_deref()
+            .and_then(|name| device_label(&h, name))
+            .map_or(DeviceHint::None, |l| DeviceHint::Label(l.into())),
+        (None, None) => DeviceHint::None,
+    };
+    let wire = match *req.method() {
+        Method::GET => {
+            let dns = req.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("dns="))
+                    .map(str::to_owned)
+            });
+            match dns.and_then(|d| {
+                BASE64URL_NOPAD
+                    .decode(d.trim_end_matches('=').as_bytes())
+                    .ok()
+            }) {
+                Some(w) => w,
+                None => return status(StatusCode::BAD_REQUEST),
+            }
+        }
+        Method::POST => {
+            let typed = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case(DNS_MESSAGE));
+            if !typed {
+                return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            }
+            match Limited::new(req.into_body(), MAX_MESSAGE).collect().await {
+                Ok(b) => b.to_bytes().to_vec(),
+                Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            }
+        }
+        _ => return status(StatusCode::METHOD_NOT_ALLOWED),
+    };
+    let arrival = conn.shared.clock.now();
+    let Ok(request) = HRequest::from_bytes(wire, conn.peer, HProtocol::Tcp) else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    if request.metadata.message_type == hickory_proto::op::MessageType::Response {
+        return status(StatusCode::BAD_REQUEST);
+    }
+    let out = Arc::new(Mutex::new(None));
+    conn.handler
+        .serve(
+            &request,
+            Some(arrival),
+            conn.local,
+            Some((Protocol::Doh, &device)),
+            Collect { out: out.clone() },
+        )
+        .await;
+    let Some(bytes) = out.lock().ok().and_then(|mut o| o.take()) else {
+        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let max_age = wire::ttls(&bytes)
+        .and_then(|t| t.iter().map(|x| x.1).min())
+        .unwrap_or(0);
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(DNS_MESSAGE),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("private, max-age={max_age}")) {
+        r.headers_mut().insert(CACHE_CONTROL, v);
+    }
+    r
+}
+
+/// Keeps the encoded answer for the HTTP response.
+#[derive(Clone)]
+struct Collect {
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Collect {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(u16::MAX);
+        let info = response
+            .destructive_emit(&mut encoder)
+            .map_err(|e| NetError::from(e.to_string()))?;
+        if let Ok(mut o) = self.out.lock() {
+            *o = Some(bytes);
+        }
+        Ok(info)
+    }
+}

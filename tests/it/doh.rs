@@ -1,0 +1,231 @@
+//! DNS over HTTPS (SPEC §10, RFC 8484): GET and POST, HTTP/2 and HTTP/1.1 with a real
+//! client (reqwest over rustls, trusting a test CA), DNS errors as HTTP 200, the cache
+//! lifetime header, and the device named by a path token or a host label.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use data_encoding::BASE64URL_NOPAD;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::client::{Opts, build, ede, ips};
+use crate::dot::{HOSTNAME, IDENTITIES, KID_LABEL, certificates};
+use crate::{Gate, gate_with};
+
+const TOKEN: &str = "laptop-token-9q8w7e6r";
+
+async fn doh_gate(extra: &str, tls: &(String, String, String)) -> Gate {
+    let identities = IDENTITIES.replace(
+        "id = \"laptop\"\n",
+        &format!("id = \"laptop\"\ndoh_token = \"{TOKEN}\"\n"),
+    );
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"{HOSTNAME}\"\n\
+         doh = {{ listen = [\"127.0.0.1:0\"], cert = \"cert.pem\", key = \"key.pem\" }}\n{extra}\n\
+         [upstream]\nservers = [\"udp://{{UPSTREAM}}\"]\ntimeout_ms = 1000\n\n\
+         [identity]\ndirectory = \"identities.toml\"\n\n\
+         [[policies]]\nname = \"kids\"\naction = \"block\"\n\
+         traffic = '(identity.device_id == \"kidphone\" or identity.device_id == \"laptop\") and dns.fqdn == \"www.test\"'\n"
+    );
+    let up = crate::upstream::start().await;
+    gate_with(
+        up,
+        &config,
+        &[
+            ("identities.toml", &identities),
+            ("cert.pem", &tls.1),
+            ("key.pem", &tls.2),
+        ],
+    )
+    .await
+}
+
+/// A DoH client trusting `ca`, sending every `*.HOSTNAME` and `HOSTNAME` to `addr`.
+fn client(ca: &str, addr: SocketAddr, labels: &[&str], http1: bool) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = if http1 {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
+    let mut b = reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .resolve(HOSTNAME, addr);
+    for l in labels {
+        b = b.resolve(&format!("{l}.{HOSTNAME}"), addr);
+    }
+    if http1 {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+fn query(name: &str) -> Vec<u8> {
+    build(
+        name,
+        RecordType::A,
+        Opts {
+            edns: Some(1232),
+            ..Opts::default()
+        },
+    )
+    .1
+}
+
+async fn get(
+    c: &reqwest::Client,
+    host: &str,
+    port: u16,
+    path: &str,
+    name: &str,
+) -> reqwest::Response {
+    let url = format!(
+        "https://{host}:{port}{path}?dns={}",
+        BASE64URL_NOPAD.encode(&query(name))
+    );
+    c.get(url).send().await.unwrap()
+}
+
+async fn post(
+    c: &reqwest::Client,
+    host: &str,
+    port: u16,
+    path: &str,
+    name: &str,
+) -> reqwest::Response {
+    c.post(format!("https://{host}:{port}{path}"))
+        .header("content-type", "application/dns-message")
+        .body(query(name))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn dns(r: reqwest::Response) -> Message {
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/dns-message");
+    Message::from_vec(&r.bytes().await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn get_and_post_over_http2_and_http1() {
+    let tls = certificates();
+    let g = doh_gate("", &tls).await;
+    let addr = g.running.doh_addrs[0];
+    for http1 in [false, true] {
+        let c = client(&tls.0, addr, &[], http1);
+        let r = get(&c, HOSTNAME, addr.port(), "/dns-query", "www.test.").await;
+        assert_eq!(
+            r.version(),
+            if http1 {
+                reqwest::Version::HTTP_11
+            } else {
+                reqwest::Version::HTTP_2
+            }
+        );
+        let cache = r.headers()["cache-control"].to_str().unwrap().to_owned();
+        let m = dns(r).await;
+        assert_eq!(ips(&m), ["192.0.2.10"]);
+        assert!(cache.starts_with("private, max-age="), "{cache}");
+        let age: u32 = cache.rsplit('=').next().unwrap().parse().unwrap();
+        assert!(age > 0 && age <= 300, "{cache}");
+        let m = dns(post(&c, HOSTNAME, addr.port(), "/dns-query", "www.test.").await).await;
+        assert_eq!(ips(&m), ["192.0.2.10"]);
+        // A DNS error is still HTTP 200, carrying the rcode.
+        let m = dns(get(
+            &c,
+            HOSTNAME,
+            addr.port(),
+            "/dns-query",
+            "nothing-here.test.",
+        )
+        .await)
+        .await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    }
+    // Not DNS: HTTP errors.
+    let c = client(&tls.0, addr, &[], false);
+    let r = c
+        .get(format!(
+            "https://{HOSTNAME}:{}/dns-query?dns=%%%",
+            addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .get(format!("https://{HOSTNAME}:{}/other", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .post(format!("https://{HOSTNAME}:{}/dns-query", addr.port()))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}
+
+#[tokio::test]
+async fn the_path_token_or_host_label_names_the_device() {
+    let tls = certificates();
+    let g = doh_gate("allow_networks = [\"10.0.0.0/8\"]\n", &tls).await;
+    let addr = g.running.doh_addrs[0];
+    let port = addr.port();
+    let c = client(&tls.0, addr, &[KID_LABEL, "laptop", "stranger"], false);
+    // From outside allow_networks, with nothing naming a device: refused (HTTP 200).
+    let m = dns(get(&c, HOSTNAME, port, "/dns-query", "www.test.").await).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    // A token is a secret: in, and the laptop's policy applies.
+    let m = dns(get(
+        &c,
+        HOSTNAME,
+        port,
+        &format!("/dns-query/{TOKEN}"),
+        "www.test.",
+    )
+    .await)
+    .await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    // A wrong token: REFUSED + EDE 18.
+    let m = dns(get(&c, HOSTNAME, port, "/dns-query/wrong-token", "www.test.").await).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(ede(&m).map(|e| e.0), Some(18));
+    // The host label: a dot_name comes in, a bare id does not.
+    let m = dns(get(
+        &c,
+        &format!("{KID_LABEL}.{HOSTNAME}"),
+        port,
+        "/dns-query",
+        "www.test.",
+    )
+    .await)
+    .await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    let m = dns(get(
+        &c,
+        &format!("laptop.{HOSTNAME}"),
+        port,
+        "/dns-query",
+        "www.test.",
+    )
+    .await)
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
