@@ -225,3 +225,85 @@ async fn a_reload_swaps_the_certificate_for_the_next_handshake() {
     assert!(g.running.shared.reload().await.is_err());
     assert!(dot_query(addr, HOSTNAME, &new.0, "www.test.").await.is_ok());
 }
+
+/// kdig (knot-dnsutils), a real DoT and DoH client: the certificate verified against the
+/// test CA and the host name, the device named by the SNI label.
+#[tokio::test]
+async fn kdig_speaks_dot_and_doh_to_dnsgate() {
+    if std::process::Command::new("kdig")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        // .ci/run installs knot-dnsutils.
+        panic!("kdig is missing: apt-get install knot-dnsutils (.ci/run installs it)");
+    }
+    let tls = certificates();
+    let mut g = dot_gate("", &tls).await;
+    // A DoH listener beside the DoT one, on the same certificate.
+    let text = std::fs::read_to_string(g.config_path()).unwrap().replacen(
+        "dot = {",
+        "doh = { listen = [\"127.0.0.1:0\"], cert = \"cert.pem\", key = \"key.pem\" }\ndot = {",
+        1,
+    );
+    let up = crate::upstream::start().await;
+    let ups = up.addr.to_string();
+    let text = text.replace(&g.upstream.addr.to_string(), &ups);
+    drop(g);
+    g = gate_with(
+        up,
+        &text,
+        &[
+            ("identities.toml", IDENTITIES),
+            ("cert.pem", &tls.1),
+            ("key.pem", &tls.2),
+        ],
+    )
+    .await;
+    let ca = g.dir.path().join("ca.pem");
+    std::fs::write(&ca, &tls.0).unwrap();
+    // Run beside the server (which shares this test's runtime), never blocking it.
+    async fn kdig(args: Vec<String>) -> String {
+        let out = tokio::process::Command::new("timeout")
+            .arg("10")
+            .arg("kdig")
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    let dot = g.running.dot_addrs[0];
+    let common = |addr: std::net::SocketAddr| {
+        vec![
+            format!("@{}", addr.ip()),
+            "-p".into(),
+            addr.port().to_string(),
+            format!("+tls-ca={}", ca.display()),
+            format!("+tls-hostname={HOSTNAME}"),
+            "+short".into(),
+        ]
+    };
+    let mut args = common(dot);
+    args.extend(["www.test".into(), "A".into()]);
+    assert_eq!(kdig(args).await.trim(), "192.0.2.10");
+    let mut args = common(dot);
+    args.extend([
+        format!("+tls-sni={KID_LABEL}.{HOSTNAME}"),
+        "www.test".into(),
+        "A".into(),
+    ]);
+    assert_eq!(
+        kdig(args).await.trim(),
+        "0.0.0.0",
+        "the kid's phone, by its SNI label"
+    );
+    let doh = g.running.doh_addrs[0];
+    for method in [None, Some("+https-get")] {
+        let mut args = common(doh);
+        args.push(format!("+https=https://{HOSTNAME}/dns-query"));
+        args.extend(method.map(str::to_owned));
+        args.extend(["www.test".into(), "A".into()]);
+        assert_eq!(kdig(args).await.trim(), "192.0.2.10", "DoH {method:?}");
+    }
+}
