@@ -18,6 +18,7 @@
 //! The order is fixed here and nowhere else; policy evaluation itself has no I/O.
 
 pub mod client;
+mod ddr;
 mod facts;
 mod outcome;
 mod request;
@@ -168,6 +169,12 @@ pub async fn run(
     // CHAOS (`version.bind`), AXFR and IXFR never go upstream.
     if q.qclass != DNSClass::IN || matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
         return out.with(QueryAction::Refused, Reply::rcode(ResponseCode::Refused));
+    }
+    // RFC 9462: `resolver.arpa` is ours (never forwarded); `_dns` names our encrypted
+    // endpoints. Not replayed: the hints depend on the address the query came to.
+    if ddr::is_resolver_arpa(&q.name) {
+        let reply = ddr::answer(rt, &q.name, q.qtype, req.listener.map(|l| l.ip()));
+        return out.with(QueryAction::Allow, reply);
     }
     answer_query(rt, resolver, req, q, out, obs).await
 }

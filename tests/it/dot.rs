@@ -307,3 +307,79 @@ async fn kdig_speaks_dot_and_doh_to_dnsgate() {
         assert_eq!(kdig(args).await.trim(), "192.0.2.10", "DoH {method:?}");
     }
 }
+
+/// A free loopback TCP port (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// DDR (RFC 9462): `_dns.resolver.arpa SVCB` names the DoH and DoT endpoints, with the
+/// address the query came to as the hint; `resolver.arpa` never goes upstream.
+#[tokio::test]
+async fn ddr_names_the_encrypted_endpoints() {
+    use hickory_proto::rr::RData;
+    use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue};
+    let tls = certificates();
+    let (dot_port, doh_port) = (free_port(), free_port());
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"{HOSTNAME}\"\n\
+         dot = {{ listen = [\"127.0.0.1:{dot_port}\"], cert = \"cert.pem\", key = \"key.pem\" }}\n\
+         doh = {{ listen = [\"127.0.0.1:{doh_port}\"], cert = \"cert.pem\", key = \"key.pem\" }}\n\n\
+         [upstream]\nservers = [\"udp://{{UPSTREAM}}\"]\ntimeout_ms = 1000\n"
+    );
+    let up = crate::upstream::start().await;
+    let g = gate_with(up, &config, &[("cert.pem", &tls.1), ("key.pem", &tls.2)]).await;
+    let m = crate::client::query(g.addr, "_dns.resolver.arpa.", RecordType::SVCB).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let svcb: Vec<_> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SVCB(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(svcb.len(), 2, "{:?}", m.answers);
+    let param = |s: &hickory_proto::rr::rdata::SVCB, k: SvcParamKey| {
+        s.svc_params
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let (doh, dot) = (&svcb[0], &svcb[1]);
+    assert_eq!((doh.svc_priority, dot.svc_priority), (1, 2));
+    assert_eq!(doh.target_name.to_ascii(), format!("{HOSTNAME}."));
+    assert_eq!(
+        param(doh, SvcParamKey::Port),
+        Some(SvcParamValue::Port(doh_port))
+    );
+    assert_eq!(
+        param(dot, SvcParamKey::Port),
+        Some(SvcParamValue::Port(dot_port))
+    );
+    use hickory_proto::rr::rdata::svcb::{Alpn, IpHint};
+    let alpn = |p: &str| Some(SvcParamValue::Alpn(Alpn(vec![p.to_owned()])));
+    assert_eq!(param(doh, SvcParamKey::Alpn), alpn("h2"));
+    assert_eq!(param(dot, SvcParamKey::Alpn), alpn("dot"));
+    let hint = Some(SvcParamValue::Ipv4Hint(IpHint(vec![
+        hickory_proto::rr::rdata::A::new(127, 0, 0, 1),
+    ])));
+    assert_eq!(param(dot, SvcParamKey::Ipv4Hint), hint);
+    assert_eq!(param(doh, SvcParamKey::Ipv4Hint), hint);
+    match param(doh, SvcParamKey::Unknown(7)) {
+        Some(SvcParamValue::Unknown(u)) => assert_eq!(u.0, b"/dns-query{?dns}"),
+        other => panic!("dohpath: {other:?}"),
+    }
+    // Anything else in resolver.arpa: answered here, never forwarded.
+    let asked = g.upstream.queries();
+    let m = crate::client::query(g.addr, "other.resolver.arpa.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = crate::client::query(g.addr, "_dns.resolver.arpa.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(g.upstream.queries(), asked);
+}
