@@ -90,6 +90,9 @@ struct DeviceEntry {
     ips: Vec<Spanned<String>>,
     #[serde(default)]
     doh_token: Option<Spanned<String>>,
+    /// The SHA-256 of the token, in hex, instead of the token itself.
+    #[serde(default)]
+    doh_token_sha256: Option<Spanned<String>>,
     /// The label the device puts before `[server] hostname` in its DoT SNI.
     #[serde(default)]
     dot_name: Option<Spanned<String>>,
@@ -454,12 +457,36 @@ impl Loader<'_> {
                     by_ip.insert(net, Arc::clone(&identity));
                 }
             }
-            if let Some(token) = &entry.doh_token {
-                let offset = token.span().start;
-                let secret = token.get_ref();
-                if secret.is_empty() {
-                    self.error(offset, "doh_token must not be empty");
-                } else if let Some((other, first)) = claimed_tokens.get(secret.as_str()) {
+            // Tokens are kept as their SHA-256 only: given as the token, or as its hash.
+            let digest = match (&entry.doh_token, &entry.doh_token_sha256) {
+                (Some(t), Some(_)) => {
+                    self.error(
+                        t.span().start,
+                        "give doh_token or doh_token_sha256, not both",
+                    );
+                    None
+                }
+                (Some(t), None) if t.get_ref().is_empty() => {
+                    self.error(t.span().start, "doh_token must not be empty");
+                    None
+                }
+                (Some(t), None) => Some((t.span().start, super::token_digest(t.get_ref()))),
+                (None, Some(h)) => {
+                    let hex = h.get_ref().to_ascii_lowercase();
+                    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        Some((h.span().start, hex))
+                    } else {
+                        self.error(
+                            h.span().start,
+                            "doh_token_sha256 must be 64 hex digits (the SHA-256 of the token)",
+                        );
+                        None
+                    }
+                }
+                (None, None) => None,
+            };
+            if let Some((offset, secret)) = digest {
+                if let Some((other, first)) = claimed_tokens.get(secret.as_str()) {
                     // The token is a secret: name the other device, not the token.
                     let line = self.line(*first);
                     self.error(
@@ -467,8 +494,8 @@ impl Loader<'_> {
                         format!("doh_token is already used by device `{other}` (line {line})"),
                     );
                 } else {
-                    claimed_tokens.insert(secret.clone(), (id.to_owned(), offset));
                     tokens.insert(secret.as_str().into(), Arc::clone(&identity));
+                    claimed_tokens.insert(secret, (id.to_owned(), offset));
                 }
             }
         }

@@ -54,6 +54,19 @@ pub(crate) struct LabelMap {
     pub(crate) ids: FastMap<Box<str>, Arc<Identity>>,
 }
 
+/// The SHA-256 of a DoH token, lowercase hex: how tokens are kept and compared (the
+/// identities file may hold only this, `doh_token_sha256`).
+pub fn token_digest(token: &str) -> String {
+    use std::fmt::Write;
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    d.as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The loaded identity directory.
 #[derive(Debug, Default)]
 pub struct Directory {
@@ -86,7 +99,7 @@ impl Directory {
 
     /// The identity of the device with this DoH token.
     pub fn identity_for_token(&self, token: &str) -> Option<&Arc<Identity>> {
-        self.tokens.get(token)
+        self.tokens.get(token_digest(token).as_str())
     }
 
     /// The identity of the device with this id (`device = ...` in a policy test case).

@@ -309,8 +309,8 @@ fn unknown_keys_are_reported_in_every_entry() {
         errors(text),
         [
             "1:1: unknown key `bogus`, expected `groups`, `users`, `devices` or `locations`",
-            "5:1: unknown field `ip`, expected one of `id`, `user`, `ips`, `doh_token`, `dot_name`",
-            "9:1: unknown field `token`, expected one of `id`, `user`, `ips`, `doh_token`, `dot_name`",
+            "5:1: unknown field `ip`, expected one of `id`, `user`, `ips`, `doh_token`, `doh_token_sha256`, `dot_name`",
+            "9:1: unknown field `token`, expected one of `id`, `user`, `ips`, `doh_token`, `doh_token_sha256`, `dot_name`",
         ]
     );
 }
@@ -434,4 +434,43 @@ fn dot_names_are_single_labels_unique_and_win_over_ids() {
     let (by_id, secret) = dir.identity_for_label("PHONE").unwrap();
     assert_eq!((by_id.device_id.as_str(), secret), ("phone", false));
     assert!(dir.identity_for_label("nobody").is_none());
+}
+
+#[test]
+fn tokens_may_be_given_as_their_sha256() {
+    // printf 'kid-secret-token' | sha256sum
+    let hash = super::token_digest("kid-secret-token");
+    assert_eq!(
+        hash,
+        "a0ab5b83b4ae3010caa460dbf395f75ab921b3015c6e3550a06c49f9cdf28e99"
+    );
+    let dir = Directory::parse(
+        std::path::Path::new("identities.toml"),
+        &format!(
+            "[[devices]]\nid = \"kid\"\ndoh_token_sha256 = \"{}\"\n\n[[devices]]\nid = \"mum\"\ndoh_token = \"mums-token\"\n",
+            hash.to_uppercase()
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        dir.identity_for_token("kid-secret-token")
+            .unwrap()
+            .device_id,
+        "kid"
+    );
+    assert_eq!(
+        dir.identity_for_token("mums-token").unwrap().device_id,
+        "mum"
+    );
+    assert!(
+        dir.identity_for_token(&hash).is_none(),
+        "the hash is not the token"
+    );
+    let bad = errors(&format!(
+        "[[devices]]\nid = \"a\"\ndoh_token_sha256 = \"xyz\"\n\n[[devices]]\nid = \"b\"\ndoh_token = \"t\"\ndoh_token_sha256 = \"{hash}\"\n\n[[devices]]\nid = \"c\"\ndoh_token_sha256 = \"{}\"\n",
+        super::token_digest("t")
+    ));
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(bad[0].contains("64 hex digits"), "{bad:?}");
+    assert!(bad[1].contains("not both"), "{bad:?}");
 }
