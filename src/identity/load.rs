@@ -104,6 +104,12 @@ struct LocationEntry {
     name: Spanned<String>,
     #[serde(default)]
     networks: Vec<Spanned<String>>,
+    #[serde(default)]
+    doh_token: Option<Spanned<String>>,
+    #[serde(default)]
+    doh_token_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    dot_name: Option<Spanned<String>>,
 }
 
 /// The entries of one `[[section]]`, and whether any entry failed to load (then the
@@ -196,13 +202,16 @@ impl Loader<'_> {
         let groups = self.groups(groups);
         let users = self.users(users, &groups);
         let (devices, tokens, by_id, labels) = self.devices(devices, &users);
-        let locations = self.locations(locations);
+        let (locations, location_tokens, location_labels) =
+            self.locations(locations, &tokens, &labels);
         Directory {
             devices,
             tokens,
             by_id,
             labels,
             locations,
+            location_tokens,
+            location_labels,
             counts,
         }
     }
@@ -422,33 +431,15 @@ impl Loader<'_> {
             let identity = Arc::new(identity);
             by_id.insert(id.into(), Arc::clone(&identity));
             id_labels.insert(id.to_ascii_lowercase().into(), Arc::clone(&identity));
-            if let Some(name) = &entry.dot_name {
-                let label = name.get_ref().to_ascii_lowercase();
-                let valid = !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                if !valid {
-                    self.error(
-                        name.span().start,
-                        format!(
-                            "dot_name `{}` is not one DNS label (letters, digits, -)",
-                            name.get_ref()
-                        ),
-                    );
-                } else if dot_names.contains_key(label.as_str()) {
+            if let Some(name) = &entry.dot_name
+                && let Some(label) = self.dot_name(name)
+            {
+                if dot_names.contains_key(label.as_str()) {
                     self.error(
                         name.span().start,
                         format!("dot_name `{label}` is used by another device"),
                     );
                 } else {
-                    if label.len() < 16 {
-                        tracing::warn!(
-                            device = id,
-                            "dot_name `{label}` is shorter than 16 characters: it lets a client outside allow_networks in, so make it hard to guess"
-                        );
-                    }
                     dot_names.insert(label.into(), Arc::clone(&identity));
                 }
             }
@@ -457,34 +448,7 @@ impl Loader<'_> {
                     by_ip.insert(net, Arc::clone(&identity));
                 }
             }
-            // Tokens are kept as their SHA-256 only: given as the token, or as its hash.
-            let digest = match (&entry.doh_token, &entry.doh_token_sha256) {
-                (Some(t), Some(_)) => {
-                    self.error(
-                        t.span().start,
-                        "give doh_token or doh_token_sha256, not both",
-                    );
-                    None
-                }
-                (Some(t), None) if t.get_ref().is_empty() => {
-                    self.error(t.span().start, "doh_token must not be empty");
-                    None
-                }
-                (Some(t), None) => Some((t.span().start, super::token_digest(t.get_ref()))),
-                (None, Some(h)) => {
-                    let hex = h.get_ref().to_ascii_lowercase();
-                    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        Some((h.span().start, hex))
-                    } else {
-                        self.error(
-                            h.span().start,
-                            "doh_token_sha256 must be 64 hex digits (the SHA-256 of the token)",
-                        );
-                        None
-                    }
-                }
-                (None, None) => None,
-            };
+            let digest = self.token(&entry.doh_token, &entry.doh_token_sha256);
             if let Some((offset, secret)) = digest {
                 if let Some((other, first)) = claimed_tokens.get(secret.as_str()) {
                     // The token is a secret: name the other device, not the token.
@@ -510,7 +474,76 @@ impl Loader<'_> {
         )
     }
 
-    fn locations(&mut self, section: Section<Vec<LocationEntry>>) -> PrefixMap<Arc<str>> {
+    /// A device's or location's token, as its SHA-256 (lowercase hex) and its offset:
+    /// given as the token, or as its hash.
+    fn token(
+        &mut self,
+        token: &Option<Spanned<String>>,
+        sha256: &Option<Spanned<String>>,
+    ) -> Option<(usize, String)> {
+        match (token, sha256) {
+            (Some(t), Some(_)) => {
+                self.error(
+                    t.span().start,
+                    "give doh_token or doh_token_sha256, not both",
+                );
+                None
+            }
+            (Some(t), None) if t.get_ref().is_empty() => {
+                self.error(t.span().start, "doh_token must not be empty");
+                None
+            }
+            (Some(t), None) => Some((t.span().start, super::token_digest(t.get_ref()))),
+            (None, Some(h)) => {
+                let hex = h.get_ref().to_ascii_lowercase();
+                if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Some((h.span().start, hex))
+                } else {
+                    self.error(
+                        h.span().start,
+                        "doh_token_sha256 must be 64 hex digits (the SHA-256 of the token)",
+                    );
+                    None
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// A `dot_name`, lowercased, if it is one DNS label.
+    fn dot_name(&mut self, name: &Spanned<String>) -> Option<String> {
+        let label = name.get_ref().to_ascii_lowercase();
+        let valid = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid {
+            self.error(
+                name.span().start,
+                format!(
+                    "dot_name `{}` is not one DNS label (letters, digits, -)",
+                    name.get_ref()
+                ),
+            );
+            return None;
+        }
+        if label.len() < 16 {
+            tracing::warn!(
+                "dot_name `{label}` is shorter than 16 characters: it lets a client outside allow_networks in, so make it hard to guess"
+            );
+        }
+        Some(label)
+    }
+
+    fn locations(
+        &mut self,
+        section: Section<Vec<LocationEntry>>,
+        devices: &TokenMap,
+        device_labels: &LabelMap,
+    ) -> LocationMaps {
+        let mut tokens: FastMap<Box<str>, Arc<str>> = FastMap::default();
+        let mut labels: FastMap<Box<str>, Arc<str>> = FastMap::default();
         let mut by_net = PrefixMap::default();
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut claimed = Claims::new();
@@ -534,10 +567,41 @@ impl Loader<'_> {
                     by_net.insert(net, Arc::clone(&shared));
                 }
             }
+            if let Some((offset, digest)) = self.token(&entry.doh_token, &entry.doh_token_sha256) {
+                if devices.contains_key(digest.as_str()) || tokens.contains_key(digest.as_str()) {
+                    self.error(
+                        offset,
+                        "doh_token is already used by another device or location",
+                    );
+                } else {
+                    tokens.insert(digest.into(), Arc::clone(&shared));
+                }
+            }
+            if let Some(dn) = &entry.dot_name
+                && let Some(label) = self.dot_name(dn)
+            {
+                if device_labels.dot_names.contains_key(label.as_str())
+                    || labels.contains_key(label.as_str())
+                {
+                    self.error(
+                        dn.span().start,
+                        format!("dot_name `{label}` is used by another device or location"),
+                    );
+                } else {
+                    labels.insert(label.into(), Arc::clone(&shared));
+                }
+            }
         }
-        by_net
+        (by_net, tokens, labels)
     }
 }
+
+/// Location names by network, by token digest and by DoT label.
+type LocationMaps = (
+    PrefixMap<Arc<str>>,
+    FastMap<Box<str>, Arc<str>>,
+    FastMap<Box<str>, Arc<str>>,
+);
 
 /// A plausible e-mail address: something on each side of the last `@`.
 fn is_email(email: &str) -> bool {

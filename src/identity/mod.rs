@@ -78,6 +78,9 @@ pub struct Directory {
     /// Device identities by DoT label.
     labels: LabelMap,
     locations: PrefixMap<Arc<str>>,
+    /// Location names by token digest and by DoT label.
+    location_tokens: FastMap<Box<str>, Arc<str>>,
+    location_labels: FastMap<Box<str>, Arc<str>>,
     counts: Counts,
 }
 
@@ -115,6 +118,20 @@ impl Directory {
             return Some((i, true));
         }
         self.labels.ids.get(label.as_str()).map(|i| (i, false))
+    }
+
+    /// The location a DoH token names.
+    pub fn location_for_token(&self, token: &str) -> Option<&str> {
+        self.location_tokens
+            .get(token_digest(token).as_str())
+            .map(|n| &**n)
+    }
+
+    /// The location a DoT label (`dot_name`) names.
+    pub fn location_for_label(&self, label: &str) -> Option<&str> {
+        self.location_labels
+            .get(label.to_ascii_lowercase().as_str())
+            .map(|n| &**n)
     }
 
     /// The name of the location whose networks hold this address (most specific wins).

@@ -474,3 +474,18 @@ fn tokens_may_be_given_as_their_sha256() {
     assert!(bad[0].contains("64 hex digits"), "{bad:?}");
     assert!(bad[1].contains("not both"), "{bad:?}");
 }
+
+#[test]
+fn locations_may_have_a_token_and_a_dot_name() {
+    let dir = Directory::parse(
+        std::path::Path::new("identities.toml"),
+        "[[locations]]\nname = \"office\"\nnetworks = [\"10.1.0.0/16\"]\ndoh_token = \"office-token\"\ndot_name = \"office-label-0123456789\"\n",
+    )
+    .unwrap();
+    assert_eq!(dir.location_for_token("office-token"), Some("office"));
+    assert_eq!(
+        dir.location_for_label("Office-Label-0123456789"),
+        Some("office")
+    );
+    assert_eq!(dir.location_for_token("other"), None);
+}

@@ -52,10 +52,17 @@ impl<'r> Client<'r> {
             DeviceHint::None => None,
         }
         .or_else(|| rt.directory.identity_for_ip(ip));
+        // A token or label may name a location instead (an office's DoH URL).
+        let location = match device {
+            DeviceHint::Token(t) => rt.directory.location_for_token(t),
+            DeviceHint::Label(l) => rt.directory.location_for_label(l),
+            DeviceHint::None => None,
+        }
+        .or_else(|| rt.directory.location_for_ip(ip));
         Self {
             ip,
             identity,
-            location: rt.directory.location_for_ip(ip),
+            location,
         }
     }
 

@@ -119,12 +119,18 @@ enum Named {
 fn named(rt: &Runtime, device: &DeviceHint) -> Named {
     match device {
         DeviceHint::None => Named::Nothing,
-        DeviceHint::Token(t) => match rt.directory.identity_for_token(t) {
-            Some(_) => Named::BySecret,
-            None => Named::Unknown,
-        },
+        DeviceHint::Token(t) => {
+            if rt.directory.identity_for_token(t).is_some()
+                || rt.directory.location_for_token(t).is_some()
+            {
+                Named::BySecret
+            } else {
+                Named::Unknown
+            }
+        }
         DeviceHint::Label(l) => match rt.directory.identity_for_label(l) {
             Some((_, true)) => Named::BySecret,
+            _ if rt.directory.location_for_label(l).is_some() => Named::BySecret,
             Some((_, false)) => Named::Device,
             None => Named::Unknown,
         },

@@ -16,11 +16,16 @@ use crate::dot::{HOSTNAME, IDENTITIES, KID_LABEL, certificates};
 use crate::{Gate, gate_with};
 
 const TOKEN: &str = "laptop-token-9q8w7e6r";
+const OFFICE_TOKEN: &str = "office-token-5t6y7u8i";
+const OFFICE_LABEL: &str = "office-label-a1b2c3d4e5";
 
 async fn doh_gate(extra: &str, tls: &(String, String, String)) -> Gate {
     let identities = IDENTITIES.replace(
         "id = \"laptop\"\n",
         &format!("id = \"laptop\"\ndoh_token = \"{TOKEN}\"\n"),
+    ) + &format!(
+        "\n[[locations]]\nname = \"office\"\nnetworks = [\"192.168.77.0/24\"]\n\
+         doh_token = \"{OFFICE_TOKEN}\"\ndot_name = \"{OFFICE_LABEL}\"\n"
     );
     let config = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"{HOSTNAME}\"\n\
@@ -28,7 +33,9 @@ async fn doh_gate(extra: &str, tls: &(String, String, String)) -> Gate {
          [upstream]\nservers = [\"udp://{{UPSTREAM}}\"]\ntimeout_ms = 1000\n\n\
          [identity]\ndirectory = \"identities.toml\"\n\n\
          [[policies]]\nname = \"kids\"\naction = \"block\"\n\
-         traffic = '(identity.device_id == \"kidphone\" or identity.device_id == \"laptop\") and dns.fqdn == \"www.test\"'\n"
+         traffic = '(identity.device_id == \"kidphone\" or identity.device_id == \"laptop\") and dns.fqdn == \"www.test\"'\n\n\
+         [[policies]]\nname = \"office\"\naction = \"block\"\n\
+         traffic = 'dns.location == \"office\" and dns.fqdn == \"mail.test\"'\n"
     );
     let up = crate::upstream::start().await;
     gate_with(
@@ -228,4 +235,22 @@ async fn the_path_token_or_host_label_names_the_device() {
     .await)
     .await;
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
+
+#[tokio::test]
+async fn a_token_or_label_may_name_a_location() {
+    let tls = certificates();
+    let g = doh_gate("allow_networks = [\"10.0.0.0/8\"]\n", &tls).await;
+    let addr = g.running.doh_addrs[0];
+    let port = addr.port();
+    let c = client(&tls.0, addr, &[OFFICE_LABEL], false);
+    // The office's URL: its policy (dns.location), from anywhere.
+    let path = format!("/dns-query/{OFFICE_TOKEN}");
+    let m = dns(get(&c, HOSTNAME, port, &path, "mail.test.").await).await;
+    assert_eq!(ips(&m), ["0.0.0.0"], "{m:?}");
+    let m = dns(get(&c, HOSTNAME, port, &path, "www.test.").await).await;
+    assert_eq!(ips(&m), ["192.0.2.10"]);
+    let host = format!("{OFFICE_LABEL}.{HOSTNAME}");
+    let m = dns(get(&c, &host, port, "/dns-query", "mail.test.").await).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
 }
