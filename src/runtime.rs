@@ -536,6 +536,23 @@ impl Runtime {
             anchors: anchors.clone(),
             insecure_domains: insecure_domains.clone(),
         });
+        // DoT upstreams: the system's roots plus `ca_file` (read once per load).
+        let tls_config = {
+            let ca = main.upstream.ca_file.as_ref();
+            match crate::resolve::client_tls(ca.map(|c| mf.resolve(c.get_ref())).as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    if let Some(c) = ca {
+                        diags.push(mf.diag(&c.span(), e));
+                    }
+                    None
+                }
+            }
+        };
+        let with_tls = |f: Forwarder| match &tls_config {
+            Some(c) => f.with_tls(c.clone()),
+            None => f,
+        };
         let default = if recursive {
             Upstream::Recurse(Recursor::new(
                 RecursorConfig {
@@ -547,7 +564,7 @@ impl Runtime {
                 clock.clone(),
             ))
         } else {
-            let f = Forwarder::new(default_specs, timeout, clock.clone());
+            let f = with_tls(Forwarder::new(default_specs, timeout, clock.clone()));
             Upstream::Forward(match validation.clone() {
                 Some(v) => f.validating(v),
                 None => f,
@@ -557,7 +574,7 @@ impl Runtime {
             // `resolve` policies' servers are validated too (their local zones go in
             // `insecure_domains`, as with Unbound's forward zones).
             .chain(groups.into_iter().map(|specs| {
-                let f = Forwarder::new(specs, timeout, clock.clone());
+                let f = with_tls(Forwarder::new(specs, timeout, clock.clone()));
                 Arc::new(Upstream::Forward(match validation.clone() {
                     Some(v) => f.validating(v),
                     None => f,

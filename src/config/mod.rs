@@ -214,6 +214,8 @@ pub struct UpstreamConfig {
     /// Zones never validated (local and split-horizon zones).
     #[serde(default)]
     pub insecure_domains: Vec<Spanned<String>>,
+    /// Extra root certificates (PEM) for tls:// upstreams, besides the system's.
+    pub ca_file: Option<Spanned<String>>,
     /// Outgoing queries one client question may cause (recursive mode).
     #[serde(default = "default_max_queries")]
     pub max_queries_per_request: usize,
@@ -245,6 +247,7 @@ impl Default for UpstreamConfig {
             dnssec: None,
             trust_anchor: None,
             insecure_domains: Vec::new(),
+            ca_file: None,
             max_queries_per_request: default_max_queries(),
             timeout_ms: default_timeout_ms(),
         }

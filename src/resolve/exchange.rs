@@ -205,6 +205,136 @@ pub(crate) async fn tcp(
         .unwrap_or(Err(Error::Timeout))
 }
 
+/// Idle TLS connections to one server, newest last.
+pub(crate) type TlsPool =
+    std::sync::Mutex<Vec<(tokio_rustls::client::TlsStream<TcpStream>, Instant)>>;
+
+/// How long an idle DoT connection is kept for reuse (servers close theirs after 10-30 s).
+const TLS_IDLE: Duration = Duration::from_secs(10);
+/// Idle DoT connections kept per server.
+const TLS_POOL_MAX: usize = 32;
+
+/// Asks `q` of the DoT server `addr` whose certificate must name `name`, over an idle
+/// connection from `pool` when there is one (reuse, RFC 7858 §3.4), else a new one. A
+/// reused connection that fails at once (the server closed it) is replaced by a new one;
+/// a certificate that does not verify is an error, never a fall back to plain DNS.
+pub(crate) async fn tls(
+    addr: SocketAddr,
+    name: &str,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    pool: &TlsPool,
+    q: &Question,
+    deadline: Instant,
+) -> Result<Response, Error> {
+    let (id, wire) = encode_query(q, &q.name, true)?;
+    let mut framed = Vec::with_capacity(wire.len() + 2);
+    framed.extend_from_slice(&(wire.len() as u16).to_be_bytes());
+    framed.extend_from_slice(&wire);
+    let idle = pool.lock().ok().and_then(|mut p| {
+        p.retain(|(_, since)| since.elapsed() < TLS_IDLE);
+        p.pop().map(|(c, _)| c)
+    });
+    let ask = |mut stream: tokio_rustls::client::TlsStream<TcpStream>| {
+        let framed = &framed;
+        async move {
+            stream.write_all(framed).await.map_err(net)?;
+            loop {
+                let len = stream.read_u16().await.map_err(net)? as usize;
+                let mut body = vec![0u8; len];
+                stream.read_exact(&mut body).await.map_err(net)?;
+                let msg = Message::from_vec(&body)
+                    .map_err(|e| Error::Network(format!("bad response: {e}")))?;
+                if check(&msg, id, q) {
+                    return Ok((Response::new(msg, len), stream));
+                }
+            }
+        }
+    };
+    ::metrics::counter!(crate::metrics::OUTGOING_QUERIES_TOTAL, "protocol" => "tls").increment(1);
+    let result = match idle {
+        Some(conn) => match timeout_at(deadline, ask(conn)).await {
+            Ok(Ok(done)) => Ok(done),
+            // Closed while idle: a new connection.
+            Ok(Err(_)) => timeout_at(deadline, async {
+                ask(connect_tls(addr, name, config).await?).await
+            })
+            .await
+            .unwrap_or(Err(Error::Timeout)),
+            Err(_) => Err(Error::Timeout),
+        },
+        None => timeout_at(deadline, async {
+            ask(connect_tls(addr, name, config).await?).await
+        })
+        .await
+        .unwrap_or(Err(Error::Timeout)),
+    };
+    let (response, stream) = result?;
+    if let Ok(mut p) = pool.lock()
+        && p.len() < TLS_POOL_MAX
+    {
+        p.push((stream, Instant::now()));
+    }
+    Ok(response)
+}
+
+async fn connect_tls(
+    addr: SocketAddr,
+    name: &str,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|e| Error::Network(format!("TLS name `{name}`: {e}")))?;
+    let tcp = TcpStream::connect(addr).await.map_err(net)?;
+    let _ = tcp.set_nodelay(true);
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| Error::Network(format!("TLS with {addr} ({name}): {e}")))
+}
+
+/// The client TLS configuration for DoT upstreams: the system's root certificates (the
+/// Debian/Ubuntu bundle, or RHEL's) plus those of `ca_file`.
+pub fn client_tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for bundle in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        if let Ok(iter) = CertificateDer::pem_file_iter(bundle) {
+            for cert in iter.flatten() {
+                let _ = roots.add(cert);
+            }
+            break;
+        }
+    }
+    if let Some(file) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate in it", file.display()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"dot".to_vec()];
+    Ok(std::sync::Arc::new(config))
+}
+
 /// Reads and drops every datagram waiting on `sock`; returns how many there were.
 pub(crate) fn drain(sock: &UdpSocket, buf: &mut [u8]) -> usize {
     let mut n = 0;

@@ -21,6 +21,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use crate::label::ede;
 
 pub use cache::{Cache, CachedMessage, Resolved};
+pub use exchange::client_tls;
 pub use forward::Forwarder;
 pub use recurse::{Recursor, RecursorConfig, RootHints};
 
@@ -103,12 +104,14 @@ pub enum Dnssec {
 }
 
 /// The transport of an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// DNS over UDP, retried over TCP when truncated.
     Udp,
     /// DNS over TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858), the certificate verified for this name.
+    Tls(Box<str>),
 }
 
 /// One upstream server, as configured: `udp://IP:PORT`, `tcp://IP:PORT`, or a bare
@@ -126,10 +129,12 @@ pub struct UpstreamSpec {
 #[non_exhaustive]
 pub enum SpecError {
     /// A scheme not supported in this release.
-    #[error("upstream `{0}`: {1} upstreams are not supported yet (use udp:// or tcp://)")]
+    #[error("upstream `{0}`: {1} upstreams are not supported yet (use udp://, tcp:// or tls://)")]
     Unsupported(String, &'static str),
     /// Not an address.
-    #[error("upstream `{0}` is not udp://IP:PORT, tcp://IP:PORT or IP[:PORT]")]
+    #[error(
+        "upstream `{0}` is not udp://IP:PORT, tcp://IP:PORT, tls://IP[:PORT][#NAME] or IP[:PORT]"
+    )]
     Invalid(String),
 }
 
@@ -141,8 +146,30 @@ impl FromStr for UpstreamSpec {
             (Transport::Udp, r)
         } else if let Some(r) = s.strip_prefix("tcp://") {
             (Transport::Tcp, r)
-        } else if s.starts_with("tls://") {
-            return Err(SpecError::Unsupported(s.into(), "DNS-over-TLS"));
+        } else if let Some(r) = s.strip_prefix("tls://") {
+            // tls://IP[:PORT][#NAME]: port 853; the certificate must name NAME (else the IP).
+            let (addr, name) = match r.split_once('#') {
+                Some((a, n)) if !n.is_empty() => (a, Some(n)),
+                Some(_) => return Err(SpecError::Invalid(s.into())),
+                None => (r, None),
+            };
+            let addr = addr.trim_end_matches('/');
+            let sock = addr
+                .parse::<SocketAddr>()
+                .or_else(|_| addr.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 853)))
+                .or_else(|_| {
+                    addr.strip_prefix('[')
+                        .and_then(|r| r.strip_suffix(']'))
+                        .and_then(|r| r.parse::<IpAddr>().ok())
+                        .map(|ip| SocketAddr::new(ip, 853))
+                        .ok_or(())
+                })
+                .map_err(|_| SpecError::Invalid(s.into()))?;
+            let name = name.map_or_else(|| sock.ip().to_string(), str::to_owned);
+            return Ok(Self {
+                transport: Transport::Tls(name.into()),
+                addr: sock,
+            });
         } else if s.starts_with("https://") {
             return Err(SpecError::Unsupported(s.into(), "DNS-over-HTTPS"));
         } else if s.contains("://") {
@@ -196,11 +223,11 @@ pub fn parse_specs<'a>(
 
 impl fmt::Display for UpstreamSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.transport {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        };
-        write!(f, "{scheme}://{}", self.addr)
+        match &self.transport {
+            Transport::Udp => write!(f, "udp://{}", self.addr),
+            Transport::Tcp => write!(f, "tcp://{}", self.addr),
+            Transport::Tls(name) => write!(f, "tls://{}#{name}", self.addr),
+        }
     }
 }
 
@@ -288,8 +315,12 @@ mod tests {
         assert_eq!(u.to_string(), "udp://9.9.9.9:53");
         let u: UpstreamSpec = "[::1]".parse().unwrap();
         assert_eq!(u.addr.port(), 53);
+        let u: UpstreamSpec = "tls://1.1.1.1#cloudflare-dns.com".parse().unwrap();
+        assert_eq!(u.to_string(), "tls://1.1.1.1:853#cloudflare-dns.com");
+        let u: UpstreamSpec = "tls://[::1]:8853".parse().unwrap();
+        assert_eq!(u.transport, Transport::Tls("::1".into()));
         assert!(matches!(
-            "tls://1.1.1.1:853#x".parse::<UpstreamSpec>(),
+            "https://dns.example/dns-query".parse::<UpstreamSpec>(),
             Err(SpecError::Unsupported(..))
         ));
         assert!(matches!(
@@ -307,12 +338,12 @@ mod tests {
         };
         let mut errors = 0;
         let specs = parse_specs(
-            &sp(&["udp://127.0.0.1:53", "tls://1.1.1.1:853#x"]),
+            &sp(&["udp://127.0.0.1:53", "https://dns.example/dns-query"]),
             |_, _| errors += 1,
         );
         assert_eq!((specs.len(), errors), (1, 0));
         let specs = parse_specs(
-            &sp(&["tls://1.1.1.1:853#x", "https://dns.example/dns-query"]),
+            &sp(&["https://dns.example/q", "https://dns.example/dns-query"]),
             |_, _| errors += 1,
         );
         assert_eq!((specs.len(), errors), (0, 2));

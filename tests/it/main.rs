@@ -29,6 +29,7 @@ mod reload;
 mod serving;
 mod signed;
 mod tcp;
+mod tlsup;
 mod unbound;
 mod upstream;
 mod urllists;

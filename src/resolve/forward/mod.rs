@@ -34,7 +34,7 @@ use crate::clock::Clock;
 use crate::metrics;
 use health::Health;
 
-use super::exchange::{self, Pool};
+use super::exchange::{self, Pool, TlsPool};
 pub use super::exchange::{EDNS_PAYLOAD, SOCKET_USES};
 
 /// Upstream exchanges in flight at once, per forwarder. Beyond this, queries wait (within
@@ -59,6 +59,10 @@ pub struct Forwarder {
     clock: Clock,
     /// Idle UDP sockets per server.
     pools: Vec<Pool>,
+    /// Idle DoT connections per server.
+    tls_pools: Vec<TlsPool>,
+    /// How DoT servers' certificates are verified.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// DNSSEC validation of the answers, when on (`[upstream] dnssec = "validate"`).
     validator: Option<super::validate::Validator>,
     /// The zone found for a name (validating unsigned data), and until when.
@@ -91,6 +95,8 @@ impl Forwarder {
         Self {
             fingerprint,
             pools: servers.iter().map(|_| Default::default()).collect(),
+            tls_pools: servers.iter().map(|_| Default::default()).collect(),
+            tls: None,
             servers,
             labels,
             errors,
@@ -103,6 +109,12 @@ impl Forwarder {
             validator: None,
             zones: quick_cache::sync::Cache::new(10_000),
         }
+    }
+
+    /// This forwarder, verifying DoT servers' certificates with `config`.
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     /// This forwarder, validating what its servers say with `validation`.
@@ -161,7 +173,7 @@ impl Forwarder {
     ) -> (usize, Duration, Result<Response, Error>) {
         let started = Instant::now();
         let server = &self.servers[idx];
-        let result = match server.transport {
+        let result = match &server.transport {
             Transport::Udp => {
                 let randomize = self.health[idx].keeps_case(self.now_ms());
                 match exchange::udp(
@@ -185,6 +197,13 @@ impl Forwarder {
                 }
             }
             Transport::Tcp => exchange::tcp(server.addr, q, true, deadline).await,
+            Transport::Tls(name) => match &self.tls {
+                Some(config) => {
+                    exchange::tls(server.addr, name, config, &self.tls_pools[idx], q, deadline)
+                        .await
+                }
+                None => Err(Error::Network("no TLS configuration".into())),
+            },
         };
         (idx, started.elapsed(), result)
     }
@@ -273,8 +292,11 @@ impl Forwarder {
             match result {
                 Ok(mut r) if !soft => {
                     // SPEC §9: an upstream's AD bit is believed only over a path nobody
-                    // can tamper with (loopback; later tls:// and https://).
-                    if !self.servers[idx].addr.ip().is_loopback() {
+                    // can tamper with (loopback, tls://).
+                    let server = &self.servers[idx];
+                    if !server.addr.ip().is_loopback()
+                        && !matches!(server.transport, Transport::Tls(_))
+                    {
                         r.msg.metadata.authentic_data = false;
                     }
                     self.health[idx].observe_rtt(rtt);

@@ -1,0 +1,118 @@
+//! `tls://` upstreams (SPEC §10): dnsgate forwarding over DNS over TLS to a real Unbound
+//! DoT listener whose certificate comes from a test CA given as `ca_file`; connections
+//! reused; a certificate that does not verify fails closed (SERVFAIL), never plain DNS.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::client::{ede, ips, query};
+use crate::dot::{HOSTNAME, certificates};
+use crate::gate_with;
+
+/// Unbound answering `www.tls.test` from local data over DoT on 127.0.0.1:`port`.
+struct UnboundDot {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for UnboundDot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn unbound_dot(chain: &str, key: &str) -> (UnboundDot, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), chain).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let port = free_port();
+    let conf = format!(
+        "server:\n  interface: 127.0.0.1@{port}\n  tls-port: {port}\n  \
+         tls-service-key: \"{d}/key.pem\"\n  tls-service-pem: \"{d}/cert.pem\"\n  \
+         do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  pidfile: \"\"\n  \
+         use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  access-control: 127.0.0.0/8 allow\n  \
+         local-zone: \"tls.test.\" static\n  local-data: \"www.tls.test. 300 IN A 192.0.2.123\"\n  \
+         local-zone: \".\" static\nremote-control:\n  control-enable: no\n",
+        d = dir.path().display()
+    );
+    let path = dir.path().join("unbound.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new(crate::unbound::UNBOUND)
+        .args(["-d", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unbound starts");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (UnboundDot { child, _dir: dir }, addr)
+}
+
+/// A TCP relay to `to` that counts the connections it carried.
+async fn counting_relay(
+    to: SocketAddr,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn forwarding_over_tls_verifies_the_certificate_and_reuses_connections() {
+    let (ca, chain, key) = certificates();
+    let (_u, unbound) = unbound_dot(&chain, &key).await;
+    let (addr, connections) = counting_relay(unbound).await;
+    let config = |ca_file: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\n\
+             servers = [\"tls://{addr}#{HOSTNAME}\"]\nca_file = \"{ca_file}\"\ntimeout_ms = 2000\n\
+             [cache]\nsize = 0\n"
+        )
+    };
+    let up = crate::upstream::start().await;
+    let g = gate_with(up, &config("ca.pem"), &[("ca.pem", &ca)]).await;
+    for _ in 0..5 {
+        let m = query(g.addr, "www.tls.test.", RecordType::A).await;
+        assert_eq!(ips(&m), ["192.0.2.123"]);
+    }
+    // One TLS connection carried the five questions (the cache is off): reused.
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A CA that did not sign Unbound's certificate: SERVFAIL (EDE 23), never plain DNS.
+    let (other_ca, _, _) = certificates();
+    let up = crate::upstream::start().await;
+    let g = gate_with(up, &config("other.pem"), &[("other.pem", &other_ca)]).await;
+    let m = query(g.addr, "www.tls.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(&m).map(|e| e.0), Some(23));
+}
