@@ -549,9 +549,10 @@ impl Runtime {
                 }
             }
         };
+        let plain_defaults = default_specs.clone();
         let with_tls = |f: Forwarder| match &tls_config {
-            Some(c) => f.with_tls(c.clone()),
-            None => f,
+            Some(c) => f.with_tls(c.clone()).with_bootstrap(plain_defaults.clone()),
+            None => f.with_bootstrap(plain_defaults.clone()),
         };
         let default = if recursive {
             Upstream::Recurse(Recursor::new(

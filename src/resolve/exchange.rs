@@ -292,6 +292,50 @@ async fn connect_tls(
         .map_err(|e| Error::Network(format!("TLS with {addr} ({name}): {e}")))
 }
 
+/// Asks `q` of the DoH server at `url` (RFC 8484 POST) through `client`.
+pub(crate) async fn https(
+    client: &reqwest::Client,
+    url: &str,
+    q: &Question,
+    deadline: Instant,
+) -> Result<Response, Error> {
+    // RFC 8484 §4.1: id 0, so answers are cacheable by HTTP caches.
+    let (_, mut wire) = encode_query(q, &q.name, true)?;
+    wire[..2].copy_from_slice(&[0, 0]);
+    ::metrics::counter!(crate::metrics::OUTGOING_QUERIES_TOTAL, "protocol" => "https").increment(1);
+    let io = async {
+        let r = client
+            .post(url)
+            .header("content-type", "application/dns-message")
+            .header("accept", "application/dns-message")
+            .body(wire)
+            .send()
+            .await
+            .map_err(|e| Error::Network(format!("DoH {url}: {e}")))?;
+        if !r.status().is_success() {
+            return Err(Error::Network(format!("DoH {url}: HTTP {}", r.status())));
+        }
+        let body = r
+            .bytes()
+            .await
+            .map_err(|e| Error::Network(format!("DoH {url}: {e}")))?;
+        let msg = Message::from_vec(&body)
+            .map_err(|e| Error::Network(format!("DoH {url}: bad response: {e}")))?;
+        if msg.queries.len() != 1
+            || msg.queries[0].name() != &q.name
+            || msg.queries[0].query_type() != q.qtype
+        {
+            return Err(Error::Network(format!(
+                "DoH {url}: answer to another question"
+            )));
+        }
+        Ok(Response::new(msg, body.len()))
+    };
+    timeout_at(deadline, io)
+        .await
+        .unwrap_or(Err(Error::Timeout))
+}
+
 /// The client TLS configuration for DoT upstreams: the system's root certificates (the
 /// Debian/Ubuntu bundle, or RHEL's) plus those of `ca_file`.
 pub fn client_tls(

@@ -35,18 +35,24 @@ fn free_port() -> u16 {
 }
 
 async fn unbound_dot(chain: &str, key: &str) -> (UnboundDot, SocketAddr) {
+    unbound_tls(chain, key, false).await
+}
+
+/// Unbound with a DoT listener, or (`https`) a DoH one at `/dns-query`.
+async fn unbound_tls(chain: &str, key: &str, https: bool) -> (UnboundDot, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), chain).unwrap();
     std::fs::write(dir.path().join("key.pem"), key).unwrap();
     let port = free_port();
     let conf = format!(
-        "server:\n  interface: 127.0.0.1@{port}\n  tls-port: {port}\n  \
+        "server:\n  interface: 127.0.0.1@{port}\n  {listener}: {port}\n  http-endpoint: \"/dns-query\"\n  \
          tls-service-key: \"{d}/key.pem\"\n  tls-service-pem: \"{d}/cert.pem\"\n  \
          do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  pidfile: \"\"\n  \
          use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  access-control: 127.0.0.0/8 allow\n  \
          local-zone: \"tls.test.\" static\n  local-data: \"www.tls.test. 300 IN A 192.0.2.123\"\n  \
          local-zone: \".\" static\nremote-control:\n  control-enable: no\n",
-        d = dir.path().display()
+        d = dir.path().display(),
+        listener = if https { "https-port" } else { "tls-port" },
     );
     let path = dir.path().join("unbound.conf");
     std::fs::write(&path, conf).unwrap();
@@ -115,4 +121,51 @@ async fn forwarding_over_tls_verifies_the_certificate_and_reuses_connections() {
     let m = query(g.addr, "www.tls.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(ede(&m).map(|e| e.0), Some(23));
+}
+
+/// A certificate for `name` from a fresh test CA: (CA PEM, chain PEM, key PEM).
+fn certificate_for(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+/// An `https://` upstream named by host: its address found through the plain upstream
+/// (`ns.test` is 127.0.0.1 in the test zone), then RFC 8484 POSTs to Unbound's DoH
+/// listener over one kept HTTP/2 connection.
+#[tokio::test]
+async fn forwarding_over_https_bootstraps_the_host_and_keeps_the_connection() {
+    let (ca, chain, key) = certificate_for("ns.test");
+    let (_u, unbound) = unbound_tls(&chain, &key, true).await;
+    let (addr, connections) = counting_relay(unbound).await;
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\n\
+         servers = [\"udp://{{UPSTREAM}}\"]\nca_file = \"ca.pem\"\ntimeout_ms = 2000\n\
+         [cache]\nsize = 0\n\n\
+         [[policies]]\nname = \"doh\"\naction = \"resolve\"\n\
+         upstreams = [\"https://ns.test:{}/dns-query\"]\n\
+         traffic = 'any(dns.domains[*] == \"tls.test\")'\n",
+        addr.port()
+    );
+    let up = crate::upstream::start().await;
+    let g = gate_with(up, &config, &[("ca.pem", &ca)]).await;
+    for _ in 0..5 {
+        let m = query(g.addr, "www.tls.test.", RecordType::A).await;
+        assert_eq!(ips(&m), ["192.0.2.123"], "{m:?}");
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The plain upstream still answers the rest.
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
 }

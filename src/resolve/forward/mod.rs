@@ -63,6 +63,11 @@ pub struct Forwarder {
     tls_pools: Vec<TlsPool>,
     /// How DoT servers' certificates are verified.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// HTTP clients of DoH servers, made at first use (after their host's address is
+    /// looked up, when it is a name).
+    https: Vec<tokio::sync::OnceCell<reqwest::Client>>,
+    /// Plain servers that find DoH hosts' addresses besides this group's own.
+    bootstrap: Vec<UpstreamSpec>,
     /// DNSSEC validation of the answers, when on (`[upstream] dnssec = "validate"`).
     validator: Option<super::validate::Validator>,
     /// The zone found for a name (validating unsigned data), and until when.
@@ -96,6 +101,11 @@ impl Forwarder {
             fingerprint,
             pools: servers.iter().map(|_| Default::default()).collect(),
             tls_pools: servers.iter().map(|_| Default::default()).collect(),
+            https: servers
+                .iter()
+                .map(|_| tokio::sync::OnceCell::new())
+                .collect(),
+            bootstrap: Vec::new(),
             tls: None,
             servers,
             labels,
@@ -109,6 +119,109 @@ impl Forwarder {
             validator: None,
             zones: quick_cache::sync::Cache::new(10_000),
         }
+    }
+
+    /// The HTTP client of DoH server `idx`: its host pinned to its address (looked up
+    /// through this group's plain servers when the URL names a host), HTTP/2 preferred,
+    /// connections kept (HTTP/2 streams share one).
+    async fn https_client(
+        &self,
+        idx: usize,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<&reqwest::Client, Error> {
+        self.https[idx]
+            .get_or_try_init(|| async {
+                let Some(config) = &self.tls else {
+                    return Err(Error::Network("no TLS configuration".into()));
+                };
+                let mut config = (**config).clone();
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                let host = url
+                    .strip_prefix("https://")
+                    .and_then(|r| r.split('/').next())
+                    .map(|a| match a.rsplit_once(':') {
+                        Some((h, p)) if p.parse::<u16>().is_ok() && !h.is_empty() => h,
+                        _ => a,
+                    })
+                    .unwrap_or_default()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned();
+                let mut addr = self.servers[idx].addr;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(self.bootstrap(&host, deadline).await?);
+                }
+                reqwest::Client::builder()
+                    .tls_backend_preconfigured(config)
+                    .resolve(&host, addr)
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| Error::Network(format!("DoH client: {e}")))
+            })
+            .await
+    }
+
+    /// These plain servers also find DoH hosts' addresses (the default group's).
+    pub fn with_bootstrap(mut self, servers: Vec<UpstreamSpec>) -> Self {
+        self.bootstrap = servers
+            .into_iter()
+            .filter(|s| matches!(s.transport, Transport::Udp | Transport::Tcp))
+            .collect();
+        self
+    }
+
+    /// The address of `host`, asked of the plain (UDP/TCP) servers of this group, then of
+    /// the default group.
+    async fn bootstrap(&self, host: &str, deadline: Instant) -> Result<std::net::IpAddr, Error> {
+        let name = hickory_proto::rr::Name::from_ascii(format!("{}.", host.trim_end_matches('.')))
+            .map_err(|e| Error::Network(format!("DoH host `{host}`: {e}")))?;
+        let spare = Pool::default();
+        let plain = self
+            .servers
+            .iter()
+            .zip(self.pools.iter())
+            .chain(self.bootstrap.iter().map(|s| (s, &spare)));
+        for (server, pool) in plain {
+            if !matches!(server.transport, Transport::Udp | Transport::Tcp) {
+                continue;
+            }
+            for qtype in [
+                hickory_proto::rr::RecordType::A,
+                hickory_proto::rr::RecordType::AAAA,
+            ] {
+                let q = Question {
+                    name: name.clone(),
+                    qtype,
+                    qclass: hickory_proto::rr::DNSClass::IN,
+                    dnssec_ok: false,
+                    checking_disabled: false,
+                };
+                let answer = match server.transport {
+                    Transport::Udp => {
+                        exchange::udp(server.addr, pool, &q, true, deadline, &self.clock, false)
+                            .await
+                            .map(|o| match o {
+                                exchange::Outcome::Answer(r)
+                                | exchange::Outcome::CaseIgnored(r) => r,
+                            })
+                    }
+                    _ => exchange::tcp(server.addr, &q, true, deadline).await,
+                };
+                if let Ok(r) = answer {
+                    for rec in &r.msg.answers {
+                        match &rec.data {
+                            hickory_proto::rr::RData::A(a) => return Ok(a.0.into()),
+                            hickory_proto::rr::RData::AAAA(a) => return Ok(a.0.into()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        Err(Error::Network(format!(
+            "cannot find the address of DoH server `{host}` (it needs a udp:// or tcp:// upstream in its group)"
+        )))
     }
 
     /// This forwarder, verifying DoT servers' certificates with `config`.
@@ -197,6 +310,10 @@ impl Forwarder {
                 }
             }
             Transport::Tcp => exchange::tcp(server.addr, q, true, deadline).await,
+            Transport::Https(url) => match self.https_client(idx, url, deadline).await {
+                Ok(client) => exchange::https(client, url, q, deadline).await,
+                Err(e) => Err(e),
+            },
             Transport::Tls(name) => match &self.tls {
                 Some(config) => {
                     exchange::tls(server.addr, name, config, &self.tls_pools[idx], q, deadline)
@@ -295,7 +412,7 @@ impl Forwarder {
                     // can tamper with (loopback, tls://).
                     let server = &self.servers[idx];
                     if !server.addr.ip().is_loopback()
-                        && !matches!(server.transport, Transport::Tls(_))
+                        && !matches!(server.transport, Transport::Tls(_) | Transport::Https(_))
                     {
                         r.msg.metadata.authentic_data = false;
                     }
