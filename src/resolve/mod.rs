@@ -132,7 +132,9 @@ pub struct UpstreamSpec {
 #[non_exhaustive]
 pub enum SpecError {
     /// A scheme not supported in this release.
-    #[error("upstream `{0}`: {1} upstreams are not supported yet (use udp://, tcp://, tls:// or https://)")]
+    #[error(
+        "upstream `{0}`: {1} upstreams are not supported yet (use udp://, tcp://, tls:// or https://)"
+    )]
     Unsupported(String, &'static str),
     /// Not an address.
     #[error(

@@ -254,3 +254,21 @@ async fn a_token_or_label_may_name_a_location() {
     let m = dns(get(&c, &host, port, "/dns-query", "mail.test.").await).await;
     assert_eq!(ips(&m), ["0.0.0.0"]);
 }
+
+/// Tokens are secrets: the query log names the device, never the token.
+#[tokio::test]
+async fn the_query_log_names_the_device_not_the_token() {
+    let tls = certificates();
+    let g = doh_gate("[querylog]\npath = \"queries.jsonl\"\n", &tls).await;
+    let addr = g.running.doh_addrs[0];
+    let c = client(&tls.0, addr, &[], false);
+    let path = format!("/dns-query/{TOKEN}");
+    let m = dns(get(&c, HOSTNAME, addr.port(), &path, "www.test.").await).await;
+    assert_eq!(ips(&m), ["0.0.0.0"]);
+    let log = g.dir.path().join("queries.jsonl");
+    let lines = crate::query_log(&log, |l| !l.is_empty()).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["device"], "laptop", "{lines:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(TOKEN), "{text}");
+}
