@@ -155,15 +155,16 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
         return status(StatusCode::BAD_REQUEST);
     }
     let out = Arc::new(Mutex::new(None));
-    conn.handler
-        .serve(
-            &request,
-            Some(arrival),
-            conn.local,
-            Some((Protocol::Doh, &device)),
-            Collect { out: out.clone() },
-        )
-        .await;
+    // Boxed: the pipeline's future is large, and hyper moves this one into a task of its
+    // own per request (a measured 7% of DoH CPU went to copying it).
+    Box::pin(conn.handler.serve(
+        &request,
+        Some(arrival),
+        conn.local,
+        Some((Protocol::Doh, &device)),
+        Collect { out: out.clone() },
+    ))
+    .await;
     let Some(bytes) = out.lock().ok().and_then(|mut o| o.take()) else {
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     };

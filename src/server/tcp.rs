@@ -319,8 +319,18 @@ async fn connection<S>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
+        // Answers ready together go out in one write (one TLS record, one syscall).
+        let mut batch = Vec::new();
         while let Some(framed) = rx.recv().await {
-            if wr.write_all(&framed).await.is_err() {
+            batch.clear();
+            batch.extend_from_slice(&framed);
+            while batch.len() < 16 * 1024 {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if wr.write_all(&batch).await.is_err() {
                 break;
             }
         }
@@ -375,9 +385,8 @@ async fn query(
             }
             let via =
                 (via.1 != DeviceHint::None || via.0 != Protocol::Tcp).then_some((via.0, &via.1));
-            handler
-                .serve(&request, Some(arrival), local, via, Framed { tx })
-                .await;
+            // Boxed: the pipeline's future is large, and each query is a task of its own.
+            Box::pin(handler.serve(&request, Some(arrival), local, via, Framed { tx })).await;
         }
         Err(_) => {
             // Unreadable: the pipeline decides from the header (FORMERR, or REFUSED for an
