@@ -120,6 +120,15 @@ impl Directory {
         self.labels.ids.get(label.as_str()).map(|i| (i, false))
     }
 
+    /// The device and the location a DoH token names (hashed once for both).
+    pub fn named_by_token(&self, token: &str) -> (Option<&Arc<Identity>>, Option<&str>) {
+        let digest = token_digest(token);
+        (
+            self.tokens.get(digest.as_str()),
+            self.location_tokens.get(digest.as_str()).map(|n| &**n),
+        )
+    }
+
     /// The location a DoH token names.
     pub fn location_for_token(&self, token: &str) -> Option<&str> {
         self.location_tokens

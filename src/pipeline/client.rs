@@ -46,19 +46,17 @@ impl<'r> Client<'r> {
         let ip = ip.to_canonical();
         // A token or label naming nobody (let in by `unknown_client = "anonymous"`)
         // counts as none: the address decides.
-        let identity = match device {
-            DeviceHint::Token(t) => rt.directory.identity_for_token(t),
-            DeviceHint::Label(label) => rt.directory.identity_for_label(label).map(|(i, _)| i),
-            DeviceHint::None => None,
-        }
-        .or_else(|| rt.directory.identity_for_ip(ip));
         // A token or label may name a location instead (an office's DoH URL).
-        let location = match device {
-            DeviceHint::Token(t) => rt.directory.location_for_token(t),
-            DeviceHint::Label(l) => rt.directory.location_for_label(l),
-            DeviceHint::None => None,
-        }
-        .or_else(|| rt.directory.location_for_ip(ip));
+        let (identity, location) = match device {
+            DeviceHint::Token(t) => rt.directory.named_by_token(t),
+            DeviceHint::Label(l) => (
+                rt.directory.identity_for_label(l).map(|(i, _)| i),
+                rt.directory.location_for_label(l),
+            ),
+            DeviceHint::None => (None, None),
+        };
+        let identity = identity.or_else(|| rt.directory.identity_for_ip(ip));
+        let location = location.or_else(|| rt.directory.location_for_ip(ip));
         Self {
             ip,
             identity,

@@ -119,15 +119,10 @@ enum Named {
 fn named(rt: &Runtime, device: &DeviceHint) -> Named {
     match device {
         DeviceHint::None => Named::Nothing,
-        DeviceHint::Token(t) => {
-            if rt.directory.identity_for_token(t).is_some()
-                || rt.directory.location_for_token(t).is_some()
-            {
-                Named::BySecret
-            } else {
-                Named::Unknown
-            }
-        }
+        DeviceHint::Token(t) => match rt.directory.named_by_token(t) {
+            (None, None) => Named::Unknown,
+            _ => Named::BySecret,
+        },
         DeviceHint::Label(l) => match rt.directory.identity_for_label(l) {
             Some((_, true)) => Named::BySecret,
             _ if rt.directory.location_for_label(l).is_some() => Named::BySecret,

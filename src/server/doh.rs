@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use data_encoding::BASE64URL_NOPAD;
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::NetError;
 use hickory_server::net::xfer::Protocol as HProtocol;
 use hickory_server::server::{Request as HRequest, ResponseHandler, ResponseInfo};
@@ -201,12 +200,7 @@ impl ResponseHandler for Collect {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(u16::MAX);
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
+        let (bytes, info) = super::tcp::encode(response)?;
         if let Ok(mut o) = self.out.lock() {
             *o = Some(bytes);
         }

@@ -219,38 +219,27 @@ pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> 
         info!(addr = %bound, "listening");
         addrs.push(bound);
     }
-    let mut dot_addrs = Vec::new();
-    for addr in settings.dot.iter().flat_map(|d| &d.listen) {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen for DoT on {addr}: {e}"))
-        })?;
-        let bound = listener.local_addr()?;
-        tasks.push(tcp::spawn(
-            &shared,
-            &handler,
-            listener,
-            limits,
-            tcp::Transport::Tls,
-        ));
-        info!(addr = %bound, "listening for DNS over TLS");
-        dot_addrs.push(bound);
+    // The encrypted listeners: the TCP accept loop with a TLS handshake first.
+    let mut encrypted = [
+        (tcp::Transport::Tls, "DoT", Vec::new()),
+        (tcp::Transport::Https, "DoH", Vec::new()),
+    ];
+    for (transport, what, bound_addrs) in &mut encrypted {
+        let listen = match transport {
+            tcp::Transport::Tls => settings.dot.as_ref().map(|d| &d.listen),
+            _ => settings.doh.as_ref().map(|d| &d.listen),
+        };
+        for addr in listen.into_iter().flatten() {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
+            })?;
+            let bound = listener.local_addr()?;
+            tasks.push(tcp::spawn(&shared, &handler, listener, limits, *transport));
+            info!(addr = %bound, "listening for {what}");
+            bound_addrs.push(bound);
+        }
     }
-    let mut doh_addrs = Vec::new();
-    for addr in settings.doh.iter().flat_map(|d| &d.listen) {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen for DoH on {addr}: {e}"))
-        })?;
-        let bound = listener.local_addr()?;
-        tasks.push(tcp::spawn(
-            &shared,
-            &handler,
-            listener,
-            limits,
-            tcp::Transport::Https,
-        ));
-        info!(addr = %bound, "listening for DNS over HTTPS");
-        doh_addrs.push(bound);
-    }
+    let [(_, _, dot_addrs), (_, _, doh_addrs)] = encrypted;
     Ok(Running {
         shared,
         addrs,

@@ -417,6 +417,27 @@ async fn query(
     }
 }
 
+/// Encodes a response for a stream transport (TCP, DoT, DoH): no size limit but the
+/// message's own.
+pub(super) fn encode<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+    >,
+) -> Result<(Vec<u8>, ResponseInfo), NetError> {
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(u16::MAX);
+    let info = response
+        .destructive_emit(&mut encoder)
+        .map_err(|e| NetError::from(e.to_string()))?;
+    Ok((bytes, info))
+}
+
 /// Hands an encoded answer, framed, to the connection's writer.
 #[derive(Clone)]
 struct Framed {
@@ -436,12 +457,7 @@ impl ResponseHandler for Framed {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(u16::MAX);
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
+        let (bytes, info) = encode(response)?;
         let len = u16::try_from(bytes.len()).map_err(|_| NetError::from("answer too long"))?;
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
