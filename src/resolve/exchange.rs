@@ -7,6 +7,8 @@
 //! required in every answer. A reused socket is drained before it asks again, so forged
 //! replies sprayed at it while it was idle never meet the next question.
 
+mod dot;
+
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
@@ -205,19 +207,12 @@ pub(crate) async fn tcp(
         .unwrap_or(Err(Error::Timeout))
 }
 
-/// Idle TLS connections to one server, newest last.
-pub(crate) type TlsPool =
-    std::sync::Mutex<Vec<(tokio_rustls::client::TlsStream<TcpStream>, Instant)>>;
+/// The pipelined DoT connections to one server.
+pub(crate) type TlsPool = dot::Pool;
 
-/// How long an idle DoT connection is kept for reuse (servers close theirs after 10-30 s).
-const TLS_IDLE: Duration = Duration::from_secs(10);
-/// Idle DoT connections kept per server.
-const TLS_POOL_MAX: usize = 32;
-
-/// Asks `q` of the DoT server `addr` whose certificate must name `name`, over an idle
-/// connection from `pool` when there is one (reuse, RFC 7858 §3.4), else a new one. A
-/// reused connection that fails at once (the server closed it) is replaced by a new one;
-/// a certificate that does not verify is an error, never a fall back to plain DNS.
+/// Asks `q` of the DoT server `addr` whose certificate must name `name`, pipelined on a
+/// connection of `pool` (RFC 7858 §3.4). A certificate that does not verify is an error,
+/// never a fall back to plain DNS.
 pub(crate) async fn tls(
     addr: SocketAddr,
     name: &str,
@@ -230,51 +225,19 @@ pub(crate) async fn tls(
     let mut framed = Vec::with_capacity(wire.len() + 2);
     framed.extend_from_slice(&(wire.len() as u16).to_be_bytes());
     framed.extend_from_slice(&wire);
-    let idle = pool.lock().ok().and_then(|mut p| {
-        p.retain(|(_, since)| since.elapsed() < TLS_IDLE);
-        p.pop().map(|(c, _)| c)
-    });
-    let ask = |mut stream: tokio_rustls::client::TlsStream<TcpStream>| {
-        let framed = &framed;
-        async move {
-            stream.write_all(framed).await.map_err(net)?;
-            loop {
-                let len = stream.read_u16().await.map_err(net)? as usize;
-                let mut body = vec![0u8; len];
-                stream.read_exact(&mut body).await.map_err(net)?;
-                let msg = Message::from_vec(&body)
-                    .map_err(|e| Error::Network(format!("bad response: {e}")))?;
-                if check(&msg, id, q) {
-                    return Ok((Response::new(msg, len), stream));
-                }
-            }
-        }
-    };
     ::metrics::counter!(crate::metrics::OUTGOING_QUERIES_TOTAL, "protocol" => "tls").increment(1);
-    let result = match idle {
-        Some(conn) => match timeout_at(deadline, ask(conn)).await {
-            Ok(Ok(done)) => Ok(done),
-            // Closed while idle: a new connection.
-            Ok(Err(_)) => timeout_at(deadline, async {
-                ask(connect_tls(addr, name, config).await?).await
-            })
-            .await
-            .unwrap_or(Err(Error::Timeout)),
-            Err(_) => Err(Error::Timeout),
-        },
-        None => timeout_at(deadline, async {
-            ask(connect_tls(addr, name, config).await?).await
-        })
+    let server = dot::Server { addr, name, config };
+    let body = timeout_at(deadline, pool.ask(server, &framed))
         .await
-        .unwrap_or(Err(Error::Timeout)),
-    };
-    let (response, stream) = result?;
-    if let Ok(mut p) = pool.lock()
-        && p.len() < TLS_POOL_MAX
-    {
-        p.push((stream, Instant::now()));
+        .unwrap_or(Err(Error::Timeout))?;
+    let len = body.len();
+    let msg = Message::from_vec(&body).map_err(|e| Error::Network(format!("bad response: {e}")))?;
+    if !check(&msg, id, q) {
+        return Err(Error::Network(format!(
+            "DoT {addr}: answer to another question"
+        )));
     }
-    Ok(response)
+    Ok(Response::new(msg, len))
 }
 
 async fn connect_tls(

@@ -25,6 +25,10 @@ pub(crate) fn certificates() -> (String, String, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Names of their own: with rcgen's default the leaf's issuer would equal its subject,
+    // which OpenSSL (dig, curl) takes for a self-signed certificate.
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "dnsgate test CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().unwrap();
@@ -226,31 +230,19 @@ async fn a_reload_swaps_the_certificate_for_the_next_handshake() {
     assert!(dot_query(addr, HOSTNAME, &new.0, "www.test.").await.is_ok());
 }
 
-/// kdig (knot-dnsutils), a real DoT and DoH client: the certificate verified against the
-/// test CA and the host name, the device named by the SNI label.
-#[tokio::test]
-async fn kdig_speaks_dot_and_doh_to_dnsgate() {
-    if std::process::Command::new("kdig")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        // .ci/run installs knot-dnsutils.
-        panic!("kdig is missing: apt-get install knot-dnsutils (.ci/run installs it)");
-    }
-    let tls = certificates();
-    let mut g = dot_gate("", &tls).await;
-    // A DoH listener beside the DoT one, on the same certificate.
+/// A gate with DoT and DoH listeners on one certificate, and the test CA written beside
+/// its configuration (the path returned).
+async fn dot_and_doh_gate(tls: &(String, String, String)) -> (Gate, std::path::PathBuf) {
+    let g = dot_gate("", tls).await;
     let text = std::fs::read_to_string(g.config_path()).unwrap().replacen(
         "dot = {",
         "doh = { listen = [\"127.0.0.1:0\"], cert = \"cert.pem\", key = \"key.pem\" }\ndot = {",
         1,
     );
     let up = crate::upstream::start().await;
-    let ups = up.addr.to_string();
-    let text = text.replace(&g.upstream.addr.to_string(), &ups);
+    let text = text.replace(&g.upstream.addr.to_string(), &up.addr.to_string());
     drop(g);
-    g = gate_with(
+    let g = gate_with(
         up,
         &text,
         &[
@@ -262,17 +254,41 @@ async fn kdig_speaks_dot_and_doh_to_dnsgate() {
     .await;
     let ca = g.dir.path().join("ca.pem");
     std::fs::write(&ca, &tls.0).unwrap();
-    // Run beside the server (which shares this test's runtime), never blocking it.
-    async fn kdig(args: Vec<String>) -> String {
-        let out = tokio::process::Command::new("timeout")
-            .arg("10")
-            .arg("kdig")
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    (g, ca)
+}
+
+/// Runs `program` with `args` (10 s at most) beside the server, which shares this test's
+/// runtime and must not be blocked; its standard output.
+async fn run(program: &str, args: Vec<String>) -> String {
+    let out = tokio::process::Command::new("timeout")
+        .arg("10")
+        .arg(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Panics with how to install `program` when it is missing (`.ci/run` installs it).
+fn require(program: &str, package: &str) {
+    if std::process::Command::new(program)
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        panic!("{program} is missing: apt-get install {package} (.ci/run installs it)");
     }
+}
+
+/// kdig (knot-dnsutils), a real DoT and DoH client: the certificate verified against the
+/// test CA and the host name, the device named by the SNI label.
+#[tokio::test]
+async fn kdig_speaks_dot_and_doh_to_dnsgate() {
+    require("kdig", "knot-dnsutils");
+    let tls = certificates();
+    let (g, ca) = dot_and_doh_gate(&tls).await;
+    let kdig = |args| run("kdig", args);
     let dot = g.running.dot_addrs[0];
     let common = |addr: std::net::SocketAddr| {
         vec![
@@ -306,6 +322,95 @@ async fn kdig_speaks_dot_and_doh_to_dnsgate() {
         args.extend(["www.test".into(), "A".into()]);
         assert_eq!(kdig(args).await.trim(), "192.0.2.10", "DoH {method:?}");
     }
+}
+
+/// BIND's dig (`+tls`, `+https`, `+https-get`) verifying the certificate against the test
+/// CA, and curl resolving a web server's name through dnsgate's DoH (`--doh-url`); a
+/// wrong path token leaves curl without an address.
+#[tokio::test]
+async fn dig_and_curl_speak_dot_and_doh_to_dnsgate() {
+    require("dig", "dnsutils");
+    require("curl", "curl");
+    let tls = certificates();
+    let (g, ca) = dot_and_doh_gate(&tls).await;
+    let dot = g.running.dot_addrs[0];
+    let doh = g.running.doh_addrs[0];
+    let dig = |addr: SocketAddr, transport: &[&str]| {
+        let mut args = vec![
+            format!("@{}", addr.ip()),
+            "-p".into(),
+            addr.port().to_string(),
+            format!("+tls-ca={}", ca.display()),
+            format!("+tls-hostname={HOSTNAME}"),
+            "+short".into(),
+        ];
+        args.extend(transport.iter().map(|&a| a.to_owned()));
+        args.extend(["www.test".into(), "A".into()]);
+        run("dig", args)
+    };
+    assert_eq!(dig(dot, &["+tls"]).await.trim(), "192.0.2.10", "dig +tls");
+    assert_eq!(
+        dig(doh, &["+https"]).await.trim(),
+        "192.0.2.10",
+        "dig +https"
+    );
+    assert_eq!(
+        dig(doh, &["+https-get"]).await.trim(),
+        "192.0.2.10",
+        "dig +https-get"
+    );
+    // A wrong CA: dig refuses the server (no answer), it does not fall back.
+    let (other_ca, _, _) = certificates();
+    let other = g.dir.path().join("other.pem");
+    std::fs::write(&other, other_ca).unwrap();
+    let mut args = vec![
+        format!("@{}", dot.ip()),
+        "-p".into(),
+        dot.port().to_string(),
+        format!("+tls-ca={}", other.display()),
+        format!("+tls-hostname={HOSTNAME}"),
+        "+short".into(),
+        "+tries=1".into(),
+        "www.test".into(),
+    ];
+    args.push("A".into());
+    assert!(!run("dig", args).await.contains("192.0.2.10"));
+
+    // A web server on loopback, named `ns.test` (127.0.0.1) in the upstream's zone.
+    let web = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_port = web.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = web.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = c.read(&mut buf).await;
+                let _ = c
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nhello\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let curl = |path: &str| {
+        run(
+            "curl",
+            vec![
+                "-s".into(),
+                "--cacert".into(),
+                ca.display().to_string(),
+                // The DoH server's own name, pinned: curl would ask the system for it.
+                "--resolve".into(),
+                format!("{HOSTNAME}:{}:127.0.0.1", doh.port()),
+                "--doh-url".into(),
+                format!("https://{HOSTNAME}:{}{path}", doh.port()),
+                format!("http://ns.test:{web_port}/"),
+            ],
+        )
+    };
+    assert_eq!(curl("/dns-query").await, "hello\n", "curl --doh-url");
+    // Through a wrong token the name is refused: curl cannot resolve it, so no page.
+    assert_eq!(curl("/dns-query/wrong-token").await, "", "a wrong token");
 }
 
 /// A free loopback TCP port (bound, then let go).

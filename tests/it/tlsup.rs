@@ -35,11 +35,12 @@ fn free_port() -> u16 {
 }
 
 async fn unbound_dot(chain: &str, key: &str) -> (UnboundDot, SocketAddr) {
-    unbound_tls(chain, key, false).await
+    unbound_tls(chain, key, false, "").await
 }
 
-/// Unbound with a DoT listener, or (`https`) a DoH one at `/dns-query`.
-async fn unbound_tls(chain: &str, key: &str, https: bool) -> (UnboundDot, SocketAddr) {
+/// Unbound with a DoT listener, or (`https`) a DoH one at `/dns-query`; `extra`: more
+/// `server:` lines.
+async fn unbound_tls(chain: &str, key: &str, https: bool, extra: &str) -> (UnboundDot, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), chain).unwrap();
     std::fs::write(dir.path().join("key.pem"), key).unwrap();
@@ -50,7 +51,7 @@ async fn unbound_tls(chain: &str, key: &str, https: bool) -> (UnboundDot, Socket
          do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  pidfile: \"\"\n  \
          use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  access-control: 127.0.0.0/8 allow\n  \
          local-zone: \"tls.test.\" static\n  local-data: \"www.tls.test. 300 IN A 192.0.2.123\"\n  \
-         local-zone: \".\" static\nremote-control:\n  control-enable: no\n",
+         local-zone: \".\" static\n{extra}remote-control:\n  control-enable: no\n",
         d = dir.path().display(),
         listener = if https { "https-port" } else { "tls-port" },
     );
@@ -123,12 +124,60 @@ async fn forwarding_over_tls_verifies_the_certificate_and_reuses_connections() {
     assert_eq!(ede(&m).map(|e| e.0), Some(23));
 }
 
+/// Questions asked together share one DoT connection (pipelining: RFC 7858 §3.3), answered
+/// out of order; when the server closes it while idle, the next question opens another.
+#[tokio::test]
+async fn dot_upstream_pipelines_questions_and_reconnects_after_the_server_closes() {
+    let (ca, chain, key) = certificates();
+    let (_u, unbound) = unbound_tls(&chain, &key, false, "  tcp-idle-timeout: 300\n").await;
+    let (addr, connections) = counting_relay(unbound).await;
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\n\
+         servers = [\"tls://{addr}#{HOSTNAME}\"]\nca_file = \"ca.pem\"\ntimeout_ms = 3000\n\
+         [cache]\nsize = 0\n"
+    );
+    let up = crate::upstream::start().await;
+    let g = gate_with(up, &config, &[("ca.pem", &ca)]).await;
+    let asks = (0..40).map(|i| {
+        let name = if i == 0 {
+            "www.tls.test.".to_owned()
+        } else {
+            format!("n{i}.tls.test.")
+        };
+        async move { (i, query(g.addr, &name, RecordType::A).await) }
+    });
+    for (i, m) in futures_util::future::join_all(asks).await {
+        if i == 0 {
+            assert_eq!(ips(&m), ["192.0.2.123"]);
+        } else {
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NXDomain,
+                "n{i}: {m:?}"
+            );
+        }
+    }
+    // Forty questions at once, one connection: they were pipelined, not queued for
+    // connections of their own.
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Unbound closes the idle connection after 300 ms; the next question still gets its
+    // answer, over a second connection.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let m = query(g.addr, "www.tls.test.", RecordType::A).await;
+    assert_eq!(ips(&m), ["192.0.2.123"]);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 /// A certificate for `name` from a fresh test CA: (CA PEM, chain PEM, key PEM).
 fn certificate_for(name: &str) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Names of their own: with rcgen's default the leaf's issuer would equal its subject,
+    // which OpenSSL (dig, curl) takes for a self-signed certificate.
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "dnsgate test CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().unwrap();
@@ -145,7 +194,7 @@ fn certificate_for(name: &str) -> (String, String, String) {
 #[tokio::test]
 async fn forwarding_over_https_bootstraps_the_host_and_keeps_the_connection() {
     let (ca, chain, key) = certificate_for("ns.test");
-    let (_u, unbound) = unbound_tls(&chain, &key, true).await;
+    let (_u, unbound) = unbound_tls(&chain, &key, true, "").await;
     let (addr, connections) = counting_relay(unbound).await;
     let config = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\n\
