@@ -100,6 +100,16 @@ pub fn admits(rt: &Runtime, src: IpAddr) -> bool {
     rt.is_allowed(src)
 }
 
+/// Whether step 1 (the ACL) lets a client at `src` whose device is hinted by `device` in:
+/// what a replay from the packet cache must know first.
+pub fn lets_in(rt: &Runtime, src: IpAddr, device: &DeviceHint) -> bool {
+    match named(rt, device) {
+        Named::Unknown if rt.unknown_client == UnknownClient::Refuse => false,
+        Named::BySecret => true,
+        _ => admits(rt, src),
+    }
+}
+
 /// The EDE text for a token or label that names no device.
 pub const UNKNOWN_DEVICE: &str = "unknown device";
 

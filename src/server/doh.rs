@@ -25,6 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Shared;
+use super::fast::{self, Fast, remember};
 use super::serve::Handler;
 use super::tcp::device_label;
 use super::wire;
@@ -147,6 +148,25 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
         _ => return status(StatusCode::METHOD_NOT_ALLOWED),
     };
     let arrival = conn.shared.clock.now();
+    // The packet cache first: a replay needs no decoding and no pipeline.
+    let mut miss = None;
+    let mut out = Vec::new();
+    let peer = conn.peer.ip();
+    if fast::stream(
+        &conn.shared,
+        &rt,
+        &wire,
+        peer,
+        &device,
+        Protocol::Doh,
+        arrival,
+        &mut out,
+        &mut miss,
+    ) == Fast::Reply
+    {
+        return dns_message(out);
+    }
+    drop(rt);
     let Ok(request) = HRequest::from_bytes(wire, conn.peer, HProtocol::Tcp) else {
         return status(StatusCode::BAD_REQUEST);
     };
@@ -156,7 +176,7 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let out = Arc::new(Mutex::new(None));
     // Boxed: the pipeline's future is large, and hyper moves this one into a task of its
     // own per request (a measured 7% of DoH CPU went to copying it).
-    Box::pin(conn.handler.serve(
+    let served = Box::pin(conn.handler.serve(
         &request,
         Some(arrival),
         conn.local,
@@ -167,6 +187,15 @@ async fn handle(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(bytes) = out.lock().ok().and_then(|mut o| o.take()) else {
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     };
+    if let Some(miss) = miss {
+        remember(&conn.shared, miss, &served, &bytes);
+    }
+    dns_message(bytes)
+}
+
+/// The HTTP response carrying the DNS message `bytes`, cacheable privately for its
+/// smallest TTL.
+fn dns_message(bytes: Vec<u8>) -> Response<Full<Bytes>> {
     let max_age = wire::ttls(&bytes)
         .and_then(|t| t.iter().map(|x| x.1).min())
         .unwrap_or(0);

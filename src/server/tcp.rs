@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::fast::{self, Fast, remember};
 use super::serve::Handler;
 use super::wire;
 use crate::clock::Instant;
@@ -376,6 +377,30 @@ async fn query(
     tx: mpsc::Sender<Vec<u8>>,
 ) {
     let arrival = shared.clock.now();
+    // The packet cache first: a replay needs no decoding and no pipeline.
+    let mut miss = None;
+    {
+        let rt = shared.live.load();
+        let mut out = Vec::new();
+        if fast::stream(
+            shared,
+            &rt,
+            &body,
+            peer.ip(),
+            &via.1,
+            via.0,
+            arrival,
+            &mut out,
+            &mut miss,
+        ) == Fast::Reply
+        {
+            let mut framed = Vec::with_capacity(out.len() + 2);
+            framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&out);
+            let _ = tx.send(framed).await;
+            return;
+        }
+    }
     let head: Vec<u8> = body[..12].to_vec();
     match HRequest::from_bytes(body, peer, HProtocol::Tcp) {
         Ok(request) => {
@@ -385,8 +410,19 @@ async fn query(
             }
             let via =
                 (via.1 != DeviceHint::None || via.0 != Protocol::Tcp).then_some((via.0, &via.1));
+            let sent = miss.is_some().then(|| Arc::new(Mutex::new(None)));
+            let framed = Framed {
+                tx,
+                sent: sent.clone(),
+            };
             // Boxed: the pipeline's future is large, and each query is a task of its own.
-            Box::pin(handler.serve(&request, Some(arrival), local, via, Framed { tx })).await;
+            let served = Box::pin(handler.serve(&request, Some(arrival), local, via, framed)).await;
+            if let (Some(miss), Some(bytes)) = (
+                miss,
+                sent.and_then(|s| s.lock().ok().and_then(|mut s| s.take())),
+            ) {
+                remember(shared, miss, &served, &bytes);
+            }
         }
         Err(_) => {
             // Unreadable: the pipeline decides from the header (FORMERR, or REFUSED for an
@@ -438,10 +474,12 @@ pub(super) fn encode<'a>(
     Ok((bytes, info))
 }
 
-/// Hands an encoded answer, framed, to the connection's writer.
+/// Hands an encoded answer, framed, to the connection's writer; with `sent`, keeps a copy
+/// for the packet cache.
 #[derive(Clone)]
 struct Framed {
     tx: mpsc::Sender<Vec<u8>>,
+    sent: Option<Arc<Mutex<Option<Vec<u8>>>>>,
 }
 
 #[async_trait::async_trait]
@@ -462,6 +500,11 @@ impl ResponseHandler for Framed {
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&bytes);
+        if let Some(slot) = &self.sent
+            && let Ok(mut s) = slot.lock()
+        {
+            *s = Some(bytes);
+        }
         self.tx
             .send(framed)
             .await

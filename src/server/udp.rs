@@ -12,7 +12,6 @@
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hickory_proto::op::{Header, MessageType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
@@ -29,8 +28,7 @@ use tracing::debug;
 
 use super::Shared;
 use super::batch::{self, Inbox, Local, Outbox};
-use super::fast::{Fast, Miss, fast};
-use super::packet::Meta;
+use super::fast::{Fast, Miss, fast, remember};
 use super::serve::Handler;
 use crate::clock::Instant;
 use crate::label::Protocol;
@@ -253,7 +251,6 @@ async fn full(
         local,
         sent: miss.is_some().then(|| sent.clone()),
     };
-    let minute = unix_now(&shared).as_secs() / 60;
     let listener = match (local, capture.sock.local_addr()) {
         (Some(l), Ok(bound)) => Some(SocketAddr::new(l.addr, bound.port())),
         (None, Ok(bound)) => Some(bound),
@@ -262,58 +259,12 @@ async fn full(
     let served = handler
         .serve(&request, Some(arrival), listener, None, capture)
         .await;
-    let Some((key, class, generation)) = miss else {
+    let Some(miss) = miss else {
         return;
     };
-    let outcome = &served.outcome;
-    // The same client class under the same configuration: a reload between the key and
-    // the decision may make the key's class mean another client now.
-    if served.truncated
-        || !outcome.is_replayable()
-        || outcome.replay != Some(class)
-        || outcome.generation != generation
-    {
-        return;
+    if let Some(bytes) = sent.lock().ok().and_then(|mut s| s.take()) {
+        remember(&shared, miss, &served, &bytes);
     }
-    let Some(bytes) = sent.lock().ok().and_then(|mut s| s.take()) else {
-        return;
-    };
-    let rt = shared.live.load();
-    if rt.generation != generation {
-        return;
-    }
-    // Schedules turn on minute boundaries: an answer decided in one minute is not repeated
-    // into the next.
-    let mut max_age = Duration::MAX;
-    if rt.policies.has_schedules {
-        let now = unix_now(&shared);
-        if now.as_secs() / 60 != minute {
-            return;
-        }
-        max_age = Duration::from_secs(60 - now.as_secs() % 60)
-            .saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())));
-    }
-    // Nor longer than what it was resolved from may be cached.
-    if let Some(fresh) = outcome.fresh_for {
-        max_age = max_age.min(Duration::from_secs(u64::from(fresh)));
-    }
-    shared.packets.insert(
-        &key,
-        &bytes,
-        Meta::of(outcome),
-        generation,
-        shared.clock.now(),
-        max_age,
-    );
-}
-
-/// The wall-clock time since the epoch, on the server's clock.
-fn unix_now(shared: &Shared) -> Duration {
-    shared
-        .clock
-        .system_time()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 /// A datagram hickory cannot decode: the pipeline decides (FORMERR, or REFUSED for an

@@ -237,6 +237,33 @@ async fn the_path_token_or_host_label_names_the_device() {
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 }
 
+/// Answers replayed from the packet cache over DoH are the ones the pipeline gives this
+/// device: the laptop's token keeps its block, the address alone its answer, however they
+/// alternate; a wrong token is refused even for a question in the cache.
+#[tokio::test]
+async fn replays_keep_devices_apart_and_never_let_a_wrong_token_in() {
+    let tls = certificates();
+    let g = doh_gate("", &tls).await;
+    let addr = g.running.doh_addrs[0];
+    let c = client(&tls.0, addr, &[], false);
+    let port = addr.port();
+    let token_path = format!("/dns-query/{TOKEN}");
+    for round in 0..3 {
+        let m = dns(post(&c, HOSTNAME, port, "/dns-query", "www.test.").await).await;
+        assert_eq!(ips(&m), ["192.0.2.10"], "round {round}: by address");
+        let m = dns(get(&c, HOSTNAME, port, &token_path, "www.test.").await).await;
+        assert_eq!(ips(&m), ["0.0.0.0"], "round {round}: the laptop");
+    }
+    let m = dns(get(&c, HOSTNAME, port, "/dns-query/wrong-token", "www.test.").await).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(ede(&m).map(|e| e.0), Some(18));
+    // A UDP client shares the address's answer.
+    assert_eq!(
+        ips(&crate::client::query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+}
+
 #[tokio::test]
 async fn a_token_or_label_may_name_a_location() {
     let tls = certificates();

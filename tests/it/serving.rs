@@ -163,6 +163,36 @@ async fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
     assert_eq!(tcp.answers.len(), 40);
 }
 
+/// The packet cache serves every transport, so an answer made for a stream is remembered
+/// only if UDP would have sent it whole: a big TCP answer, asked twice over TCP, is never
+/// replayed untruncated to a UDP client.
+#[tokio::test]
+async fn a_whole_tcp_answer_is_never_replayed_over_udp() {
+    let g = gate("", &[]).await;
+    let tcp = Opts {
+        tcp: true,
+        ..Opts::default()
+    };
+    for _ in 0..2 {
+        let m = query_with(g.addr, "big.test.", RecordType::TXT, tcp).await;
+        assert!(!m.metadata.truncation);
+        assert_eq!(m.answers.len(), 40);
+    }
+    let udp = query(g.addr, "big.test.", RecordType::TXT).await;
+    assert!(udp.metadata.truncation, "{udp:?}");
+    assert!(udp.answers.is_empty());
+    // A small answer made over TCP is replayed to UDP and TCP clients alike, each with its
+    // own id.
+    for tcp in [true, false, true, false] {
+        let opts = Opts {
+            tcp,
+            ..Opts::default()
+        };
+        let m = query_with(g.addr, "www.test.", RecordType::A, opts).await;
+        assert_eq!(ips(&m), ["192.0.2.10"], "tcp {tcp}");
+    }
+}
+
 #[tokio::test]
 async fn upstream_reached_over_tcp() {
     let up = crate::upstream::start().await;
