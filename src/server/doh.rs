@@ -10,7 +10,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use data_encoding::BASE64URL_NOPAD;
@@ -27,8 +29,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::Shared;
 use super::fast::{self, Fast, remember};
 use super::serve::Handler;
-use super::tcp::device_label;
+use super::tcp::{Slot, device_label};
 use super::wire;
+use crate::clock::Instant;
 use crate::label::Protocol;
 use crate::pipeline::DeviceHint;
 
@@ -43,34 +46,106 @@ struct Conn {
     handler: Handler,
     peer: SocketAddr,
     local: Option<SocketAddr>,
+    slot: Slot,
+    /// Requests being answered.
+    in_flight: AtomicUsize,
+    /// When the last request began or ended, in milliseconds after `opened`.
+    last: AtomicU64,
+    opened: Instant,
 }
 
-/// Serves HTTP/2 or HTTP/1.1 on `io` until the client closes it.
+impl Conn {
+    fn since_opened(&self) -> u64 {
+        let now = self.shared.clock.now();
+        u64::try_from(now.saturating_duration_since(self.opened).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes a request beginning (`true`) or ending.
+    fn activity(&self, begins: bool) {
+        if begins {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.slot.touch(self.shared.clock.now());
+        } else {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.last.store(self.since_opened(), Ordering::Relaxed);
+    }
+
+    /// Resolves once no request has been open for `idle`.
+    async fn idled(&self, idle: Duration) {
+        loop {
+            let quiet = Duration::from_millis(
+                self.since_opened()
+                    .saturating_sub(self.last.load(Ordering::Relaxed)),
+            );
+            if self.in_flight.load(Ordering::Relaxed) == 0 && quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle.saturating_sub(quiet).max(Duration::from_millis(50))).await;
+        }
+    }
+}
+
+/// Serves HTTP/2 or HTTP/1.1 on `io` until the client closes it, it has no request for
+/// `idle`, or its slot is wanted for another (then HTTP/2 says GOAWAY first).
 pub(super) async fn connection<S>(
     shared: Arc<Shared>,
     handler: Handler,
     io: S,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
+    slot: Slot,
+    idle: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let opened = shared.clock.now();
     let conn = Arc::new(Conn {
         shared,
         handler,
         peer,
         local,
+        slot,
+        in_flight: AtomicUsize::new(0),
+        last: AtomicU64::new(0),
+        opened,
     });
+    let c = conn.clone();
     let service = hyper::service::service_fn(move |req| {
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(&conn, req).await) }
+        let conn = c.clone();
+        async move {
+            // Ended however the request ends (answered, or reset by the client).
+            struct Open<'a>(&'a Conn);
+            impl Drop for Open<'_> {
+                fn drop(&mut self) {
+                    self.0.activity(false);
+                }
+            }
+            conn.activity(true);
+            let _open = Open(&conn);
+            Ok::<_, Infallible>(handle(&conn, req).await)
+        }
     });
     let builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    if let Err(e) = builder
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .await
-    {
+    let serving = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(serving);
+    let ended = tokio::select! {
+        r = serving.as_mut() => Some(r),
+        () = conn.idled(idle) => None,
+        () = conn.slot.closed() => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            // Idle, or making room: GOAWAY (HTTP/2) or close after the current response,
+            // and a few seconds for the answers still being made.
+            serving.as_mut().graceful_shutdown();
+            tokio::time::timeout(Duration::from_secs(5), serving)
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "DoH connection ended");
     }
 }

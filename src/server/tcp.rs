@@ -87,10 +87,22 @@ struct Conn {
 }
 
 /// A registered connection: removed from the registry when dropped.
-struct Slot {
+pub(super) struct Slot {
     registry: Arc<Registry>,
     id: u64,
     close: Arc<Notify>,
+}
+
+impl Slot {
+    /// Notes a query on this connection (the idlest is the one closed to make room).
+    pub(super) fn touch(&self, now: Instant) {
+        self.registry.touch(self.id, now);
+    }
+
+    /// Resolves when the connection is to be closed to make room.
+    pub(super) async fn closed(&self) {
+        self.close.notified().await;
+    }
 }
 
 impl Drop for Slot {
@@ -234,10 +246,9 @@ async fn accept_loop(
                                 debug!(%peer, "TLS handshake failed");
                                 return;
                             };
-                            tokio::select! {
-                                () = super::doh::connection(shared.clone(), handler, tls, peer, local) => {}
-                                () = slot.close.notified() => {}
-                            }
+                            let idle = limits.idle;
+                            super::doh::connection(shared, handler, tls, (peer, local), slot, idle)
+                                .await;
                         }
                         Transport::Tls => {
                             let Some((tls, device)) = handshake(&shared, stream, transport).await

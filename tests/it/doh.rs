@@ -299,3 +299,69 @@ async fn the_query_log_names_the_device_not_the_token() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains(TOKEN), "{text}");
 }
+
+/// A DoH connection with no request for `tcp_idle_timeout_ms` is closed (HTTP/1.1 here;
+/// HTTP/2 gets a GOAWAY first), not before.
+#[tokio::test]
+async fn an_idle_connection_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls = certificates();
+    let g = doh_gate("tcp_idle_timeout_ms = 400\n", &tls).await;
+    let addr = g.running.doh_addrs[0];
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(tls.0.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(HOSTNAME).unwrap();
+    let mut conn = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /dns-query?dns={} HTTP/1.1\r\nhost: {HOSTNAME}\r\n\r\n",
+        BASE64URL_NOPAD.encode(&query("www.test."))
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("a response")
+            .unwrap();
+        assert!(n > 0, "closed before the response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Kept open while it is not idle for long...
+    let answered = std::time::Instant::now();
+    let end = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), end)
+        .await
+        .expect("closed within 3 s of idling");
+    // ...and closed once it is.
+    let after = answered.elapsed();
+    assert!(
+        after >= std::time::Duration::from_millis(300),
+        "closed after {after:?}"
+    );
+}
