@@ -217,4 +217,12 @@ async fn forwarding_over_https_bootstraps_the_host_and_keeps_the_connection() {
         ips(&query(g.addr, "www.test.", RecordType::A).await),
         ["192.0.2.10"]
     );
+    // A CA that did not sign Unbound's certificate: SERVFAIL with EDE 23 (the plain
+    // upstream, asked instead, would have said NXDOMAIN: it has no tls.test).
+    let (other_ca, _, _) = certificate_for("ns.test");
+    let up = crate::upstream::start().await;
+    let g = gate_with(up, &config, &[("ca.pem", &other_ca)]).await;
+    let m = query(g.addr, "www.tls.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(&m).map(|e| e.0), Some(23));
 }
