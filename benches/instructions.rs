@@ -35,7 +35,7 @@ use dnsgate::clock::Instant;
 use dnsgate::geoip::GeoInfo;
 use dnsgate::label::{QueryAction, Rcode};
 use dnsgate::lists::{DomainList, List, ListFormat, ListKind};
-use dnsgate::pipeline::{self, Client, DeviceHint, Outcome, Request, Resolver};
+use dnsgate::pipeline::{self, Client, DeviceHint, Externals, Outcome, Request, Resolver};
 use dnsgate::policy::fields::{ListMemo, Phase, QueryFacts};
 use dnsgate::policy::{Flow, PolicySet};
 use dnsgate::runtime::Runtime;
@@ -305,7 +305,13 @@ fn answer(
         .name()
         .clone();
     let req = Request::query(&rt.clock, src.ip(), name, RecordType::A);
-    let outcome = tokio.block_on(pipeline::run(rt, Resolver::Given(&GIVEN), &req, &mut ()));
+    let outcome = tokio.block_on(pipeline::run(
+        rt,
+        Resolver::Given(&GIVEN),
+        Externals::Ask,
+        &req,
+        &mut (),
+    ));
     (decoded, outcome)
 }
 

@@ -39,6 +39,18 @@ impl Reply {
         }
     }
 
+    /// Lowers every record's TTL to at most `secs`.
+    pub fn cap_ttl(&mut self, secs: u32) {
+        for r in self
+            .answers
+            .iter_mut()
+            .chain(&mut self.authorities)
+            .chain(&mut self.additionals)
+        {
+            r.ttl = r.ttl.min(secs);
+        }
+    }
+
     /// Attaches an EDE.
     pub fn with_ede(mut self, code: u16, text: impl Into<String>) -> Self {
         self.ede = Some((code, text.into()));

@@ -20,6 +20,7 @@
 //! resolve    the message cache in front of the Upstream seam (forwarder, recursor);
 //!            DNSSEC validation (resolve::dnssec: signatures, chain of trust, denial)
 //! config     the TOML model, includes, positions     querylog  the JSON-lines writer
+//! external   custom actions: a policy's signed HTTP request, verdict cache, single flight
 //! identity   users, groups, devices, locations        geoip     GeoIP lookups
 //! metrics    metric names and per-query handles
 //! clock      the one clock                            label     enums with their labels
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod diag;
+pub mod external;
 pub mod geoip;
 pub mod identity;
 pub mod label;

@@ -54,6 +54,12 @@ pub const QUERYLOG_SAMPLED_OUT_TOTAL: &str = "dnsgate_querylog_sampled_out_total
 /// Query-log lines lost: the writer fell behind, or a write failed (a full disk).
 pub const QUERYLOG_DROPPED_TOTAL: &str = "dnsgate_querylog_dropped_total";
 
+/// Requests to external-evaluation endpoints, by policy and result (allow, block,
+/// override, continue; timeout, http_error, bad_reply, network_error, overloaded).
+pub const EXTERNAL_REQUESTS_TOTAL: &str = "dnsgate_external_requests_total";
+/// How long requests to external-evaluation endpoints took, by policy.
+pub const EXTERNAL_REQUEST_DURATION_SECONDS: &str = "dnsgate_external_request_duration_seconds";
+
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -115,6 +121,15 @@ fn describe() {
     describe_counter!(
         QUERYLOG_SAMPLED_OUT_TOTAL,
         "Query-log lines of refused outsiders left out by sampling"
+    );
+    describe_counter!(
+        EXTERNAL_REQUESTS_TOTAL,
+        "Requests to external-evaluation endpoints, by policy and result"
+    );
+    describe_histogram!(
+        EXTERNAL_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long requests to external-evaluation endpoints took, by policy"
     );
     describe_counter!(
         QUERYLOG_DROPPED_TOTAL,
@@ -187,6 +202,11 @@ pub fn register_list_series(list: &str) {
 pub fn install_recorder() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(QUERY_DURATION_SECONDS.to_owned()), &BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(
+            Matcher::Full(EXTERNAL_REQUEST_DURATION_SECONDS.to_owned()),
+            &BUCKETS,
+        )
         .ok()?;
     match builder.install_recorder() {
         Ok(h) => {

@@ -157,6 +157,8 @@ pub struct Base {
     pub rate_limit: config::RateLimitConfig,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// The `external` policies' endpoints (index: [`crate::policy::CompiledPolicy::external`]).
+    pub endpoints: Vec<Arc<crate::external::Endpoint>>,
     /// DNSSEC validation of what the upstreams say.
     pub dnssec: Dnssec,
     /// The name DoT clients use; device labels are one label below it.
@@ -549,6 +551,53 @@ impl Runtime {
                 }
             }
         };
+        // External policies' endpoints: their secrets read once per load (a URL-list swap
+        // keeps them, with their verdict caches and connections).
+        let mut endpoints = Vec::new();
+        for e in &policies.externals {
+            let key = match std::fs::read(&e.secret_file) {
+                Ok(mut k) => {
+                    if k.last() == Some(&b'\n') {
+                        k.pop();
+                    }
+                    k
+                }
+                Err(err) => {
+                    let mut d = e.secret_at.clone();
+                    d.message = format!(
+                        "policy `{}`: cannot read secret_file {}: {err}",
+                        e.policy,
+                        e.secret_file.display()
+                    );
+                    diags.push(d);
+                    continue;
+                }
+            };
+            if key.is_empty() {
+                let mut d = e.secret_at.clone();
+                d.message = format!("policy `{}`: secret_file is empty", e.policy);
+                diags.push(d);
+                continue;
+            }
+            let spec = crate::external::Spec {
+                url: e.url.clone(),
+                key,
+                timeout: e.timeout,
+                on_error: e.on_error,
+                max_cache: e.max_cache,
+            };
+            match crate::external::Endpoint::new(&e.policy, spec, tls_config.clone()) {
+                Ok(ep) => endpoints.push(Arc::new(ep)),
+                Err(msg) => {
+                    let mut d = e.secret_at.clone();
+                    d.message = format!("policy `{}`: {msg}", e.policy);
+                    diags.push(d);
+                }
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
         let plain_defaults = default_specs.clone();
         let with_tls = |f: Forwarder| match &tls_config {
             Some(c) => f.with_tls(c.clone()).with_bootstrap(plain_defaults.clone()),
@@ -591,6 +640,7 @@ impl Runtime {
             cname_inspection: main.block.cname_inspection,
             rate_limit: main.server.rate_limit,
             upstreams,
+            endpoints,
             dnssec,
             hostname,
             unknown_client,

@@ -3,6 +3,7 @@
 //! clause, and the decision. Only the resolver differs: the addresses of `--resolved`, a
 //! cacheless one when post-resolution policies need an answer, or none.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -11,10 +12,11 @@ use hickory_proto::rr::{Name, RecordType};
 use serde_json::{Value, json};
 
 use super::{emit, load_or_report};
+use crate::external::{Answer, Source};
 use crate::label::{Phase, QueryAction, ede};
-use crate::pipeline::{self, DeviceHint, Observer, Outcome, Request, Resolver};
+use crate::pipeline::{self, DeviceHint, Externals, Observer, Outcome, Request, Resolver};
 use crate::policy::fields::QueryFacts;
-use crate::policy::{Decision, Step, Tracer};
+use crate::policy::{Action, Decision, Step, Tracer};
 use crate::resolve::Cache;
 use crate::runtime::Runtime;
 
@@ -36,6 +38,8 @@ struct Trace<'r> {
     rows: Vec<Value>,
     facts: Option<Value>,
     resolved_ips: Option<Vec<IpAddr>>,
+    /// What each external policy asked (or would have) and the verdict, by policy.
+    externals: HashMap<usize, Value>,
 }
 
 impl Tracer for Trace<'_> {
@@ -45,9 +49,44 @@ impl Tracer for Trace<'_> {
 }
 
 impl Observer for Trace<'_> {
+    fn external(&mut self, policy: usize, request: &crate::external::Request<'_>, answer: &Answer) {
+        let url = self.rt.policies.policies[policy]
+            .external
+            .and_then(|i| self.rt.policies.externals.get(i))
+            .map(|e| e.url.clone());
+        let body: Value =
+            serde_json::from_slice(&request.body(self.rt.clock.wall())).unwrap_or_default();
+        let source = match answer.source {
+            Source::Asked | Source::Shared => "asked".to_owned(),
+            Source::Cached => "cached".to_owned(),
+            Source::Stubbed => "stubbed".to_owned(),
+            Source::Failed(f) => format!("failed ({}): on_error", f.label()),
+            Source::NotAsked => "not asked (--external asks, --stub stubs): on_error".to_owned(),
+        };
+        let mut verdict = json!({
+            "action": answer.verdict.as_str(), "source": source,
+            "holds_s": answer.life.as_secs(),
+        });
+        match &answer.verdict {
+            crate::external::Verdict::Block { reason: Some(r) } => verdict["reason"] = json!(&**r),
+            crate::external::Verdict::Override { ips } => {
+                verdict["ips"] = json!(ips.iter().map(ToString::to_string).collect::<Vec<_>>());
+            }
+            _ => {}
+        }
+        self.externals.insert(
+            policy,
+            json!({"url": url, "request": body, "verdict": verdict}),
+        );
+    }
+
     fn phase_done(&mut self, phase: Phase, facts: &QueryFacts<'_>) {
         for (i, step) in std::mem::take(&mut self.pending) {
-            self.rows.push(policy_row(self.rt, i, step, phase, facts));
+            let mut row = policy_row(self.rt, i, step, phase, facts);
+            if let Some(e) = self.externals.remove(&i) {
+                row["external"] = e;
+            }
+            self.rows.push(row);
         }
         match phase {
             Phase::Pre => {
@@ -149,16 +188,53 @@ pub(super) fn decision_json(rt: &Runtime, o: &Outcome) -> Value {
     v
 }
 
-pub(super) async fn explain(
-    config: &Path,
-    name: &str,
-    qtype: &str,
-    client: IpAddr,
-    token: Option<&str>,
-    resolved: &[IpAddr],
-    as_json: bool,
-) -> anyhow::Result<()> {
+/// The query `explain` is asked about, and how external policies get their verdicts.
+pub(super) struct Query<'a> {
+    pub name: &'a str,
+    pub qtype: &'a str,
+    pub client: IpAddr,
+    pub token: Option<&'a str>,
+    pub resolved: &'a [IpAddr],
+    /// Ask external policies' endpoints.
+    pub external: bool,
+    /// `POLICY=VERDICT` stubs.
+    pub stubs: &'a [String],
+}
+
+pub(super) async fn explain(config: &Path, query: &Query<'_>, as_json: bool) -> anyhow::Result<()> {
+    let Query {
+        name,
+        qtype,
+        client,
+        token,
+        resolved,
+        external,
+        stubs,
+    } = *query;
     let rt = load_or_report(config)?;
+    let mut stubbed = HashMap::new();
+    for s in stubs {
+        let Some((policy, verdict)) = s.rsplit_once('=') else {
+            anyhow::bail!("--stub `{s}`: expected POLICY=VERDICT");
+        };
+        if !rt
+            .policies
+            .policies
+            .iter()
+            .any(|p| p.name == policy && p.action == Action::External)
+        {
+            anyhow::bail!("--stub `{s}`: `{policy}` is not an external policy");
+        }
+        let Some(v) = crate::external::Verdict::stub(verdict) else {
+            anyhow::bail!("--stub `{s}`: expected allow, block or continue after `=`");
+        };
+        stubbed.insert(policy.to_owned(), v);
+    }
+    let externals = if external {
+        Externals::Ask
+    } else {
+        Externals::Stubbed(&stubbed)
+    };
     let qname = super::query_name(name)?;
     let qtype: RecordType = qtype
         .to_ascii_uppercase()
@@ -185,8 +261,9 @@ pub(super) async fn explain(
         rows: Vec::new(),
         facts: None,
         resolved_ips: None,
+        externals: HashMap::new(),
     };
-    let mut outcome = pipeline::run(&rt, resolver, &req, &mut trace).await;
+    let mut outcome = pipeline::run(&rt, resolver, externals, &req, &mut trace).await;
     let mut unresolved = None;
     if !has_post && outcome.action == QueryAction::Error {
         // Only CNAME uncloaking wanted the answer, and there is none: say what the
@@ -195,7 +272,7 @@ pub(super) async fn explain(
         unresolved = outcome.reply.ede.as_ref().map(|(_, t)| t.clone());
         trace.rows.clear();
         trace.pending.clear();
-        outcome = pipeline::run(&rt, Resolver::Offline, &req, &mut trace).await;
+        outcome = pipeline::run(&rt, Resolver::Offline, externals, &req, &mut trace).await;
     }
 
     let decided_pre = outcome.phase == Some(Phase::Pre) && outcome.decision.is_some();
@@ -299,6 +376,16 @@ fn print_human(
                 s(&c["text"]),
                 c["matched"]
             );
+        }
+        if let Some(e) = r.get("external") {
+            outln!("        asks {}: POST {}", s(&e["url"]), e["request"]);
+            let v = &e["verdict"];
+            let mut line = format!("        verdict: {} ({}", s(&v["action"]), s(&v["source"]));
+            if let Some(h) = v["holds_s"].as_u64().filter(|h| *h > 0) {
+                line += &format!(", holds {h} s");
+            }
+            line += ")";
+            outln!("{line}");
         }
     }
     if let Some(ips) = resolved {

@@ -76,6 +76,13 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Ask the endpoints of matching `external` policies (signed requests, as
+        /// serving does); without it they are not asked and `--stub` or `on_error` decides.
+        #[arg(long)]
+        external: bool,
+        /// A stubbed verdict for an `external` policy: `POLICY=allow|block|continue`.
+        #[arg(long, value_name = "POLICY=VERDICT")]
+        stub: Vec<String>,
     },
     /// Run policy test files: each case one query through the policies, judged against
     /// what it expects. Prints each failing case, then `N passed, M failed`.
@@ -100,17 +107,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             token,
             resolved,
             json,
+            external,
+            stub,
         } => {
-            explain::explain(
-                &config,
-                &name,
-                &qtype,
+            let query = explain::Query {
+                name: &name,
+                qtype: &qtype,
                 client,
-                token.as_deref(),
-                &resolved,
-                json,
-            )
-            .await
+                token: token.as_deref(),
+                resolved: &resolved,
+                external,
+                stubs: &stub,
+            };
+            explain::explain(&config, &query, json).await
         }
     }
 }

@@ -20,7 +20,7 @@ use super::{emit, load_or_report};
 use crate::config::SourceFile;
 use crate::diag::Diagnostic;
 use crate::label::{QueryAction, Rcode};
-use crate::pipeline::{self, DeviceHint, Outcome, Request, Resolver};
+use crate::pipeline::{self, DeviceHint, Externals, Outcome, Request, Resolver};
 use crate::resolve::Cache;
 use crate::runtime::Runtime;
 
@@ -179,10 +179,22 @@ async fn run_case(rt: &Runtime, case: &Case) -> anyhow::Result<Outcome> {
             anyhow::anyhow!("time `{t}` is not an RFC 3339 time with an offset: {e}")
         })?;
     }
-    if let Some(policy) = case.external.keys().next() {
-        anyhow::bail!(
-            "`{policy}` is not an external policy (no policy has action \"external\" yet)"
-        );
+    let mut stubs = HashMap::new();
+    for (policy, verdict) in &case.external {
+        let external = rt
+            .policies
+            .policies
+            .iter()
+            .any(|p| p.name == *policy && p.action == crate::policy::Action::External);
+        if !external {
+            anyhow::bail!("`{policy}` is not an external policy");
+        }
+        let Some(v) = crate::external::Verdict::stub(verdict) else {
+            anyhow::bail!(
+                "external verdict `{verdict}` for `{policy}`: expected allow, block or continue"
+            );
+        };
+        stubs.insert(policy.clone(), v);
     }
     let resolved = case
         .resolved
@@ -198,7 +210,8 @@ async fn run_case(rt: &Runtime, case: &Case) -> anyhow::Result<Outcome> {
         (true, true) => Resolver::Cache(&cache),
         (true, false) => Resolver::Offline,
     };
-    Ok(pipeline::run(rt, resolver, &req, &mut ()).await)
+    let externals = Externals::Stubbed(&stubs);
+    Ok(pipeline::run(rt, resolver, externals, &req, &mut ()).await)
 }
 
 /// What differs from the expectation: (expected, decided) pairs, one per key.

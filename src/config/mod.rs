@@ -427,7 +427,7 @@ pub struct PolicyConfig {
     pub name: Spanned<String>,
     /// Lower runs first; absent: after every policy with one, in file order.
     pub precedence: Option<i64>,
-    /// allow | block | override | safesearch | ytrestricted | resolve
+    /// allow | block | override | safesearch | ytrestricted | resolve | external
     pub action: Spanned<String>,
     /// The traffic expression.
     #[serde(default = "empty_spanned")]
@@ -454,6 +454,8 @@ pub struct PolicyConfig {
     /// resolve: forward matching queries to these upstreams.
     #[serde(default)]
     pub upstreams: Vec<Spanned<String>>,
+    /// external: the endpoint that gives the verdict (SPEC §11).
+    pub external: Option<Spanned<ExternalConfig>>,
     /// Active only inside these time ranges.
     pub schedule: Option<Spanned<ScheduleConfig>>,
     /// Rule builder: any of these tables must match (if any are given).
@@ -469,6 +471,22 @@ pub struct PolicyConfig {
 
 fn empty_spanned() -> Spanned<String> {
     Spanned::new(0..0, String::new())
+}
+
+/// An `external` policy's endpoint (SPEC §11).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalConfig {
+    /// `https://`, or `http://` to a loopback address.
+    pub url: Spanned<String>,
+    /// Milliseconds from the query's arrival; default 50.
+    pub timeout_ms: Option<Spanned<u64>>,
+    /// `continue` (default), `block` or `allow`.
+    pub on_error: Option<Spanned<String>>,
+    /// The HMAC key's file (its bytes less one trailing newline).
+    pub secret_file: Spanned<String>,
+    /// The longest a verdict is kept (`"5m"`, default).
+    pub max_cache: Option<Spanned<String>>,
 }
 
 /// A policy schedule: per-day comma-separated `HH:MM-HH:MM` ranges in a named time zone.

@@ -32,8 +32,10 @@ pub enum ClientClass {
     /// The policies cannot tell clients apart (there are none, or they never look at
     /// the client).
     Anyone,
-    /// By address (a policy reads `dns.src_ip` or the client's GeoIP).
-    Ip(IpAddr),
+    /// By address, identity and location: a policy reads `dns.src_ip` or the client's
+    /// GeoIP (and a device named by a DoH token or SNI label may share an address with
+    /// others), or an `external` policy may ask about this very client.
+    Ip(IpAddr, usize, usize),
     /// By identity and location (the addresses of the directory's entries, stable for
     /// one configuration — and a packet-cache entry never outlives its configuration).
     Identity(usize, usize),
@@ -74,12 +76,16 @@ impl<'r> Client<'r> {
         } = *self;
         if policies.policies.is_empty() {
             ClientClass::Anyone
-        } else if policies.needs_src_ip || policies.needs_src_geo {
-            ClientClass::Ip(ip)
         } else {
             let identity = identity.map_or(0, |i| Arc::as_ptr(i) as usize);
             let location = location.map_or(0, |l| l.as_ptr() as usize);
-            ClientClass::Identity(identity, location)
+            // An external verdict is about one client (its request names the address,
+            // device, user, groups, location and country): never replayed to another.
+            if policies.needs_src_ip || policies.needs_src_geo || !policies.externals.is_empty() {
+                ClientClass::Ip(ip, identity, location)
+            } else {
+                ClientClass::Identity(identity, location)
+            }
         }
     }
 }

@@ -7,7 +7,9 @@
 //!    transfers) is answered here.
 //! 2. Facts — the client ([`Client`]: device, user, location; the packet-cache class comes
 //!    from the same value), the name, type, categories, client GeoIP.
-//! 3. Pre-resolution policies, then `resolve` policies picking upstreams (§4.3, §4.4).
+//! 3. Pre-resolution policies, then `resolve` policies picking upstreams (§4.3, §4.4). An
+//!    `external` policy that matches asks its endpoint through [`Externals`] (§11); a
+//!    `continue` verdict resumes evaluation after it.
 //! 4. Resolution through the [`Resolver`] (the shared cache when serving).
 //! 5. CNAME uncloaking: each CNAME target of the answer faces the pre-resolution block and
 //!    override policies, as if the client had asked for it (§4.3, `[block]
@@ -15,7 +17,8 @@
 //! 6. Post-resolution policies, only if nothing decided and the name resolved (§4.3).
 //! 7. The answer: synthesized for a decision, else the upstream's (§4.5).
 //!
-//! The order is fixed here and nowhere else; policy evaluation itself has no I/O.
+//! The order is fixed here and nowhere else; policy evaluation itself has no I/O (an
+//! external verdict is asked here, between two runs of it).
 
 pub mod client;
 mod ddr;
@@ -23,12 +26,15 @@ mod facts;
 mod outcome;
 mod request;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 use crate::answer::{self, Reply};
+use crate::external::{self, Answer, Source};
 use crate::label::{Phase, QueryAction, ede};
 use crate::policy::fields::{ListMemo, QueryFacts};
 use crate::policy::{Decision, Flow, Tracer, Verdict};
@@ -78,8 +84,22 @@ impl Resolver<'_> {
     }
 }
 
+/// Where `external` policies get their verdicts (SPEC §11).
+#[derive(Debug, Clone, Copy)]
+pub enum Externals<'a> {
+    /// From their endpoints (serving; `explain --external`).
+    Ask,
+    /// Stubbed by policy name (`explain`, policy tests); a policy with no stub is not
+    /// asked, and its `on_error` decides, as when its endpoint cannot be reached.
+    Stubbed(&'a HashMap<String, external::Verdict>),
+}
+
 /// Receives what `explain` shows; `()` ignores it all (serving).
 pub trait Observer: Tracer {
+    /// External policy `policy` was (or, offline, would have been) sent `request`, and
+    /// `answer` decided.
+    fn external(&mut self, _policy: usize, _request: &external::Request<'_>, _answer: &Answer) {}
+
     /// A phase ran over `facts` (the steps it traced came just before).
     fn phase_done(&mut self, _phase: Phase, _facts: &QueryFacts<'_>) {}
 
@@ -147,6 +167,7 @@ fn named(rt: &Runtime, device: &DeviceHint) -> Named {
 pub async fn run(
     rt: &Runtime,
     resolver: Resolver<'_>,
+    externals: Externals<'_>,
     req: &Request,
     obs: &mut impl Observer,
 ) -> Outcome {
@@ -187,13 +208,18 @@ pub async fn run(
         let reply = ddr::answer(rt, &q.name, q.qtype, req.listener.map(|l| l.ip()));
         return out.with(QueryAction::Allow, reply);
     }
-    answer_query(rt, resolver, req, q, out, obs).await
+    let mut out = answer_query(rt, (resolver, externals), req, q, out, obs).await;
+    // An answer an external verdict took part in lives no longer than the verdict.
+    if let Some(cap) = out.ttl_cap {
+        out.reply.cap_ttl(cap);
+    }
+    out
 }
 
 /// Steps 2 to 6, for a query the ACL let in.
 async fn answer_query(
     rt: &Runtime,
-    resolver: Resolver<'_>,
+    (resolver, externals): (Resolver<'_>, Externals<'_>),
     req: &Request,
     q: &Question,
     mut out: Outcome,
@@ -220,8 +246,29 @@ async fn answer_query(
         memo: &memo,
     };
 
-    // 3. Pre-resolution policies, then resolve policies.
-    let flow = rt.policies.run(Phase::Pre, &facts, req.time, obs);
+    // 3. Pre-resolution policies, then resolve policies. An external policy that matches
+    // asks its endpoint; `continue` goes on after it, as if it had not matched.
+    let mut flow = rt.policies.run(Phase::Pre, &facts, req.time, obs);
+    while let Flow::External { policy, resume } = flow {
+        let answer = ask_external(rt, externals, policy, &client, &facts, req, obs).await;
+        out.verdict_lives(answer.life);
+        flow = match decision_of(rt, policy, answer.verdict) {
+            None => rt
+                .policies
+                .run_from(Phase::Pre, &facts, req.time, obs, resume),
+            Some(decision) => {
+                let upstreams = match decision {
+                    Decision::Block { .. } => 0,
+                    _ => rt.policies.upstreams_for(&facts, req.time, obs),
+                };
+                Flow::Decide(Verdict {
+                    policy,
+                    decision,
+                    upstreams,
+                })
+            }
+        };
+    }
     obs.phase_done(Phase::Pre, &facts);
     let group = match flow {
         Flow::Decide(v) => {
@@ -236,6 +283,7 @@ async fn answer_query(
             }
             upstreams
         }
+        Flow::External { .. } => unreachable!("asked above"),
     };
 
     // 4. Resolution.
@@ -286,6 +334,74 @@ async fn answer_query(
     // 7. The real answer.
     out.reply = Reply::from_resolved(&resolved);
     out
+}
+
+/// The verdict of external policy `policy` for this query: from its endpoint, or a stub.
+async fn ask_external(
+    rt: &Runtime,
+    externals: Externals<'_>,
+    policy: usize,
+    client: &Client<'_>,
+    facts: &QueryFacts<'_>,
+    req: &Request,
+    obs: &mut impl Observer,
+) -> Answer {
+    let p = &rt.policies.policies[policy];
+    let identity = client.identity.map(|i| &**i);
+    // The country is sent whenever a GeoIP database is configured, read by a policy or not.
+    let country = facts
+        .src_geo
+        .country
+        .or_else(|| rt.geoip.as_ref().and_then(|g| g.lookup(client.ip).country));
+    let request = external::Request {
+        policy: &p.name,
+        query: external::Question {
+            name: facts.fqdn,
+            qtype: facts.rtype,
+        },
+        client: external::ClientFacts {
+            ip: client.ip,
+            device: identity
+                .map(|i| i.device_id.as_str())
+                .filter(|d| !d.is_empty()),
+            user: identity.map(|i| i.email.as_str()).filter(|e| !e.is_empty()),
+            groups: identity.map_or_else(Vec::new, |i| {
+                i.groups.iter().map(|g| g.name.as_str()).collect()
+            }),
+            location: client.location,
+            country: country.as_ref().map(|c| c.as_str()),
+        },
+    };
+    let spec = p.external.and_then(|i| rt.policies.externals.get(i));
+    let answer = match (externals, p.external.and_then(|i| rt.endpoints.get(i))) {
+        (Externals::Ask, Some(endpoint)) => endpoint.ask(&request, req.arrival, &rt.clock).await,
+        (Externals::Stubbed(stubs), _) if stubs.contains_key(&p.name) => Answer {
+            verdict: stubs[&p.name].clone(),
+            life: Duration::ZERO,
+            source: Source::Stubbed,
+        },
+        _ => Answer {
+            verdict: spec.map_or(external::Verdict::Continue, |s| s.on_error.verdict()),
+            life: Duration::ZERO,
+            source: Source::NotAsked,
+        },
+    };
+    obs.external(policy, &request, &answer);
+    answer
+}
+
+/// What an external verdict decides (`None`: continue).
+fn decision_of(rt: &Runtime, policy: usize, verdict: external::Verdict) -> Option<Decision> {
+    let mode = rt.policies.policies[policy]
+        .external
+        .and_then(|i| rt.policies.externals.get(i))
+        .map_or(crate::policy::BlockMode::Null, |e| e.block_mode);
+    Some(match verdict {
+        external::Verdict::Allow => Decision::Allow,
+        external::Verdict::Block { reason } => Decision::Block { mode, reason },
+        external::Verdict::Override { ips } => Decision::Override { ips, host: None },
+        external::Verdict::Continue => return None,
+    })
 }
 
 /// The first CNAME target of the answer (in answer order, which is chain order) that a

@@ -35,6 +35,9 @@ pub struct Outcome {
     /// The shortest cache life left of the answers resolved on the way (`None`: nothing
     /// was resolved): an answer built on them may not be repeated longer.
     pub fresh_for: Option<u32>,
+    /// The longest any record of the reply may live (an external verdict took part and
+    /// holds this long).
+    pub ttl_cap: Option<u32>,
     /// The client's device and user, if known.
     pub identity: Option<Arc<Identity>>,
     /// To whom this answer may be repeated by the packet cache (`None`: never).
@@ -56,6 +59,7 @@ impl Outcome {
             cached: false,
             stale: false,
             fresh_for: None,
+            ttl_cap: None,
             identity: None,
             replay: None,
             generation,
@@ -76,6 +80,14 @@ impl Outcome {
         self.stale |= r.stale;
         let fresh = r.fresh_for();
         self.fresh_for = Some(self.fresh_for.map_or(fresh, |f| f.min(fresh)));
+    }
+
+    /// Notes an external verdict that took part and holds for `life`: the answer is
+    /// repeated no longer, and its records live no longer.
+    pub(super) fn verdict_lives(&mut self, life: std::time::Duration) {
+        let secs = u32::try_from(life.as_secs()).unwrap_or(u32::MAX);
+        self.ttl_cap = Some(self.ttl_cap.map_or(secs, |c| c.min(secs)));
+        self.fresh_for = Some(self.fresh_for.map_or(secs, |f| f.min(secs)));
     }
 
     /// A failure to resolve: SERVFAIL with its EDE; never repeated.

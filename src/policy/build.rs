@@ -6,16 +6,21 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
 use super::expr::{self, CompileEnv, Expr, Limits};
 use super::fields::{Field, Phase};
 use super::schedule::Schedule;
-use super::{Action, BlockMode, Builder, Category, CompiledPolicy, Decision, PolicySet, builder};
+use super::{
+    Action, BlockMode, Builder, Category, CompiledPolicy, Decision, ExternalPolicy, PolicySet,
+    builder,
+};
 use crate::config::load::{Located, SourceFile};
-use crate::config::{LoadedConfig, PolicyConfig, SelectorConfig};
+use crate::config::{ExternalConfig, LoadedConfig, PolicyConfig, SelectorConfig};
 use crate::diag::Diagnostic;
+use crate::external::OnError;
 use crate::lists::List;
 use crate::resolve::{UpstreamSpec, parse_specs};
 
@@ -81,7 +86,7 @@ pub fn build(
                 format!("duplicate policy name `{name}`"),
             ));
         }
-        match compile_policy(loc, file, env, &mut groups) {
+        match compile_policy(loc, file, env, &mut groups, &mut set.externals) {
             Ok(p) => compiled.push((p.precedence, order, p)),
             Err(mut d) => diags.append(&mut d),
         }
@@ -127,6 +132,7 @@ fn compile_policy(
     file: &SourceFile,
     env: &BuildEnv<'_>,
     groups: &mut Vec<Vec<UpstreamSpec>>,
+    externals: &mut Vec<ExternalPolicy>,
 ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
     let cfg = loc.item.get_ref();
     let mut diags = Vec::new();
@@ -135,7 +141,7 @@ fn compile_policy(
         return Err(vec![file.diag(
             &cfg.action.span(),
             format!(
-                "unknown action `{}` (expected allow, block, override, safesearch, ytrestricted or resolve)",
+                "unknown action `{}` (expected allow, block, override, safesearch, ytrestricted, resolve or external)",
                 cfg.action.get_ref()
             ),
         )]);
@@ -143,7 +149,11 @@ fn compile_policy(
     let email_variants = env.match_extended_emails
         || matches!(
             action,
-            Action::Block | Action::Override | Action::SafeSearch | Action::YtRestricted
+            Action::Block
+                | Action::Override
+                | Action::SafeSearch
+                | Action::YtRestricted
+                | Action::External
         );
     let cenv = CompileEnv {
         lists: env.lists,
@@ -226,6 +236,36 @@ fn compile_policy(
         ));
     }
 
+    let external = match (action, &cfg.external) {
+        (Action::External, Some(ext)) => {
+            let mode = match &cfg.block_mode {
+                None => env.default_block_mode,
+                Some(m) => BlockMode::parse(m.get_ref()).unwrap_or_else(|| {
+                    diags.push(file.diag(&m.span(), format!("policy `{name}`: unknown block_mode `{}` (expected null, nxdomain, refused or ips)", m.get_ref())));
+                    BlockMode::Null
+                }),
+            };
+            compile_external(&name, ext, mode, file, &mut diags)
+        }
+        (Action::External, None) => {
+            diags.push(file.diag(
+                &loc.item.span(),
+                format!(
+                    "policy `{name}`: an external policy needs `external = {{ url, secret_file }}`"
+                ),
+            ));
+            None
+        }
+        (_, Some(ext)) => {
+            diags.push(file.diag(
+                &ext.span(),
+                format!("policy `{name}`: `external` is only for external policies"),
+            ));
+            None
+        }
+        (_, None) => None,
+    };
+
     let (Some(traffic), Some(identity)) = (traffic, identity) else {
         return Err(diags);
     };
@@ -245,6 +285,10 @@ fn compile_policy(
         builder,
         decision,
         upstreams,
+        external: external.map(|e| {
+            externals.push(e);
+            externals.len() - 1
+        }),
         matches: ::metrics::counter!(crate::metrics::POLICY_MATCHES_TOTAL, "policy" => name.clone()),
         location: {
             let (l, c) = file.line_col(loc.item.span().start);
@@ -346,8 +390,70 @@ fn decision(
                 host,
             })
         }
-        Action::SafeSearch | Action::YtRestricted | Action::Resolve => None,
+        Action::SafeSearch | Action::YtRestricted | Action::Resolve | Action::External => None,
     }
+}
+
+/// An `external` table, checked (its secret is read by the runtime).
+fn compile_external(
+    name: &str,
+    ext: &toml::Spanned<ExternalConfig>,
+    block_mode: BlockMode,
+    file: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ExternalPolicy> {
+    let e = ext.get_ref();
+    let before = diags.len();
+    if let Err(msg) = crate::external::Spec::check_url(e.url.get_ref()) {
+        diags.push(file.diag(&e.url.span(), format!("policy `{name}`: {msg}")));
+    }
+    let timeout_ms = e.timeout_ms.as_ref().map_or(50, |t| *t.get_ref());
+    if let Some(t) = e
+        .timeout_ms
+        .as_ref()
+        .filter(|t| !(1..=10_000).contains(t.get_ref()))
+    {
+        diags.push(file.diag(
+            &t.span(),
+            format!("policy `{name}`: timeout_ms must be from 1 to 10000"),
+        ));
+    }
+    let on_error = match &e.on_error {
+        None => OnError::Continue,
+        Some(o) => OnError::parse(o.get_ref()).unwrap_or_else(|| {
+            diags.push(file.diag(
+                &o.span(),
+                format!(
+                    "policy `{name}`: unknown on_error `{}` (expected continue, block or allow)",
+                    o.get_ref()
+                ),
+            ));
+            OnError::Continue
+        }),
+    };
+    let max_cache = match &e.max_cache {
+        None => Duration::from_secs(300),
+        Some(m) => crate::lists::url::parse_duration(m.get_ref()).unwrap_or_else(|err| {
+            diags.push(file.diag(&m.span(), format!("policy `{name}`: max_cache: {err}")));
+            Duration::ZERO
+        }),
+    };
+    if e.secret_file.get_ref().is_empty() {
+        diags.push(file.diag(
+            &e.secret_file.span(),
+            format!("policy `{name}`: secret_file is empty"),
+        ));
+    }
+    (diags.len() == before).then(|| ExternalPolicy {
+        policy: name.to_owned(),
+        url: e.url.get_ref().clone(),
+        secret_file: file.resolve(e.secret_file.get_ref()),
+        secret_at: file.diag(&e.secret_file.span(), String::new()),
+        timeout: Duration::from_millis(timeout_ms),
+        on_error,
+        max_cache,
+        block_mode,
+    })
 }
 
 /// An `override_host` as a query would carry it: a name in Unicode in its ASCII form, the

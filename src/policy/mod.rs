@@ -41,6 +41,8 @@ pub enum Action {
     YtRestricted,
     /// Pick the upstreams for this query; not decisive.
     Resolve,
+    /// Ask the policy's endpoint for the verdict (SPEC §11).
+    External,
 }
 
 impl Action {
@@ -53,6 +55,7 @@ impl Action {
             "safesearch" => Self::SafeSearch,
             "ytrestricted" => Self::YtRestricted,
             "resolve" => Self::Resolve,
+            "external" => Self::External,
             _ => return None,
         })
     }
@@ -66,6 +69,7 @@ impl Action {
             Self::SafeSearch => "safesearch",
             Self::YtRestricted => "ytrestricted",
             Self::Resolve => "resolve",
+            Self::External => "external",
         }
     }
 }
@@ -174,6 +178,36 @@ pub enum Flow {
     },
     /// A policy decided.
     Decide(Verdict),
+    /// An `external` policy matched: its endpoint decides. Evaluation goes on from
+    /// `resume` (with [`PolicySet::run_from`]) if the verdict is to continue.
+    External {
+        /// Index into [`PolicySet::policies`].
+        policy: usize,
+        /// Where evaluation resumes.
+        resume: usize,
+    },
+}
+
+/// An `external` policy's endpoint as configured, its secret not read yet (the runtime
+/// reads it once per load, and keeps the endpoint across URL-list swaps).
+#[derive(Debug, Clone)]
+pub struct ExternalPolicy {
+    /// The policy's name.
+    pub policy: String,
+    /// Checked: `https://`, or `http://` to loopback.
+    pub url: String,
+    /// The secret's file.
+    pub secret_file: std::path::PathBuf,
+    /// Where `secret_file` is written, for a diagnostic if it cannot be read.
+    pub secret_at: crate::diag::Diagnostic,
+    /// From the query's arrival.
+    pub timeout: std::time::Duration,
+    /// Without a verdict.
+    pub on_error: crate::external::OnError,
+    /// The longest a verdict is kept.
+    pub max_cache: std::time::Duration,
+    /// How a `block` verdict is answered (the policy's `block_mode`, else `[block] mode`).
+    pub block_mode: BlockMode,
 }
 
 /// The rule-builder part of a policy.
@@ -223,6 +257,8 @@ pub struct CompiledPolicy {
     pub decision: Option<Decision>,
     /// `resolve`: the upstream group.
     pub upstreams: usize,
+    /// `external`: its index in [`PolicySet::externals`] (and the runtime's endpoints).
+    pub external: Option<usize>,
     /// Where the policy was defined (`path:line:col`), for explanations.
     pub location: String,
     /// `dnsgate_policy_matches_total{policy=name}`, registered at load so a match costs
@@ -331,6 +367,8 @@ pub struct PolicySet {
     pub has_schedules: bool,
     /// Whether any policy looks at the resolved addresses' GeoIP.
     pub needs_dst_geo: bool,
+    /// The `external` policies' endpoints, in file order.
+    pub externals: Vec<ExternalPolicy>,
     /// The names policies require (see [`expr::Expr::required_names`]): name → (policy,
     /// exact). A query probes its name and parents here and skips the gated policies
     /// none of whose names it has — `dns.fqdn == "x"` policies cost nothing for other names.
@@ -389,12 +427,25 @@ impl PolicySet {
         now: Timestamp,
         tracer: &mut impl Tracer,
     ) -> Flow {
+        self.run_from(phase, facts, now, tracer, 0)
+    }
+
+    /// [`Self::run`] from position `from` of the phase's order: where a [`Flow::External`]
+    /// said to resume when its endpoint's verdict is to continue.
+    pub fn run_from(
+        &self,
+        phase: Phase,
+        facts: &QueryFacts<'_>,
+        now: Timestamp,
+        tracer: &mut impl Tracer,
+        from: usize,
+    ) -> Flow {
         let order = match phase {
             Phase::Pre => &self.pre,
             Phase::Post => &self.post,
         };
         let possible = self.possible(facts.fqdn);
-        for &idx in order {
+        for (at, &idx) in order.iter().enumerate().skip(from) {
             let p = &self.policies[idx];
             if !self.is_active(idx, p, now, tracer) {
                 continue;
@@ -420,6 +471,13 @@ impl PolicySet {
                         continue;
                     }
                 },
+                (None, Action::External) => {
+                    tracer.step(idx, Step::Evaluated(true));
+                    return Flow::External {
+                        policy: idx,
+                        resume: at + 1,
+                    };
+                }
                 (None, _) => {
                     tracer.step(idx, Step::Evaluated(true));
                     continue;
@@ -485,6 +543,18 @@ impl PolicySet {
         self.pre
             .iter()
             .any(|&i| matches!(self.policies[i].action, Action::Block | Action::Override))
+    }
+
+    /// The upstream group the `resolve` policies pick for a query an `external` verdict
+    /// allowed or overrode (0: the default upstreams).
+    pub fn upstreams_for(
+        &self,
+        facts: &QueryFacts<'_>,
+        now: Timestamp,
+        tracer: &mut impl Tracer,
+    ) -> usize {
+        let possible = self.possible(facts.fqdn);
+        self.pick_upstreams(facts, &possible, now, tracer).0
     }
 
     /// The first matching `resolve` policy's upstream group (0 and `None` if none matches).
@@ -610,6 +680,7 @@ mod tests {
             .run(Phase::Pre, &facts, Timestamp::now(), &mut ())
         {
             Flow::Decide(v) => Some(rt.policies.policies[v.policy].name.clone()),
+            Flow::External { policy, .. } => Some(rt.policies.policies[policy].name.clone()),
             Flow::Continue { .. } => None,
         }
     }

@@ -26,7 +26,7 @@ use tracing::info;
 
 use crate::clock::Clock;
 use crate::diag::Diagnostic;
-use crate::pipeline::{self, Outcome, Request, Resolver};
+use crate::pipeline::{self, Externals, Outcome, Request, Resolver};
 use crate::querylog::QueryLog;
 use crate::record::{Event, Exit};
 use crate::resolve::Cache;
@@ -58,7 +58,14 @@ pub struct Shared {
 impl Shared {
     /// The one road, serving: the pipeline over the message cache.
     pub async fn answer(&self, rt: &Runtime, req: &Request) -> Outcome {
-        pipeline::run(rt, Resolver::Cache(&self.cache), req, &mut ()).await
+        pipeline::run(
+            rt,
+            Resolver::Cache(&self.cache),
+            Externals::Ask,
+            req,
+            &mut (),
+        )
+        .await
     }
 
     /// The one exit for a request the pipeline answered.

@@ -65,26 +65,35 @@ pub struct Packet {
 
 /// A key, built on the stack.
 pub struct Key {
-    buf: [u8; 1 + 16 + 1 + 2 + 2 + 255],
+    buf: [u8; Self::MAX],
     len: usize,
 }
 
 impl Key {
+    /// Client kind, address, identity and location, flags, payload, type, name.
+    const MAX: usize = 1 + 16 + 8 + 8 + 1 + 2 + 2 + 255;
+
     /// The key of `q` (read from `packet`) for a client of class `client`.
     pub fn new(packet: &[u8], q: &Query, client: ClientClass) -> Option<Self> {
         let mut k = Self {
-            buf: [0; 277],
+            buf: [0; Self::MAX],
             len: 0,
         };
         match client {
             ClientClass::Anyone => k.push(&[0]),
-            ClientClass::Ip(IpAddr::V4(ip)) => {
-                k.push(&[4]);
-                k.push(&ip.octets());
-            }
-            ClientClass::Ip(IpAddr::V6(ip)) => {
-                k.push(&[6]);
-                k.push(&ip.octets());
+            ClientClass::Ip(ip, identity, location) => {
+                match ip {
+                    IpAddr::V4(ip) => {
+                        k.push(&[4]);
+                        k.push(&ip.octets());
+                    }
+                    IpAddr::V6(ip) => {
+                        k.push(&[6]);
+                        k.push(&ip.octets());
+                    }
+                }
+                k.push(&identity.to_ne_bytes());
+                k.push(&location.to_ne_bytes());
             }
             ClientClass::Identity(identity, location) => {
                 k.push(&[1]);
@@ -325,10 +334,15 @@ mod tests {
             let q = Query::parse(p).unwrap();
             Key::new(p, &q, client).unwrap().as_bytes().to_vec()
         };
-        let ip = |s: &str| ClientClass::Ip(s.parse().unwrap());
+        let ip = |s: &str| ClientClass::Ip(s.parse().unwrap(), 0, 0);
         assert_ne!(key(&a, ClientClass::Anyone), key(&b, ClientClass::Anyone));
         assert_ne!(key(&b, ClientClass::Anyone), key(&c, ClientClass::Anyone));
         assert_ne!(key(&a, ip("10.0.0.1")), key(&a, ip("10.0.0.2")));
+        // Two devices behind one address (DoH tokens): apart.
+        assert_ne!(
+            key(&a, ClientClass::Ip("10.0.0.1".parse().unwrap(), 1, 0)),
+            key(&a, ClientClass::Ip("10.0.0.1".parse().unwrap(), 2, 0))
+        );
         assert_ne!(
             key(&a, ClientClass::Identity(1, 2)),
             key(&a, ClientClass::Identity(1, 3))

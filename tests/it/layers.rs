@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["answer"],
     &["policy"],
-    &["lists", "resolve", "config", "querylog"],
+    &["lists", "resolve", "config", "querylog", "external"],
     &["identity", "geoip", "metrics"],
     &["clock", "label", "diag", "netmap", "sys"],
 ];
