@@ -10,6 +10,7 @@ mod cname;
 mod doh;
 mod dot;
 mod explain;
+mod external;
 mod expressions;
 mod fastpath;
 mod faults;

@@ -1,0 +1,1 @@
+//! External evaluation (SPEC §11): written by the external-tests helper.
