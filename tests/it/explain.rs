@@ -324,3 +324,157 @@ fn rule_builder_device_selector_matches_the_device_id() {
     assert_eq!(decision(&v).0, "allow", "{v:#}");
     assert_eq!(v["query"]["device"], "bob-laptop");
 }
+
+/// An `external` policy (SPEC §11) before a block policy for the same name.
+fn external_config(dir: &std::path::Path, url: &str, on_error: &str) -> String {
+    write_files(dir, &[("risk.secret", "s3cret\n")]);
+    write_config(
+        dir,
+        &format!(
+            "[[policies]]\nname = \"risk\"\nprecedence = 10\naction = \"external\"\n\
+             traffic = 'any(dns.domains[*] == \"ext.test\")'\n\
+             external = {{ url = \"{url}\", on_error = \"{on_error}\", secret_file = \"risk.secret\", timeout_ms = 2000 }}\n\n\
+             [[policies]]\nname = \"later\"\nprecedence = 20\naction = \"block\"\nblock_mode = \"nxdomain\"\n\
+             traffic = 'dns.fqdn == \"www.ext.test\"'\n"
+        ),
+    )
+}
+
+/// Without `--external`, explain shows the request an external policy would send and does
+/// not send it: a stub decides, else `on_error`, as when the endpoint cannot be reached.
+#[test]
+fn explain_shows_the_external_request_and_takes_stubs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nobody listens there: were it asked, the verdict would be a network error.
+    let cfg = external_config(dir.path(), "http://127.0.0.1:9/dns", "block");
+    let v = explain(&["-c", &cfg, "www.ext.test", "--client", "127.0.0.5"]);
+    assert_eq!(decision(&v), ("block".into(), "risk".into()), "{v:#}");
+    let row = &v["policies"][0];
+    assert_eq!(row["name"], "risk");
+    let e = &row["external"];
+    assert_eq!(e["url"], "http://127.0.0.1:9/dns");
+    assert_eq!(e["request"]["policy"], "risk");
+    assert_eq!(e["request"]["query"]["name"], "www.ext.test");
+    assert_eq!(e["request"]["query"]["type"], "A");
+    assert_eq!(e["request"]["client"]["ip"], "127.0.0.5");
+    assert!(
+        e["request"]["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{e}"
+    );
+    assert!(
+        e["verdict"]["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("not asked")),
+        "{e}"
+    );
+    // A stub: `continue` lets the later policy decide; `allow` decides for the policy.
+    let v = explain(&["-c", &cfg, "www.ext.test", "--stub", "risk=continue"]);
+    assert_eq!(decision(&v), ("block".into(), "later".into()), "{v:#}");
+    assert_eq!(v["decision"]["rcode"], "NXDOMAIN");
+    let v = explain(&["-c", &cfg, "www.ext.test", "--stub", "risk=allow"]);
+    assert_eq!(decision(&v), ("allow".into(), "risk".into()), "{v:#}");
+    assert_eq!(v["policies"][0]["external"]["verdict"]["source"], "stubbed");
+    // A stub for a policy that is not external, or a verdict that is not one: an error.
+    let (code, _, err) = dnsgate(&[
+        "explain",
+        "-c",
+        &cfg,
+        "www.ext.test",
+        "--stub",
+        "later=block",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not an external policy"), "{err}");
+    let (code, _, err) = dnsgate(&[
+        "explain",
+        "-c",
+        &cfg,
+        "www.ext.test",
+        "--stub",
+        "risk=maybe",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("allow, block or continue"), "{err}");
+}
+
+/// A one-request HTTP endpoint on loopback: answers `reply` (JSON) and hands back the
+/// request it got (head and body).
+async fn one_shot_endpoint(reply: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/dns", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (mut c, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = c.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    break;
+                }
+            }
+            assert!(n > 0, "the request ended early");
+        }
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+            reply.len()
+        );
+        c.write_all(answer.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    (url, task)
+}
+
+/// With `--external`, explain sends the signed request, as serving does, and the reply
+/// decides (a block with its reason as the EDE text).
+#[tokio::test]
+async fn explain_external_asks_the_endpoint() {
+    let (url, request) =
+        one_shot_endpoint(r#"{"action":"block","reason":"training not done","ttl":30}"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = external_config(dir.path(), &url, "continue");
+    let v = explain_async(&["-c", &cfg, "www.ext.test", "--external"]).await;
+    assert_eq!(decision(&v), ("block".into(), "risk".into()), "{v:#}");
+    assert_eq!(v["decision"]["reason"], "training not done");
+    assert_eq!(v["decision"]["ede"], 15);
+    let verdict = &v["policies"][0]["external"]["verdict"];
+    assert_eq!(verdict["source"], "asked", "{verdict}");
+    assert_eq!(
+        verdict["holds_s"].as_u64().map(|h| h <= 30 && h >= 29),
+        Some(true)
+    );
+    // The request carried the signature of its time and body, keyed by the secret less its
+    // trailing newline.
+    let got = request.await.unwrap();
+    let (head, body) = got.split_once("\r\n\r\n").unwrap();
+    let sig = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-dnsgate-signature:")
+                .map(|v| v.trim().to_owned())
+        })
+        .expect("a signature header");
+    let (t, v1) = sig
+        .strip_prefix("t=")
+        .and_then(|r| r.split_once(",v1="))
+        .unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
+    let tag = ring::hmac::sign(&key, format!("{t}.{body}").as_bytes());
+    assert_eq!(v1, data_encoding::HEXLOWER.encode(tag.as_ref()));
+    let sent: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(sent["query"]["name"], "www.ext.test");
+}

@@ -136,3 +136,47 @@ fn a_bad_case_is_reported_at_its_position() {
     assert_eq!(code, 1);
     assert!(err.contains("tests.toml:3:"), "{err}");
 }
+
+/// Policy test cases stub the verdicts of `external` policies (SPEC §13); a case without a
+/// stub gets the policy's `on_error`, as offline.
+#[test]
+fn cases_stub_external_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &[("risk.secret", "k")]);
+    write_config(
+        dir.path(),
+        "[[policies]]\nname = \"risk\"\nprecedence = 1\naction = \"external\"\n\
+         traffic = 'any(dns.domains[*] == \"ext.test\")'\n\
+         external = { url = \"https://risk.example/dns\", secret_file = \"risk.secret\", on_error = \"allow\" }\n\n\
+         [[policies]]\nname = \"later\"\nprecedence = 2\naction = \"block\"\ntraffic = 'dns.fqdn == \"a.ext.test\"'\n",
+    );
+    write_files(
+        dir.path(),
+        &[(
+            "tests.toml",
+            "config = \"dnsgate.toml\"\n\n\
+             [[case]]\nname = \"stubbed block\"\nquery = \"a.ext.test\"\nexternal = { risk = \"block\" }\n\
+             expect = { action = \"block\", policy = \"risk\" }\n\n\
+             [[case]]\nname = \"continue reaches the next policy\"\nquery = \"a.ext.test\"\n\
+             external = { risk = \"continue\" }\nexpect = { action = \"block\", policy = \"later\" }\n\n\
+             [[case]]\nname = \"no stub: on_error\"\nquery = \"a.ext.test\"\n\
+             expect = { action = \"allow\", policy = \"risk\" }\n",
+        )],
+    );
+    let file = dir.path().join("tests.toml");
+    let (code, out, err) = dnsgate(&["test", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().last(), Some("3 passed, 0 failed"), "{out}");
+    // A stub for a policy that is not external is a mistake in the test file.
+    write_files(
+        dir.path(),
+        &[(
+            "tests.toml",
+            "config = \"dnsgate.toml\"\n[[case]]\nname = \"x\"\nquery = \"a.ext.test\"\n\
+             external = { later = \"block\" }\nexpect = {}\n",
+        )],
+    );
+    let (code, _, err) = dnsgate(&["test", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`later` is not an external policy"), "{err}");
+}
