@@ -3,7 +3,8 @@
 //!
 //! 1. `policy`: `PolicySet::run` (pre-resolution) over the realistic set of `common` — 100
 //!    policies, 100,000 listed names, 10,000 IP ranges, a directory — for an allowed name
-//!    (every policy is evaluated) and a blocked one.
+//!    (every policy is evaluated), the same with one policy `external` (not matching), and
+//!    a blocked one.
 //! 2. `packet_cache`: the UDP fast path of a hit — parse the query, check the ACL, classify
 //!    the client, build the key, copy out the stored response.
 //! 3. `list`: a 100,000-name domain list's suffix match, hit and miss (1,000 lookups a
@@ -55,7 +56,17 @@ const GIVEN: [IpAddr; 1] = [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))];
 
 /// The realistic runtime, loaded and kept for the rest of the process.
 fn runtime() -> &'static Runtime {
-    let (dir, rt) = common::realistic(NAMES);
+    load(false)
+}
+
+/// The realistic runtime with one of its policies (one no benchmark query matches) an
+/// `external` policy.
+fn runtime_with_external() -> &'static Runtime {
+    load(true)
+}
+
+fn load(external: bool) -> &'static Runtime {
+    let (dir, rt) = common::realistic_with(NAMES, external);
     // The lists are read at load: the directory may go, the runtime must stay.
     drop(dir);
     Box::leak(Box::new(rt))
@@ -94,7 +105,10 @@ fn facts(rt: &'static Runtime, fqdn: &str) -> QueryFacts<'static> {
 /// own, so the measured run starts from the memo `categorize` left) that must give
 /// `expect`.
 fn policy_setup(fqdn: &str, expect: fn(&Flow) -> bool) -> PolicyInput {
-    let rt = runtime();
+    policy_setup_in(runtime(), fqdn, expect)
+}
+
+fn policy_setup_in(rt: &'static Runtime, fqdn: &str, expect: fn(&Flow) -> bool) -> PolicyInput {
     let now = jiff::Timestamp::now();
     let flow = rt.policies.run(Phase::Pre, &facts(rt, fqdn), now, &mut ());
     assert!(expect(&flow), "{fqdn}: {flow:?}");
@@ -108,6 +122,14 @@ fn policy_allowed() -> PolicyInput {
     })
 }
 
+/// As [`policy_allowed`], one of the 100 policies an `external` one that does not match:
+/// the same count means an external policy costs nothing until it matches.
+fn policy_allowed_with_external() -> PolicyInput {
+    policy_setup_in(runtime_with_external(), &common::allowed_query(7), |flow| {
+        matches!(flow, Flow::Continue { policy: None, .. })
+    })
+}
+
 /// A listed name's subdomain: blocked.
 fn policy_blocked() -> PolicyInput {
     policy_setup(&common::blocked_query(7, NAMES), |flow| {
@@ -117,6 +139,7 @@ fn policy_blocked() -> PolicyInput {
 
 #[library_benchmark]
 #[bench::allowed(setup = policy_allowed)]
+#[bench::allowed_with_external(setup = policy_allowed_with_external)]
 #[bench::blocked(setup = policy_blocked)]
 fn policy(setup: PolicyInput) -> Flow {
     let (policies, facts, now) = setup;

@@ -31,7 +31,16 @@ pub(crate) fn device_ip() -> IpAddr {
 /// Writes the configuration and its lists — `names` domain names in all, split 50/30/20
 /// between `ads`, `trackers` and `malware` — into a temporary directory and loads it.
 /// Keep the directory alive as long as the runtime.
+#[allow(dead_code)] // not every benchmark binary uses it
 pub(crate) fn realistic(names: usize) -> (tempfile::TempDir, Runtime) {
+    realistic_with(names, false)
+}
+
+/// [`realistic`], with policy `p8` (`identity.email == "user8@example.com"`, which no
+/// benchmark query's client matches) an `external` policy instead of a block: what an
+/// external policy that does not match costs.
+#[allow(dead_code)] // not every benchmark binary uses it
+pub(crate) fn realistic_with(names: usize, external: bool) -> (tempfile::TempDir, Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = String::from(
         "[server]\nallow_networks = [\"127.0.0.0/8\", \"::1/128\", \"192.168.0.0/16\"]\n\n\
@@ -78,9 +87,15 @@ pub(crate) fn realistic(names: usize) -> (tempfile::TempDir, Runtime) {
         "identity.email == \"user{i}@example.com\"",
         "any(dns.domains[*] in {\"a{i}.com\" \"b{i}.com\" \"c{i}.com\"})",
     ];
+    std::fs::write(dir.path().join("risk.secret"), "bench\n").unwrap();
     for i in 0..100 {
         let traffic = shapes[i % shapes.len()].replace("{i}", &i.to_string());
-        writeln!(cfg, "[[policies]]\nname = \"p{i}\"\nprecedence = {}\naction = \"block\"\ntraffic = '{traffic}'\n", 1000 - i)
+        let action = if external && i == 8 {
+            "external\"\nexternal = { url = \"http://127.0.0.1:9/dns\", secret_file = \"risk.secret\" }"
+        } else {
+            "block\""
+        };
+        writeln!(cfg, "[[policies]]\nname = \"p{i}\"\nprecedence = {}\naction = \"{action}\ntraffic = '{traffic}'\n", 1000 - i)
             .unwrap();
     }
     let path = dir.path().join("dnsgate.toml");
