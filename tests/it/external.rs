@@ -1,1 +1,442 @@
-//! External evaluation (SPEC §11): written by the external-tests helper.
+//! External evaluation (SPEC §11, "custom actions"): an `action = "external"` policy asks
+//! an HTTP endpoint for the verdict. The endpoint here is a real HTTP/1.1 server on
+//! 127.0.0.1:0 (hyper, on the test's runtime) that checks every request's HMAC signature
+//! and timestamp, records what it was sent, and answers as each test tells it to.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::client::{self, Opts, ede, ips, query};
+use crate::{Gate, gate};
+
+/// The HMAC key every test endpoint checks against.
+const SECRET: &str = "correct horse battery staple";
+
+/// What the test endpoint does with one request.
+#[derive(Clone, Debug)]
+enum Act {
+    /// 200 with this JSON body.
+    Json(Value),
+    /// This status with this body.
+    Status(u16, &'static str),
+    /// 302 to this location.
+    Redirect(String),
+    /// Never answers (sleeps far longer than any test).
+    Hang,
+    /// Waits, then does the other thing.
+    After(Duration, Box<Act>),
+}
+
+/// `{"action": action}`, plus whatever else `extra` holds.
+fn verdict(action: &str, extra: Value) -> Act {
+    let mut v = json!({ "action": action });
+    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    Act::Json(v)
+}
+
+/// One request the endpoint received.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    content_type: String,
+    signature: String,
+    /// The raw body.
+    raw: String,
+    /// The body as JSON (`Null` if it is not).
+    body: Value,
+    /// `t` of the signature.
+    t: i64,
+    /// `Ok` when the signature verifies with [`SECRET`], `t` is within 15 minutes of the
+    /// real time (tests move the gate's clock by less) and the body's `time` is `t`.
+    check: Result<(), String>,
+}
+
+impl Seen {
+    /// The query name (`query.name`), `""` if none.
+    fn name(&self) -> &str {
+        self.body["query"]["name"].as_str().unwrap_or("")
+    }
+
+    /// The first label of the query name.
+    fn label(&self) -> &str {
+        self.name().split('.').next().unwrap_or("")
+    }
+
+    /// The client address (`client.ip`).
+    fn ip(&self) -> &str {
+        self.body["client"]["ip"].as_str().unwrap_or("")
+    }
+}
+
+/// Checks `X-Dnsgate-Signature: t=<unix>,v1=<hex>` over `"<t>.<body>"` with `key`.
+fn check_signature(key: &[u8], header: &str, raw: &[u8], body: &Value) -> (i64, Result<(), String>) {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = x.parse::<i64>().ok(),
+            Some(("v1", x)) => v1 = Some(x.to_owned()),
+            _ => return (0, Err(format!("unexpected part `{part}` in `{header}`"))),
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return (0, Err(format!("no t or v1 in `{header}`")));
+    };
+    if v1.len() != 64 || v1.chars().any(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+        return (t, Err(format!("v1 is not 64 lowercase hex digits: `{v1}`")));
+    }
+    let Ok(tag) = data_encoding::HEXLOWER.decode(v1.as_bytes()) else {
+        return (t, Err(format!("v1 does not decode: `{v1}`")));
+    };
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(raw);
+    if ring::hmac::verify(&k, &signed, &tag).is_err() {
+        return (t, Err("bad signature".into()));
+    }
+    let now = jiff::Timestamp::now().as_second();
+    if (now - t).abs() > 900 {
+        return (t, Err(format!("stale timestamp {t} (now {now})")));
+    }
+    let expected = jiff::Timestamp::from_second(t).unwrap().to_string();
+    if body["time"] != Value::String(expected.clone()) {
+        return (t, Err(format!("time {} is not t {expected}", body["time"])));
+    }
+    (t, Ok(()))
+}
+
+type Decide = Arc<dyn Fn(&Seen) -> Act + Send + Sync>;
+
+/// A test endpoint: records each request and answers with `decide`'s [`Act`].
+#[derive(Clone)]
+struct Hook {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Hook {
+    /// Starts an endpoint checking signatures with [`SECRET`].
+    async fn start(decide: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Self {
+        Self::start_with_key(SECRET.as_bytes(), decide).await
+    }
+
+    /// Starts an endpoint checking signatures with `key`.
+    async fn start_with_key(
+        key: &[u8],
+        decide: impl Fn(&Seen) -> Act + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hook = Self {
+            addr,
+            seen: Arc::default(),
+        };
+        let decide: Decide = Arc::new(decide);
+        let key: Arc<[u8]> = key.into();
+        let seen = hook.seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (seen, decide, key) = (seen.clone(), decide.clone(), key.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (seen, decide, key) = (seen.clone(), decide.clone(), key.clone());
+                        async move { Ok::<_, hyper::Error>(serve(req, &seen, &*decide, &key).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        hook
+    }
+
+    /// `http://<addr>/dns`.
+    fn url(&self) -> String {
+        format!("http://{}/dns", self.addr)
+    }
+
+    /// Every request so far; each must have verified.
+    fn requests(&self) -> Vec<Seen> {
+        let seen = self.seen.lock().unwrap().clone();
+        for s in &seen {
+            assert_eq!(s.check, Ok(()), "request not properly signed: {s:?}");
+        }
+        seen
+    }
+
+    /// How many requests so far (each checked as in [`Self::requests`]).
+    fn count(&self) -> usize {
+        self.requests().len()
+    }
+}
+
+/// Answers one request to a [`Hook`].
+async fn serve(
+    req: Request<hyper::body::Incoming>,
+    seen: &Mutex<Vec<Seen>>,
+    decide: &(dyn Fn(&Seen) -> Act + Send + Sync),
+    key: &[u8],
+) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (content_type, signature) = (header("content-type"), header("x-dnsgate-signature"));
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let raw = req.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let (t, check) = check_signature(key, &signature, &raw, &body);
+    let s = Seen {
+        method,
+        path,
+        content_type,
+        signature,
+        raw: String::from_utf8_lossy(&raw).into_owned(),
+        body,
+        t,
+        check,
+    };
+    seen.lock().unwrap().push(s.clone());
+    if s.check.is_err() {
+        return reply(401, "bad signature".into(), None);
+    }
+    let mut act = decide(&s);
+    loop {
+        act = match act {
+            Act::Json(v) => return reply(200, v.to_string(), None),
+            Act::Status(code, text) => return reply(code, text.into(), None),
+            Act::Redirect(to) => return reply(302, String::new(), Some(to)),
+            Act::Hang => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return reply(200, json!({"action": "allow"}).to_string(), None);
+            }
+            Act::After(d, then) => {
+                tokio::time::sleep(d).await;
+                *then
+            }
+        }
+    }
+}
+
+fn reply(code: u16, body: String, location: Option<String>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap();
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if let Some(to) = location {
+        r.headers_mut()
+            .insert("location", hyper::header::HeaderValue::from_str(&to).unwrap());
+    }
+    r
+}
+
+/// An external policy named `name` matching `traffic`, asking `url`; `opts` is appended
+/// inside the `external` table (`, timeout_ms = 500` ...).
+fn external(name: &str, traffic: &str, url: &str, opts: &str) -> String {
+    format!(
+        "[[policies]]\nname = \"{name}\"\naction = \"external\"\ntraffic = '{traffic}'\n\
+         external = {{ url = \"{url}\", secret_file = \"risk.secret\"{opts} }}\n\n"
+    )
+}
+
+/// A gate with `policies` and the secret file (no trailing newline).
+async fn ext_gate(policies: &str) -> Gate {
+    gate(policies, &[("risk.secret", SECRET)]).await
+}
+
+/// `name` `qtype` from a socket on `source` (a loopback address); bounded at 10 s.
+async fn ask_from(source: &str, server: SocketAddr, name: &str, qtype: RecordType) -> Message {
+    let (id, wire) = client::build(name, qtype, Opts::default());
+    let sock = UdpSocket::bind((source, 0)).await.unwrap();
+    sock.send_to(&wire, server).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(m.metadata.id, id);
+    m
+}
+
+/// `name` A, and how long the answer took.
+async fn timed(server: SocketAddr, name: &str) -> (Message, Duration) {
+    let start = Instant::now();
+    let m = query(server, name, RecordType::A).await;
+    (m, start.elapsed())
+}
+
+/// Whether `m` is the default block answer (A 0.0.0.0 with EDE 15).
+fn is_blocked(m: &Message) -> bool {
+    m.metadata.response_code == ResponseCode::NoError
+        && ips(m) == ["0.0.0.0"]
+        && ede(m).map(|e| e.0) == Some(15)
+}
+
+/// The smallest TTL of the answer section.
+fn min_ttl(m: &Message) -> u32 {
+    m.answers.iter().map(|r| r.ttl).min().expect("an answer record")
+}
+
+/// A Prometheus recorder for this thread only (the test must run on a current-thread
+/// runtime, so that every task of the gate records into it).
+fn local_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()
+}
+
+/// `dnsgate_external_requests_total{policy, result}` in `text` (0 when absent).
+fn requests_total(text: &str, policy: &str, result: &str) -> f64 {
+    let series =
+        format!("dnsgate_external_requests_total{{policy=\"{policy}\",result=\"{result}\"}}");
+    crate::metrics::value(text, &series).unwrap_or(0.0)
+}
+
+/// Percentile `p` (0..=100) of sorted `xs`.
+fn percentile(xs: &[Duration], p: usize) -> Duration {
+    xs[((xs.len() - 1) * p).div_ceil(100)]
+}
+
+const IDENTITIES: &str = r#"
+[[groups]]
+id = "g-kids"
+name = "kids"
+
+[[groups]]
+id = "g-home"
+name = "household"
+
+[[users]]
+email = "kid@example.com"
+name = "kid"
+groups = ["g-kids", "g-home"]
+
+[[devices]]
+id = "tablet"
+user = "kid@example.com"
+ips = ["127.0.0.3"]
+
+[[locations]]
+name = "home"
+networks = ["127.0.0.3/32"]
+"#;
+
+/// The request is what SPEC §11 says, field by field: the policy's name, the question
+/// (lower case, no final dot, the type's name), the client (address; device, user and
+/// groups from the identity directory; location; country `null` without GeoIP), the time
+/// as RFC 3339 UTC whole seconds; POSTed as `application/json` and signed with the
+/// secret file's bytes less its trailing newline. An endpoint that cannot verify the
+/// signature cannot trust anything else in the request.
+#[tokio::test]
+async fn the_request_carries_the_question_and_client_and_is_signed() {
+    let hook = Hook::start(|_| verdict("allow", json!({}))).await;
+    let policies = format!(
+        "[identity]\ndirectory = \"identities.toml\"\n\n{}",
+        external(
+            "risk check",
+            r#"any(dns.domains[*] == "www.test")"#,
+            &hook.url(),
+            ", timeout_ms = 2000"
+        )
+    );
+    // The secret file ends with a newline, as editors write it: not part of the key.
+    let g = gate(
+        &policies,
+        &[
+            ("risk.secret", &format!("{SECRET}\n")),
+            ("identities.toml", IDENTITIES),
+        ],
+    )
+    .await;
+
+    let before = jiff::Timestamp::now().as_second();
+    let m = ask_from("127.0.0.3", g.addr, "WwW.TeSt.", RecordType::AAAA).await;
+    assert_eq!(ips(&m), ["2001:db8::10"], "allowed: the real answer");
+    let m = ask_from("127.0.0.1", g.addr, "www.test.", RecordType::A).await;
+    assert_eq!(ips(&m), ["192.0.2.10"], "allowed: the real answer");
+    let after = jiff::Timestamp::now().as_second();
+
+    let seen = hook.requests();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    for s in &seen {
+        assert_eq!(s.method, "POST", "{s:?}");
+        assert_eq!(s.path, "/dns", "{s:?}");
+        assert_eq!(s.content_type, "application/json", "{s:?}");
+        assert!(s.signature.starts_with(&format!("t={},v1=", s.t)), "{s:?}");
+        assert!((before..=after).contains(&s.t), "t {} not in {before}..={after}", s.t);
+        let time = s.body["time"].as_str().unwrap();
+        assert_eq!(time.len(), "2026-11-29T21:30:05Z".len(), "{time}");
+        assert!(time.ends_with('Z') && !time.contains('.'), "{time}");
+    }
+    let without_time = |s: &Seen| {
+        let mut b = s.body.clone();
+        b.as_object_mut().unwrap().remove("time");
+        b
+    };
+    assert_eq!(
+        without_time(&seen[0]),
+        json!({
+            "policy": "risk check",
+            "query": {"name": "www.test", "type": "AAAA"},
+            "client": {
+                "ip": "127.0.0.3", "device": "tablet", "user": "kid@example.com",
+                "groups": ["kids", "household"], "location": "home", "country": null
+            }
+        }),
+        "{}",
+        seen[0].raw
+    );
+    assert_eq!(
+        without_time(&seen[1]),
+        json!({
+            "policy": "risk check",
+            "query": {"name": "www.test", "type": "A"},
+            "client": {
+                "ip": "127.0.0.1", "device": null, "user": null,
+                "groups": [], "location": null, "country": null
+            }
+        }),
+        "{}",
+        seen[1].raw
+    );
+}
+
+/// Only one trailing newline is dropped from the secret file: a key that really ends in
+/// a newline ("key\n" written as "key\n\n") keeps it. An endpoint checking with the
+/// newline-less key refuses the request, so `on_error` decides.
+#[tokio::test]
+async fn only_one_trailing_newline_is_dropped_from_the_secret() {
+    let key = format!("{SECRET}\n");
+    let hook = Hook::start_with_key(key.as_bytes(), |_| verdict("block", json!({}))).await;
+    let policies = external(
+        "risk",
+        r#"dns.fqdn == "www.test""#,
+        &hook.url(),
+        ", timeout_ms = 2000",
+    );
+    let g = gate(&policies, &[("risk.secret", &format!("{SECRET}\n\n"))]).await;
+    let m = query(g.addr, "www.test.", RecordType::A).await;
+    assert!(is_blocked(&m), "the endpoint verified and said block: {m:?}");
+    assert_eq!(hook.count(), 1);
+}
