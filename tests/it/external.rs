@@ -440,3 +440,218 @@ async fn only_one_trailing_newline_is_dropped_from_the_secret() {
     assert!(is_blocked(&m), "the endpoint verified and said block: {m:?}");
     assert_eq!(hook.count(), 1);
 }
+
+/// Each verdict does what it says: `allow` gives the real answer, `block` the block
+/// answer with EDE 15 carrying the endpoint's reason, `override` the given addresses (A
+/// and AAAA each get their own family), and `continue` goes on to the next policy in
+/// precedence order (here one written earlier in the file with a larger precedence) or,
+/// with none, to the real answer. A policy decided before the external one in precedence
+/// means the endpoint is not asked at all.
+#[tokio::test]
+async fn each_verdict_decides_as_specified() {
+    let hook = Hook::start(|s| match s.name() {
+        "www.test" => verdict("allow", json!({})),
+        "jp.test" => verdict("block", json!({"reason": "risk score 97"})),
+        "pt.test" => verdict(
+            "override",
+            json!({"override_ips": ["192.0.2.99", "2001:db8::99"]}),
+        ),
+        _ => verdict("continue", json!({})),
+    })
+    .await;
+    let policies = format!(
+        "[[policies]]\nname = \"after\"\nprecedence = 20\naction = \"block\"\nblock_mode = \"nxdomain\"\n\
+         traffic = 'dns.fqdn == \"us.test\"'\n\n\
+         [[policies]]\nname = \"first\"\nprecedence = 5\naction = \"block\"\nblock_mode = \"refused\"\n\
+         traffic = 'dns.fqdn == \"ads.test\"'\n\n\
+         {}",
+        external(
+            "risk",
+            r#"any(dns.domains[*] == "test")"#,
+            &hook.url(),
+            ", timeout_ms = 2000"
+        )
+        .replace("action = \"external\"", "precedence = 10\naction = \"external\"")
+    );
+    let g = ext_gate(&policies).await;
+
+    let m = query(g.addr, "www.test.", RecordType::A).await;
+    assert_eq!(ips(&m), ["192.0.2.10"], "allow: {m:?}");
+    assert_eq!(ede(&m), None);
+    let m = query(g.addr, "www.test.", RecordType::AAAA).await;
+    assert_eq!(ips(&m), ["2001:db8::10"], "allow: {m:?}");
+
+    let m = query(g.addr, "jp.test.", RecordType::A).await;
+    assert!(is_blocked(&m), "block: {m:?}");
+    assert_eq!(ede(&m), Some((15, "risk score 97".into())));
+    let m = query(g.addr, "jp.test.", RecordType::AAAA).await;
+    assert_eq!(ips(&m), ["::"], "block, AAAA: {m:?}");
+    assert_eq!(ede(&m), Some((15, "risk score 97".into())));
+
+    let m = query(g.addr, "pt.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ips(&m), ["192.0.2.99"], "override, A: {m:?}");
+    let m = query(g.addr, "pt.test.", RecordType::AAAA).await;
+    assert_eq!(ips(&m), ["2001:db8::99"], "override, AAAA: {m:?}");
+
+    // continue, then the later policy "after" decides.
+    let m = query(g.addr, "us.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+    assert_eq!(ede(&m).map(|e| e.0), Some(15), "{m:?}");
+    // continue, and nothing else matches: the real answer.
+    let m = query(g.addr, "mixed.test.", RecordType::A).await;
+    let mut got = ips(&m);
+    got.sort();
+    assert_eq!(got, ["192.0.2.56", "203.0.113.10"], "{m:?}");
+
+    // "first" decides before the external policy is reached: nobody is asked.
+    let m = query(g.addr, "ads.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{m:?}");
+
+    let names: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|s| format!("{} {}", s.name(), s.body["query"]["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "www.test A",
+            "www.test AAAA",
+            "jp.test A",
+            "jp.test AAAA",
+            "pt.test A",
+            "pt.test AAAA",
+            "us.test A",
+            "mixed.test A"
+        ]
+    );
+    assert_eq!(
+        g.upstream.queries(),
+        3,
+        "only allow and continue-to-the-real-answer resolve (www A, AAAA, mixed A)"
+    );
+}
+
+/// How the endpoint misbehaves, set by the test as it goes.
+type Mode = Arc<Mutex<Act>>;
+
+/// No verdict (a 2xx with a body that is not a reply, HTTP 500, a 302 — not followed:
+/// its target hears nothing —, a hanging endpoint, a refused connection): `on_error`
+/// decides — `block`, `allow` (the real answer) or `continue` (the next policy) — and
+/// each failure is counted under its result label. Failing closed or open is the
+/// operator's choice and must hold for every kind of failure.
+#[tokio::test(flavor = "current_thread")]
+async fn without_a_verdict_on_error_decides_and_each_failure_is_counted() {
+    let recorder = local_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let target = Hook::start(|_| verdict("block", json!({}))).await;
+    let mode: Mode = Arc::new(Mutex::new(Act::Hang));
+    let hook = Hook::start({
+        let mode = mode.clone();
+        move |_| mode.lock().unwrap().clone()
+    })
+    .await;
+    // A TCP port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let opts = |on_error: &str| format!(", timeout_ms = 150, on_error = \"{on_error}\"");
+    let policies = [
+        external("eb", r#"dns.fqdn == "jp.test""#, &hook.url(), &opts("block")),
+        external("ea", r#"dns.fqdn == "pt.test""#, &hook.url(), &opts("allow")),
+        external("ec", r#"dns.fqdn == "us.test""#, &hook.url(), &opts("continue")),
+        "[[policies]]\nname = \"after\"\naction = \"block\"\nblock_mode = \"nxdomain\"\n\
+         traffic = 'dns.fqdn == \"us.test\"'\n\n"
+            .to_owned(),
+        external(
+            "dead",
+            r#"dns.fqdn == "mixed.test""#,
+            &format!("http://{closed}/dns"),
+            &opts("block"),
+        ),
+    ]
+    .concat();
+    let g = ext_gate(&policies).await;
+
+    let failures = [
+        ("bad_reply", Act::Status(200, "this is not json")),
+        ("bad_reply", verdict("maybe", json!({}))),
+        ("http_error", Act::Status(500, "{\"action\":\"allow\"}")),
+        ("http_error", Act::Redirect(target.url())),
+        ("timeout", Act::Hang),
+    ];
+    for (label, act) in &failures {
+        *mode.lock().unwrap() = act.clone();
+        let m = query(g.addr, "jp.test.", RecordType::A).await;
+        assert!(is_blocked(&m), "{label} {act:?}, on_error block: {m:?}");
+        let m = query(g.addr, "pt.test.", RecordType::A).await;
+        assert_eq!(ips(&m), ["198.51.100.7"], "{label} {act:?}, on_error allow: {m:?}");
+        assert_eq!(ede(&m), None, "{label} {act:?}");
+        let m = query(g.addr, "us.test.", RecordType::A).await;
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{label} {act:?}, on_error continue: the next policy decides: {m:?}"
+        );
+    }
+    let m = query(g.addr, "mixed.test.", RecordType::A).await;
+    assert!(is_blocked(&m), "connection refused, on_error block: {m:?}");
+
+    assert_eq!(target.count(), 0, "redirects are not followed");
+    assert_eq!(hook.count(), 3 * failures.len());
+    let text = handle.render();
+    for policy in ["eb", "ea", "ec"] {
+        for (result, n) in [
+            ("bad_reply", 2.0),
+            ("http_error", 2.0),
+            ("timeout", 1.0),
+            ("network_error", 0.0),
+            ("allow", 0.0),
+            ("block", 0.0),
+        ] {
+            assert_eq!(
+                requests_total(&text, policy, result),
+                n,
+                "{policy} {result}:\n{text}"
+            );
+        }
+    }
+    assert_eq!(requests_total(&text, "dead", "network_error"), 1.0, "{text}");
+    assert!(
+        text.contains("dnsgate_external_request_duration_seconds"),
+        "the duration histogram: {text}"
+    );
+}
+
+/// The deadline counts from the query's arrival: with an endpoint that never answers
+/// and `timeout_ms = 50`, `on_error` answers after about 50 ms — not after the client's
+/// own timeout, not never. A resolver stuck behind a webhook is an outage.
+#[tokio::test]
+async fn a_hanging_endpoint_costs_the_query_no_more_than_its_timeout() {
+    let hook = Hook::start(|_| Act::Hang).await;
+    let policies = external(
+        "risk",
+        r#"any(dns.domains[*] == "ext.test")"#,
+        &hook.url(),
+        ", timeout_ms = 50, on_error = \"block\"",
+    );
+    let g = ext_gate(&policies).await;
+    let mut took = Vec::new();
+    for i in 0..10 {
+        let (m, d) = timed(g.addr, &format!("h{i}.ext.test.")).await;
+        assert!(is_blocked(&m), "{m:?}");
+        took.push(d);
+    }
+    took.sort();
+    println!(
+        "hanging endpoint, timeout_ms 50: min {:?} median {:?} max {:?}",
+        took[0], took[5], took[9]
+    );
+    assert!(took[0] >= Duration::from_millis(45), "no earlier than the timeout: {took:?}");
+    assert!(took[9] < Duration::from_millis(300), "within 50 ms + 250: {took:?}");
+    assert_eq!(hook.count(), 10);
+}
