@@ -655,3 +655,139 @@ async fn a_hanging_endpoint_costs_the_query_no_more_than_its_timeout() {
     assert!(took[9] < Duration::from_millis(300), "within 50 ms + 250: {took:?}");
     assert_eq!(hook.count(), 10);
 }
+
+/// Verdicts are kept for the reply's `ttl` and no longer: a second identical question
+/// within it asks nobody; once the gate's clock passes it, the endpoint is asked again
+/// (neither the verdict cache nor the packet cache repeats an expired verdict). The
+/// answer's TTLs are capped at the verdict's life — an allow with ttl 7 turns the
+/// upstream's 300 into at most 7, a block with ttl 7 the block TTL 60 into at most 7.
+/// A reply without `ttl` is not kept (and its answer has TTL 0), and `max_cache` caps a
+/// long `ttl`. An endpoint that says "for the next 7 s" must not be overridden by the
+/// packet cache's idea of freshness.
+#[tokio::test]
+async fn verdicts_are_cached_for_their_ttl_and_answers_live_no_longer() {
+    let hook = Hook::start(|s| match s.name() {
+        "www.test" => verdict("allow", json!({"ttl": 7})),
+        "jp.test" => verdict("block", json!({"ttl": 7, "reason": "r"})),
+        "us.test" => verdict("allow", json!({})),
+        _ => verdict("allow", json!({"ttl": 3600})),
+    })
+    .await;
+    let policies = external(
+        "risk",
+        r#"any(dns.domains[*] == "test")"#,
+        &hook.url(),
+        ", timeout_ms = 2000, max_cache = \"20s\"",
+    );
+    let g = ext_gate(&policies).await;
+    let clock = &g.running.shared.clock;
+    let asked = |name: &str| hook.requests().iter().filter(|s| s.name() == name).count();
+
+    // ttl 7: asked once, answered twice, TTL capped.
+    for round in 0..2 {
+        let m = query(g.addr, "www.test.", RecordType::A).await;
+        assert_eq!(ips(&m), ["192.0.2.10"], "round {round}");
+        assert!(min_ttl(&m) <= 7, "round {round}: TTL {} > 7", min_ttl(&m));
+        let m = query(g.addr, "jp.test.", RecordType::A).await;
+        assert!(is_blocked(&m), "round {round}: {m:?}");
+        assert!(min_ttl(&m) <= 7, "round {round}: block TTL {} > 7", min_ttl(&m));
+    }
+    assert_eq!(asked("www.test"), 1, "cached for its ttl");
+    assert_eq!(asked("jp.test"), 1, "cached for its ttl");
+
+    // Past the ttl: asked again.
+    clock.advance(Duration::from_secs(8));
+    let m = query(g.addr, "www.test.", RecordType::A).await;
+    assert_eq!(ips(&m), ["192.0.2.10"]);
+    let m = query(g.addr, "jp.test.", RecordType::A).await;
+    assert!(is_blocked(&m), "{m:?}");
+    assert_eq!(asked("www.test"), 2, "asked again once the verdict expired");
+    assert_eq!(asked("jp.test"), 2, "asked again once the verdict expired");
+
+    // No ttl: never kept; the answer has TTL 0.
+    for _ in 0..2 {
+        let m = query(g.addr, "us.test.", RecordType::A).await;
+        assert_eq!(ips(&m), ["203.0.113.9"]);
+        assert_eq!(min_ttl(&m), 0, "{m:?}");
+    }
+    assert_eq!(asked("us.test"), 2, "a verdict without ttl is not cached");
+
+    // ttl 3600 under max_cache 20 s: answer TTL at most 20, asked again after 21 s.
+    let m = query(g.addr, "pt.test.", RecordType::A).await;
+    assert!(min_ttl(&m) <= 20, "TTL {} > max_cache", min_ttl(&m));
+    clock.advance(Duration::from_secs(10));
+    let m = query(g.addr, "pt.test.", RecordType::A).await;
+    assert!(min_ttl(&m) <= 10, "TTL {} > what is left of max_cache", min_ttl(&m));
+    assert_eq!(asked("pt.test"), 1);
+    clock.advance(Duration::from_secs(11));
+    query(g.addr, "pt.test.", RecordType::A).await;
+    assert_eq!(asked("pt.test"), 2, "max_cache caps a long ttl");
+}
+
+/// Identical questions asked together share one request: twenty clients' ports on one
+/// address asking the same name while the endpoint takes 150 ms → one request, twenty
+/// blocked answers with its reason. (The reply has no `ttl`, so only single flight —
+/// not the verdict cache — can explain a single request.) A burst of retries must not
+/// become a burst of webhook calls.
+#[tokio::test]
+async fn identical_questions_asked_together_share_one_request() {
+    let hook = Hook::start(|_| {
+        Act::After(
+            Duration::from_millis(150),
+            Box::new(verdict("block", json!({"reason": "shared"}))),
+        )
+    })
+    .await;
+    let policies = external(
+        "risk",
+        r#"any(dns.domains[*] == "ext.test")"#,
+        &hook.url(),
+        ", timeout_ms = 1000",
+    );
+    let g = ext_gate(&policies).await;
+    let asks: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(timed(g.addr, "same.ext.test.")))
+        .collect();
+    for a in asks {
+        let (m, took) = a.await.unwrap();
+        assert!(is_blocked(&m), "{m:?}");
+        assert_eq!(ede(&m), Some((15, "shared".into())));
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+    assert_eq!(hook.count(), 1, "{:#?}", hook.requests());
+}
+
+/// A verdict is about one client: 127.0.0.1's cached "block" (ttl 60) is not replayed to
+/// 127.0.0.2, whose question goes to the endpoint with its own address — and when the
+/// endpoint allows that address, it gets the real answer. Meanwhile 127.0.0.1 still gets
+/// its block from the cache. One user's verdict leaking to another would be a policy
+/// bypass (or an outage) across the network.
+#[tokio::test]
+async fn a_verdict_is_not_replayed_to_another_client() {
+    let hook = Hook::start(|s| match s.ip() {
+        "127.0.0.1" => verdict("block", json!({"ttl": 60, "reason": "you"})),
+        _ => verdict("allow", json!({"ttl": 60})),
+    })
+    .await;
+    let policies = external(
+        "risk",
+        r#"dns.fqdn == "www.test""#,
+        &hook.url(),
+        ", timeout_ms = 2000",
+    );
+    let g = ext_gate(&policies).await;
+    for _ in 0..2 {
+        let m = ask_from("127.0.0.1", g.addr, "www.test.", RecordType::A).await;
+        assert!(is_blocked(&m), "{m:?}");
+    }
+    assert_eq!(hook.count(), 1);
+    for _ in 0..2 {
+        let m = ask_from("127.0.0.2", g.addr, "www.test.", RecordType::A).await;
+        assert_eq!(ips(&m), ["192.0.2.10"], "{m:?}");
+        assert_eq!(ede(&m), None);
+    }
+    let m = ask_from("127.0.0.1", g.addr, "www.test.", RecordType::A).await;
+    assert!(is_blocked(&m), "{m:?}");
+    let who: Vec<String> = hook.requests().iter().map(|s| s.ip().to_owned()).collect();
+    assert_eq!(who, ["127.0.0.1", "127.0.0.2"]);
+}
