@@ -924,3 +924,94 @@ async fn past_256_requests_in_flight_on_error_answers_at_once() {
     assert!(fast >= 300 - asked, "overloaded answers at once: {fast} fast");
     assert!(took[299] < Duration::from_millis(2500), "{:?}", took[299]);
 }
+
+/// A question that joins a request in flight shares it to the end: 127.0.0.1 asks at
+/// t0, the same question comes again from another port at t0 + 100 ms (a client's
+/// retry), the endpoint never answers, timeout_ms 200. The endpoint must see one request,
+/// and every request dnsgate makes must be counted in `dnsgate_external_requests_total`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_question_joining_a_flight_does_not_start_a_second_request() {
+    let recorder = local_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let hook = Hook::start(|_| Act::Hang).await;
+    let policies = external(
+        "risk",
+        r#"any(dns.domains[*] == "ext.test")"#,
+        &hook.url(),
+        ", timeout_ms = 200, on_error = \"block\"",
+    );
+    let g = ext_gate(&policies).await;
+    let first = tokio::spawn(timed(g.addr, "retry.ext.test."));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (again, took) = timed(g.addr, "retry.ext.test.").await;
+    let (first, first_took) = first.await.unwrap();
+    assert!(is_blocked(&first), "{first:?}");
+    assert!(is_blocked(&again), "{again:?}");
+    assert!(first_took < Duration::from_millis(450), "{first_took:?}");
+    assert!(took < Duration::from_millis(450), "{took:?}");
+    // Let anything still in flight finish or be counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = hook.count();
+    let text = handle.render();
+    let counted: f64 = [
+        "allow",
+        "block",
+        "override",
+        "continue",
+        "timeout",
+        "http_error",
+        "bad_reply",
+        "network_error",
+        "overloaded",
+    ]
+    .iter()
+    .map(|r| requests_total(&text, "risk", r))
+    .sum();
+    println!("joined flight: endpoint asked {asked} times, {counted} counted");
+    assert_eq!(counted, asked as f64, "every request is counted:\n{text}");
+    assert_eq!(asked, 1, "the retry shares the first request");
+}
+
+/// Configuration errors name the place: an `http://` URL to a non-loopback address and
+/// a missing secret file are load errors at file:line:col of the offending value, so
+/// `dnsgate check` and a reload refuse them.
+#[test]
+fn a_cleartext_url_or_a_missing_secret_is_a_load_error_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::write_files(dir.path(), &[("risk.secret", SECRET)]);
+    let cfg = dir.path().join("dnsgate.toml");
+    let load = |text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        match dnsgate::runtime::Runtime::load(&cfg) {
+            Ok(_) => panic!("loads:\n{text}"),
+            Err(d) => dnsgate::diag::Diagnostics(d).to_string(),
+        }
+    };
+    let policy = |url: &str, secret: &str| {
+        format!(
+            "[upstream]\nservers = [\"udp://127.0.0.1:9\"]\n\n\
+             [[policies]]\nname = \"risk\"\naction = \"external\"\n\
+             traffic = 'dns.fqdn == \"www.test\"'\n\
+             external = {{ url = \"{url}\", secret_file = \"{secret}\" }}\n"
+        )
+    };
+    // Line 8; the url's value starts at column 20.
+    let err = load(&policy("http://10.0.0.1/x", "risk.secret"));
+    assert!(
+        err.contains(&format!("{}:8:20:", cfg.display())) && err.contains("loopback"),
+        "{err}"
+    );
+    // The secret_file value: column 20 + len(url) + 2 + len(", secret_file = ").
+    let url = "http://127.0.0.1:1/x";
+    let col = 20 + url.len() + 2 + ", secret_file = ".len();
+    let err = load(&policy(url, "missing.secret"));
+    assert!(
+        err.contains(&format!("{}:8:{col}:", cfg.display())) && err.contains("missing.secret"),
+        "{err}"
+    );
+    // An empty secret is refused too.
+    crate::write_files(dir.path(), &[("empty.secret", "\n")]);
+    let err = load(&policy(url, "empty.secret"));
+    assert!(err.contains(&format!("{}:8:{col}:", cfg.display())), "{err}");
+}
