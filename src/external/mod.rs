@@ -324,6 +324,29 @@ struct Fetched {
 /// The requests in flight, by cache key: those asking the same question wait for the one.
 type Flights = Mutex<HashMap<Box<[u8]>, Arc<OnceCell<Fetched>>>>;
 
+/// How much longer than a request's own deadline its askers wait for it.
+const GRACE: Duration = Duration::from_millis(5);
+
+/// The first asker's hold on a flight: the entry leaves the table when it is dropped, if
+/// it is still this flight's.
+struct Flight<'a> {
+    flights: &'a Flights,
+    key: Box<[u8]>,
+    cell: Arc<OnceCell<Fetched>>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            flights.remove(&self.key);
+        }
+    }
+}
+
 /// One external policy's endpoint: its client, cache, single flight and bound.
 pub struct Endpoint {
     /// The checked configuration.
@@ -407,32 +430,35 @@ impl Endpoint {
         let deadline = arrival + self.spec.timeout;
         let remaining = deadline.saturating_duration_since(now);
         // One request for the questions asked together; a question that joins one waits
-        // no longer than its own deadline.
-        let (cell, leader) = {
+        // no longer than its own deadline. The first asker's flight leaves the table
+        // however that asker ends (answered, timed out, or dropped by its client): a
+        // later question never finds an old verdict there.
+        let (cell, flight) = {
             let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
             match flights.get(&key) {
-                Some(c) => (c.clone(), false),
+                Some(c) => (c.clone(), None),
                 None => {
                     let c = Arc::new(OnceCell::new());
                     flights.insert(key.clone(), c.clone());
-                    (c, true)
+                    (c.clone(), Some(c))
                 }
             }
         };
+        let _flight = flight.map(|cell| Flight {
+            flights: &self.flights,
+            key: key.clone(),
+            cell,
+        });
+        let leader = _flight.is_some();
         let fetch = cell.get_or_init(|| self.fetch(request, remaining, clock));
-        let fetched = match tokio::time::timeout(remaining, fetch).await {
+        // A little past the request's own deadline, so that it ends (and is counted) first.
+        let fetched = match tokio::time::timeout(remaining + GRACE, fetch).await {
             Ok(f) => f.clone(),
             Err(_) => Fetched {
                 result: Err(Failure::Timeout),
                 at: clock.now(),
             },
         };
-        if leader {
-            self.flights
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-        }
         let source = if leader {
             Source::Asked
         } else {

@@ -1116,7 +1116,6 @@ fn doh_client(ca: &str, addr: SocketAddr, timeout: Duration) -> reqwest::Client 
 /// `ttl`, so nothing may be kept — and when the endpoint turns from "block" to "allow",
 /// the next answer is the real one.
 #[tokio::test]
-#[ignore = "bug: a single-flight leader dropped mid-request (DoH client cancels) leaves its flight entry in Endpoint::flights forever; the next identical question initialises that cell and every later one reuses its verdict without asking the endpoint, ttl or not"]
 async fn a_cancelled_question_does_not_freeze_the_verdict() {
     let mode: Mode = Arc::new(Mutex::new(Act::After(
         Duration::from_millis(400),
@@ -1174,9 +1173,10 @@ async fn a_cancelled_question_does_not_freeze_the_verdict() {
     assert!(is_blocked(&m), "{m:?}");
     assert_eq!(hook.count(), 2, "asked afresh");
 
-    // The endpoint changes its mind; an hour passes.
+    // The endpoint changes its mind; time passes (within the endpoint's 15-minute window
+    // for signature timestamps, which reads the real clock).
     *mode.lock().unwrap() = verdict("allow", json!({}));
-    g.running.shared.clock.advance(Duration::from_secs(3600));
+    g.running.shared.clock.advance(Duration::from_secs(60));
     let m = ask_from("127.0.0.1", g.addr, "www.test.", RecordType::A).await;
     let asked = hook.count();
     assert_eq!(
