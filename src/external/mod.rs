@@ -382,7 +382,10 @@ impl Endpoint {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true);
         if let Some(config) = tls {
-            b = b.tls_backend_preconfigured((*config).clone());
+            // The shared client configuration offers DoT's ALPN; an endpoint speaks HTTP.
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            b = b.tls_backend_preconfigured(config);
         }
         let client = b
             .build()

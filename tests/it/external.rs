@@ -1185,3 +1185,114 @@ async fn a_cancelled_question_does_not_freeze_the_verdict() {
         "the endpoint, asked again, allows: {m:?}"
     );
 }
+
+/// An `https://` endpoint with a certificate from a test CA: verified against `[upstream]
+/// ca_file` (plus the system's roots) and asked; with a CA that did not sign it, the
+/// handshake fails, the failure is a network error, and `on_error` decides — the request
+/// never goes out in clear text or to an unverified server.
+#[tokio::test]
+async fn an_https_endpoint_is_verified_against_ca_file() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (ca, chain, key) = crate::tlsup::certificate_for("localhost");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(0usize));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = tls.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() < len {
+                        continue;
+                    }
+                    *seen.lock().unwrap() += 1;
+                    let reply = r#"{"action":"block","reason":"over https"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    got.clear();
+                }
+            });
+        }
+    });
+    let config = |ca_file: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\nservers = [\"udp://{{UPSTREAM}}\"]\n\
+             ca_file = \"{ca_file}\"\n\n{}",
+            external(
+                "risk",
+                r#"dns.fqdn == "www.test""#,
+                &format!("https://localhost:{port}/dns"),
+                ", timeout_ms = 2000, on_error = \"allow\""
+            )
+        )
+    };
+    let up = crate::upstream::start().await;
+    let g = crate::gate_with(
+        up,
+        &config("ca.pem"),
+        &[("ca.pem", &ca), ("risk.secret", SECRET)],
+    )
+    .await;
+    let m = query(g.addr, "www.test.", RecordType::A).await;
+    assert!(is_blocked(&m), "{m:?}");
+    assert_eq!(ede(&m).map(|e| e.1), Some("over https".to_owned()));
+    assert_eq!(*requests.lock().unwrap(), 1);
+    // Another CA: no request reaches the endpoint, and on_error (allow) decides.
+    let (other, _, _) = crate::tlsup::certificate_for("localhost");
+    let up = crate::upstream::start().await;
+    let g = crate::gate_with(
+        up,
+        &config("other.pem"),
+        &[("other.pem", &other), ("risk.secret", SECRET)],
+    )
+    .await;
+    let m = query(g.addr, "www.test.", RecordType::A).await;
+    assert_eq!(ips(&m), ["192.0.2.10"], "{m:?}");
+    assert_eq!(
+        *requests.lock().unwrap(),
+        1,
+        "nothing sent to an unverified server"
+    );
+}

@@ -169,7 +169,7 @@ async fn dot_upstream_pipelines_questions_and_reconnects_after_the_server_closes
 }
 
 /// A certificate for `name` from a fresh test CA: (CA PEM, chain PEM, key PEM).
-fn certificate_for(name: &str) -> (String, String, String) {
+pub(crate) fn certificate_for(name: &str) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
