@@ -21,6 +21,7 @@
 //!            DNSSEC validation (resolve::dnssec: signatures, chain of trust, denial)
 //! config     the TOML model, includes, positions     querylog  the JSON-lines writer
 //! external   custom actions: a policy's signed HTTP request, verdict cache, single flight
+//! access     API tokens: scoped permissions, secrets, minting, failed-login limits
 //! identity   users, groups, devices, locations        geoip     GeoIP lookups
 //! metrics    metric names and per-query handles
 //! clock      the one clock                            label     enums with their labels
@@ -29,6 +30,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod answer;
 pub mod cli;
 pub mod clock;
