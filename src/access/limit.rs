@@ -48,7 +48,11 @@ pub struct FailureLimiter {
 impl Default for FailureLimiter {
     /// 10 failures a minute, 65,536 sources.
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_FAILURES, DEFAULT_WINDOW_SECS, DEFAULT_MAX_SOURCES)
+        Self::new(
+            DEFAULT_MAX_FAILURES,
+            DEFAULT_WINDOW_SECS,
+            DEFAULT_MAX_SOURCES,
+        )
     }
 }
 
@@ -193,7 +197,10 @@ mod tests {
         l.fail(ip("192.0.2.4"), 0);
         assert_eq!(l.len(), 2, "two sources, then the overflow");
         assert!(!l.check(ip("192.0.2.5"), 1), "overflow is limited");
-        assert!(l.check(ip("192.0.2.1"), 1), "tracked sources keep their own count");
+        assert!(
+            l.check(ip("192.0.2.1"), 1),
+            "tracked sources keep their own count"
+        );
         l.fail(ip("192.0.2.6"), 61);
         assert_eq!(l.len(), 1, "ended windows were dropped");
         assert!(l.check(ip("192.0.2.6"), 62));

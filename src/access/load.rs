@@ -181,7 +181,13 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Tokens, Vec<Diagnostic>> 
             }
         }
     }
-    if diags.is_empty() { Ok(tokens) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(tokens)
+    } else {
+        // In file order (a token's expiry is read before its statements).
+        diags.sort_by_key(|d| (d.line, d.col));
+        Err(diags)
+    }
 }
 
 /// One statement, or `None` with its problems recorded.
@@ -208,7 +214,10 @@ fn statement(
     // An empty list makes a statement that matches nothing: a deny that silently denies
     // nothing is a mistake worth reporting.
     if r.permissions.get_ref().is_empty() {
-        diags.push(src.diag(&r.permissions.span(), "a statement needs at least one permission"));
+        diags.push(src.diag(
+            &r.permissions.span(),
+            "a statement needs at least one permission",
+        ));
     }
     if r.resources.get_ref().is_empty() {
         diags.push(src.diag(

@@ -30,7 +30,9 @@ pub mod perm;
 pub use limit::FailureLimiter;
 pub use load::{is_valid_name, parse_expiry};
 pub use mint::{MintError, TokenSpec, mint};
-pub use perm::{Effect, Kind, ObjectKind, ParseError, Part, Permission, Resource, Statement, Target, Verb};
+pub use perm::{
+    Effect, Kind, ObjectKind, ParseError, Part, Permission, Resource, Statement, Target, Verb,
+};
 
 /// The prefix of every secret: recognisable in logs and by secret scanners.
 pub const SECRET_PREFIX: &str = "dgt_";
@@ -117,7 +119,11 @@ impl Token {
             let quoted: Vec<String> = items.iter().map(|i| q(i)).collect();
             format!("[{}]", quoted.join(", "))
         };
-        let mut out = format!("[[tokens]]\nname = {}\nhash = {}\n", q(&self.name), q(&self.hash));
+        let mut out = format!(
+            "[[tokens]]\nname = {}\nhash = {}\n",
+            q(&self.name),
+            q(&self.hash)
+        );
         if let Some(e) = self.expires {
             let _ = writeln!(out, "expires = {}", q(&e.to_string()));
         }
@@ -181,7 +187,8 @@ impl Tokens {
 
     /// Adds a token, unless its name or hash is taken.
     pub fn insert(&mut self, token: Token) -> Result<(), InsertError> {
-        let digest = decode_digest(&token.hash).ok_or_else(|| InsertError::BadHash(token.name.clone()))?;
+        let digest =
+            decode_digest(&token.hash).ok_or_else(|| InsertError::BadHash(token.name.clone()))?;
         if self.get(&token.name).is_some() {
             return Err(InsertError::DuplicateName(token.name));
         }

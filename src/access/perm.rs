@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum ParseError {
     /// Not three dot-separated segments starting with `dnsgate`.
-    #[error("`{0}` is not a permission: expected `dnsgate.<kind>.<verb>` (`*` for a whole kind or verb)")]
+    #[error(
+        "`{0}` is not a permission: expected `dnsgate.<kind>.<verb>` (`*` for a whole kind or verb)"
+    )]
     PermissionShape(String),
     /// A kind that does not exist.
     #[error("unknown kind `{0}` (expected one of: {kinds})", kinds = Kind::names())]
@@ -389,7 +391,9 @@ impl FromStr for Resource {
             .ok_or_else(bad)?;
         // A name is taken as written, but `*` is a wildcard only when it is the whole
         // name: `list:ad*` would look like a glob and match nothing, so it is refused.
-        if name.is_empty() || name.chars().any(char::is_control) || (name != "*" && name.contains('*'))
+        if name.is_empty()
+            || name.chars().any(char::is_control)
+            || (name != "*" && name.contains('*'))
         {
             return Err(bad());
         }

@@ -14,7 +14,9 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["answer"],
     &["policy"],
-    &["lists", "resolve", "config", "querylog", "external", "access"],
+    &[
+        "lists", "resolve", "config", "querylog", "external", "access",
+    ],
     &["identity", "geoip", "metrics"],
     &["clock", "label", "diag", "netmap", "sys"],
 ];
