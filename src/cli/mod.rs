@@ -29,6 +29,9 @@ macro_rules! outln {
 
 mod explain;
 mod test;
+mod token;
+
+pub use token::TokenCommand;
 
 /// dnsgate: a filtering DNS resolver with Cloudflare Gateway-style policies.
 #[derive(Debug, Parser)]
@@ -91,6 +94,12 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// API tokens (SPEC §12).
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
 /// Runs a parsed command line.
@@ -99,6 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Run { config } => serve(&config).await,
         Command::Check { config } => check(&config),
         Command::Test { files } => test::run(&files).await,
+        Command::Token { command } => token::run(command),
         Command::Explain {
             config,
             name,

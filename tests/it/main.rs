@@ -31,6 +31,7 @@ mod serving;
 mod signed;
 mod tcp;
 mod tlsup;
+mod tokencli;
 mod unbound;
 mod upstream;
 mod urllists;
