@@ -8,7 +8,7 @@
 //!
 //! - [`perm`]: permissions, resource patterns, statements, coverage
 //! - `load`: the tokens file, with diagnostics at `path:line:col`
-//! - [`mint`]: a token making a token within its own rights
+//! - [`mod@mint`]: a token making a token within its own rights
 //! - [`limit`]: failed authentications per source, rate-limited
 
 use std::collections::HashMap;
