@@ -5,6 +5,7 @@
 //! checks this, so the picture cannot go stale):
 //! ```text
 //! cli        run, check, explain, test: argument parsing, printing; anyhow lives here
+//! api        the admin API (axum): bearer tokens, scoped permissions, audit, OpenAPI
 //! server     listeners: UDP (fast path: wire, packet cache, batch I/O) and TCP (hickory);
 //!            each builds a pipeline::Request, sends the reply, hands the outcome to record
 //! record     the one exit: an answered query into metrics and the query log
@@ -32,6 +33,7 @@
 
 pub mod access;
 pub mod answer;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -51,6 +51,8 @@ pub struct Settings {
     pub dot: Option<Dot>,
     /// The DoH listener (likewise).
     pub doh: Option<Doh>,
+    /// The admin API.
+    pub api: Option<Api>,
     /// TCP idle timeout.
     pub tcp_idle: Duration,
     /// TCP connections at once, in all.
@@ -58,6 +60,26 @@ pub struct Settings {
     /// TCP connections at once from one client.
     pub tcp_max_per_client: usize,
 }
+
+/// The admin API's settings (SPEC §12).
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Its address.
+    pub listen: SocketAddr,
+    /// HTTPS (certificate and key, ALPN `h2` and `http/1.1`); required off loopback.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where every write attempt is written, chained.
+    pub audit_log: PathBuf,
+}
+
+/// Same listener when the same address (the certificate and the tokens apply at reload).
+impl PartialEq for Api {
+    fn eq(&self, other: &Self) -> bool {
+        self.listen == other.listen
+    }
+}
+
+impl Eq for Api {}
 
 /// The DoT listener's settings.
 #[derive(Debug, Clone)]
@@ -157,6 +179,11 @@ pub struct Base {
     pub rate_limit: config::RateLimitConfig,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// The identities file as written (the API shows its users, groups, devices and
+    /// locations).
+    pub identity_file: Option<toml::Table>,
+    /// The admin API's tokens (`[api] tokens`).
+    pub tokens: Arc<crate::access::Tokens>,
     /// The `external` policies' endpoints (index: [`crate::policy::CompiledPolicy::external`]).
     pub endpoints: Vec<Arc<crate::external::Endpoint>>,
     /// DNSSEC validation of what the upstreams say.
@@ -176,7 +203,8 @@ pub struct Base {
     pub url_lists: Arc<UrlLists>,
     /// The configuration this was built from, to recompile policies when a URL list is
     /// swapped (see [`Runtime::with_list`]).
-    config: Arc<LoadedConfig>,
+    /// The configuration files as loaded (the API shows their objects).
+    pub config: Arc<LoadedConfig>,
     /// The policy build settings derived from it.
     flags: PolicyFlags,
     /// The one clock: the server started on this runtime tells time by it, and so does
@@ -352,6 +380,57 @@ impl Runtime {
                 }
             }
         });
+        let api = main.api.as_ref().and_then(|a| {
+            let listen = parse_addr(mf, &a.listen, &mut diags)?;
+            let tls = match (&a.cert, &a.key) {
+                (Some(cert), Some(key)) => match tls::server_config(
+                    &mf.resolve(cert.get_ref()),
+                    &mf.resolve(key.get_ref()),
+                    &[b"h2", b"http/1.1"],
+                ) {
+                    Ok(tls) => Some(tls),
+                    Err(e) => {
+                        diags.push(mf.diag(&cert.span(), e));
+                        return None;
+                    }
+                },
+                (None, None) if listen.ip().is_loopback() => None,
+                (None, None) => {
+                    diags.push(mf.diag(
+                        &a.listen.span(),
+                        format!("[api] listen {listen} is not loopback: it needs cert and key (HTTPS), or tokens would cross the network in clear text"),
+                    ));
+                    return None;
+                }
+                (Some(c), None) | (None, Some(c)) => {
+                    diags.push(mf.diag(&c.span(), "[api] needs both cert and key"));
+                    return None;
+                }
+            };
+            let state = main.server.state_dir.as_ref().map(|d| mf.resolve(d.get_ref()));
+            let audit_log = match &a.audit_log {
+                Some(p) => mf.resolve(p.get_ref()),
+                None => crate::lists::url::state_dir(state.as_deref()).join("audit.jsonl"),
+            };
+            Some(Api {
+                listen,
+                tls,
+                audit_log,
+            })
+        });
+        let identity_file = main.identity.directory.as_ref().and_then(|d| {
+            let text = std::fs::read_to_string(mf.resolve(d.get_ref())).ok()?;
+            toml::from_str::<toml::Table>(&text).ok()
+        });
+        let tokens = match main.api.as_ref().and_then(|a| a.tokens.as_ref()) {
+            None => crate::access::Tokens::default(),
+            Some(t) => {
+                crate::access::Tokens::load(&mf.resolve(t.get_ref())).unwrap_or_else(|mut e| {
+                    diags.append(&mut e);
+                    crate::access::Tokens::default()
+                })
+            }
+        };
         let unknown_client = match main
             .server
             .unknown_client
@@ -645,6 +724,8 @@ impl Runtime {
             hostname,
             unknown_client,
             insecure_domains,
+            tokens: Arc::new(tokens),
+            identity_file,
             settings: Settings {
                 listen,
                 metrics,
@@ -654,6 +735,7 @@ impl Runtime {
                 prefetch: main.cache.prefetch,
                 dot,
                 doh,
+                api,
                 tcp_idle: Duration::from_millis(main.server.tcp_idle_timeout_ms.max(100)),
                 tcp_max_connections: main.server.tcp_max_connections.max(1),
                 tcp_max_per_client: main.server.tcp_max_per_client.max(1),

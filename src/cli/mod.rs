@@ -206,6 +206,9 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     }
     crate::server::raise_fd_limit();
     let mut running = crate::server::start(config, rt).await?;
+    if let Some(api) = crate::api::start(running.shared.clone()).await? {
+        info!(addr = %api.addr, "admin API listening");
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let shared = running.shared.clone();
     // URL lists are refreshed in the background and swapped in through the same `Live` as

@@ -6,7 +6,7 @@
 
 pub mod load;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub use load::{LoadedConfig, SourceFile, load};
@@ -36,6 +36,8 @@ pub struct ConfigFile {
     pub block: BlockConfig,
     /// The query log; absent: no query log.
     pub querylog: Option<QuerylogConfig>,
+    /// The admin API (SPEC §12); absent: none.
+    pub api: Option<ApiConfig>,
     /// The identity directory.
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -363,8 +365,29 @@ pub struct IdentityConfig {
     pub match_extended_emails: bool,
 }
 
-/// `[[lists]]`
+/// `[api]`: the admin API (SPEC §12).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on (default `127.0.0.1:8053`); not loopback: needs `cert` and `key`.
+    #[serde(default = "default_api_listen")]
+    pub listen: Spanned<String>,
+    /// PEM certificate chain (HTTPS).
+    pub cert: Option<Spanned<String>>,
+    /// PEM private key.
+    pub key: Option<Spanned<String>>,
+    /// The tokens file (`[[tokens]]`); absent: no token, so nothing is allowed.
+    pub tokens: Option<Spanned<String>>,
+    /// The audit log (JSON lines); default `audit.jsonl` under the state directory.
+    pub audit_log: Option<Spanned<String>>,
+}
+
+fn default_api_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:8053".to_owned())
+}
+
+/// `[[lists]]`
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConfig {
     /// Name used in expressions as `$name`.
@@ -388,7 +411,7 @@ pub struct ListConfig {
 }
 
 /// A size: a number of bytes, or text with a unit (`"64MiB"`).
-#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ByteSize {
     /// Bytes.
@@ -402,7 +425,7 @@ fn default_list_type() -> Spanned<String> {
 }
 
 /// `[[categories]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryConfig {
     /// The id used in `dns.content_category` / `dns.security_category`.
@@ -420,7 +443,7 @@ pub struct CategoryConfig {
 }
 
 /// `[[policies]]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Display name (also the metrics label).
@@ -474,7 +497,7 @@ fn empty_spanned() -> Spanned<String> {
 }
 
 /// An `external` policy's endpoint (SPEC §11).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalConfig {
     /// `https://`, or `http://` to a loopback address.
@@ -490,7 +513,7 @@ pub struct ExternalConfig {
 }
 
 /// A policy schedule: per-day comma-separated `HH:MM-HH:MM` ranges in a named time zone.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// IANA time zone name; default UTC.
@@ -512,7 +535,7 @@ pub struct ScheduleConfig {
 }
 
 /// One or several values.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, Serialize)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     /// A single value.
@@ -532,7 +555,7 @@ impl<T> OneOrMany<T> {
 }
 
 /// A rule-builder table (SPEC §4.6): matches when any of its values matches.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorConfig {
     /// User e-mail addresses.

@@ -285,6 +285,16 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
+    /// Forgets every answer (`POST /api/v1/cache/flush`); questions in flight finish.
+    pub fn clear(&self) {
+        if let Some(c) = &self.0.inner {
+            c.clear();
+        }
+        self.0.failed_recently.clear();
+    }
+}
+
+impl Cache {
     /// A cache of at most `size` weight units — about one per small message (0 disables
     /// caching). With `prefetch`, an answer asked for in the last 10% of its TTL is
     /// refreshed in the background (Unbound's `prefetch`), so a popular name never makes

@@ -60,6 +60,16 @@ impl Live {
     /// all of it loads; otherwise the old keeps serving and the errors are returned.
     /// Loading reads files and may fetch lists: it runs on the blocking pool.
     pub async fn reload(self: &Arc<Self>) -> Result<(), Vec<Diagnostic>> {
+        self.reload_approved(|_| Ok(())).await
+    }
+
+    /// [`Self::reload`], with `approve` told the result (the new runtime, or why it was
+    /// rejected) before anything changes: the admin API writes its audit line there, and
+    /// a failure to write it (an `Err` naming why) keeps the running configuration.
+    pub async fn reload_approved(
+        self: &Arc<Self>,
+        approve: impl FnOnce(Result<&Runtime, &[Diagnostic]>) -> Result<(), String>,
+    ) -> Result<(), Vec<Diagnostic>> {
         let _one_at_a_time = self.replacing.lock().await;
         let live = self.clone();
         let loaded = crate::sys::background("reload", move || {
@@ -82,6 +92,10 @@ impl Live {
                 "the reload task failed",
             )])
         });
+        let approved = approve(loaded.as_ref().map_err(Vec::as_slice));
+        if let Err(why) = approved {
+            return Err(vec![Diagnostic::file(&self.config_path, why)]);
+        }
         match loaded {
             Ok(rt) => {
                 let summary = rt.summary();

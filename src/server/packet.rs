@@ -161,6 +161,13 @@ impl PacketCache {
         }
     }
 
+    /// Forgets every response.
+    pub fn clear(&self) {
+        if let Some(c) = &self.inner {
+            c.clear();
+        }
+    }
+
     /// Writes the cached response to `q` into `out`, made for this query: its id, RD bit
     /// and name case, the TTLs aged; returns what decided it and its metric labels. `None`
     /// if there is none fresh for `generation`.

@@ -8,6 +8,7 @@ use std::path::Path;
 /// Top to bottom, as `src/lib.rs` draws them.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
+    &["api"],
     &["server"],
     &["record"],
     &["pipeline"],

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod abuse;
+mod api;
 mod cli;
 mod client;
 mod cname;

@@ -26,7 +26,13 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/dnsgate";
 /// configuration's `[server] state_dir`, else systemd's `$STATE_DIRECTORY` (set by
 /// `StateDirectory=`; the first entry if it names several), else `/var/lib/dnsgate`.
 pub fn cache_dir(configured: Option<&Path>) -> PathBuf {
-    let state = match configured {
+    state_dir(configured).join(SUBDIR)
+}
+
+/// The state directory: the configuration's `[server] state_dir`, else systemd's
+/// `$STATE_DIRECTORY` (its first entry), else `/var/lib/dnsgate`.
+pub fn state_dir(configured: Option<&Path>) -> PathBuf {
+    match configured {
         Some(dir) => dir.to_path_buf(),
         None => std::env::var_os("STATE_DIRECTORY")
             .and_then(|v| {
@@ -36,8 +42,7 @@ pub fn cache_dir(configured: Option<&Path>) -> PathBuf {
                     .map(PathBuf::from)
             })
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
-    };
-    state.join(SUBDIR)
+    }
 }
 
 /// What the `.json` file holds.

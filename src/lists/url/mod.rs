@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::{List, ListFormat, ListKind, ParseStats};
 use crate::metrics;
-pub use disk::cache_dir;
+pub use disk::{cache_dir, state_dir};
 pub use fetch::{Fetched, Fetcher, Validators};
 pub use units::{UnitError, parse_duration, parse_size};
 

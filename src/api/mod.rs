@@ -1,0 +1,526 @@
+//! The admin API (SPEC §12) on `[api] listen`: REST under `/api/v1/`, bearer tokens with
+//! scoped permissions ([`crate::access`]), every write attempt audited ([`audit`]) before
+//! it applies, an OpenAPI 3 document at `/api/v1/openapi.json`.
+//!
+//! This first part serves the objects of the configuration in service (policies, lists,
+//! categories, and the identities file's users, groups, devices and locations, all
+//! `"source": "file"`), filtered to what the token may read; flushes the caches; and
+//! reloads through the one runtime swap. Object writes, SCIM and the query store come
+//! next.
+//!
+//! Errors are `{"error": {"code", "message", "details"}}`: 401 (with `WWW-Authenticate:
+//! Bearer`) without a valid token, 429 past the limit of failed authentications, 403 for
+//! what the token may not do, 404 for what it may not read (as if absent), 400 `invalid`
+//! with the `check` messages, 503 when the audit log cannot be written.
+
+pub mod audit;
+mod openapi;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::access::{FailureLimiter, Target, Token};
+use crate::diag::Diagnostic;
+use crate::runtime::Runtime;
+use crate::server::Shared;
+
+/// The API's state.
+struct App {
+    shared: Arc<Shared>,
+    audit: audit::Audit,
+    failures: Mutex<FailureLimiter>,
+}
+
+/// A started API listener.
+#[derive(Debug)]
+pub struct Started {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The accept loop.
+    pub task: JoinHandle<()>,
+}
+
+/// Starts the API of the configuration in service, if it has `[api]`.
+pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
+    let rt = shared.live.load_full();
+    let Some(settings) = rt.settings.api.clone() else {
+        return Ok(None);
+    };
+    let audit = audit::Audit::open(&settings.audit_log).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot open the audit log {}: {e}",
+                settings.audit_log.display()
+            ),
+        )
+    })?;
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {} for the API: {e}", settings.listen),
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        shared: shared.clone(),
+        audit,
+        failures: Mutex::new(FailureLimiter::default()),
+    });
+    let router = Router::new()
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/cache/flush", post(flush))
+        .route("/api/v1/reload", post(reload))
+        .route("/api/v1/{kind}", get(list_objects))
+        .route("/api/v1/{kind}/{key}", get(get_object))
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(app);
+    let task = tokio::spawn(accept_loop(listener, router, shared));
+    Ok(Some(Started { addr, task }))
+}
+
+/// Accepts connections: HTTPS with the certificate in service at each handshake (a
+/// reload swaps it), else plain HTTP (loopback only, checked at load).
+async fn accept_loop(listener: TcpListener, router: Router, shared: Arc<Shared>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(error = %e, "API accept");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let tls = shared
+            .live
+            .load()
+            .settings
+            .api
+            .as_ref()
+            .and_then(|a| a.tls.clone());
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let mut router = router.clone();
+                    tower_service::Service::call(&mut router, req)
+                },
+            );
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let result = match tls {
+                Some(config) => match tokio_rustls::TlsAcceptor::from(config).accept(tcp).await {
+                    Ok(s) => {
+                        builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                            .await
+                    }
+                    Err(e) => {
+                        debug!(%peer, error = %e, "API TLS handshake");
+                        return;
+                    }
+                },
+                None => {
+                    builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "API connection");
+            }
+        });
+    }
+}
+
+/// An error response: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Vec<Diagnostic>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token may not do that",
+        )
+    }
+
+    fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such object")
+    }
+
+    fn unavailable(why: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let details: Vec<Value> = self
+            .details
+            .iter()
+            .map(|d| {
+                json!({"path": d.path.display().to_string(), "line": d.line, "col": d.col, "message": d.message})
+            })
+            .collect();
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": details}});
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// The token a request carries, checked against the runtime's tokens; failures from one
+/// address are limited.
+fn authenticate<'r>(
+    app: &App,
+    rt: &'r Runtime,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<&'r Token, ApiError> {
+    let now = app.shared.clock.wall();
+    let second = u64::try_from(now.as_second()).unwrap_or(0);
+    let mut failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
+    if !failures.check(peer, second) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentications from this address; try again later",
+        ));
+    }
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(ApiError::unauthorized)?;
+    match rt.tokens.authenticate(secret, now) {
+        Some(token) => Ok(token),
+        None => {
+            failures.fail(peer, second);
+            warn!(%peer, "API: a bearer token that names no valid token");
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+/// The kinds of objects, as URLs name them, and as one of them is named in a resource.
+const KINDS: [(&str, &str); 7] = [
+    ("policies", "policy"),
+    ("lists", "list"),
+    ("categories", "category"),
+    ("users", "user"),
+    ("groups", "group"),
+    ("devices", "device"),
+    ("locations", "location"),
+];
+
+/// One object: its key (name, email or id) and its JSON.
+struct Object {
+    key: String,
+    value: Value,
+}
+
+/// The objects of `kind` in the configuration in service; `None` for an unknown kind.
+fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
+    let file = |mut v: Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("source".into(), json!("file"));
+        }
+        v
+    };
+    let cfg = &rt.config;
+    Some(match kind {
+        "policies" => cfg
+            .policies
+            .iter()
+            .map(|p| Object {
+                key: p.item.get_ref().name.get_ref().clone(),
+                value: file(serde_json::to_value(p.item.get_ref()).unwrap_or_default()),
+            })
+            .collect(),
+        "lists" => cfg
+            .lists
+            .iter()
+            .map(|l| {
+                let name = l.item.get_ref().name.get_ref().clone();
+                let mut v = file(serde_json::to_value(l.item.get_ref()).unwrap_or_default());
+                if let Some(info) = rt.list_info.iter().find(|i| i.name == name) {
+                    v["entry_count"] = json!(info.entries);
+                }
+                Object {
+                    key: name,
+                    value: v,
+                }
+            })
+            .collect(),
+        "categories" => cfg
+            .categories
+            .iter()
+            .map(|c| Object {
+                key: c.item.get_ref().id.to_string(),
+                value: file(serde_json::to_value(c.item.get_ref()).unwrap_or_default()),
+            })
+            .collect(),
+        "users" | "groups" | "devices" | "locations" => {
+            let (section, key) = match kind {
+                "users" => ("users", "email"),
+                "groups" => ("groups", "id"),
+                "devices" => ("devices", "id"),
+                _ => ("locations", "name"),
+            };
+            rt.identity_file
+                .as_ref()
+                .and_then(|t| t.get(section))
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|entry| {
+                    let mut v = serde_json::to_value(entry).ok()?;
+                    let o = v.as_object_mut()?;
+                    // Secrets are write-only.
+                    let token_set =
+                        o.remove("doh_token").is_some() | o.remove("doh_token_sha256").is_some();
+                    if kind == "devices" || kind == "locations" {
+                        o.insert("doh_token_set".into(), json!(token_set));
+                    }
+                    let k = o.get(key)?.as_str()?.to_owned();
+                    Some(Object {
+                        key: k,
+                        value: file(v),
+                    })
+                })
+                .collect()
+        }
+        _ => return None,
+    })
+}
+
+/// Whether `token` may read the object `key` of `kind` (the URL's plural).
+fn may_read(token: &Token, kind: &str, key: &str) -> bool {
+    let singular = KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(kind, |(_, s)| s);
+    let target = Target {
+        kind: singular,
+        name: key,
+        group: None,
+    };
+    token.may(kind, "read", &target) || token.may(kind, "list", &target)
+}
+
+async fn list_objects(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let all = objects(&rt, &kind).ok_or_else(ApiError::not_found)?;
+    // Filtered to what the token may read: the others are as if absent.
+    let visible: Vec<Value> = all
+        .into_iter()
+        .filter(|o| may_read(token, &kind, &o.key))
+        .map(|o| o.value)
+        .collect();
+    Ok(Json(Value::Array(visible)))
+}
+
+async fn get_object(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((kind, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let all = objects(&rt, &kind).ok_or_else(ApiError::not_found)?;
+    let key_matches = |o: &Object| {
+        if kind == "users" {
+            o.key.eq_ignore_ascii_case(&key)
+        } else {
+            o.key == key
+        }
+    };
+    match all.into_iter().find(key_matches) {
+        Some(o) if may_read(token, &kind, &o.key) => Ok(Json(o.value)),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// Writes the audit line of an attempt; `Err` (503) if it cannot be written.
+fn audit(
+    app: &App,
+    token: Option<&Token>,
+    peer: IpAddr,
+    action: &str,
+    result: audit::Outcome,
+) -> Result<(), ApiError> {
+    let entry = audit::Entry {
+        token: token.map(|t| t.name.as_str()),
+        source_ip: peer,
+        action,
+        object: None,
+        before: None,
+        after: None,
+        result,
+    };
+    app.audit
+        .write(&entry, app.shared.clock.wall())
+        .map_err(|e| {
+            warn!(error = %e, path = %app.audit.path().display(), "cannot write the audit log: the change is refused");
+            ApiError::unavailable(format!("the audit log cannot be written: {e}"))
+        })
+}
+
+async fn flush(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let target = Target {
+        kind: "cache",
+        name: "*",
+        group: None,
+    };
+    if !token.may("cache", "flush", &target) {
+        audit(
+            &app,
+            Some(token),
+            peer.ip(),
+            "cache.flush",
+            audit::Outcome::Denied,
+        )?;
+        return Err(ApiError::forbidden());
+    }
+    audit(
+        &app,
+        Some(token),
+        peer.ip(),
+        "cache.flush",
+        audit::Outcome::Ok,
+    )?;
+    app.shared.cache.clear();
+    app.shared.packets.clear();
+    Ok(Json(json!({"flushed": true})))
+}
+
+async fn reload(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let target = Target {
+        kind: "config",
+        name: "*",
+        group: None,
+    };
+    if !token.may("config", "update", &target) {
+        audit(
+            &app,
+            Some(token),
+            peer.ip(),
+            "config.reload",
+            audit::Outcome::Denied,
+        )?;
+        return Err(ApiError::forbidden());
+    }
+    let name = token.name.clone();
+    let ip = peer.ip();
+    let audit_failed = Mutex::new(None);
+    let result = app
+        .shared
+        .live
+        .reload_approved(|loaded| {
+            let outcome = match loaded {
+                Ok(_) => audit::Outcome::Ok,
+                Err(_) => audit::Outcome::Invalid,
+            };
+            let entry = audit::Entry {
+                token: Some(&name),
+                source_ip: ip,
+                action: "config.reload",
+                object: None,
+                before: None,
+                after: None,
+                result: outcome,
+            };
+            app.audit
+                .write(&entry, app.shared.clock.wall())
+                .map_err(|e| {
+                    let why = format!("the audit log cannot be written: {e}");
+                    *audit_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                    why
+                })
+        })
+        .await;
+    if let Some(why) = audit_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(ApiError::unavailable(why));
+    }
+    match result {
+        Ok(()) => {
+            if let Some(log) = app.shared.exit.querylog() {
+                log.reopen();
+            }
+            Ok(Json(
+                json!({"reloaded": true, "generation": app.shared.live.load().generation}),
+            ))
+        }
+        Err(details) => {
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "the configuration does not load; the running one keeps serving",
+            );
+            e.details = details;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The OpenAPI 3 document of the API, served at `/api/v1/openapi.json` without a token (it
+//! holds nothing secret, and clients and test tools read it first).
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// The kinds of objects served, with the key each is named by.
+const OBJECTS: [(&str, &str); 7] = [
+    ("policies", "name"),
+    ("lists", "name"),
+    ("categories", "id"),
+    ("users", "email"),
+    ("groups", "id"),
+    ("devices", "id"),
+    ("locations", "name"),
+];
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(super) async fn document() -> Json<Value> {
+    Json(build())
+}
+
+fn build() -> Value {
+    let mut paths = serde_json::Map::new();
+    let common = |ok: Value| {
+        json!({
+            "200": ok,
+            "401": error_response("no valid bearer token"),
+            "404": error_response("no such object, or one the token may not read"),
+            "429": error_response("too many failed authentications from this address")
+        })
+    };
+    for (kind, key) in OBJECTS {
+        paths.insert(
+            format!("/api/v1/{kind}"),
+            json!({"get": {
+                "summary": format!("The {kind} the token may read"),
+                "operationId": format!("list_{kind}"),
+                "security": [{"bearer": []}],
+                "responses": common(json!({
+                    "description": format!("the {kind}"),
+                    "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}}
+                }))
+            }}),
+        );
+        paths.insert(
+            format!("/api/v1/{kind}/{{{key}}}"),
+            json!({"get": {
+                "summary": format!("One of the {kind}, by {key}"),
+                "operationId": format!("get_{kind}"),
+                "security": [{"bearer": []}],
+                "parameters": [{"name": key, "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": common(json!({
+                    "description": "the object",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}
+                }))
+            }}),
+        );
+    }
+    let write = |summary: &str, id: &str, result: Value| {
+        let mut responses = common(json!({
+            "description": "done",
+            "content": {"application/json": {"schema": result}}
+        }));
+        responses["403"] = error_response("the token may not do this");
+        responses["503"] = error_response("the audit log cannot be written");
+        json!({"post": {
+            "summary": summary, "operationId": id, "security": [{"bearer": []}],
+            "responses": responses
+        }})
+    };
+    paths.insert(
+        "/api/v1/cache/flush".into(),
+        write(
+            "Forget every cached answer (permission dnsgate.cache.flush)",
+            "flush_cache",
+            json!({"type": "object", "properties": {"flushed": {"type": "boolean"}}, "required": ["flushed"]}),
+        ),
+    );
+    let mut reload = write(
+        "Reload the configuration files, as SIGHUP does (permission dnsgate.config.update)",
+        "reload",
+        json!({"type": "object", "properties": {"reloaded": {"type": "boolean"}, "generation": {"type": "integer"}}, "required": ["reloaded"]}),
+    );
+    reload["post"]["responses"]["400"] =
+        error_response("the configuration does not load; the running one keeps serving");
+    paths.insert("/api/v1/reload".into(), reload);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "dnsgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Objects of the configuration in service, cache flush and reload; every write attempt is audited."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Object": {
+                    "type": "object",
+                    "description": "An object with the keys of its TOML form; `source` is `file` for objects of the configuration files; secrets are shown only as `doh_token_set`.",
+                    "properties": {"source": {"type": "string", "enum": ["file", "api"]}},
+                    "additionalProperties": true
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {
+                        "type": "object",
+                        "required": ["code", "message", "details"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "details": {"type": "array", "items": {
+                                "type": "object",
+                                "properties": {
+                                    "path": {"type": "string"}, "line": {"type": "integer"},
+                                    "col": {"type": "integer"}, "message": {"type": "string"}
+                                }
+                            }}
+                        }
+                    }}
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_path_has_an_operation_and_every_operation_its_responses() {
+        let doc = super::build();
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), 16);
+        for (path, item) in paths {
+            for (_, op) in item.as_object().unwrap() {
+                assert!(op["operationId"].is_string(), "{path}");
+                assert!(op["responses"]["200"].is_object(), "{path}");
+                assert!(op["responses"]["401"].is_object(), "{path}");
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The admin API (SPEC §12), first part: bearer tokens with scoped permissions, objects of
+//! the configuration in service filtered to what a token may read, secrets never shown,
+//! cache flush and reload through the one runtime swap, each write attempt audited in a
+//! chained log before it applies, and the OpenAPI document.
+
+use std::net::SocketAddr;
+
+use hickory_proto::rr::RecordType;
+use serde_json::Value;
+
+use crate::client::{ips, query};
+use crate::{Gate, gate_with};
+
+/// Tokens by role: (name, secret, the `[[tokens]]` entry).
+struct Tokens {
+    admin: String,
+    reader: String,
+    ads_only: String,
+    flusher: String,
+    expired: String,
+    file: String,
+}
+
+fn tokens() -> Tokens {
+    let mut file = String::new();
+    let mut make = |name: &str, statements: &str, expires: Option<&str>| {
+        let (secret, hash) = dnsgate::access::new_secret();
+        file.push_str(&format!(
+            "[[tokens]]\nname = \"{name}\"\nhash = \"{hash}\"\n"
+        ));
+        if let Some(e) = expires {
+            file.push_str(&format!("expires = \"{e}\"\n"));
+        }
+        file.push_str(&format!("policies = [{statements}]\n\n"));
+        secret
+    };
+    let admin = make(
+        "admin",
+        r#"{ effect = "allow", permissions = ["dnsgate.*.*"], resources = ["*"] }"#,
+        None,
+    );
+    let reader = make(
+        "reader",
+        r#"{ effect = "allow", permissions = ["dnsgate.*.read"], resources = ["*"] }"#,
+        None,
+    );
+    let ads_only = make(
+        "ads-only",
+        r#"{ effect = "allow", permissions = ["dnsgate.lists.read"], resources = ["list:ads"] }"#,
+        None,
+    );
+    let flusher = make(
+        "flusher",
+        r#"{ effect = "allow", permissions = ["dnsgate.cache.flush", "dnsgate.config.update"], resources = ["*"] }, { effect = "deny", permissions = ["dnsgate.config.update"], resources = ["*"] }"#,
+        None,
+    );
+    let expired = make(
+        "expired",
+        r#"{ effect = "allow", permissions = ["dnsgate.*.*"], resources = ["*"] }"#,
+        Some("2020-01-01T00:00:00Z"),
+    );
+    Tokens {
+        admin,
+        reader,
+        ads_only,
+        flusher,
+        expired,
+        file,
+    }
+}
+
+const IDENTITIES: &str = r#"
+[[groups]]
+id = "g-kids"
+name = "kids"
+
+[[users]]
+email = "kid@example.com"
+groups = ["g-kids"]
+
+[[devices]]
+id = "kidphone"
+user = "kid@example.com"
+doh_token = "a-very-secret-doh-token"
+
+[[devices]]
+id = "laptop"
+ips = ["127.0.0.9"]
+"#;
+
+/// A gate with `[api]` on 127.0.0.1:0, two lists, two policies and an identities file;
+/// the API's address.
+async fn api_gate(t: &Tokens) -> (Gate, SocketAddr) {
+    let config = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\nservers = [\"udp://{UPSTREAM}\"]\n\n\
+         [api]\nlisten = \"127.0.0.1:0\"\ntokens = \"tokens.toml\"\naudit_log = \"audit.jsonl\"\n\n\
+         [identity]\ndirectory = \"identities.toml\"\n\n\
+         [[lists]]\nname = \"ads\"\npath = \"ads.txt\"\n\n[[lists]]\nname = \"other\"\npath = \"other.txt\"\n\n\
+         [[policies]]\nname = \"ads\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $ads)'\n\n\
+         [[policies]]\nname = \"other\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $other)'\n";
+    let up = crate::upstream::start().await;
+    let g = gate_with(
+        up,
+        config,
+        &[
+            ("tokens.toml", &t.file),
+            ("identities.toml", IDENTITIES),
+            ("ads.txt", "ads.test\n"),
+            ("other.txt", "other.test\n"),
+        ],
+    )
+    .await;
+    let api = dnsgate::api::start(g.running.shared.clone())
+        .await
+        .unwrap()
+        .expect("[api] is configured");
+    (g, api.addr)
+}
+
+fn client() -> reqwest::Client {
+    // Plain HTTP on loopback; reqwest still wants a TLS provider chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}
+
+async fn get(addr: SocketAddr, path: &str, secret: Option<&str>) -> (u16, Value) {
+    let mut r = client().get(format!("http://{addr}{path}"));
+    if let Some(s) = secret {
+        r = r.bearer_auth(s);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+async fn post(addr: SocketAddr, path: &str, secret: &str) -> (u16, Value) {
+    let r = client()
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+fn names(v: &Value, key: &str) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("an array: {v}"))
+        .iter()
+        .map(|o| o[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_checked() {
+    let t = tokens();
+    let (_g, addr) = api_gate(&t).await;
+    // The OpenAPI document needs no token.
+    let (status, doc) = get(addr, "/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/api/v1/policies"]["get"].is_object(), "{doc}");
+    // No token: 401 with WWW-Authenticate and the error body.
+    let r = client()
+        .get(format!("http://{addr}/api/v1/policies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(body["error"]["details"].is_array());
+    // An expired token is no token.
+    assert_eq!(get(addr, "/api/v1/policies", Some(&t.expired)).await.0, 401);
+    // A valid one reads.
+    let (status, policies) = get(addr, "/api/v1/policies", Some(&t.reader)).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&policies, "name"), ["ads", "other"]);
+    assert_eq!(policies[0]["source"], "file");
+    assert_eq!(policies[0]["traffic"], "any(dns.domains[*] in $ads)");
+    // Guessing is limited: after enough wrong secrets, even a right one waits.
+    let mut limited = false;
+    for i in 0..30 {
+        let (status, body) =
+            get(addr, "/api/v1/policies", Some(&format!("dgt_nobody00_{i}"))).await;
+        if status == 429 {
+            assert_eq!(body["error"]["code"], "rate_limited");
+            limited = true;
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    assert!(limited, "wrong secrets are rate-limited");
+    assert_eq!(get(addr, "/api/v1/policies", Some(&t.reader)).await.0, 429);
+}
+
+#[tokio::test]
+async fn listings_show_only_what_the_token_may_read_and_never_secrets() {
+    let t = tokens();
+    let (_g, addr) = api_gate(&t).await;
+    let (_, lists) = get(addr, "/api/v1/lists", Some(&t.ads_only)).await;
+    assert_eq!(names(&lists, "name"), ["ads"]);
+    assert_eq!(lists[0]["entry_count"], 1);
+    assert_eq!(
+        get(addr, "/api/v1/lists/ads", Some(&t.ads_only)).await.0,
+        200
+    );
+    // What it may not read is as if absent.
+    assert_eq!(
+        get(addr, "/api/v1/lists/other", Some(&t.ads_only)).await.0,
+        404
+    );
+    let (status, policies) = get(addr, "/api/v1/policies", Some(&t.ads_only)).await;
+    assert_eq!((status, policies), (200, Value::Array(vec![])));
+    assert_eq!(
+        get(addr, "/api/v1/policies/ads", Some(&t.ads_only)).await.0,
+        404
+    );
+    // The reader sees both lists, the identities, and no DoH token.
+    let (_, lists) = get(addr, "/api/v1/lists", Some(&t.reader)).await;
+    assert_eq!(names(&lists, "name"), ["ads", "other"]);
+    let (_, devices) = get(addr, "/api/v1/devices", Some(&t.reader)).await;
+    assert_eq!(names(&devices, "id"), ["kidphone", "laptop"]);
+    assert_eq!(devices[0]["doh_token_set"], true);
+    assert_eq!(devices[1]["doh_token_set"], false);
+    assert!(!devices.to_string().contains("a-very-secret-doh-token"));
+    let (status, user) = get(addr, "/api/v1/users/KID@example.com", Some(&t.reader)).await;
+    assert_eq!(status, 200, "users are keyed by e-mail, any case");
+    assert_eq!(user["groups"][0], "g-kids");
+    let (_, groups) = get(addr, "/api/v1/groups", Some(&t.reader)).await;
+    assert_eq!(names(&groups, "name"), ["kids"]);
+    assert_eq!(get(addr, "/api/v1/nonsense", Some(&t.reader)).await.0, 404);
+}
+
+#[tokio::test]
+async fn flush_and_reload_are_permitted_audited_and_chained() {
+    let t = tokens();
+    let (g, addr) = api_gate(&t).await;
+    // A cached answer...
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+    assert_eq!(g.upstream.queries(), 1);
+    // ...that a reader may not flush (403, audited as denied)...
+    let (status, body) = post(addr, "/api/v1/cache/flush", &t.reader).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+    assert_eq!(g.upstream.queries(), 1);
+    // ...and the flusher may: the next answer is asked again.
+    let (status, body) = post(addr, "/api/v1/cache/flush", &t.flusher).await;
+    assert_eq!((status, body["flushed"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["192.0.2.10"]
+    );
+    assert_eq!(g.upstream.queries(), 2);
+    // The flusher's deny outweighs its allow for reloads.
+    assert_eq!(post(addr, "/api/v1/reload", &t.flusher).await.0, 403);
+    // The admin reloads: a list changed on disk is in service after it.
+    std::fs::write(g.dir.path().join("other.txt"), "other.test\nwww.test\n").unwrap();
+    let (status, body) = post(addr, "/api/v1/reload", &t.admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["0.0.0.0"]
+    );
+    // A broken configuration is refused with the check messages; the old one serves.
+    let path = g.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("in $other", "in $missing")).unwrap();
+    let (status, body) = post(addr, "/api/v1/reload", &t.admin).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid");
+    let d = &body["error"]["details"][0];
+    assert!(d["path"].as_str().unwrap().ends_with("dnsgate.toml"), "{d}");
+    assert!(
+        d["line"].as_u64().unwrap() > 1 && d["col"].as_u64().unwrap() > 1,
+        "{d}"
+    );
+    assert!(d["message"].as_str().unwrap().contains("missing"), "{d}");
+    assert_eq!(
+        ips(&query(g.addr, "www.test.", RecordType::A).await),
+        ["0.0.0.0"]
+    );
+
+    // Every attempt is in the audit log, in order, each line chained to the one before.
+    let audit = std::fs::read_to_string(g.dir.path().join("audit.jsonl")).unwrap();
+    let lines: Vec<&str> = audit.lines().collect();
+    let entries: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["token"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("reader", "cache.flush", "denied"),
+        ("flusher", "cache.flush", "ok"),
+        ("flusher", "config.reload", "denied"),
+        ("admin", "config.reload", "ok"),
+        ("admin", "config.reload", "invalid"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(summary, expected);
+    assert_eq!(entries[0]["prev"], Value::Null);
+    for i in 1..lines.len() {
+        let digest = data_encoding::HEXLOWER
+            .encode(ring::digest::digest(&ring::digest::SHA256, lines[i - 1].as_bytes()).as_ref());
+        assert_eq!(entries[i]["prev"], digest, "line {} is chained", i + 1);
+        assert_eq!(entries[i]["source_ip"], "127.0.0.1");
+    }
+}
+
+/// Tokens must not cross a network in clear text: `[api] listen` off loopback without a
+/// certificate is a load error at its place; a tokens file that does not load names its.
+#[test]
+fn the_api_off_loopback_needs_https_and_bad_tokens_are_load_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::cli::write_config(dir.path(), "[api]\nlisten = \"0.0.0.0:8053\"\n");
+    let (code, _, err) = crate::cli::dnsgate(&["check", "-c", &cfg]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("dnsgate.toml:2:10") && err.contains("needs cert and key"),
+        "{err}"
+    );
+    crate::write_files(
+        dir.path(),
+        &[(
+            "tokens.toml",
+            "[[tokens]]\nname = \"x\"\nhash = \"00\"\npolicies = [{ effect = \"maybe\", permissions = [], resources = [] }]\n",
+        )],
+    );
+    let cfg = crate::cli::write_config(
+        dir.path(),
+        "[api]\nlisten = \"127.0.0.1:8053\"\ntokens = \"tokens.toml\"\n",
+    );
+    let (code, _, err) = crate::cli::dnsgate(&["check", "-c", &cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("tokens.toml:4:"), "{err}");
+}
