@@ -81,6 +81,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/cache/flush", post(flush))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/explain", post(explain))
         .route("/api/v1/{kind}", get(list_objects))
         .route("/api/v1/{kind}/{key}", get(get_object))
         .fallback(|| async { ApiError::not_found() })
@@ -523,4 +524,84 @@ async fn reload(
             Err(e)
         }
     }
+}
+
+/// `POST /api/v1/explain`: the input of a policy test case.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainInput {
+    name: String,
+    #[serde(rename = "type", default)]
+    qtype: Option<String>,
+    #[serde(default)]
+    client: Option<IpAddr>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    resolved: Vec<IpAddr>,
+    #[serde(default)]
+    time: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)
+}
+
+/// Explains one query as `dnsgate explain --json` does (external policies are not asked:
+/// their `on_error` decides, as offline).
+async fn explain(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let target = Target {
+        kind: "explain",
+        name: "*",
+        group: None,
+    };
+    if !token.may("explain", "read", &target) {
+        return Err(ApiError::forbidden());
+    }
+    let input: ExplainInput =
+        serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
+    let mut qname = crate::lists::name_to_ascii(&input.name)
+        .ok()
+        .and_then(|a| hickory_proto::rr::Name::from_ascii(&*a).ok())
+        .ok_or_else(|| invalid(format!("`{}` is not a DNS name", input.name)))?;
+    qname.set_fqdn(true);
+    let qtype_text = input.qtype.as_deref().unwrap_or("A");
+    let qtype: hickory_proto::rr::RecordType = qtype_text
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| invalid(format!("unknown record type `{qtype_text}`")))?;
+    let client = input.client.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let mut req = crate::pipeline::Request::query(&rt.clock, client, qname, qtype);
+    req.device = match (&input.device, &input.token) {
+        (Some(_), Some(_)) => return Err(invalid("give device or token, not both")),
+        (Some(d), None) => {
+            if rt.directory.identity_for_device(d).is_none() {
+                return Err(invalid(format!("no device `{d}` in the identities")));
+            }
+            crate::pipeline::DeviceHint::Label(d.as_str().into())
+        }
+        (None, Some(t)) => crate::pipeline::DeviceHint::Token(t.as_str().into()),
+        (None, None) => crate::pipeline::DeviceHint::None,
+    };
+    if let Some(t) = &input.time {
+        req.time = t.parse::<jiff::Timestamp>().map_err(|e| {
+            invalid(format!(
+                "time `{t}` is not an RFC 3339 time with an offset: {e}"
+            ))
+        })?;
+    }
+    let stubs = std::collections::HashMap::new();
+    let externals = crate::pipeline::Externals::Stubbed(&stubs);
+    Ok(Json(
+        crate::pipeline::explain::explain(&rt, &req, &input.resolved, externals).await,
+    ))
 }

@@ -92,6 +92,41 @@ fn build() -> Value {
     reload["post"]["responses"]["400"] =
         error_response("the configuration does not load; the running one keeps serving");
     paths.insert("/api/v1/reload".into(), reload);
+    let mut explain = common(json!({
+        "description": "the explanation, as `dnsgate explain --json` prints it",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["query", "policies", "decision"],
+            "properties": {
+                "query": {"type": "object"}, "policies": {"type": "array", "items": {"type": "object"}},
+                "resolved_ips": {"type": "array", "nullable": true, "items": {"type": "string"}},
+                "note": {"type": "string", "nullable": true}, "decision": {"type": "object"}
+            }
+        }}}
+    }));
+    explain["400"] = error_response("not a query: a bad name, type, device or time");
+    explain["403"] = error_response("the token may not explain (dnsgate.explain.read)");
+    paths.insert(
+        "/api/v1/explain".into(),
+        json!({"post": {
+            "summary": "Why a query gets its answer: the policies considered and the decision",
+            "operationId": "explain",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": false,
+                "properties": {
+                    "name": {"type": "string"}, "type": {"type": "string"},
+                    "client": {"type": "string"}, "device": {"type": "string"},
+                    "token": {"type": "string"},
+                    "resolved": {"type": "array", "items": {"type": "string"}},
+                    "time": {"type": "string"}
+                }
+            }}}},
+            "responses": explain
+        }}),
+    );
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -139,7 +174,7 @@ mod tests {
     fn every_path_has_an_operation_and_every_operation_its_responses() {
         let doc = super::build();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 16);
+        assert_eq!(paths.len(), 17);
         for (path, item) in paths {
             for (_, op) in item.as_object().unwrap() {
                 assert!(op["operationId"].is_string(), "{path}");

@@ -22,6 +22,7 @@
 
 pub mod client;
 mod ddr;
+pub mod explain;
 mod facts;
 mod outcome;
 mod request;

@@ -363,3 +363,74 @@ fn the_api_off_loopback_needs_https_and_bad_tokens_are_load_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("tokens.toml:4:"), "{err}");
 }
+
+async fn post_json(addr: SocketAddr, path: &str, secret: &str, body: Value) -> (u16, Value) {
+    let r = client()
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(secret)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+/// `POST /api/v1/explain` takes a policy test case's input and answers what `dnsgate
+/// explain --json` prints, for the configuration in service.
+#[tokio::test]
+async fn explain_through_the_api_is_the_cli_explanation() {
+    let t = tokens();
+    let (g, addr) = api_gate(&t).await;
+    let (status, v) = post_json(
+        addr,
+        "/api/v1/explain",
+        &t.reader,
+        serde_json::json!({"name": "x.ads.test", "client": "127.0.0.9"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["decision"]["action"], "block");
+    assert_eq!(v["decision"]["policy"], "ads");
+    assert_eq!(v["query"]["device"], "laptop", "the device of 127.0.0.9");
+    assert_eq!(v["policies"][0]["result"], "matched");
+    // The very JSON the command line prints.
+    let cli = tokio::process::Command::new(crate::cli::BIN)
+        .args([
+            "explain",
+            "-c",
+            g.config_path().to_str().unwrap(),
+            "x.ads.test",
+        ])
+        .args(["--client", "127.0.0.9", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(cli["decision"], v["decision"]);
+    assert_eq!(cli["policies"], v["policies"]);
+    // Bad input is 400 with a reason; a token without explain.read gets 403.
+    let (status, v) = post_json(
+        addr,
+        "/api/v1/explain",
+        &t.reader,
+        serde_json::json!({"name": "www.test", "device": "nobody"}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid"))
+    );
+    let (status, _) = post_json(
+        addr,
+        "/api/v1/explain",
+        &t.ads_only,
+        serde_json::json!({"name": "www.test"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
