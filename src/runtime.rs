@@ -27,6 +27,7 @@ use crate::resolve::{
 
 mod lists;
 mod live;
+pub mod overlays;
 pub mod tls;
 
 use lists::load_lists;
@@ -70,6 +71,8 @@ pub struct Api {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Where every write attempt is written, chained.
     pub audit_log: PathBuf,
+    /// Where the API's changes to file objects are kept ([`overlays::Overlays`]).
+    pub overlays: PathBuf,
 }
 
 /// Same listener when the same address (the certificate and the tokens apply at reload).
@@ -182,6 +185,8 @@ pub struct Base {
     /// The identities file as written (the API shows its users, groups, devices and
     /// locations).
     pub identity_file: Option<toml::Table>,
+    /// The API's changes to file objects, applied to the policies and the directory.
+    pub overlays: overlays::Overlays,
     /// The admin API's tokens (`[api] tokens`).
     pub tokens: Arc<crate::access::Tokens>,
     /// The `external` policies' endpoints (index: [`crate::policy::CompiledPolicy::external`]).
@@ -408,16 +413,26 @@ impl Runtime {
                 }
             };
             let state = main.server.state_dir.as_ref().map(|d| mf.resolve(d.get_ref()));
+            let state = crate::lists::url::state_dir(state.as_deref());
             let audit_log = match &a.audit_log {
                 Some(p) => mf.resolve(p.get_ref()),
-                None => crate::lists::url::state_dir(state.as_deref()).join("audit.jsonl"),
+                None => state.join("audit.jsonl"),
             };
             Some(Api {
                 listen,
                 tls,
                 audit_log,
+                overlays: overlays::Overlays::path(&state),
             })
         });
+        // The API's overlays, over what the files say.
+        let overlays = match &api {
+            Some(a) => overlays::Overlays::load(&a.overlays).unwrap_or_else(|d| {
+                diags.push(d);
+                overlays::Overlays::default()
+            }),
+            None => overlays::Overlays::default(),
+        };
         let identity_file = main.identity.directory.as_ref().and_then(|d| {
             let text = std::fs::read_to_string(mf.resolve(d.get_ref())).ok()?;
             toml::from_str::<toml::Table>(&text).ok()
@@ -586,13 +601,25 @@ impl Runtime {
                 .map_err(|e| diags.push(mf.diag(&g.database.span(), e.to_string())))
                 .ok()
         });
-        let directory = match &main.identity.directory {
+        let mut directory = match &main.identity.directory {
             None => Directory::default(),
             Some(d) => Directory::load(&mf.resolve(d.get_ref())).unwrap_or_else(|mut e| {
                 diags.append(&mut e);
                 Directory::default()
             }),
         };
+        for (id, o) in &overlays.devices {
+            let known = if o.revoked {
+                directory.revoke(id)
+            } else if let Some(digest) = &o.doh_token_sha256 {
+                directory.replace_token(id, digest)
+            } else {
+                true
+            };
+            if !known {
+                tracing::warn!(device = %id, "the API's overlay names a device the identities file no longer has; ignored");
+            }
+        }
 
         let (lists, list_info, url_specs) =
             load_lists(&cfg, url_lists, clock.system_time(), &mut diags);
@@ -726,6 +753,7 @@ impl Runtime {
             insecure_domains,
             tokens: Arc::new(tokens),
             identity_file,
+            overlays,
             settings: Settings {
                 listen,
                 metrics,
@@ -751,11 +779,16 @@ impl Runtime {
 
     /// A runtime of these policies and lists over `base`, with a generation of its own.
     fn assemble(
-        policies: PolicySet,
+        mut policies: PolicySet,
         lists: HashMap<String, Arc<List>>,
         list_info: Vec<ListInfo>,
         base: Arc<Base>,
     ) -> Self {
+        for p in &mut policies.policies {
+            if let Some(enabled) = base.overlays.policies.get(&p.name).and_then(|o| o.enabled) {
+                p.enabled = enabled;
+            }
+        }
         Self {
             policies,
             lists,

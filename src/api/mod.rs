@@ -39,6 +39,8 @@ struct App {
     shared: Arc<Shared>,
     audit: audit::Audit,
     failures: Mutex<FailureLimiter>,
+    /// One write at a time: read the overlays, change, save, reload.
+    writes: tokio::sync::Mutex<()>,
 }
 
 /// A started API listener.
@@ -76,6 +78,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         shared: shared.clone(),
         audit,
         failures: Mutex::new(FailureLimiter::default()),
+        writes: tokio::sync::Mutex::new(()),
     });
     let router = Router::new()
         .route("/api/v1/openapi.json", get(openapi::document))
@@ -83,7 +86,9 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/explain", post(explain))
         .route("/api/v1/{kind}", get(list_objects))
-        .route("/api/v1/{kind}/{key}", get(get_object))
+        .route("/api/v1/{kind}/{key}", get(get_object).put(put_object))
+        .route("/api/v1/devices/{id}/revoke", post(revoke_device))
+        .route("/api/v1/devices/{id}/token", post(new_device_token))
         .fallback(|| async { ApiError::not_found() })
         .with_state(app);
     let task = tokio::spawn(accept_loop(listener, router, shared));
@@ -276,9 +281,16 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
         "policies" => cfg
             .policies
             .iter()
-            .map(|p| Object {
-                key: p.item.get_ref().name.get_ref().clone(),
-                value: file(serde_json::to_value(p.item.get_ref()).unwrap_or_default()),
+            .map(|p| {
+                let name = p.item.get_ref().name.get_ref().clone();
+                let mut v = file(serde_json::to_value(p.item.get_ref()).unwrap_or_default());
+                if let Some(e) = rt.overlays.policies.get(&name).and_then(|o| o.enabled) {
+                    v["enabled"] = json!(e);
+                }
+                Object {
+                    key: name,
+                    value: v,
+                }
             })
             .collect(),
         "lists" => cfg
@@ -327,6 +339,16 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
                         o.insert("doh_token_set".into(), json!(token_set));
                     }
                     let k = o.get(key)?.as_str()?.to_owned();
+                    if kind == "devices" {
+                        let overlay = rt.overlays.devices.get(&k);
+                        let revoked = overlay.is_some_and(|d| d.revoked);
+                        let issued = overlay.is_some_and(|d| d.doh_token_sha256.is_some());
+                        o.insert(
+                            "doh_token_set".into(),
+                            json!((token_set || issued) && !revoked),
+                        );
+                        o.insert("revoked".into(), json!(revoked));
+                    }
                     Some(Object {
                         key: k,
                         value: file(v),
@@ -604,4 +626,272 @@ async fn explain(
     Ok(Json(
         crate::pipeline::explain::explain(&rt, &req, &input.resolved, externals).await,
     ))
+}
+
+/// Applies a change to the overlays through the one runtime swap: the overlays file is
+/// written, the configuration reloaded with it (validated as any reload), the attempt
+/// audited before the swap; a refused reload puts the old overlays back.
+async fn apply(
+    app: &App,
+    token: &Token,
+    peer: IpAddr,
+    (action, object): (&str, &str),
+    (before, after): (Option<&Value>, Option<&Value>),
+    change: impl FnOnce(&mut crate::runtime::overlays::Overlays),
+) -> Result<(), ApiError> {
+    use crate::runtime::overlays::Overlays;
+    let _one = app.writes.lock().await;
+    let rt = app.shared.live.load_full();
+    let Some(path) = rt.settings.api.as_ref().map(|a| a.overlays.clone()) else {
+        return Err(ApiError::unavailable("the API is not configured"));
+    };
+    let old = Overlays::load(&path).map_err(|d| {
+        let mut e = ApiError::unavailable("the API's overlays cannot be read");
+        e.details = vec![d];
+        e
+    })?;
+    let mut new = old.clone();
+    change(&mut new);
+    new.save(&path)
+        .map_err(|e| ApiError::unavailable(format!("cannot save the API's overlays: {e}")))?;
+    let audit_failed = Mutex::new(None);
+    let result = app
+        .shared
+        .live
+        .reload_approved(|loaded| {
+            let entry = audit::Entry {
+                token: Some(&token.name),
+                source_ip: peer,
+                action,
+                object: Some(object),
+                before,
+                after,
+                result: match loaded {
+                    Ok(_) => audit::Outcome::Ok,
+                    Err(_) => audit::Outcome::Invalid,
+                },
+            };
+            app.audit
+                .write(&entry, app.shared.clock.wall())
+                .map_err(|e| {
+                    let why = format!("the audit log cannot be written: {e}");
+                    *audit_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                    why
+                })
+        })
+        .await;
+    if result.is_err() {
+        let _ = old.save(&path);
+    }
+    if let Some(why) = audit_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(ApiError::unavailable(why));
+    }
+    result.map_err(|details| {
+        let mut e = invalid("the change does not load; nothing changed");
+        e.details = details;
+        e
+    })
+}
+
+/// Audits a refused attempt and answers 403.
+fn refuse(app: &App, token: &Token, peer: IpAddr, action: &str, object: &str) -> ApiError {
+    let entry = audit::Entry {
+        token: Some(&token.name),
+        source_ip: peer,
+        action,
+        object: Some(object),
+        before: None,
+        after: None,
+        result: audit::Outcome::Denied,
+    };
+    match app.audit.write(&entry, app.shared.clock.wall()) {
+        Ok(()) => ApiError::forbidden(),
+        Err(e) => ApiError::unavailable(format!("the audit log cannot be written: {e}")),
+    }
+}
+
+/// `PUT /api/v1/{kind}/{key}`: of a file object only the overlays may change — `enabled`
+/// on a policy; anything else is 409 `read_only`.
+async fn put_object(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((kind, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let all = objects(&rt, &kind).ok_or_else(ApiError::not_found)?;
+    let Some(current) = all.into_iter().find(|o| o.key == key) else {
+        return Err(ApiError::not_found());
+    };
+    if !may_read(token, &kind, &key) {
+        return Err(ApiError::not_found());
+    }
+    let object = format!(
+        "{}:{key}",
+        KINDS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or("", |(_, s)| s)
+    );
+    let action = format!("{kind}.update");
+    let singular = KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or("", |(_, s)| *s);
+    let target = Target {
+        kind: singular,
+        name: &key,
+        group: None,
+    };
+    if !token.may(&kind, "update", &target) {
+        return Err(refuse(&app, token, peer.ip(), &action, &object));
+    }
+    let mut wanted: Value =
+        serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
+    if !wanted.is_object() {
+        return Err(invalid("the body must be a JSON object"));
+    }
+    // The file's object with the new `enabled` must be what was sent (`source` aside).
+    let enabled = wanted.get("enabled").cloned();
+    let mut expected = current.value.clone();
+    for v in [&mut wanted, &mut expected] {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("source");
+            o.remove("enabled");
+        }
+    }
+    let read_only = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "read_only",
+            format!(
+                "`{key}` comes from a configuration file: through the API only a policy's `enabled` may change"
+            ),
+        )
+    };
+    if kind != "policies" || wanted != expected {
+        return Err(read_only());
+    }
+    let enabled = match enabled {
+        Some(Value::Bool(b)) => b,
+        None => return Ok(Json(current.value)),
+        Some(_) => return Err(invalid("`enabled` must be true or false")),
+    };
+    let mut after = current.value.clone();
+    after["enabled"] = json!(enabled);
+    apply(
+        &app,
+        token,
+        peer.ip(),
+        (&action, &object),
+        (Some(&current.value), Some(&after)),
+        |o| {
+            o.policies.entry(key.clone()).or_default().enabled = Some(enabled);
+        },
+    )
+    .await?;
+    Ok(Json(after))
+}
+
+/// The device `id` as the token may see it, or 404.
+fn device(rt: &Runtime, token: &Token, id: &str) -> Result<Value, ApiError> {
+    let found = objects(rt, "devices")
+        .into_iter()
+        .flatten()
+        .find(|o| o.key == id)
+        .filter(|_| may_read(token, "devices", id))
+        .ok_or_else(ApiError::not_found)?;
+    Ok(found.value)
+}
+
+/// `POST /api/v1/devices/{id}/revoke`: its token and label identity stop at once.
+async fn revoke_device(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let before = device(&rt, token, &id)?;
+    let object = format!("device:{id}");
+    let target = Target {
+        kind: "device",
+        name: &id,
+        group: None,
+    };
+    if !token.may("devices", "revoke", &target) {
+        return Err(refuse(&app, token, peer.ip(), "devices.revoke", &object));
+    }
+    let mut after = before.clone();
+    after["revoked"] = json!(true);
+    after["doh_token_set"] = json!(false);
+    apply(
+        &app,
+        token,
+        peer.ip(),
+        ("devices.revoke", &object),
+        (Some(&before), Some(&after)),
+        |o| {
+            let d = o.devices.entry(id.clone()).or_default();
+            d.revoked = true;
+            d.doh_token_sha256 = None;
+        },
+    )
+    .await?;
+    Ok(Json(after))
+}
+
+/// `POST /api/v1/devices/{id}/token`: a new DoH token, shown this once; the old one (and a
+/// revocation) ends.
+async fn new_device_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let before = device(&rt, token, &id)?;
+    let object = format!("device:{id}");
+    let target = Target {
+        kind: "device",
+        name: &id,
+        group: None,
+    };
+    if !token.may("devices", "update", &target) {
+        return Err(refuse(&app, token, peer.ip(), "devices.token", &object));
+    }
+    let secret = new_doh_token();
+    let digest = crate::identity::token_digest(&secret);
+    let mut after = before.clone();
+    after["revoked"] = json!(false);
+    after["doh_token_set"] = json!(true);
+    apply(
+        &app,
+        token,
+        peer.ip(),
+        ("devices.token", &object),
+        (Some(&before), Some(&after)),
+        |o| {
+            let d = o.devices.entry(id.clone()).or_default();
+            d.revoked = false;
+            d.doh_token_sha256 = Some(digest);
+        },
+    )
+    .await?;
+    after["doh_token"] = json!(secret);
+    Ok(Json(after))
+}
+
+/// A new DoH path token: 32 characters of `[A-Za-z0-9]` (about 190 bits).
+fn new_doh_token() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }

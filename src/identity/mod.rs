@@ -148,6 +148,32 @@ impl Directory {
         self.locations.get(ip.to_canonical()).map(|name| &**name)
     }
 
+    /// Stops device `id`'s token and label identity (revoked through the API): its DoH
+    /// token and DoT labels name nobody from now on; its addresses still name it.
+    /// `false` if there is no such device.
+    pub fn revoke(&mut self, id: &str) -> bool {
+        let Some(identity) = self.by_id.get(id).cloned() else {
+            return false;
+        };
+        self.tokens.retain(|_, i| !Arc::ptr_eq(i, &identity));
+        self.labels
+            .dot_names
+            .retain(|_, i| !Arc::ptr_eq(i, &identity));
+        self.labels.ids.retain(|_, i| !Arc::ptr_eq(i, &identity));
+        true
+    }
+
+    /// Gives device `id` a new DoH token, by its SHA-256 (`token_digest`): the old one
+    /// names nobody from now on. `false` if there is no such device.
+    pub fn replace_token(&mut self, id: &str, digest: &str) -> bool {
+        let Some(identity) = self.by_id.get(id).cloned() else {
+            return false;
+        };
+        self.tokens.retain(|_, i| !Arc::ptr_eq(i, &identity));
+        self.tokens.insert(digest.into(), identity);
+        true
+    }
+
     /// How many groups the directory defines.
     pub fn len_groups(&self) -> usize {
         self.counts.groups

@@ -91,7 +91,8 @@ ips = ["127.0.0.9"]
 /// A gate with `[api]` on 127.0.0.1:0, two lists, two policies and an identities file;
 /// the API's address.
 async fn api_gate(t: &Tokens) -> (Gate, SocketAddr) {
-    let config = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstream]\nservers = [\"udp://{UPSTREAM}\"]\n\n\
+    // The state directory (the API's overlays) in the test's own directory.
+    let config = "[server]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n\n[upstream]\nservers = [\"udp://{UPSTREAM}\"]\n\n\
          [api]\nlisten = \"127.0.0.1:0\"\ntokens = \"tokens.toml\"\naudit_log = \"audit.jsonl\"\n\n\
          [identity]\ndirectory = \"identities.toml\"\n\n\
          [[lists]]\nname = \"ads\"\npath = \"ads.txt\"\n\n[[lists]]\nname = \"other\"\npath = \"other.txt\"\n\n\
@@ -433,4 +434,129 @@ async fn explain_through_the_api_is_the_cli_explanation() {
     )
     .await;
     assert_eq!(status, 403);
+}
+
+async fn put_json(addr: SocketAddr, path: &str, secret: &str, body: &Value) -> (u16, Value) {
+    let r = client()
+        .put(format!("http://{addr}{path}"))
+        .bearer_auth(secret)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+/// A file policy is read-only through the API but for `enabled`, an audited overlay kept
+/// under the state directory: it applies through the runtime swap and survives reloads.
+#[tokio::test]
+async fn a_file_policy_may_be_disabled_and_nothing_else_changed() {
+    let t = tokens();
+    let (g, addr) = api_gate(&t).await;
+    assert_eq!(
+        ips(&query(g.addr, "x.ads.test.", RecordType::A).await),
+        ["0.0.0.0"]
+    );
+    let (_, mut policy) = get(addr, "/api/v1/policies/ads", Some(&t.admin)).await;
+    // Another key changed: 409 read_only, nothing changes.
+    let mut other = policy.clone();
+    other["traffic"] = Value::from("dns.fqdn == \"x\"");
+    let (status, body) = put_json(addr, "/api/v1/policies/ads", &t.admin, &other).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("read_only"))
+    );
+    // A reader may not.
+    policy["enabled"] = Value::Bool(false);
+    let (status, _) = put_json(addr, "/api/v1/policies/ads", &t.reader, &policy).await;
+    assert_eq!(status, 403);
+    // The admin disables it: the next query is not blocked.
+    let (status, body) = put_json(addr, "/api/v1/policies/ads", &t.admin, &policy).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["enabled"], false);
+    let m = query(g.addr, "x.ads.test.", RecordType::A).await;
+    assert!(ips(&m).is_empty(), "the upstream's NXDOMAIN now: {m:?}");
+    let (_, shown) = get(addr, "/api/v1/policies/ads", Some(&t.reader)).await;
+    assert_eq!(shown["enabled"], false);
+    // Kept across a reload (and a restart: it is in the state directory's overlays).
+    assert_eq!(post(addr, "/api/v1/reload", &t.admin).await.0, 200);
+    assert!(ips(&query(g.addr, "x.ads.test.", RecordType::A).await).is_empty());
+    let audit = std::fs::read_to_string(g.dir.path().join("audit.jsonl")).unwrap();
+    let updates: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "policies.update")
+        .collect();
+    assert_eq!(updates.len(), 2, "{audit}");
+    assert_eq!(updates[0]["result"], "denied");
+    assert_eq!(updates[1]["result"], "ok");
+    assert_eq!(updates[1]["object"], "policy:ads");
+    assert_ne!(updates[1]["before"], updates[1]["after"]);
+}
+
+/// Revoking a device stops its DoH token at once (REFUSED + EDE 18, as an unknown token);
+/// a new token is shown once and works, the old one does not.
+#[tokio::test]
+async fn a_device_is_revoked_and_given_a_new_token() {
+    let t = tokens();
+    let (_g, addr) = api_gate(&t).await;
+    let explain = |token: String| {
+        let secret = t.reader.clone();
+        async move {
+            post_json(
+                addr,
+                "/api/v1/explain",
+                &secret,
+                serde_json::json!({"name": "www.test", "token": token}),
+            )
+            .await
+            .1
+        }
+    };
+    let v = explain("a-very-secret-doh-token".into()).await;
+    assert_eq!(v["query"]["device"], "kidphone", "{v}");
+    // The reader may not revoke.
+    assert_eq!(
+        post(addr, "/api/v1/devices/kidphone/revoke", &t.reader)
+            .await
+            .0,
+        403
+    );
+    let (status, body) = post(addr, "/api/v1/devices/kidphone/revoke", &t.admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["revoked"].as_bool(), body["doh_token_set"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let v = explain("a-very-secret-doh-token".into()).await;
+    assert_eq!(v["decision"]["action"], "refused", "{v}");
+    assert_eq!(v["decision"]["ede"], 18);
+    // A new token: shown once, then only as set.
+    let (status, body) = post(addr, "/api/v1/devices/kidphone/token", &t.admin).await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["doh_token"].as_str().unwrap().to_owned();
+    assert_eq!(new.len(), 32);
+    let v = explain(new.clone()).await;
+    assert_eq!(v["query"]["device"], "kidphone", "{v}");
+    assert_eq!(
+        explain("a-very-secret-doh-token".into()).await["decision"]["action"],
+        "refused"
+    );
+    let (_, shown) = get(addr, "/api/v1/devices/kidphone", Some(&t.reader)).await;
+    assert_eq!(
+        (shown["doh_token_set"].as_bool(), shown["revoked"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(!shown.to_string().contains(&new));
+    assert_eq!(
+        post(addr, "/api/v1/devices/nobody/revoke", &t.admin)
+            .await
+            .0,
+        404
+    );
 }
