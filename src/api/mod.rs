@@ -224,14 +224,6 @@ fn authenticate<'r>(
 ) -> Result<&'r Token, ApiError> {
     let now = app.shared.clock.wall();
     let second = u64::try_from(now.as_second()).unwrap_or(0);
-    let mut failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
-    if !failures.check(peer, second) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed authentications from this address; try again later",
-        ));
-    }
     let secret = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -241,14 +233,23 @@ fn authenticate<'r>(
         })
         .map(str::trim)
         .ok_or_else(ApiError::unauthorized)?;
-    match rt.tokens.authenticate(secret, now) {
-        Some(token) => Ok(token),
-        None => {
-            failures.fail(peer, second);
-            warn!(%peer, "API: a bearer token that names no valid token");
-            Err(ApiError::unauthorized())
-        }
+    // A right secret always gets in (at 256 bits no one guesses it, and someone guessing
+    // from behind the same address must not lock the administrator out); wrong ones past
+    // the limit are answered 429 without a look.
+    if let Some(token) = rt.tokens.authenticate(secret, now) {
+        return Ok(token);
     }
+    let mut failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
+    if !failures.check(peer, second) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentications from this address; try again later",
+        ));
+    }
+    failures.fail(peer, second);
+    warn!(%peer, "API: a bearer token that names no valid token");
+    Err(ApiError::unauthorized())
 }
 
 /// The kinds of objects, as URLs name them, and as one of them is named in a resource.
@@ -607,7 +608,9 @@ async fn explain(
         (Some(_), Some(_)) => return Err(invalid("give device or token, not both")),
         (Some(d), None) => {
             if rt.directory.identity_for_device(d).is_none() {
-                return Err(invalid(format!("no device `{d}` in the identities")));
+                let mut e = ApiError::not_found();
+                e.message = format!("no device `{d}` in the identities");
+                return Err(e);
             }
             crate::pipeline::DeviceHint::Label(d.as_str().into())
         }

@@ -50,18 +50,37 @@ fn build() -> Value {
                 }))
             }}),
         );
+        let mut put = common(json!({
+            "description": "the object as it now is",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}
+        }));
+        put["400"] = error_response("not a JSON object, or a change that does not load");
+        put["403"] = error_response("the token may read it but not change it");
+        put["409"] = error_response(
+            "read_only: a file object, of which only a policy's `enabled` may change",
+        );
+        put["503"] = error_response("the audit log or the overlays cannot be written");
         paths.insert(
             format!("/api/v1/{kind}/{{{key}}}"),
-            json!({"get": {
-                "summary": format!("One of the {kind}, by {key}"),
-                "operationId": format!("get_{kind}"),
-                "security": [{"bearer": []}],
+            json!({
                 "parameters": [{"name": key, "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": common(json!({
-                    "description": "the object",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}
-                }))
-            }}),
+                "get": {
+                    "summary": format!("One of the {kind}, by {key}"),
+                    "operationId": format!("get_{kind}"),
+                    "security": [{"bearer": []}],
+                    "responses": common(json!({
+                        "description": "the object",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}
+                    }))
+                },
+                "put": {
+                    "summary": format!("Change one of the {kind} (of a file policy, only `enabled`)"),
+                    "operationId": format!("put_{kind}"),
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}},
+                    "responses": put
+                }
+            }),
         );
     }
     let write = |summary: &str, id: &str, result: Value| {
@@ -92,6 +111,29 @@ fn build() -> Value {
     reload["post"]["responses"]["400"] =
         error_response("the configuration does not load; the running one keeps serving");
     paths.insert("/api/v1/reload".into(), reload);
+    for (action, id, summary, permission) in [
+        (
+            "revoke",
+            "revoke_device",
+            "Stop a device's DoH token and DoT labels at once",
+            "dnsgate.devices.revoke",
+        ),
+        (
+            "token",
+            "new_device_token",
+            "Issue a device a new DoH token, shown in this answer only",
+            "dnsgate.devices.update",
+        ),
+    ] {
+        let mut op = write(
+            &format!("{summary} (permission {permission})"),
+            id,
+            json!({"$ref": "#/components/schemas/Object"}),
+        );
+        op["post"]["parameters"] =
+            json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+        paths.insert(format!("/api/v1/devices/{{id}}/{action}"), op);
+    }
     let mut explain = common(json!({
         "description": "the explanation, as `dnsgate explain --json` prints it",
         "content": {"application/json": {"schema": {
@@ -104,7 +146,7 @@ fn build() -> Value {
             }
         }}}
     }));
-    explain["400"] = error_response("not a query: a bad name, type, device or time");
+    explain["400"] = error_response("not a query: a bad name, type or time");
     explain["403"] = error_response("the token may not explain (dnsgate.explain.read)");
     paths.insert(
         "/api/v1/explain".into(),
@@ -116,12 +158,22 @@ fn build() -> Value {
                 "type": "object",
                 "required": ["name"],
                 "additionalProperties": false,
+                "not": {"required": ["device", "token"]},
                 "properties": {
-                    "name": {"type": "string"}, "type": {"type": "string"},
-                    "client": {"type": "string"}, "device": {"type": "string"},
-                    "token": {"type": "string"},
-                    "resolved": {"type": "array", "items": {"type": "string"}},
-                    "time": {"type": "string"}
+                    "name": {
+                        "type": "string", "maxLength": 253,
+                        "description": "a DNS name (a trailing dot is optional; empty or `.` is the root)",
+                        "pattern": "^(([A-Za-z0-9]([A-Za-z0-9]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9]([A-Za-z0-9]{0,61}[A-Za-z0-9])?\\.?|\\.?)$"
+                    },
+                    "type": {"type": "string", "nullable": true, "enum": ["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "PTR", "SRV", "CAA", "HTTPS", "SVCB", "ANY", null]},
+                    "client": {"nullable": true, "anyOf": [
+                        {"type": "string", "format": "ipv4"},
+                        {"type": "string", "format": "ipv6"}
+                    ]},
+                    "device": {"type": "string", "nullable": true, "description": "a device id of the identities file (404 if none); not with token"},
+                    "token": {"type": "string", "nullable": true, "description": "a DoH token; not with device"},
+                    "resolved": {"type": "array", "items": {"$ref": "#/components/schemas/Ip"}},
+                    "time": {"type": "string", "nullable": true, "format": "date-time"}
                 }
             }}}},
             "responses": explain
@@ -138,6 +190,10 @@ fn build() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                "Ip": {"anyOf": [
+                    {"type": "string", "format": "ipv4"},
+                    {"type": "string", "format": "ipv6"}
+                ]},
                 "Object": {
                     "type": "object",
                     "description": "An object with the keys of its TOML form; `source` is `file` for objects of the configuration files; secrets are shown only as `doh_token_set`.",
@@ -174,9 +230,14 @@ mod tests {
     fn every_path_has_an_operation_and_every_operation_its_responses() {
         let doc = super::build();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 17);
+        assert_eq!(paths.len(), 19);
         for (path, item) in paths {
-            for (_, op) in item.as_object().unwrap() {
+            for (_, op) in item
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| *k != "parameters")
+            {
                 assert!(op["operationId"].is_string(), "{path}");
                 assert!(op["responses"]["200"].is_object(), "{path}");
                 assert!(op["responses"]["401"].is_object(), "{path}");
