@@ -73,6 +73,8 @@ pub struct Api {
     pub audit_log: PathBuf,
     /// Where the API's changes to file objects are kept ([`overlays::Overlays`]).
     pub overlays: PathBuf,
+    /// Where tokens made through the API are kept (a tokens file).
+    pub api_tokens: PathBuf,
 }
 
 /// Same listener when the same address (the certificate and the tokens apply at reload).
@@ -187,6 +189,8 @@ pub struct Base {
     pub identity_file: Option<toml::Table>,
     /// The API's changes to file objects, applied to the policies and the directory.
     pub overlays: overlays::Overlays,
+    /// The names of the tokens made through the API (the others are the file's).
+    pub api_tokens: Vec<String>,
     /// The admin API's tokens (`[api] tokens`).
     pub tokens: Arc<crate::access::Tokens>,
     /// The `external` policies' endpoints (index: [`crate::policy::CompiledPolicy::external`]).
@@ -423,6 +427,7 @@ impl Runtime {
                 tls,
                 audit_log,
                 overlays: overlays::Overlays::path(&state),
+                api_tokens: state.join("api").join("tokens.toml"),
             })
         });
         // The API's overlays, over what the files say.
@@ -437,7 +442,7 @@ impl Runtime {
             let text = std::fs::read_to_string(mf.resolve(d.get_ref())).ok()?;
             toml::from_str::<toml::Table>(&text).ok()
         });
-        let tokens = match main.api.as_ref().and_then(|a| a.tokens.as_ref()) {
+        let mut tokens = match main.api.as_ref().and_then(|a| a.tokens.as_ref()) {
             None => crate::access::Tokens::default(),
             Some(t) => {
                 crate::access::Tokens::load(&mf.resolve(t.get_ref())).unwrap_or_else(|mut e| {
@@ -446,6 +451,21 @@ impl Runtime {
                 })
             }
         };
+        // Tokens made through the API, after those of the file.
+        let mut api_tokens = Vec::new();
+        if let Some(path) = api.as_ref().map(|a| &a.api_tokens).filter(|p| p.exists()) {
+            match crate::access::Tokens::load(path) {
+                Ok(made) => {
+                    for t in made.iter() {
+                        api_tokens.push(t.name.clone());
+                        if let Err(e) = tokens.insert(t.clone()) {
+                            diags.push(Diagnostic::file(path, e.to_string()));
+                        }
+                    }
+                }
+                Err(mut e) => diags.append(&mut e),
+            }
+        }
         let unknown_client = match main
             .server
             .unknown_client
@@ -752,6 +772,7 @@ impl Runtime {
             unknown_client,
             insecure_domains,
             tokens: Arc::new(tokens),
+            api_tokens,
             identity_file,
             overlays,
             settings: Settings {

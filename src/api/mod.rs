@@ -87,6 +87,8 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         .route("/api/v1/explain", post(explain))
         .route("/api/v1/{kind}", get(list_objects))
         .route("/api/v1/{kind}/{key}", get(get_object).put(put_object))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{name}", get(get_token).delete(delete_token))
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))
         .route("/api/v1/devices/{id}/token", post(new_device_token))
         .fallback(|| async { ApiError::not_found() })
@@ -241,8 +243,9 @@ fn authenticate<'r>(
     }
     let mut failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
     if !failures.check(peer, second) {
+        // Still 401 (the credentials are what is wrong), without looking further.
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::UNAUTHORIZED,
             "rate_limited",
             "too many failed authentications from this address; try again later",
         ));
@@ -253,7 +256,7 @@ fn authenticate<'r>(
 }
 
 /// The kinds of objects, as URLs name them, and as one of them is named in a resource.
-const KINDS: [(&str, &str); 7] = [
+const KINDS: [(&str, &str); 8] = [
     ("policies", "policy"),
     ("lists", "list"),
     ("categories", "category"),
@@ -261,6 +264,7 @@ const KINDS: [(&str, &str); 7] = [
     ("groups", "group"),
     ("devices", "device"),
     ("locations", "location"),
+    ("tokens", "token"),
 ];
 
 /// One object: its key (name, email or id) and its JSON.
@@ -357,6 +361,24 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
                 })
                 .collect()
         }
+        "tokens" => rt
+            .tokens
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::to_value(t).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    // Write-only, as every secret.
+                    o.remove("hash");
+                    o.insert("hash_set".into(), json!(true));
+                    let made = rt.api_tokens.contains(&t.name);
+                    o.insert("source".into(), json!(if made { "api" } else { "file" }));
+                }
+                Object {
+                    key: t.name.clone(),
+                    value: v,
+                }
+            })
+            .collect(),
         _ => return None,
     })
 }
@@ -381,13 +403,40 @@ async fn list_objects(
     headers: HeaderMap,
     Path(kind): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    list_kind(&app, peer, &headers, &kind)
+}
+
+async fn list_tokens(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    list_kind(&app, peer, &headers, "tokens")
+}
+
+async fn get_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    get_one(&app, peer, &headers, "tokens", &name)
+}
+
+/// The objects of `kind` the token may read.
+fn list_kind(
+    app: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    kind: &str,
+) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
-    let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let all = objects(&rt, &kind).ok_or_else(ApiError::not_found)?;
+    let token = authenticate(app, &rt, headers, peer.ip())?;
+    let all = objects(&rt, kind).ok_or_else(ApiError::not_found)?;
     // Filtered to what the token may read: the others are as if absent.
     let visible: Vec<Value> = all
         .into_iter()
-        .filter(|o| may_read(token, &kind, &o.key))
+        .filter(|o| may_read(token, kind, &o.key))
         .map(|o| o.value)
         .collect();
     Ok(Json(Value::Array(visible)))
@@ -399,18 +448,29 @@ async fn get_object(
     headers: HeaderMap,
     Path((kind, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    get_one(&app, peer, &headers, &kind, &key)
+}
+
+/// One object of `kind`, if the token may read it.
+fn get_one(
+    app: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    kind: &str,
+    key: &str,
+) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
-    let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let all = objects(&rt, &kind).ok_or_else(ApiError::not_found)?;
+    let token = authenticate(app, &rt, headers, peer.ip())?;
+    let all = objects(&rt, kind).ok_or_else(ApiError::not_found)?;
     let key_matches = |o: &Object| {
         if kind == "users" {
-            o.key.eq_ignore_ascii_case(&key)
+            o.key.eq_ignore_ascii_case(key)
         } else {
             o.key == key
         }
     };
     match all.into_iter().find(key_matches) {
-        Some(o) if may_read(token, &kind, &o.key) => Ok(Json(o.value)),
+        Some(o) if may_read(token, kind, &o.key) => Ok(Json(o.value)),
         _ => Err(ApiError::not_found()),
     }
 }
@@ -657,6 +717,22 @@ async fn apply(
     change(&mut new);
     new.save(&path)
         .map_err(|e| ApiError::unavailable(format!("cannot save the API's overlays: {e}")))?;
+    let result = reload_audited(app, token, peer, (action, object), (before, after)).await;
+    if result.is_err() {
+        let _ = old.save(&path);
+    }
+    result
+}
+
+/// Reloads with the state files as they now are: validated as any reload, the attempt
+/// audited before the swap (503 if it cannot be), 400 `invalid` if it does not load.
+async fn reload_audited(
+    app: &App,
+    token: &Token,
+    peer: IpAddr,
+    (action, object): (&str, &str),
+    (before, after): (Option<&Value>, Option<&Value>),
+) -> Result<(), ApiError> {
     let audit_failed = Mutex::new(None);
     let result = app
         .shared
@@ -683,9 +759,6 @@ async fn apply(
                 })
         })
         .await;
-    if result.is_err() {
-        let _ = old.save(&path);
-    }
     if let Some(why) = audit_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(ApiError::unavailable(why));
     }
@@ -897,4 +970,213 @@ fn new_doh_token() -> String {
     (0..32)
         .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
         .collect()
+}
+
+/// `POST /api/v1/tokens`: a statement as sent.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatementInput {
+    effect: String,
+    permissions: Vec<String>,
+    resources: Vec<String>,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenInput {
+    name: String,
+    #[serde(default)]
+    expires: Option<String>,
+    #[serde(default)]
+    policies: Vec<StatementInput>,
+}
+
+/// The tokens made through the API, as kept in `path`.
+fn load_api_tokens(path: &std::path::Path) -> Result<Vec<Token>, ApiError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    crate::access::Tokens::load(path)
+        .map(|t| t.iter().cloned().collect())
+        .map_err(|d| {
+            let mut e = ApiError::unavailable("the API's tokens cannot be read");
+            e.details = d;
+            e
+        })
+}
+
+/// Writes `tokens` to `path` whole or not at all.
+fn save_api_tokens(path: &std::path::Path, tokens: &[Token]) -> Result<(), ApiError> {
+    let text: String = tokens.iter().map(|t| t.to_toml() + "\n").collect();
+    let save = || -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(".tokens.toml.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    save().map_err(|e| ApiError::unavailable(format!("cannot save the API's tokens: {e}")))
+}
+
+/// `POST /api/v1/tokens`: a new token within the caller's own rights (its denies copied,
+/// its expiry no later); the secret is in this answer only.
+async fn create_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::access::{Effect, Statement, TokenSpec};
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    let input: TokenInput =
+        serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
+    let object = format!("token:{}", input.name);
+    let target = Target {
+        kind: "token",
+        name: &input.name,
+        group: None,
+    };
+    if !token.may("tokens", "create", &target) {
+        return Err(refuse(&app, token, peer.ip(), "tokens.create", &object));
+    }
+    let mut policies = Vec::new();
+    for s in &input.policies {
+        let effect: Effect = s
+            .effect
+            .parse()
+            .map_err(|_| invalid(format!("effect `{}`: allow or deny", s.effect)))?;
+        let permissions = s
+            .permissions
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| invalid(format!("permission `{p}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let resources = s
+            .resources
+            .iter()
+            .map(|r| {
+                r.parse()
+                    .map_err(|e| invalid(format!("resource `{r}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        policies.push(Statement {
+            effect,
+            permissions,
+            resources,
+        });
+    }
+    let expires = match &input.expires {
+        None => None,
+        Some(e) => Some(
+            crate::access::parse_expiry(e).map_err(|m| invalid(format!("expires `{e}`: {m}")))?,
+        ),
+    };
+    if rt.tokens.get(&input.name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a token named `{}` exists", input.name),
+        ));
+    }
+    let spec = TokenSpec {
+        name: input.name.clone(),
+        expires,
+        policies,
+    };
+    let (secret, made) = match crate::access::mint(token, spec, app.shared.clock.wall()) {
+        Ok(m) => m,
+        Err(e @ crate::access::MintError::NotCovered { .. })
+        | Err(e @ crate::access::MintError::NotPermitted(_)) => {
+            let mut err = refuse(&app, token, peer.ip(), "tokens.create", &object);
+            err.message = e.to_string();
+            return Err(err);
+        }
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    let _one = app.writes.lock().await;
+    let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
+        return Err(ApiError::unavailable("the API is not configured"));
+    };
+    let old = load_api_tokens(&path)?;
+    let mut new = old.clone();
+    new.push(made.clone());
+    save_api_tokens(&path, &new)?;
+    let mut shown = serde_json::to_value(&made).unwrap_or_default();
+    if let Some(o) = shown.as_object_mut() {
+        o.remove("hash");
+        o.insert("hash_set".into(), json!(true));
+        o.insert("source".into(), json!("api"));
+    }
+    if let Err(e) = reload_audited(
+        &app,
+        token,
+        peer.ip(),
+        ("tokens.create", &object),
+        (None, Some(&shown)),
+    )
+    .await
+    {
+        let _ = save_api_tokens(&path, &old);
+        return Err(e);
+    }
+    shown["secret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(shown)))
+}
+
+/// `DELETE /api/v1/tokens/{name}`: a token made through the API ends; one of the tokens
+/// file is 409 `read_only`.
+async fn delete_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let rt = app.shared.live.load_full();
+    let token = authenticate(&app, &rt, &headers, peer.ip())?;
+    if rt.tokens.get(&name).is_none() || !may_read(token, "tokens", &name) {
+        return Err(ApiError::not_found());
+    }
+    let object = format!("token:{name}");
+    let target = Target {
+        kind: "token",
+        name: &name,
+        group: None,
+    };
+    if !token.may("tokens", "delete", &target) {
+        return Err(refuse(&app, token, peer.ip(), "tokens.delete", &object));
+    }
+    if !rt.api_tokens.contains(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "read_only",
+            format!("`{name}` comes from the tokens file: remove it there"),
+        ));
+    }
+    let _one = app.writes.lock().await;
+    let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
+        return Err(ApiError::unavailable("the API is not configured"));
+    };
+    let old = load_api_tokens(&path)?;
+    let new: Vec<Token> = old.iter().filter(|t| t.name != name).cloned().collect();
+    save_api_tokens(&path, &new)?;
+    if let Err(e) = reload_audited(
+        &app,
+        token,
+        peer.ip(),
+        ("tokens.delete", &object),
+        (None, None),
+    )
+    .await
+    {
+        let _ = save_api_tokens(&path, &old);
+        return Err(e);
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -32,9 +32,8 @@ fn build() -> Value {
     let common = |ok: Value| {
         json!({
             "200": ok,
-            "401": error_response("no valid bearer token"),
-            "404": error_response("no such object, or one the token may not read"),
-            "429": error_response("too many failed authentications from this address")
+            "401": error_response("no valid bearer token (`rate_limited` after too many failures from one address)"),
+            "404": error_response("no such object, or one the token may not read")
         })
     };
     for (kind, key) in OBJECTS {
@@ -111,6 +110,72 @@ fn build() -> Value {
     reload["post"]["responses"]["400"] =
         error_response("the configuration does not load; the running one keeps serving");
     paths.insert("/api/v1/reload".into(), reload);
+    let token_schema = json!({"$ref": "#/components/schemas/Object"});
+    let mut create = common(json!({"description": "unused"}));
+    if let Some(o) = create.as_object_mut() {
+        o.remove("200");
+    }
+    create["201"] = json!({
+        "description": "the token, with its `secret` (shown this once)",
+        "content": {"application/json": {"schema": token_schema}}
+    });
+    create["400"] = error_response("not a token: a bad name, permission, resource or date");
+    create["403"] = error_response("beyond the creating token's own rights");
+    create["409"] = error_response("a token of that name exists");
+    create["503"] = error_response("the audit log or the tokens cannot be written");
+    let mut list = common(json!({
+        "description": "the tokens the caller may read (hashes never shown)",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}}
+    }));
+    list["404"] = error_response("unused");
+    paths.insert(
+        "/api/v1/tokens".into(),
+        json!({
+            "get": {"summary": "The tokens the caller may read", "operationId": "list_tokens",
+                    "security": [{"bearer": []}], "responses": list},
+            "post": {
+                "summary": "Make a token within the caller's own rights (permission dnsgate.tokens.create)",
+                "operationId": "create_token",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["name"], "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "expires": {"type": "string"},
+                        "policies": {"type": "array", "items": {
+                            "type": "object", "additionalProperties": false,
+                            "required": ["effect", "permissions", "resources"],
+                            "properties": {
+                                "effect": {"type": "string", "enum": ["allow", "deny"]},
+                                "permissions": {"type": "array", "items": {"type": "string"}},
+                                "resources": {"type": "array", "items": {"type": "string"}}
+                            }
+                        }}
+                    }
+                }}}},
+                "responses": create
+            }
+        }),
+    );
+    let mut delete = common(json!({"description": "unused"}));
+    if let Some(o) = delete.as_object_mut() {
+        o.remove("200");
+    }
+    delete["204"] = json!({"description": "deleted"});
+    delete["403"] = error_response("the token may not delete it");
+    delete["409"] = error_response("read_only: a token of the tokens file");
+    delete["503"] = error_response("the audit log or the tokens cannot be written");
+    paths.insert(
+        "/api/v1/tokens/{name}".into(),
+        json!({
+            "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "get": {"summary": "One token, by name", "operationId": "get_token",
+                    "security": [{"bearer": []}],
+                    "responses": common(json!({"description": "the token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}}))},
+            "delete": {"summary": "End a token made through the API (permission dnsgate.tokens.delete)",
+                       "operationId": "delete_token", "security": [{"bearer": []}], "responses": delete}
+        }),
+    );
     for (action, id, summary, permission) in [
         (
             "revoke",
@@ -230,7 +295,7 @@ mod tests {
     fn every_path_has_an_operation_and_every_operation_its_responses() {
         let doc = super::build();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 19);
+        assert_eq!(paths.len(), 21);
         for (path, item) in paths {
             for (_, op) in item
                 .as_object()
@@ -239,7 +304,11 @@ mod tests {
                 .filter(|(k, _)| *k != "parameters")
             {
                 assert!(op["operationId"].is_string(), "{path}");
-                assert!(op["responses"]["200"].is_object(), "{path}");
+                let r = &op["responses"];
+                assert!(
+                    r["200"].is_object() || r["201"].is_object() || r["204"].is_object(),
+                    "{path}"
+                );
                 assert!(op["responses"]["401"].is_object(), "{path}");
             }
         }

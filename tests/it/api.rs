@@ -18,6 +18,7 @@ struct Tokens {
     ads_only: String,
     flusher: String,
     expired: String,
+    minter: String,
     file: String,
 }
 
@@ -59,7 +60,13 @@ fn tokens() -> Tokens {
         r#"{ effect = "allow", permissions = ["dnsgate.*.*"], resources = ["*"] }"#,
         Some("2020-01-01T00:00:00Z"),
     );
+    let minter = make(
+        "minter",
+        r#"{ effect = "allow", permissions = ["dnsgate.tokens.create", "dnsgate.lists.read"], resources = ["token:*", "list:ads"] }"#,
+        None,
+    );
     Tokens {
+        minter,
         admin,
         reader,
         ads_only,
@@ -186,13 +193,14 @@ async fn tokens_are_required_and_checked() {
     assert_eq!(names(&policies, "name"), ["ads", "other"]);
     assert_eq!(policies[0]["source"], "file");
     assert_eq!(policies[0]["traffic"], "any(dns.domains[*] in $ads)");
-    // Guessing is limited: after enough wrong secrets, wrong ones get 429.
+    // Guessing is limited: after enough wrong secrets, wrong ones are turned away
+    // unexamined (401 `rate_limited`).
     let mut limited = false;
     for i in 0..30 {
         let (status, body) =
             get(addr, "/api/v1/policies", Some(&format!("dgt_nobody00_{i}"))).await;
-        if status == 429 {
-            assert_eq!(body["error"]["code"], "rate_limited");
+        if body["error"]["code"] == "rate_limited" {
+            assert_eq!(status, 401);
             limited = true;
             break;
         }
@@ -201,11 +209,10 @@ async fn tokens_are_required_and_checked() {
     assert!(limited, "wrong secrets are rate-limited");
     // A right secret from that address still gets in: guessing cannot lock it out.
     assert_eq!(get(addr, "/api/v1/policies", Some(&t.reader)).await.0, 200);
+    let (status, body) = get(addr, "/api/v1/policies", Some("dgt_nobody00_x")).await;
     assert_eq!(
-        get(addr, "/api/v1/policies", Some("dgt_nobody00_x"))
-            .await
-            .0,
-        429
+        (status, body["error"]["code"].as_str()),
+        (401, Some("rate_limited"))
     );
 }
 
@@ -609,7 +616,84 @@ async fn schemathesis_finds_no_server_error_schema_mismatch_or_ignored_auth() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("Tested: 26"),
+        text.contains("Tested: 30"),
         "every operation was tested:\n{text}"
     );
+}
+
+async fn delete(addr: SocketAddr, path: &str, secret: &str) -> u16 {
+    client()
+        .delete(format!("http://{addr}{path}"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Tokens made through the API: only within the maker's own rights, the secret shown once,
+/// kept under the state directory, listed without hashes, and deleted (file tokens only in
+/// their file).
+#[tokio::test]
+async fn tokens_are_minted_within_the_makers_rights_and_deleted() {
+    let t = tokens();
+    let (_g, addr) = api_gate(&t).await;
+    let ci = |resource: &str| {
+        serde_json::json!({"name": "ci", "policies": [
+            {"effect": "allow", "permissions": ["dnsgate.lists.read"], "resources": [resource]}
+        ]})
+    };
+    // Without dnsgate.tokens.create: 403.
+    assert_eq!(
+        post_json(addr, "/api/v1/tokens", &t.reader, ci("list:ads"))
+            .await
+            .0,
+        403
+    );
+    // Beyond the minter's own rights (every list): 403, saying why.
+    let (status, body) = post_json(addr, "/api/v1/tokens", &t.minter, ci("*")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not grant"),
+        "{body}"
+    );
+    // Within them: 201 and the secret, which works at once.
+    let (status, body) = post_json(addr, "/api/v1/tokens", &t.minter, ci("list:ads")).await;
+    assert_eq!(status, 201, "{body}");
+    let secret = body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("dgt_"), "{secret}");
+    assert_eq!(body["source"], "api");
+    let (status, lists) = get(addr, "/api/v1/lists", Some(&secret)).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&lists, "name"), ["ads"]);
+    // The same name again: 409.
+    assert_eq!(
+        post_json(addr, "/api/v1/tokens", &t.minter, ci("list:ads"))
+            .await
+            .0,
+        409
+    );
+    // Listed without hashes, each with its source.
+    let (_, all) = get(addr, "/api/v1/tokens", Some(&t.admin)).await;
+    let entry = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "ci")
+        .unwrap();
+    assert_eq!(
+        (entry["source"].as_str(), entry["hash_set"].as_bool()),
+        (Some("api"), Some(true))
+    );
+    assert!(entry.get("hash").is_none());
+    assert_eq!(get(addr, "/api/v1/tokens/ci", Some(&t.admin)).await.0, 200);
+    // A file token cannot be deleted here; an API token can, and stops at once.
+    assert_eq!(delete(addr, "/api/v1/tokens/reader", &t.admin).await, 409);
+    assert_eq!(delete(addr, "/api/v1/tokens/ci", &t.reader).await, 403);
+    assert_eq!(delete(addr, "/api/v1/tokens/ci", &t.admin).await, 204);
+    assert_eq!(get(addr, "/api/v1/lists", Some(&secret)).await.0, 401);
 }
