@@ -100,12 +100,15 @@ impl Live {
             Ok(rt) => {
                 let summary = rt.summary();
                 self.replace(rt).await;
-                info!(summary = %summary, "configuration reloaded");
+                // Counted before it is logged: whoever sees the line sees the count.
                 ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "success")
                     .increment(1);
+                info!(summary = %summary, "configuration reloaded");
                 Ok(())
             }
             Err(diags) => {
+                ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "failure")
+                    .increment(1);
                 for d in &diags {
                     error!("{d}");
                 }
@@ -113,8 +116,6 @@ impl Live {
                     errors = diags.len(),
                     "reload rejected; the running configuration keeps serving"
                 );
-                ::metrics::counter!(metrics::CONFIG_RELOADS_TOTAL, "result" => "failure")
-                    .increment(1);
                 Err(diags)
             }
         }
