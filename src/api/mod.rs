@@ -267,9 +267,12 @@ const KINDS: [(&str, &str); 8] = [
     ("tokens", "token"),
 ];
 
-/// One object: its key (name, email or id) and its JSON.
+/// One object: its key (name, email or id), the identity group it is scoped to, and its
+/// JSON.
+#[derive(Default)]
 struct Object {
     key: String,
+    group: Option<String>,
     value: Value,
 }
 
@@ -294,6 +297,7 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
                 }
                 Object {
                     key: name,
+                    group: p.item.get_ref().group.as_ref().map(|g| g.get_ref().clone()),
                     value: v,
                 }
             })
@@ -308,6 +312,7 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
                     v["entry_count"] = json!(info.entries);
                 }
                 Object {
+                    group: None,
                     key: name,
                     value: v,
                 }
@@ -317,6 +322,7 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
             .categories
             .iter()
             .map(|c| Object {
+                group: None,
                 key: c.item.get_ref().id.to_string(),
                 value: file(serde_json::to_value(c.item.get_ref()).unwrap_or_default()),
             })
@@ -355,6 +361,7 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
                         o.insert("revoked".into(), json!(revoked));
                     }
                     Some(Object {
+                        group: None,
                         key: k,
                         value: file(v),
                     })
@@ -374,6 +381,7 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
                     o.insert("source".into(), json!(if made { "api" } else { "file" }));
                 }
                 Object {
+                    group: None,
                     key: t.name.clone(),
                     value: v,
                 }
@@ -383,8 +391,9 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
     })
 }
 
-/// Whether `token` may read the object `key` of `kind` (the URL's plural).
-fn may_read(token: &Token, kind: &str, key: &str) -> bool {
+/// Whether `token` may read the object `key` of `kind` (the URL's plural), scoped to
+/// identity group `group`.
+fn may_read(token: &Token, kind: &str, key: &str, group: Option<&str>) -> bool {
     let singular = KINDS
         .iter()
         .find(|(k, _)| *k == kind)
@@ -392,7 +401,7 @@ fn may_read(token: &Token, kind: &str, key: &str) -> bool {
     let target = Target {
         kind: singular,
         name: key,
-        group: None,
+        group,
     };
     token.may(kind, "read", &target) || token.may(kind, "list", &target)
 }
@@ -436,7 +445,7 @@ fn list_kind(
     // Filtered to what the token may read: the others are as if absent.
     let visible: Vec<Value> = all
         .into_iter()
-        .filter(|o| may_read(token, kind, &o.key))
+        .filter(|o| may_read(token, kind, &o.key, o.group.as_deref()))
         .map(|o| o.value)
         .collect();
     Ok(Json(Value::Array(visible)))
@@ -470,7 +479,7 @@ fn get_one(
         }
     };
     match all.into_iter().find(key_matches) {
-        Some(o) if may_read(token, kind, &o.key) => Ok(Json(o.value)),
+        Some(o) if may_read(token, kind, &o.key, o.group.as_deref()) => Ok(Json(o.value)),
         _ => Err(ApiError::not_found()),
     }
 }
@@ -801,7 +810,7 @@ async fn put_object(
     let Some(current) = all.into_iter().find(|o| o.key == key) else {
         return Err(ApiError::not_found());
     };
-    if !may_read(token, &kind, &key) {
+    if !may_read(token, &kind, &key, current.group.as_deref()) {
         return Err(ApiError::not_found());
     }
     let object = format!(
@@ -819,7 +828,7 @@ async fn put_object(
     let target = Target {
         kind: singular,
         name: &key,
-        group: None,
+        group: current.group.as_deref(),
     };
     if !token.may(&kind, "update", &target) {
         return Err(refuse(&app, token, peer.ip(), &action, &object));
@@ -877,7 +886,7 @@ fn device(rt: &Runtime, token: &Token, id: &str) -> Result<Value, ApiError> {
         .into_iter()
         .flatten()
         .find(|o| o.key == id)
-        .filter(|_| may_read(token, "devices", id))
+        .filter(|o| may_read(token, "devices", id, o.group.as_deref()))
         .ok_or_else(ApiError::not_found)?;
     Ok(found.value)
 }
@@ -1140,7 +1149,7 @@ async fn delete_token(
 ) -> Result<StatusCode, ApiError> {
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    if rt.tokens.get(&name).is_none() || !may_read(token, "tokens", &name) {
+    if rt.tokens.get(&name).is_none() || !may_read(token, "tokens", &name, None) {
         return Err(ApiError::not_found());
     }
     let object = format!("token:{name}");

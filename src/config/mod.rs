@@ -477,6 +477,9 @@ pub struct PolicyConfig {
     /// resolve: forward matching queries to these upstreams.
     #[serde(default)]
     pub upstreams: Vec<Spanned<String>>,
+    /// The identity group (by name) this policy is scoped to: it applies only to clients
+    /// in that group, and `group:NAME` API tokens may manage it (SPEC §12).
+    pub group: Option<Spanned<String>>,
     /// external: the endpoint that gives the verdict (SPEC §11).
     pub external: Option<Spanned<ExternalConfig>>,
     /// Active only inside these time ranges.

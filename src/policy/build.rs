@@ -177,6 +177,31 @@ fn compile_policy(
     let traffic = compile_text(&cfg.traffic);
     let identity = compile_text(&cfg.identity);
     let mut builder = Builder::default();
+    // `group`: the policy applies only to clients in that identity group, as if its
+    // builder required `any(identity.groups.name[*] == "NAME")`.
+    if let Some(g) = &cfg.group {
+        let name_ok = !g.get_ref().is_empty()
+            && !g.get_ref().contains(['"', '\\'])
+            && !g.get_ref().chars().any(char::is_control);
+        if !name_ok {
+            diags.push(file.diag(
+                &g.span(),
+                format!("policy `{name}`: `{}` is not a group name", g.get_ref()),
+            ));
+        } else {
+            let src = format!("any(identity.groups.name[*] == \"{}\")", g.get_ref());
+            match expr::compile(&src, &cenv) {
+                Ok(e) => builder.require.push(e),
+                Err(errs) => {
+                    for e in errs {
+                        diags.push(
+                            file.diag(&g.span(), format!("policy `{name}` group: {}", e.message)),
+                        );
+                    }
+                }
+            }
+        }
+    }
     let mut compile_tables = |tables: &[toml::Spanned<SelectorConfig>],
                               out: &mut Vec<Expr>,
                               what: &str| {

@@ -98,19 +98,27 @@ ips = ["127.0.0.9"]
 /// A gate with `[api]` on 127.0.0.1:0, two lists, two policies and an identities file;
 /// the API's address.
 async fn api_gate(t: &Tokens) -> (Gate, SocketAddr) {
+    api_gate_with(t, "", "").await
+}
+
+/// [`api_gate`] with more policies and more tokens (`[[tokens]]` entries).
+async fn api_gate_with(t: &Tokens, policies: &str, more_tokens: &str) -> (Gate, SocketAddr) {
     // The state directory (the API's overlays) in the test's own directory.
     let config = "[server]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n\n[upstream]\nservers = [\"udp://{UPSTREAM}\"]\n\n\
          [api]\nlisten = \"127.0.0.1:0\"\ntokens = \"tokens.toml\"\naudit_log = \"audit.jsonl\"\n\n\
          [identity]\ndirectory = \"identities.toml\"\n\n\
          [[lists]]\nname = \"ads\"\npath = \"ads.txt\"\n\n[[lists]]\nname = \"other\"\npath = \"other.txt\"\n\n\
          [[policies]]\nname = \"ads\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $ads)'\n\n\
-         [[policies]]\nname = \"other\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $other)'\n";
+         [[policies]]\nname = \"other\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $other)'\n"
+        .to_owned()
+        + policies;
+    let token_file = t.file.clone() + more_tokens;
     let up = crate::upstream::start().await;
     let g = gate_with(
         up,
-        config,
+        &config,
         &[
-            ("tokens.toml", &t.file),
+            ("tokens.toml", &token_file),
             ("identities.toml", IDENTITIES),
             ("ads.txt", "ads.test\n"),
             ("other.txt", "other.test\n"),
@@ -696,4 +704,59 @@ async fn tokens_are_minted_within_the_makers_rights_and_deleted() {
     assert_eq!(delete(addr, "/api/v1/tokens/ci", &t.reader).await, 403);
     assert_eq!(delete(addr, "/api/v1/tokens/ci", &t.admin).await, 204);
     assert_eq!(get(addr, "/api/v1/lists", Some(&secret)).await.0, 401);
+}
+
+/// A policy with a `group` applies only to clients in that identity group, and a token
+/// scoped to `group:kids` manages the kids' policies and no others (the rest is as if
+/// absent).
+#[tokio::test]
+async fn a_group_policy_applies_to_its_group_and_a_group_token_manages_only_it() {
+    let t = tokens();
+    let (secret, hash) = dnsgate::access::new_secret();
+    let kids_admin = format!(
+        "[[tokens]]\nname = \"kids-admin\"\nhash = \"{hash}\"\n\
+         policies = [{{ effect = \"allow\", permissions = [\"dnsgate.policies.*\"], resources = [\"group:kids\"] }}, \
+         {{ effect = \"allow\", permissions = [\"dnsgate.explain.read\"], resources = [\"*\"] }}]\n"
+    );
+    let (_g, addr) = api_gate_with(
+        &t,
+        "\n[[policies]]\nname = \"kids games\"\naction = \"block\"\ngroup = \"kids\"\n\
+         traffic = 'dns.fqdn == \"games.test\"'\n",
+        &kids_admin,
+    )
+    .await;
+    let explain = |device: &'static str| {
+        let secret = secret.clone();
+        async move {
+            post_json(
+                addr,
+                "/api/v1/explain",
+                &secret,
+                serde_json::json!({"name": "games.test", "device": device}),
+            )
+            .await
+            .1
+        }
+    };
+    let kid = explain("kidphone").await;
+    assert_eq!(kid["decision"]["policy"], "kids games", "{kid}");
+    let laptop = explain("laptop").await;
+    assert_eq!(laptop["decision"]["action"], "allow", "{laptop}");
+    // The kids' administrator sees and changes the kids' policy only.
+    let (_, visible) = get(addr, "/api/v1/policies", Some(&secret)).await;
+    assert_eq!(names(&visible, "name"), ["kids games"]);
+    assert_eq!(visible[0]["group"], "kids");
+    let (_, mut ads) = get(addr, "/api/v1/policies/ads", Some(&t.admin)).await;
+    ads["enabled"] = Value::Bool(false);
+    assert_eq!(
+        put_json(addr, "/api/v1/policies/ads", &secret, &ads)
+            .await
+            .0,
+        404
+    );
+    let (_, mut kids) = get(addr, "/api/v1/policies/kids%20games", Some(&secret)).await;
+    kids["enabled"] = Value::Bool(false);
+    let (status, body) = put_json(addr, "/api/v1/policies/kids%20games", &secret, &kids).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(explain("kidphone").await["decision"]["action"], "allow");
 }
