@@ -166,6 +166,14 @@ impl Exit {
         if let Some(p) = policy {
             p.matches.increment(1);
         }
+        if let Some(identity) = e.identity {
+            let unix = self
+                .clock
+                .system_time()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            identity.last_seen.touch(unix);
+        }
         let Some(log) = &self.querylog else {
             return;
         };

@@ -359,6 +359,13 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
                             json!((token_set || issued) && !revoked),
                         );
                         o.insert("revoked".into(), json!(revoked));
+                        let seen = rt
+                            .directory
+                            .identity_for_device(&k)
+                            .and_then(|i| i.last_seen.get())
+                            .and_then(|s| jiff::Timestamp::from_second(i64::try_from(s).ok()?).ok())
+                            .map(|t| t.to_string());
+                        o.insert("last_seen".into(), json!(seen));
                     }
                     Some(Object {
                         group: None,

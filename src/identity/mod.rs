@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::netmap::{FastMap, PrefixMap};
 
@@ -27,6 +28,41 @@ pub struct Group {
     pub email: String,
 }
 
+/// When a device last asked anything: Unix seconds, 0 for never. A shared, lock-free cell
+/// (every query of the device touches it); it takes no part in comparisons or clones of
+/// the identity it belongs to.
+#[derive(Debug, Default)]
+pub struct LastSeen(AtomicU64);
+
+impl LastSeen {
+    /// Notes a query at `unix` seconds (written only when the second changes).
+    #[inline]
+    pub fn touch(&self, unix: u64) {
+        if self.0.load(Ordering::Relaxed) != unix {
+            self.0.store(unix, Ordering::Relaxed);
+        }
+    }
+
+    /// When, if ever.
+    pub fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&s| s > 0)
+    }
+}
+
+impl Clone for LastSeen {
+    fn clone(&self) -> Self {
+        Self(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl PartialEq for LastSeen {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LastSeen {}
+
 /// The identity behind a query: a device and, if assigned, its user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
@@ -42,6 +78,8 @@ pub struct Identity {
     pub groups: Vec<Group>,
     /// `identity.saml_attributes`
     pub saml_attributes: HashMap<String, Vec<String>>,
+    /// When the device last asked (the API shows it).
+    pub last_seen: LastSeen,
 }
 
 /// Device identities by DoH token (or by id).
@@ -172,6 +210,16 @@ impl Directory {
         self.tokens.retain(|_, i| !Arc::ptr_eq(i, &identity));
         self.tokens.insert(digest.into(), identity);
         true
+    }
+
+    /// Carries over when each device was last seen from the directory `old` replaces (a
+    /// reload builds new identities).
+    pub fn adopt_last_seen(&self, old: &Self) {
+        for (id, identity) in &self.by_id {
+            if let Some(when) = old.by_id.get(id).and_then(|o| o.last_seen.get()) {
+                identity.last_seen.touch(when);
+            }
+        }
     }
 
     /// How many groups the directory defines.

@@ -125,6 +125,7 @@ fn example_directory_resolves_every_lookup() {
             ("department".into(), vec!["Marketing".into()]),
             ("level".into(), vec!["3".into(), "4".into()]),
         ]),
+        last_seen: Default::default(),
     };
     assert_eq!(**laptop, expected);
     // Every way to reach the laptop gives the same shared identity.

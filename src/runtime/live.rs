@@ -78,6 +78,7 @@ impl Live {
             let old = live.load_full();
             let mut rt = Runtime::load_with(&live.config_path, &old.url_lists, &old.clock)?;
             rt.adopt_upstreams(&old);
+            rt.directory.adopt_last_seen(&old.directory);
             if rt.settings != old.settings {
                 warn!(
                     "listen, metrics, query log and cache settings take effect at the next restart"

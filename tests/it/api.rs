@@ -760,3 +760,43 @@ async fn a_group_policy_applies_to_its_group_and_a_group_token_manages_only_it()
     assert_eq!(status, 200, "{body}");
     assert_eq!(explain("kidphone").await["decision"]["action"], "allow");
 }
+
+/// A device's last query time is shown (`last_seen`, RFC 3339; `null` before its first),
+/// and a reload keeps it.
+#[tokio::test]
+async fn devices_show_when_they_were_last_seen() {
+    let t = tokens();
+    let (g, addr) = api_gate(&t).await;
+    let seen = |devices: &Value, id: &str| {
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()["last_seen"]
+            .clone()
+    };
+    let (_, devices) = get(addr, "/api/v1/devices", Some(&t.reader)).await;
+    assert_eq!(seen(&devices, "laptop"), Value::Null);
+    // The laptop (127.0.0.9) asks.
+    let (_, wire) = crate::client::build("www.test.", RecordType::A, Default::default());
+    let sock = tokio::net::UdpSocket::bind("127.0.0.9:0").await.unwrap();
+    sock.send_to(&wire, g.addr).await.unwrap();
+    let mut buf = [0u8; 1500];
+    tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let (_, devices) = get(addr, "/api/v1/devices", Some(&t.reader)).await;
+    let when: jiff::Timestamp = seen(&devices, "laptop")
+        .as_str()
+        .expect("seen")
+        .parse()
+        .unwrap();
+    let age = jiff::Timestamp::now().as_second() - when.as_second();
+    assert!((0..=5).contains(&age), "{when}");
+    assert_eq!(seen(&devices, "kidphone"), Value::Null);
+    assert_eq!(post(addr, "/api/v1/reload", &t.admin).await.0, 200);
+    let (_, devices) = get(addr, "/api/v1/devices", Some(&t.reader)).await;
+    assert_eq!(seen(&devices, "laptop"), Value::String(when.to_string()));
+}

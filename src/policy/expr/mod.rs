@@ -361,6 +361,7 @@ mod fixtures {
                 "department".to_owned(),
                 vec!["Marketing".to_owned(), "Sales".to_owned()],
             )]),
+            last_seen: Default::default(),
         }
     }
 
