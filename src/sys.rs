@@ -1,5 +1,5 @@
 //! What dnsgate asks of the operating system beyond sockets: background work that yields
-//! to serving, and handing freed memory back.
+//! to serving, handing freed memory back, and files replaced whole or not at all.
 //!
 //! Reloads, list swaps and the freeing of an old configuration take seconds of CPU for a
 //! million-name list. On the blocking pool they competed as equals with the threads that
@@ -9,6 +9,34 @@
 //! reload still finishes on a machine that is busy with something else too.
 
 use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, synced and
+/// renamed over the old one (the directory made first if need be): a crash or a full disk
+/// leaves the old file or the new, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    // A disk that filled up must not also keep the half-written file.
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    } else if let Some(d) = dir.and_then(|d| std::fs::File::open(d).ok()) {
+        // The rename itself, on disk.
+        let _ = d.sync_all();
+    }
+    written
+}
 
 /// Runs `f` on a new low-priority thread; its result, or `None` if it panicked.
 pub fn background<T: Send + 'static>(

@@ -252,7 +252,7 @@ pub fn new_secret() -> (String, String) {
 
 /// The SHA-256 of a secret string, lowercase hex: what a tokens file stores.
 pub fn digest(secret: &str) -> String {
-    data_encoding::HEXLOWER.encode(&sha256(secret))
+    crate::identity::sha256_hex(secret.as_bytes())
 }
 
 fn sha256(secret: &str) -> [u8; 32] {

@@ -10,6 +10,8 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
+pub use crate::identity::sha256_hex as digest;
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -64,11 +66,6 @@ pub struct Audit {
 struct State {
     file: Option<std::fs::File>,
     prev: Option<String>,
-}
-
-/// Lowercase hex SHA-256.
-pub fn digest(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 impl Audit {

@@ -398,15 +398,19 @@ fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
     })
 }
 
+/// How a resource names one object of `kind` (the URL's plural): `policies` -> `policy`.
+fn singular(kind: &str) -> &str {
+    KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(kind, |(_, s)| s)
+}
+
 /// Whether `token` may read the object `key` of `kind` (the URL's plural), scoped to
 /// identity group `group`.
 fn may_read(token: &Token, kind: &str, key: &str, group: Option<&str>) -> bool {
-    let singular = KINDS
-        .iter()
-        .find(|(k, _)| *k == kind)
-        .map_or(kind, |(_, s)| s);
     let target = Target {
-        kind: singular,
+        kind: singular(kind),
         name: key,
         group,
     };
@@ -491,21 +495,23 @@ fn get_one(
     }
 }
 
-/// Writes the audit line of an attempt; `Err` (503) if it cannot be written.
+/// Writes the audit line of an attempt; `Err` (503) if it cannot be written, and then the
+/// change must not apply.
 fn audit(
     app: &App,
     token: Option<&Token>,
     peer: IpAddr,
-    action: &str,
+    (action, object): (&str, Option<&str>),
+    (before, after): (Option<&Value>, Option<&Value>),
     result: audit::Outcome,
 ) -> Result<(), ApiError> {
     let entry = audit::Entry {
         token: token.map(|t| t.name.as_str()),
         source_ip: peer,
         action,
-        object: None,
-        before: None,
-        after: None,
+        object,
+        before,
+        after,
         result,
     };
     app.audit
@@ -514,6 +520,22 @@ fn audit(
             warn!(error = %e, path = %app.audit.path().display(), "cannot write the audit log: the change is refused");
             ApiError::unavailable(format!("the audit log cannot be written: {e}"))
         })
+}
+
+/// Audits a refused attempt and answers 403 (503 if it cannot be audited).
+fn refuse(app: &App, token: &Token, peer: IpAddr, action: &str, object: Option<&str>) -> ApiError {
+    let denied = audit::Outcome::Denied;
+    match audit(
+        app,
+        Some(token),
+        peer,
+        (action, object),
+        (None, None),
+        denied,
+    ) {
+        Ok(()) => ApiError::forbidden(),
+        Err(e) => e,
+    }
 }
 
 async fn flush(
@@ -529,20 +551,15 @@ async fn flush(
         group: None,
     };
     if !token.may("cache", "flush", &target) {
-        audit(
-            &app,
-            Some(token),
-            peer.ip(),
-            "cache.flush",
-            audit::Outcome::Denied,
-        )?;
-        return Err(ApiError::forbidden());
+        return Err(refuse(&app, token, peer.ip(), "cache.flush", None));
     }
+    let action = ("cache.flush", None);
     audit(
         &app,
         Some(token),
         peer.ip(),
-        "cache.flush",
+        action,
+        (None, None),
         audit::Outcome::Ok,
     )?;
     app.shared.cache.clear();
@@ -563,66 +580,23 @@ async fn reload(
         group: None,
     };
     if !token.may("config", "update", &target) {
-        audit(
-            &app,
-            Some(token),
-            peer.ip(),
-            "config.reload",
-            audit::Outcome::Denied,
-        )?;
-        return Err(ApiError::forbidden());
+        return Err(refuse(&app, token, peer.ip(), "config.reload", None));
     }
-    let name = token.name.clone();
-    let ip = peer.ip();
-    let audit_failed = Mutex::new(None);
-    let result = app
-        .shared
-        .live
-        .reload_approved(|loaded| {
-            let outcome = match loaded {
-                Ok(_) => audit::Outcome::Ok,
-                Err(_) => audit::Outcome::Invalid,
-            };
-            let entry = audit::Entry {
-                token: Some(&name),
-                source_ip: ip,
-                action: "config.reload",
-                object: None,
-                before: None,
-                after: None,
-                result: outcome,
-            };
-            app.audit
-                .write(&entry, app.shared.clock.wall())
-                .map_err(|e| {
-                    let why = format!("the audit log cannot be written: {e}");
-                    *audit_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-                    why
-                })
-        })
-        .await;
-    if let Some(why) = audit_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(ApiError::unavailable(why));
-    }
-    match result {
-        Ok(()) => {
-            if let Some(log) = app.shared.exit.querylog() {
-                log.reopen();
+    let action = ("config.reload", None);
+    reload_audited(&app, token, peer.ip(), action, (None, None))
+        .await
+        .map_err(|mut e| {
+            if e.code == "invalid" {
+                e.message = "the configuration does not load; the running one keeps serving".into();
             }
-            Ok(Json(
-                json!({"reloaded": true, "generation": app.shared.live.load().generation}),
-            ))
-        }
-        Err(details) => {
-            let mut e = ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                "the configuration does not load; the running one keeps serving",
-            );
-            e.details = details;
-            Err(e)
-        }
+            e
+        })?;
+    if let Some(log) = app.shared.exit.querylog() {
+        log.reopen();
     }
+    Ok(Json(
+        json!({"reloaded": true, "generation": app.shared.live.load().generation}),
+    ))
 }
 
 /// `POST /api/v1/explain`: the input of a policy test case.
@@ -733,7 +707,7 @@ async fn apply(
     change(&mut new);
     new.save(&path)
         .map_err(|e| ApiError::unavailable(format!("cannot save the API's overlays: {e}")))?;
-    let result = reload_audited(app, token, peer, (action, object), (before, after)).await;
+    let result = reload_audited(app, token, peer, (action, Some(object)), (before, after)).await;
     if result.is_err() {
         let _ = old.save(&path);
     }
@@ -746,60 +720,33 @@ async fn reload_audited(
     app: &App,
     token: &Token,
     peer: IpAddr,
-    (action, object): (&str, &str),
-    (before, after): (Option<&Value>, Option<&Value>),
+    action: (&str, Option<&str>),
+    objects: (Option<&Value>, Option<&Value>),
 ) -> Result<(), ApiError> {
     let audit_failed = Mutex::new(None);
     let result = app
         .shared
         .live
         .reload_approved(|loaded| {
-            let entry = audit::Entry {
-                token: Some(&token.name),
-                source_ip: peer,
-                action,
-                object: Some(object),
-                before,
-                after,
-                result: match loaded {
-                    Ok(_) => audit::Outcome::Ok,
-                    Err(_) => audit::Outcome::Invalid,
-                },
+            let outcome = match loaded {
+                Ok(_) => audit::Outcome::Ok,
+                Err(_) => audit::Outcome::Invalid,
             };
-            app.audit
-                .write(&entry, app.shared.clock.wall())
-                .map_err(|e| {
-                    let why = format!("the audit log cannot be written: {e}");
-                    *audit_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-                    why
-                })
+            audit(app, Some(token), peer, action, objects, outcome).map_err(|e| {
+                let why = e.message.clone();
+                *audit_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                why
+            })
         })
         .await;
-    if let Some(why) = audit_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(ApiError::unavailable(why));
+    if let Some(e) = audit_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
     result.map_err(|details| {
         let mut e = invalid("the change does not load; nothing changed");
         e.details = details;
         e
     })
-}
-
-/// Audits a refused attempt and answers 403.
-fn refuse(app: &App, token: &Token, peer: IpAddr, action: &str, object: &str) -> ApiError {
-    let entry = audit::Entry {
-        token: Some(&token.name),
-        source_ip: peer,
-        action,
-        object: Some(object),
-        before: None,
-        after: None,
-        result: audit::Outcome::Denied,
-    };
-    match app.audit.write(&entry, app.shared.clock.wall()) {
-        Ok(()) => ApiError::forbidden(),
-        Err(e) => ApiError::unavailable(format!("the audit log cannot be written: {e}")),
-    }
 }
 
 /// `PUT /api/v1/{kind}/{key}`: of a file object only the overlays may change — `enabled`
@@ -820,25 +767,15 @@ async fn put_object(
     if !may_read(token, &kind, &key, current.group.as_deref()) {
         return Err(ApiError::not_found());
     }
-    let object = format!(
-        "{}:{key}",
-        KINDS
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map_or("", |(_, s)| s)
-    );
+    let object = format!("{}:{key}", singular(&kind));
     let action = format!("{kind}.update");
-    let singular = KINDS
-        .iter()
-        .find(|(k, _)| *k == kind)
-        .map_or("", |(_, s)| *s);
     let target = Target {
-        kind: singular,
+        kind: singular(&kind),
         name: &key,
         group: current.group.as_deref(),
     };
     if !token.may(&kind, "update", &target) {
-        return Err(refuse(&app, token, peer.ip(), &action, &object));
+        return Err(refuse(&app, token, peer.ip(), &action, Some(&object)));
     }
     let mut wanted: Value =
         serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
@@ -915,7 +852,13 @@ async fn revoke_device(
         group: None,
     };
     if !token.may("devices", "revoke", &target) {
-        return Err(refuse(&app, token, peer.ip(), "devices.revoke", &object));
+        return Err(refuse(
+            &app,
+            token,
+            peer.ip(),
+            "devices.revoke",
+            Some(&object),
+        ));
     }
     let mut after = before.clone();
     after["revoked"] = json!(true);
@@ -954,7 +897,13 @@ async fn new_device_token(
         group: None,
     };
     if !token.may("devices", "update", &target) {
-        return Err(refuse(&app, token, peer.ip(), "devices.token", &object));
+        return Err(refuse(
+            &app,
+            token,
+            peer.ip(),
+            "devices.token",
+            Some(&object),
+        ));
     }
     let secret = new_doh_token();
     let digest = crate::identity::token_digest(&secret);
@@ -980,12 +929,8 @@ async fn new_device_token(
 
 /// A new DoH path token: 32 characters of `[A-Za-z0-9]` (about 190 bits).
 fn new_doh_token() -> String {
-    use rand::Rng;
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..32)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect()
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
 }
 
 /// `POST /api/v1/tokens`: a statement as sent.
@@ -1025,17 +970,8 @@ fn load_api_tokens(path: &std::path::Path) -> Result<Vec<Token>, ApiError> {
 /// Writes `tokens` to `path` whole or not at all.
 fn save_api_tokens(path: &std::path::Path, tokens: &[Token]) -> Result<(), ApiError> {
     let text: String = tokens.iter().map(|t| t.to_toml() + "\n").collect();
-    let save = || -> std::io::Result<()> {
-        use std::io::Write;
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(".tokens.toml.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    save().map_err(|e| ApiError::unavailable(format!("cannot save the API's tokens: {e}")))
+    crate::sys::write_atomic(path, text.as_bytes())
+        .map_err(|e| ApiError::unavailable(format!("cannot save the API's tokens: {e}")))
 }
 
 /// `POST /api/v1/tokens`: a new token within the caller's own rights (its denies copied,
@@ -1058,7 +994,13 @@ async fn create_token(
         group: None,
     };
     if !token.may("tokens", "create", &target) {
-        return Err(refuse(&app, token, peer.ip(), "tokens.create", &object));
+        return Err(refuse(
+            &app,
+            token,
+            peer.ip(),
+            "tokens.create",
+            Some(&object),
+        ));
     }
     let mut policies = Vec::new();
     for s in &input.policies {
@@ -1110,7 +1052,7 @@ async fn create_token(
         Ok(m) => m,
         Err(e @ crate::access::MintError::NotCovered { .. })
         | Err(e @ crate::access::MintError::NotPermitted(_)) => {
-            let mut err = refuse(&app, token, peer.ip(), "tokens.create", &object);
+            let mut err = refuse(&app, token, peer.ip(), "tokens.create", Some(&object));
             err.message = e.to_string();
             return Err(err);
         }
@@ -1134,7 +1076,7 @@ async fn create_token(
         &app,
         token,
         peer.ip(),
-        ("tokens.create", &object),
+        ("tokens.create", Some(&object)),
         (None, Some(&shown)),
     )
     .await
@@ -1166,7 +1108,13 @@ async fn delete_token(
         group: None,
     };
     if !token.may("tokens", "delete", &target) {
-        return Err(refuse(&app, token, peer.ip(), "tokens.delete", &object));
+        return Err(refuse(
+            &app,
+            token,
+            peer.ip(),
+            "tokens.delete",
+            Some(&object),
+        ));
     }
     if !rt.api_tokens.contains(&name) {
         return Err(ApiError::new(
@@ -1186,7 +1134,7 @@ async fn delete_token(
         &app,
         token,
         peer.ip(),
-        ("tokens.delete", &object),
+        ("tokens.delete", Some(&object)),
         (None, None),
     )
     .await

@@ -95,14 +95,12 @@ pub(crate) struct LabelMap {
 /// The SHA-256 of a DoH token, lowercase hex: how tokens are kept and compared (the
 /// identities file may hold only this, `doh_token_sha256`).
 pub fn token_digest(token: &str) -> String {
-    use std::fmt::Write;
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    d.as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    sha256_hex(token.as_bytes())
+}
+
+/// The SHA-256 of `bytes`, lowercase hex (tokens here, API secrets and audit lines above).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 /// The loaded identity directory.

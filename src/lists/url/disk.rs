@@ -9,7 +9,6 @@
 //! one. A body whose metadata does not match it (a crash between the two renames) is still
 //! a whole list: it is used without validators, so the next GET is unconditional.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -99,23 +98,6 @@ fn from_unix(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    // A disk that filled up must not also keep the half-written file.
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
 /// Saves a freshly downloaded body and its metadata.
 pub(super) fn save(
     dir: &Path,
@@ -127,7 +109,7 @@ pub(super) fn save(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let stem = stem(dir, name, url);
-    write_atomic(&stem.with_extension("list"), body)?;
+    crate::sys::write_atomic(&stem.with_extension("list"), body)?;
     let meta = Meta {
         url: url.to_owned(),
         validators: validators.clone(),
@@ -141,7 +123,7 @@ pub(super) fn save(
 
 fn write_meta(stem: &Path, meta: &Meta) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
-    write_atomic(&stem.with_extension("json"), &json)
+    crate::sys::write_atomic(&stem.with_extension("json"), &json)
 }
 
 fn read_meta(stem: &Path) -> Option<Meta> {
