@@ -842,41 +842,7 @@ async fn revoke_device(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let rt = app.shared.live.load_full();
-    let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let before = device(&rt, token, &id)?;
-    let object = format!("device:{id}");
-    let target = Target {
-        kind: "device",
-        name: &id,
-        group: None,
-    };
-    if !token.may("devices", "revoke", &target) {
-        return Err(refuse(
-            &app,
-            token,
-            peer.ip(),
-            "devices.revoke",
-            Some(&object),
-        ));
-    }
-    let mut after = before.clone();
-    after["revoked"] = json!(true);
-    after["doh_token_set"] = json!(false);
-    apply(
-        &app,
-        token,
-        peer.ip(),
-        ("devices.revoke", &object),
-        (Some(&before), Some(&after)),
-        |o| {
-            let d = o.devices.entry(id.clone()).or_default();
-            d.revoked = true;
-            d.doh_token_sha256 = None;
-        },
-    )
-    .await?;
-    Ok(Json(after))
+    device_session(&app, peer.ip(), &headers, &id, None).await
 }
 
 /// `POST /api/v1/devices/{id}/token`: a new DoH token, shown this once; the old one (and a
@@ -887,43 +853,54 @@ async fn new_device_token(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    device_session(&app, peer.ip(), &headers, &id, Some(new_doh_token())).await
+}
+
+/// Ends device `id`'s token and label identity (`new_token` `None`: revoked), or gives it
+/// the new DoH token `new_token`, shown in the answer this once.
+async fn device_session(
+    app: &App,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    id: &str,
+    new_token: Option<String>,
+) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
-    let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let before = device(&rt, token, &id)?;
+    let token = authenticate(app, &rt, headers, peer)?;
+    let before = device(&rt, token, id)?;
     let object = format!("device:{id}");
     let target = Target {
         kind: "device",
-        name: &id,
+        name: id,
         group: None,
     };
-    if !token.may("devices", "update", &target) {
-        return Err(refuse(
-            &app,
-            token,
-            peer.ip(),
-            "devices.token",
-            Some(&object),
-        ));
+    let (verb, action) = match new_token {
+        None => ("revoke", "devices.revoke"),
+        Some(_) => ("update", "devices.token"),
+    };
+    if !token.may("devices", verb, &target) {
+        return Err(refuse(app, token, peer, action, Some(&object)));
     }
-    let secret = new_doh_token();
-    let digest = crate::identity::token_digest(&secret);
+    let digest = new_token.as_deref().map(crate::identity::token_digest);
     let mut after = before.clone();
-    after["revoked"] = json!(false);
-    after["doh_token_set"] = json!(true);
+    after["revoked"] = json!(new_token.is_none());
+    after["doh_token_set"] = json!(new_token.is_some());
     apply(
-        &app,
+        app,
         token,
-        peer.ip(),
-        ("devices.token", &object),
+        peer,
+        (action, &object),
         (Some(&before), Some(&after)),
         |o| {
-            let d = o.devices.entry(id.clone()).or_default();
-            d.revoked = false;
-            d.doh_token_sha256 = Some(digest);
+            let d = o.devices.entry(id.to_owned()).or_default();
+            d.revoked = digest.is_none();
+            d.doh_token_sha256 = digest;
         },
     )
     .await?;
-    after["doh_token"] = json!(secret);
+    if let Some(secret) = new_token {
+        after["doh_token"] = json!(secret);
+    }
     Ok(Json(after))
 }
 
