@@ -600,7 +600,7 @@ async fn schemathesis_finds_no_server_error_schema_mismatch_or_ignored_auth() {
         panic!("schemathesis is missing: pip install schemathesis (.ci/run installs it)");
     }
     let t = tokens();
-    let (_g, addr) = api_gate(&t).await;
+    let (g, addr) = api_gate(&t).await;
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(240),
         tokio::process::Command::new("st")
@@ -611,6 +611,8 @@ async fn schemathesis_finds_no_server_error_schema_mismatch_or_ignored_auth() {
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth",
             ])
             .args(["--max-examples", "25", "--seed", "20261129", "--no-color"])
+            // Its cache (`.schemathesis/`) goes in the test's directory, not the checkout.
+            .current_dir(g.dir.path())
             .kill_on_drop(true)
             .output(),
     )
