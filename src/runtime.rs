@@ -62,6 +62,28 @@ pub struct Settings {
     pub tcp_max_per_client: usize,
 }
 
+/// Where an object comes from: a configuration file, or the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A configuration (or identities) file: read-only through the API, but for overlays.
+    File,
+    /// Made through the admin API, kept under `state_dir`.
+    Api,
+    /// Provisioned by an identity provider through SCIM, kept under `state_dir`.
+    Scim,
+}
+
+impl Origin {
+    /// As the API shows it in `source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Api => "api",
+            Self::Scim => "scim",
+        }
+    }
+}
+
 /// The admin API's settings (SPEC §12).
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -75,6 +97,30 @@ pub struct Api {
     pub overlays: PathBuf,
     /// Where tokens made through the API are kept (a tokens file).
     pub api_tokens: PathBuf,
+    /// Where lists, categories and policies made through the API are kept (shaped as an
+    /// included file, loaded after the configuration files).
+    pub objects: PathBuf,
+    /// Where users, groups, devices and locations made through the API are kept (shaped
+    /// as the identities file, loaded with it).
+    pub identities: PathBuf,
+    /// SCIM's own view of its users and groups (ids, external ids, members).
+    pub scim: PathBuf,
+    /// The users and groups SCIM provisioned, shaped as the identities file (made from
+    /// [`Api::scim`] at each SCIM write, loaded with the identities file).
+    pub scim_identities: PathBuf,
+}
+
+/// The directory of the admin API's state (`<state_dir>/api`), when `[api]` is on.
+fn api_dir(cfg: &LoadedConfig) -> Option<PathBuf> {
+    cfg.main.api.as_ref()?;
+    let mf = cfg.main_file();
+    let state = cfg
+        .main
+        .server
+        .state_dir
+        .as_ref()
+        .map(|d| mf.resolve(d.get_ref()));
+    Some(crate::lists::url::state_dir(state.as_deref()).join("api"))
 }
 
 /// Same listener when the same address (the certificate and the tokens apply at reload).
@@ -184,9 +230,9 @@ pub struct Base {
     pub rate_limit: config::RateLimitConfig,
     /// Upstream groups; 0 is `[upstream] servers`, the rest belong to resolve policies.
     pub upstreams: Vec<Arc<Upstream>>,
-    /// The identities file as written (the API shows its users, groups, devices and
-    /// locations).
-    pub identity_file: Option<toml::Table>,
+    /// The identities file and the API's, as written (the API shows their users, groups,
+    /// devices and locations).
+    pub identity_files: Vec<(Origin, toml::Table)>,
     /// The API's changes to file objects, applied to the policies and the directory.
     pub overlays: overlays::Overlays,
     /// The names of the tokens made through the API (the others are the file's).
@@ -289,7 +335,10 @@ impl Runtime {
         url_lists: &Arc<UrlLists>,
         clock: &Clock,
     ) -> Result<Self, Vec<Diagnostic>> {
-        let cfg = config::load(path)?;
+        let mut cfg = config::load(path)?;
+        if let Some(dir) = api_dir(&cfg) {
+            config::load::add_api_file(&mut cfg, &dir.join("config.toml"))?;
+        }
         Self::build(Arc::new(cfg), url_lists, clock)
     }
 
@@ -416,18 +465,21 @@ impl Runtime {
                     return None;
                 }
             };
-            let state = main.server.state_dir.as_ref().map(|d| mf.resolve(d.get_ref()));
-            let state = crate::lists::url::state_dir(state.as_deref());
+            let dir = api_dir(&cfg)?;
             let audit_log = match &a.audit_log {
                 Some(p) => mf.resolve(p.get_ref()),
-                None => state.join("audit.jsonl"),
+                None => dir.parent().unwrap_or(&dir).join("audit.jsonl"),
             };
             Some(Api {
                 listen,
                 tls,
                 audit_log,
-                overlays: overlays::Overlays::path(&state),
-                api_tokens: state.join("api").join("tokens.toml"),
+                overlays: dir.join("overlays.json"),
+                api_tokens: dir.join("tokens.toml"),
+                objects: dir.join("config.toml"),
+                identities: dir.join("identities.toml"),
+                scim: dir.join("scim.json"),
+                scim_identities: dir.join("scim.toml"),
             })
         });
         // The API's overlays, over what the files say.
@@ -438,10 +490,36 @@ impl Runtime {
             }),
             None => overlays::Overlays::default(),
         };
-        let identity_file = main.identity.directory.as_ref().and_then(|d| {
-            let text = std::fs::read_to_string(mf.resolve(d.get_ref())).ok()?;
-            toml::from_str::<toml::Table>(&text).ok()
-        });
+        // The identities file, then what the API made: read once, for the directory and
+        // for the API's listings.
+        let identity_paths: Vec<(Origin, PathBuf)> = main
+            .identity
+            .directory
+            .as_ref()
+            .map(|d| (Origin::File, mf.resolve(d.get_ref())))
+            .into_iter()
+            .chain(api.iter().flat_map(|a| {
+                [
+                    (Origin::Api, a.identities.clone()),
+                    (Origin::Scim, a.scim_identities.clone()),
+                ]
+            }))
+            .filter(|(origin, p)| *origin == Origin::File || p.exists())
+            .collect();
+        let mut identity_texts = Vec::new();
+        for (origin, path) in identity_paths {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => identity_texts.push((origin, path, text)),
+                Err(e) => diags.push(Diagnostic::file(
+                    &path,
+                    format!("cannot read identity directory: {e}"),
+                )),
+            }
+        }
+        let identity_files: Vec<(Origin, toml::Table)> = identity_texts
+            .iter()
+            .filter_map(|(o, _, text)| Some((*o, toml::from_str::<toml::Table>(text).ok()?)))
+            .collect();
         let mut tokens = match main.api.as_ref().and_then(|a| a.tokens.as_ref()) {
             None => crate::access::Tokens::default(),
             Some(t) => {
@@ -621,12 +699,17 @@ impl Runtime {
                 .map_err(|e| diags.push(mf.diag(&g.database.span(), e.to_string())))
                 .ok()
         });
-        let mut directory = match &main.identity.directory {
-            None => Directory::default(),
-            Some(d) => Directory::load(&mf.resolve(d.get_ref())).unwrap_or_else(|mut e| {
+        let mut directory = if identity_texts.is_empty() {
+            Directory::default()
+        } else {
+            let files: Vec<(&Path, &str)> = identity_texts
+                .iter()
+                .map(|(_, p, t)| (p.as_path(), t.as_str()))
+                .collect();
+            Directory::parse_all(&files).unwrap_or_else(|mut e| {
                 diags.append(&mut e);
                 Directory::default()
-            }),
+            })
         };
         for (id, o) in &overlays.devices {
             let known = if o.revoked {
@@ -649,6 +732,7 @@ impl Runtime {
             default_block_mode,
             has_block_ips: !main.block.ips.is_empty(),
         };
+        diags.extend(policy::scope::check(&cfg));
         let built = policy::build(&cfg, &flags.env(&lists));
         let (policies, groups) = match built {
             Ok(x) => x,
@@ -773,7 +857,7 @@ impl Runtime {
             insecure_domains,
             tokens: Arc::new(tokens),
             api_tokens,
-            identity_file,
+            identity_files,
             overlays,
             settings: Settings {
                 listen,

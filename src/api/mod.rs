@@ -14,7 +14,9 @@
 //! with the `check` messages, 503 when the audit log cannot be written.
 
 pub mod audit;
+mod objects;
 mod openapi;
+mod scim;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -85,8 +87,40 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         .route("/api/v1/cache/flush", post(flush))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/explain", post(explain))
-        .route("/api/v1/{kind}", get(list_objects))
-        .route("/api/v1/{kind}/{key}", get(get_object).put(put_object))
+        .route("/api/v1/{kind}", get(list_objects).post(objects::create))
+        .route(
+            "/api/v1/{kind}/{key}",
+            get(get_object)
+                .put(objects::replace)
+                .delete(objects::delete),
+        )
+        .route("/api/v1/lists/{name}/entries", post(objects::entries))
+        .route(
+            "/scim/v2/Users",
+            get(scim::list_users).post(scim::create_user),
+        )
+        .route(
+            "/scim/v2/Users/{id}",
+            get(scim::get_user)
+                .put(scim::replace_user)
+                .patch(scim::patch_user)
+                .delete(scim::delete_user),
+        )
+        .route(
+            "/scim/v2/Groups",
+            get(scim::list_groups).post(scim::create_group),
+        )
+        .route(
+            "/scim/v2/Groups/{id}",
+            get(scim::get_group)
+                .put(scim::replace_group)
+                .patch(scim::patch_group)
+                .delete(scim::delete_group),
+        )
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{name}", get(get_token).delete(delete_token))
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))
@@ -267,137 +301,6 @@ const KINDS: [(&str, &str); 8] = [
     ("tokens", "token"),
 ];
 
-/// One object: its key (name, email or id), the identity group it is scoped to, and its
-/// JSON.
-#[derive(Default)]
-struct Object {
-    key: String,
-    group: Option<String>,
-    value: Value,
-}
-
-/// The objects of `kind` in the configuration in service; `None` for an unknown kind.
-fn objects(rt: &Runtime, kind: &str) -> Option<Vec<Object>> {
-    let file = |mut v: Value| {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("source".into(), json!("file"));
-        }
-        v
-    };
-    let cfg = &rt.config;
-    Some(match kind {
-        "policies" => cfg
-            .policies
-            .iter()
-            .map(|p| {
-                let name = p.item.get_ref().name.get_ref().clone();
-                let mut v = file(serde_json::to_value(p.item.get_ref()).unwrap_or_default());
-                if let Some(e) = rt.overlays.policies.get(&name).and_then(|o| o.enabled) {
-                    v["enabled"] = json!(e);
-                }
-                Object {
-                    key: name,
-                    group: p.item.get_ref().group.as_ref().map(|g| g.get_ref().clone()),
-                    value: v,
-                }
-            })
-            .collect(),
-        "lists" => cfg
-            .lists
-            .iter()
-            .map(|l| {
-                let name = l.item.get_ref().name.get_ref().clone();
-                let mut v = file(serde_json::to_value(l.item.get_ref()).unwrap_or_default());
-                if let Some(info) = rt.list_info.iter().find(|i| i.name == name) {
-                    v["entry_count"] = json!(info.entries);
-                }
-                Object {
-                    group: None,
-                    key: name,
-                    value: v,
-                }
-            })
-            .collect(),
-        "categories" => cfg
-            .categories
-            .iter()
-            .map(|c| Object {
-                group: None,
-                key: c.item.get_ref().id.to_string(),
-                value: file(serde_json::to_value(c.item.get_ref()).unwrap_or_default()),
-            })
-            .collect(),
-        "users" | "groups" | "devices" | "locations" => {
-            let (section, key) = match kind {
-                "users" => ("users", "email"),
-                "groups" => ("groups", "id"),
-                "devices" => ("devices", "id"),
-                _ => ("locations", "name"),
-            };
-            rt.identity_file
-                .as_ref()
-                .and_then(|t| t.get(section))
-                .and_then(|s| s.as_array())
-                .into_iter()
-                .flatten()
-                .filter_map(|entry| {
-                    let mut v = serde_json::to_value(entry).ok()?;
-                    let o = v.as_object_mut()?;
-                    // Secrets are write-only.
-                    let token_set =
-                        o.remove("doh_token").is_some() | o.remove("doh_token_sha256").is_some();
-                    if kind == "devices" || kind == "locations" {
-                        o.insert("doh_token_set".into(), json!(token_set));
-                    }
-                    let k = o.get(key)?.as_str()?.to_owned();
-                    if kind == "devices" {
-                        let overlay = rt.overlays.devices.get(&k);
-                        let revoked = overlay.is_some_and(|d| d.revoked);
-                        let issued = overlay.is_some_and(|d| d.doh_token_sha256.is_some());
-                        o.insert(
-                            "doh_token_set".into(),
-                            json!((token_set || issued) && !revoked),
-                        );
-                        o.insert("revoked".into(), json!(revoked));
-                        let seen = rt
-                            .directory
-                            .identity_for_device(&k)
-                            .and_then(|i| i.last_seen.get())
-                            .and_then(|s| jiff::Timestamp::from_second(i64::try_from(s).ok()?).ok())
-                            .map(|t| t.to_string());
-                        o.insert("last_seen".into(), json!(seen));
-                    }
-                    Some(Object {
-                        group: None,
-                        key: k,
-                        value: file(v),
-                    })
-                })
-                .collect()
-        }
-        "tokens" => rt
-            .tokens
-            .iter()
-            .map(|t| {
-                let mut v = serde_json::to_value(t).unwrap_or_default();
-                if let Some(o) = v.as_object_mut() {
-                    // Write-only, as every secret.
-                    o.remove("hash");
-                    o.insert("hash_set".into(), json!(true));
-                    let made = rt.api_tokens.contains(&t.name);
-                    o.insert("source".into(), json!(if made { "api" } else { "file" }));
-                }
-                Object {
-                    group: None,
-                    key: t.name.clone(),
-                    value: v,
-                }
-            })
-            .collect(),
-        _ => return None,
-    })
-}
-
 /// How a resource names one object of `kind` (the URL's plural): `policies` -> `policy`.
 fn singular(kind: &str) -> &str {
     KINDS
@@ -452,7 +355,7 @@ fn list_kind(
 ) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
     let token = authenticate(app, &rt, headers, peer.ip())?;
-    let all = objects(&rt, kind).ok_or_else(ApiError::not_found)?;
+    let all = objects::objects(&rt, kind).ok_or_else(ApiError::not_found)?;
     // Filtered to what the token may read: the others are as if absent.
     let visible: Vec<Value> = all
         .into_iter()
@@ -481,18 +384,7 @@ fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
     let token = authenticate(app, &rt, headers, peer.ip())?;
-    let all = objects(&rt, kind).ok_or_else(ApiError::not_found)?;
-    let key_matches = |o: &Object| {
-        if kind == "users" {
-            o.key.eq_ignore_ascii_case(key)
-        } else {
-            o.key == key
-        }
-    };
-    match all.into_iter().find(key_matches) {
-        Some(o) if may_read(token, kind, &o.key, o.group.as_deref()) => Ok(Json(o.value)),
-        _ => Err(ApiError::not_found()),
-    }
+    Ok(Json(objects::readable(&rt, token, kind, key)?.value))
 }
 
 /// Writes the audit line of an attempt; `Err` (503) if it cannot be written, and then the
@@ -693,7 +585,6 @@ async fn apply(
     change: impl FnOnce(&mut crate::runtime::overlays::Overlays),
 ) -> Result<(), ApiError> {
     use crate::runtime::overlays::Overlays;
-    let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let Some(path) = rt.settings.api.as_ref().map(|a| a.overlays.clone()) else {
         return Err(ApiError::unavailable("the API is not configured"));
@@ -710,6 +601,60 @@ async fn apply(
     let result = reload_audited(app, token, peer, (action, Some(object)), (before, after)).await;
     if result.is_err() {
         let _ = old.save(&path);
+    }
+    result
+}
+
+/// Writes the state `files` (`None`: removed), reloads with them (validated as any
+/// reload, audited before the swap), and puts every one back as it was if the reload
+/// refuses the change. The caller holds the write lock.
+async fn commit(
+    app: &App,
+    token: &Token,
+    peer: IpAddr,
+    action: (&str, Option<&str>),
+    objects: (Option<&Value>, Option<&Value>),
+    files: Vec<(std::path::PathBuf, Option<Vec<u8>>)>,
+) -> Result<(), ApiError> {
+    let mut old = Vec::new();
+    for (path, _) in &files {
+        match std::fs::read(path) {
+            Ok(b) => old.push((path.clone(), Some(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => old.push((path.clone(), None)),
+            Err(e) => {
+                return Err(ApiError::unavailable(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let put = |files: &[(std::path::PathBuf, Option<Vec<u8>>)]| -> std::io::Result<()> {
+        for (path, bytes) in files {
+            match bytes {
+                Some(b) => crate::sys::write_atomic(path, b)?,
+                None => match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                },
+            }
+        }
+        Ok(())
+    };
+    let restore = || {
+        if let Err(e) = put(&old) {
+            tracing::error!(error = %e, "cannot put the API's state back after a refused change");
+        }
+    };
+    if let Err(e) = put(&files) {
+        restore();
+        return Err(ApiError::unavailable(format!(
+            "cannot save the API's state: {e}"
+        )));
+    }
+    let result = reload_audited(app, token, peer, action, objects).await;
+    if result.is_err() {
+        restore();
     }
     result
 }
@@ -749,36 +694,29 @@ async fn reload_audited(
     })
 }
 
-/// `PUT /api/v1/{kind}/{key}`: of a file object only the overlays may change — `enabled`
-/// on a policy; anything else is 409 `read_only`.
-async fn put_object(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((kind, key)): Path<(String, String)>,
-    body: axum::body::Bytes,
+/// `PUT` on a file object: only the overlays may change — `enabled` on a policy;
+/// anything else is 409 `read_only`. The caller holds the write lock.
+async fn put_file_object(
+    app: &App,
+    token: &Token,
+    peer: IpAddr,
+    kind: &str,
+    current: objects::Object,
+    body: &[u8],
 ) -> Result<Json<Value>, ApiError> {
-    let rt = app.shared.live.load_full();
-    let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let all = objects(&rt, &kind).ok_or_else(ApiError::not_found)?;
-    let Some(current) = all.into_iter().find(|o| o.key == key) else {
-        return Err(ApiError::not_found());
-    };
-    if !may_read(token, &kind, &key, current.group.as_deref()) {
-        return Err(ApiError::not_found());
-    }
-    let object = format!("{}:{key}", singular(&kind));
+    let key = current.key.clone();
+    let object = format!("{}:{key}", singular(kind));
     let action = format!("{kind}.update");
     let target = Target {
-        kind: singular(&kind),
+        kind: singular(kind),
         name: &key,
         group: current.group.as_deref(),
     };
-    if !token.may(&kind, "update", &target) {
-        return Err(refuse(&app, token, peer.ip(), &action, Some(&object)));
+    if !token.may(kind, "update", &target) {
+        return Err(refuse(app, token, peer, &action, Some(&object)));
     }
     let mut wanted: Value =
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| invalid(format!("bad request body: {e}")))?;
     if !wanted.is_object() {
         return Err(invalid("the body must be a JSON object"));
     }
@@ -811,9 +749,9 @@ async fn put_object(
     let mut after = current.value.clone();
     after["enabled"] = json!(enabled);
     apply(
-        &app,
+        app,
         token,
-        peer.ip(),
+        peer,
         (&action, &object),
         (Some(&current.value), Some(&after)),
         |o| {
@@ -822,17 +760,6 @@ async fn put_object(
     )
     .await?;
     Ok(Json(after))
-}
-
-/// The device `id` as the token may see it, or 404.
-fn device(rt: &Runtime, token: &Token, id: &str) -> Result<Value, ApiError> {
-    let found = objects(rt, "devices")
-        .into_iter()
-        .flatten()
-        .find(|o| o.key == id)
-        .filter(|o| may_read(token, "devices", id, o.group.as_deref()))
-        .ok_or_else(ApiError::not_found)?;
-    Ok(found.value)
 }
 
 /// `POST /api/v1/devices/{id}/revoke`: its token and label identity stop at once.
@@ -865,14 +792,16 @@ async fn device_session(
     id: &str,
     new_token: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = authenticate(app, &rt, headers, peer)?;
-    let before = device(&rt, token, id)?;
+    let found = objects::readable(&rt, token, "devices", id)?;
+    let before = found.value;
     let object = format!("device:{id}");
     let target = Target {
         kind: "device",
         name: id,
-        group: None,
+        group: found.group.as_deref(),
     };
     let (verb, action) = match new_token {
         None => ("revoke", "devices.revoke"),
@@ -960,6 +889,7 @@ async fn create_token(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     use crate::access::{Effect, Statement, TokenSpec};
+    let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
     let input: TokenInput =
@@ -1035,7 +965,6 @@ async fn create_token(
         }
         Err(e) => return Err(invalid(e.to_string())),
     };
-    let _one = app.writes.lock().await;
     let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
         return Err(ApiError::unavailable("the API is not configured"));
     };
@@ -1073,6 +1002,7 @@ async fn delete_token(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
     if rt.tokens.get(&name).is_none() || !may_read(token, "tokens", &name, None) {
@@ -1100,7 +1030,6 @@ async fn delete_token(
             format!("`{name}` comes from the tokens file: remove it there"),
         ));
     }
-    let _one = app.writes.lock().await;
     let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
         return Err(ApiError::unavailable("the API is not configured"));
     };

@@ -36,19 +36,54 @@ fn build() -> Value {
             "404": error_response("no such object, or one the token may not read")
         })
     };
+    let object_body = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}});
     for (kind, key) in OBJECTS {
+        let mut create = common(json!({"description": "unused"}));
+        if let Some(o) = create.as_object_mut() {
+            o.remove("200");
+        }
+        create["201"] = json!({
+            "description": "the object as it now is",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}
+        });
+        create["400"] = error_response(
+            "invalid (the `check` messages of a change that does not load) or forbidden_key (path, url, secret_file, external, upstreams)",
+        );
+        create["403"] = error_response("a creation outside the token's scope");
+        create["409"] = error_response("conflict: an object of that key exists");
+        create["503"] = error_response("the audit log or the API's state cannot be written");
         paths.insert(
             format!("/api/v1/{kind}"),
-            json!({"get": {
-                "summary": format!("The {kind} the token may read"),
-                "operationId": format!("list_{kind}"),
-                "security": [{"bearer": []}],
-                "responses": common(json!({
-                    "description": format!("the {kind}"),
-                    "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}}
-                }))
-            }}),
+            json!({
+                "get": {
+                    "summary": format!("The {kind} the token may read"),
+                    "operationId": format!("list_{kind}"),
+                    "security": [{"bearer": []}],
+                    "responses": common(json!({
+                        "description": format!("the {kind}"),
+                        "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}}
+                    }))
+                },
+                "post": {
+                    "summary": format!("Make one of the {kind} (kept under state_dir, validated as a reload)"),
+                    "operationId": format!("create_{kind}"),
+                    "security": [{"bearer": []}],
+                    "requestBody": object_body,
+                    "responses": create
+                }
+            }),
         );
+        let mut delete = common(json!({"description": "unused"}));
+        if let Some(o) = delete.as_object_mut() {
+            o.remove("200");
+        }
+        delete["204"] = json!({"description": "deleted"});
+        delete["400"] = error_response(
+            "invalid: the configuration would not load without it (it is still used)",
+        );
+        delete["403"] = error_response("the token may read it but not delete it");
+        delete["409"] = error_response("read_only: an object of the configuration files");
+        delete["503"] = error_response("the audit log or the API's state cannot be written");
         let mut put = common(json!({
             "description": "the object as it now is",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}
@@ -57,6 +92,9 @@ fn build() -> Value {
         put["403"] = error_response("the token may read it but not change it");
         put["409"] = error_response(
             "read_only: a file object, of which only a policy's `enabled` may change",
+        );
+        put["400"] = error_response(
+            "invalid (not a JSON object, a changed key, or a change that does not load) or forbidden_key",
         );
         put["503"] = error_response("the audit log or the overlays cannot be written");
         paths.insert(
@@ -76,12 +114,43 @@ fn build() -> Value {
                     "summary": format!("Change one of the {kind} (of a file policy, only `enabled`)"),
                     "operationId": format!("put_{kind}"),
                     "security": [{"bearer": []}],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}},
+                    "requestBody": object_body,
                     "responses": put
+                },
+                "delete": {
+                    "summary": format!("Delete one of the {kind} made through the API"),
+                    "operationId": format!("delete_{kind}"),
+                    "security": [{"bearer": []}],
+                    "responses": delete
                 }
             }),
         );
     }
+    let mut entries = common(json!({
+        "description": "the list as it now is",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Object"}}}
+    }));
+    entries["400"] = error_response("not `{add, remove}`, or entries that do not load");
+    entries["403"] = error_response("the token may read the list but not change it");
+    entries["409"] = error_response("read_only: a list that reads a file or a URL");
+    entries["503"] = error_response("the audit log or the API's state cannot be written");
+    paths.insert(
+        "/api/v1/lists/{name}/entries".into(),
+        json!({"post": {
+            "summary": "Add and remove entries of a list made through the API (permission dnsgate.lists.update)",
+            "operationId": "list_entries",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "add": {"type": "array", "items": {"type": "string"}},
+                    "remove": {"type": "array", "items": {"type": "string"}}
+                }
+            }}}},
+            "responses": entries
+        }}),
+    );
     let write = |summary: &str, id: &str, result: Value| {
         let mut responses = common(json!({
             "description": "done",
@@ -262,7 +331,7 @@ fn build() -> Value {
                 "Object": {
                     "type": "object",
                     "description": "An object with the keys of its TOML form; `source` is `file` for objects of the configuration files; secrets are shown only as `doh_token_set`.",
-                    "properties": {"source": {"type": "string", "enum": ["file", "api"]}},
+                    "properties": {"source": {"type": "string", "enum": ["file", "api", "scim"]}},
                     "additionalProperties": true
                 },
                 "Error": {
@@ -295,7 +364,7 @@ mod tests {
     fn every_path_has_an_operation_and_every_operation_its_responses() {
         let doc = super::build();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 21);
+        assert_eq!(paths.len(), 22);
         for (path, item) in paths {
             for (_, op) in item
                 .as_object()

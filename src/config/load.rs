@@ -163,6 +163,10 @@ pub struct LoadedConfig {
     pub categories: Vec<Located<CategoryConfig>>,
     /// All policies, in file order (ties in precedence keep this order).
     pub policies: Vec<Located<PolicyConfig>>,
+    /// The index of the file of objects made through the admin API, if there is one: it
+    /// comes after every configuration file, so its policies sort after theirs at equal
+    /// precedence.
+    pub api_file: Option<usize>,
 }
 
 impl LoadedConfig {
@@ -217,7 +221,30 @@ pub fn from_text(file: SourceFile) -> Result<LoadedConfig, Vec<Diagnostic>> {
         lists,
         categories,
         policies,
+        api_file: None,
     })
+}
+
+/// Adds the objects the admin API made (lists, categories and policies, kept at `path` in
+/// the shape of an included file) after the configuration files; nothing if there is no
+/// such file.
+pub fn add_api_file(cfg: &mut LoadedConfig, path: &Path) -> Result<(), Vec<Diagnostic>> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let file = read(path).map_err(|d| vec![d])?;
+    let inc: IncludeFile = parse(&file).map_err(|d| vec![d])?;
+    let idx = cfg.files.len();
+    fn at<T>(file: usize) -> impl Fn(Spanned<T>) -> Located<T> {
+        move |item| Located { file, item }
+    }
+    cfg.lists.extend(inc.lists.into_iter().map(at(idx)));
+    cfg.categories
+        .extend(inc.categories.into_iter().map(at(idx)));
+    cfg.policies.extend(inc.policies.into_iter().map(at(idx)));
+    cfg.files.push(file);
+    cfg.api_file = Some(idx);
+    Ok(())
 }
 
 /// Reads the main file and everything it includes. Reports every problem found.
@@ -229,6 +256,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
         mut lists,
         mut categories,
         mut policies,
+        api_file: _,
     } = from_text(main_file)?;
     let mut diags = Vec::new();
 
@@ -297,6 +325,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Vec<Diagnostic>> {
         lists,
         categories,
         policies,
+        api_file: None,
     })
 }
 

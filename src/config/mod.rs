@@ -406,6 +406,14 @@ pub struct ListConfig {
     pub refresh: Option<Spanned<String>>,
     /// Largest body a URL list may have (`"64MiB"`, or a number of bytes; default 64 MiB).
     pub max_size: Option<Spanned<ByteSize>>,
+    /// The entries themselves, one per element in the list's format (what a list made
+    /// through the admin API holds; a file may use it too), instead of `path` or `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Spanned<Vec<String>>>,
+    /// The identity group (by name) this list is scoped to: only policies of that group
+    /// may use it, and `group:NAME` API tokens may manage it (SPEC §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Spanned<String>>,
     /// Free text.
     pub description: Option<String>,
 }

@@ -34,10 +34,24 @@ impl Directory {
     /// Parses the text of an identity directory; `path` is only used in diagnostics.
     /// The diagnostics come sorted by position.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Vec<Diagnostic>> {
+        Self::parse_all(&[(path, text)])
+    }
+
+    /// Parses several identity files as one directory (the identities file, then what the
+    /// admin API made): an entry of one may name an entry of another, and an id, address
+    /// or token is claimed once across them all. `path`s are only used in diagnostics,
+    /// which come sorted by file and position.
+    pub fn parse_all(files: &[(&Path, &str)]) -> Result<Self, Vec<Diagnostic>> {
         let mut loader = Loader {
-            path,
-            text,
-            lines: Lines::new(text),
+            files: files
+                .iter()
+                .map(|&(path, text)| Source {
+                    path,
+                    text,
+                    lines: Lines::new(text),
+                })
+                .collect(),
+            cur: 0,
             diags: Vec::new(),
         };
         let directory = loader.load();
@@ -45,7 +59,8 @@ impl Directory {
         if diags.is_empty() {
             return Ok(directory);
         }
-        diags.sort_by_key(|d| (d.line, d.col));
+        let order = |d: &Diagnostic| files.iter().position(|(p, _)| *p == d.path);
+        diags.sort_by_key(|d| (order(d), d.line, d.col));
         Err(diags)
     }
 }
@@ -76,6 +91,14 @@ struct UserEntry {
     groups: Vec<Spanned<String>>,
     #[serde(default)]
     saml_attributes: HashMap<String, Vec<String>>,
+    /// `false`: deprovisioned (SCIM `active: false`, or deleted): its devices keep their
+    /// ids but have empty identity fields.
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -96,6 +119,10 @@ struct DeviceEntry {
     /// The label the device puts before `[server] hostname` in its DoT SNI.
     #[serde(default)]
     dot_name: Option<Spanned<String>>,
+    /// The identity group (by name) the device is scoped to: its user must be in it
+    /// (`group:NAME` API tokens manage it, SPEC §12).
+    #[serde(default)]
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -135,63 +162,95 @@ struct User {
     name: String,
     groups: Vec<Group>,
     saml_attributes: HashMap<String, Vec<String>>,
+    active: bool,
 }
 
-/// Which device or location claimed a network first, and where: for the messages.
-type Claims = HashMap<IpNet, (String, usize)>;
+/// A place in one of the files: (file index, byte offset).
+type At = (usize, usize);
 
-/// Builds a [`Directory`], collecting diagnostics.
-struct Loader<'a> {
+/// Which device or location claimed a network first, and where: for the messages.
+type Claims = HashMap<IpNet, (String, At)>;
+
+/// One file of the directory.
+struct Source<'a> {
     path: &'a Path,
     text: &'a str,
     /// Built once: a directory with thousands of bad entries reports each in O(log n).
     lines: Lines,
+}
+
+/// Builds a [`Directory`], collecting diagnostics.
+struct Loader<'a> {
+    files: Vec<Source<'a>>,
+    /// The file of the entry being read: offsets are in it.
+    cur: usize,
     diags: Vec<Diagnostic>,
 }
 
 impl Loader<'_> {
     fn error(&mut self, offset: usize, message: impl Into<String>) {
-        let (line, col) = self.lines.line_col(self.text, offset);
+        let f = &self.files[self.cur];
+        let (line, col) = f.lines.line_col(f.text, offset);
         self.diags.push(Diagnostic {
-            path: self.path.to_path_buf(),
+            path: f.path.to_path_buf(),
             line,
             col,
             message: message.into(),
         });
     }
 
-    fn line(&self, offset: usize) -> usize {
-        self.lines.line_col(self.text, offset).0
+    /// Where the entry being read is: `(file, offset)`.
+    fn at(&self, offset: usize) -> At {
+        (self.cur, offset)
+    }
+
+    /// A place as a message names it: "line 3", or "line 3 of FILE" in another file.
+    fn line(&self, (file, offset): At) -> String {
+        let f = &self.files[file];
+        let line = f.lines.line_col(f.text, offset).0;
+        if file == self.cur {
+            format!("line {line}")
+        } else {
+            format!("line {line} of {}", f.path.display())
+        }
     }
 
     fn load(&mut self) -> Directory {
-        let (root, syntax_errors) = DeTable::parse_recoverable(self.text);
-        if !syntax_errors.is_empty() {
-            // What follows a syntax error is guesswork; report only the syntax.
-            for error in syntax_errors {
-                let offset = error.span().map_or(0, |span| span.start);
-                self.error(offset, error.message());
-            }
-            return Directory::default();
-        }
         let mut groups = Section::default();
         let mut users = Section::default();
         let mut devices = Section::default();
         let mut locations = Section::default();
-        for (key, value) in root.into_inner() {
-            match &**key.get_ref() {
-                "groups" => groups = self.section(&key, &value),
-                "users" => users = self.section(&key, &value),
-                "devices" => devices = self.section(&key, &value),
-                "locations" => locations = self.section(&key, &value),
-                other => self.error(
-                    key.span().start,
-                    format!(
-                        "unknown key `{other}`, expected `groups`, `users`, `devices` or \
-                         `locations`"
-                    ),
-                ),
+        let mut syntax = false;
+        for file in 0..self.files.len() {
+            self.cur = file;
+            let (root, syntax_errors) = DeTable::parse_recoverable(self.files[file].text);
+            if !syntax_errors.is_empty() {
+                // What follows a syntax error is guesswork; report only the syntax.
+                for error in syntax_errors {
+                    let offset = error.span().map_or(0, |span| span.start);
+                    self.error(offset, error.message());
+                }
+                syntax = true;
+                continue;
             }
+            for (key, value) in root.into_inner() {
+                match &**key.get_ref() {
+                    "groups" => self.section(&key, &value, &mut groups),
+                    "users" => self.section(&key, &value, &mut users),
+                    "devices" => self.section(&key, &value, &mut devices),
+                    "locations" => self.section(&key, &value, &mut locations),
+                    other => self.error(
+                        key.span().start,
+                        format!(
+                            "unknown key `{other}`, expected `groups`, `users`, `devices` or \
+                             `locations`"
+                        ),
+                    ),
+                }
+            }
+        }
+        if syntax {
+            return Directory::default();
         }
         let counts = Counts {
             groups: groups.entries.len(),
@@ -218,12 +277,13 @@ impl Loader<'_> {
 
     /// Deserializes each entry of an array of tables on its own, so that a mistake in one
     /// entry does not hide the mistakes in the others.
+    /// The entries are added to `section`, each with its file.
     fn section<T: for<'de> Deserialize<'de>>(
         &mut self,
         key: &Spanned<std::borrow::Cow<'_, str>>,
         value: &Spanned<DeValue<'_>>,
-    ) -> Section<Vec<T>> {
-        let mut section = Section::default();
+        section: &mut Section<Vec<(usize, T)>>,
+    ) {
         let DeValue::Array(items) = value.get_ref() else {
             let key = key.get_ref();
             self.error(
@@ -231,12 +291,12 @@ impl Loader<'_> {
                 format!("`{key}` must be an array of tables: [[{key}]]"),
             );
             section.is_complete = false;
-            return section;
+            return;
         };
         for item in items.iter() {
             let start = item.span().start;
             match T::deserialize(ValueDeserializer::from(item.clone())) {
-                Ok(entry) => section.entries.push(entry),
+                Ok(entry) => section.entries.push((self.cur, entry)),
                 Err(error) => {
                     let offset = error.span().map_or(start, |span| span.start);
                     self.error(offset, error.message());
@@ -244,7 +304,6 @@ impl Loader<'_> {
                 }
             }
         }
-        section
     }
 
     /// Checks that a required name is not empty; `what` names it in the message.
@@ -278,22 +337,26 @@ impl Loader<'_> {
             let line = self.line(*first);
             let shown = Shown(net);
             let message = if other == owner {
-                format!("`{shown}` is listed twice for {kind} `{owner}` (also on line {line})")
+                format!("`{shown}` is listed twice for {kind} `{owner}` (also on {line})")
             } else {
-                format!("`{shown}` is already claimed by {kind} `{other}` (line {line})")
+                format!("`{shown}` is already claimed by {kind} `{other}` ({line})")
             };
             self.error(offset, message);
             return None;
         }
-        claims.insert(net, (owner.to_owned(), offset));
+        claims.insert(net, (owner.to_owned(), self.at(offset)));
         Some(net)
     }
 
-    fn groups(&mut self, section: Section<Vec<GroupEntry>>) -> Section<HashMap<String, Group>> {
+    fn groups(
+        &mut self,
+        section: Section<Vec<(usize, GroupEntry)>>,
+    ) -> Section<HashMap<String, Group>> {
         let mut by_id = HashMap::new();
-        let mut first_seen: HashMap<String, usize> = HashMap::new();
+        let mut first_seen: HashMap<String, At> = HashMap::new();
         let mut is_complete = section.is_complete;
-        for entry in section.entries {
+        for (file, entry) in section.entries {
+            self.cur = file;
             let Some(id) = self.non_empty(&entry.id, "group id") else {
                 is_complete = false;
                 continue;
@@ -303,11 +366,11 @@ impl Loader<'_> {
                 let line = self.line(*first);
                 self.error(
                     offset,
-                    format!("duplicate group id `{id}` (first defined on line {line})"),
+                    format!("duplicate group id `{id}` (first defined on {line})"),
                 );
                 continue;
             }
-            first_seen.insert(id.to_owned(), offset);
+            first_seen.insert(id.to_owned(), self.at(offset));
             let group = Group {
                 id: id.to_owned(),
                 name: entry.name.unwrap_or_else(|| id.to_owned()),
@@ -323,13 +386,14 @@ impl Loader<'_> {
 
     fn users(
         &mut self,
-        section: Section<Vec<UserEntry>>,
+        section: Section<Vec<(usize, UserEntry)>>,
         groups: &Section<HashMap<String, Group>>,
     ) -> Section<HashMap<String, User>> {
         let mut by_email = HashMap::new();
-        let mut first_seen: HashMap<String, usize> = HashMap::new();
+        let mut first_seen: HashMap<String, At> = HashMap::new();
         let mut is_complete = section.is_complete;
-        for entry in section.entries {
+        for (file, entry) in section.entries {
+            self.cur = file;
             let offset = entry.email.span().start;
             let email = entry.email.get_ref().trim().to_ascii_lowercase();
             if !is_email(&email) {
@@ -344,11 +408,11 @@ impl Loader<'_> {
                 let line = self.line(*first);
                 self.error(
                     offset,
-                    format!("duplicate user `{email}` (first defined on line {line})"),
+                    format!("duplicate user `{email}` (first defined on {line})"),
                 );
                 continue;
             }
-            first_seen.insert(email.clone(), offset);
+            first_seen.insert(email.clone(), self.at(offset));
             let mut user_groups: Vec<Group> = Vec::with_capacity(entry.groups.len());
             for id in &entry.groups {
                 match groups.entries.get(id.get_ref().trim()) {
@@ -368,6 +432,7 @@ impl Loader<'_> {
                 name: entry.name,
                 groups: user_groups,
                 saml_attributes: entry.saml_attributes,
+                active: entry.active,
             };
             by_email.insert(email, user);
         }
@@ -379,7 +444,7 @@ impl Loader<'_> {
 
     fn devices(
         &mut self,
-        section: Section<Vec<DeviceEntry>>,
+        section: Section<Vec<(usize, DeviceEntry)>>,
         users: &Section<HashMap<String, User>>,
     ) -> (PrefixMap<Arc<Identity>>, TokenMap, TokenMap, LabelMap) {
         let mut by_ip = PrefixMap::default();
@@ -388,10 +453,11 @@ impl Loader<'_> {
         let mut dot_names: FastMap<Box<str>, Arc<Identity>> = FastMap::default();
         let mut id_labels: FastMap<Box<str>, Arc<Identity>> = FastMap::default();
         // Who claimed what first, for the messages: (device id, offset).
-        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut ids: HashMap<String, At> = HashMap::new();
         let mut claimed_nets = Claims::new();
-        let mut claimed_tokens: HashMap<String, (String, usize)> = HashMap::new();
-        for entry in section.entries {
+        let mut claimed_tokens: HashMap<String, (String, At)> = HashMap::new();
+        for (file, entry) in section.entries {
+            self.cur = file;
             let Some(id) = self.non_empty(&entry.id, "device id") else {
                 continue;
             };
@@ -400,18 +466,39 @@ impl Loader<'_> {
                 let line = self.line(*first);
                 self.error(
                     id_offset,
-                    format!("duplicate device id `{id}` (first defined on line {line})"),
+                    format!("duplicate device id `{id}` (first defined on {line})"),
                 );
                 continue;
             }
-            ids.insert(id.to_owned(), id_offset);
+            ids.insert(id.to_owned(), self.at(id_offset));
             let mut identity = Identity {
                 device_id: id.to_owned(),
                 ..Identity::default()
             };
+            if let Some(group) = &entry.group {
+                let name = group.get_ref();
+                let user = entry
+                    .user
+                    .as_ref()
+                    .map(|u| u.get_ref().trim().to_ascii_lowercase());
+                match user.as_ref().map(|e| users.entries.get(e)) {
+                    None => self.error(
+                        group.span().start,
+                        format!("device `{id}` has group `{name}` but no user: a device of a group belongs to a user in it"),
+                    ),
+                    Some(Some(u)) if u.active && !u.groups.iter().any(|g| g.name == *name) => self.error(
+                        group.span().start,
+                        format!("device `{id}`: its user `{}` is not in group `{name}`", u.email),
+                    ),
+                    // In it, or the user is unknown (reported below).
+                    Some(_) => {}
+                }
+            }
             if let Some(user) = &entry.user {
                 let email = user.get_ref().trim().to_ascii_lowercase();
                 match users.entries.get(&email) {
+                    // Deprovisioned: the device is known, its person no longer.
+                    Some(u) if !u.active => {}
                     Some(u) => {
                         identity.email_canonical = canonical_email(&u.email);
                         identity.email = u.email.clone();
@@ -455,11 +542,11 @@ impl Loader<'_> {
                     let line = self.line(*first);
                     self.error(
                         offset,
-                        format!("doh_token is already used by device `{other}` (line {line})"),
+                        format!("doh_token is already used by device `{other}` ({line})"),
                     );
                 } else {
                     tokens.insert(secret.as_str().into(), Arc::clone(&identity));
-                    claimed_tokens.insert(secret, (id.to_owned(), offset));
+                    claimed_tokens.insert(secret, (id.to_owned(), self.at(offset)));
                 }
             }
         }
@@ -538,16 +625,17 @@ impl Loader<'_> {
 
     fn locations(
         &mut self,
-        section: Section<Vec<LocationEntry>>,
+        section: Section<Vec<(usize, LocationEntry)>>,
         devices: &TokenMap,
         device_labels: &LabelMap,
     ) -> LocationMaps {
         let mut tokens: FastMap<Box<str>, Arc<str>> = FastMap::default();
         let mut labels: FastMap<Box<str>, Arc<str>> = FastMap::default();
         let mut by_net = PrefixMap::default();
-        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut names: HashMap<String, At> = HashMap::new();
         let mut claimed = Claims::new();
-        for entry in section.entries {
+        for (file, entry) in section.entries {
+            self.cur = file;
             let Some(name) = self.non_empty(&entry.name, "location name") else {
                 continue;
             };
@@ -556,11 +644,11 @@ impl Loader<'_> {
                 let line = self.line(*first);
                 self.error(
                     name_offset,
-                    format!("duplicate location `{name}` (first defined on line {line})"),
+                    format!("duplicate location `{name}` (first defined on {line})"),
                 );
                 continue;
             }
-            names.insert(name.to_owned(), name_offset);
+            names.insert(name.to_owned(), self.at(name_offset));
             let shared: Arc<str> = name.into();
             for network in &entry.networks {
                 if let Some(net) = self.claim(&mut claimed, network, "location", name) {

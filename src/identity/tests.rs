@@ -310,8 +310,8 @@ fn unknown_keys_are_reported_in_every_entry() {
         errors(text),
         [
             "1:1: unknown key `bogus`, expected `groups`, `users`, `devices` or `locations`",
-            "5:1: unknown field `ip`, expected one of `id`, `user`, `ips`, `doh_token`, `doh_token_sha256`, `dot_name`",
-            "9:1: unknown field `token`, expected one of `id`, `user`, `ips`, `doh_token`, `doh_token_sha256`, `dot_name`",
+            "5:1: unknown field `ip`, expected one of `id`, `user`, `ips`, `doh_token`, `doh_token_sha256`, `dot_name`, `group`",
+            "9:1: unknown field `token`, expected one of `id`, `user`, `ips`, `doh_token`, `doh_token_sha256`, `dot_name`, `group`",
         ]
     );
 }
@@ -361,7 +361,7 @@ fn a_broken_entry_does_not_cascade_into_unknown_references() {
         errors(text),
         [
             "3:1: unknown field `mail`, expected one of `id`, `name`, `email`",
-            "8:1: unknown field `nmae`, expected one of `email`, `name`, `groups`, `saml_attributes`",
+            "8:1: unknown field `nmae`, expected one of `email`, `name`, `groups`, `saml_attributes`, `active`",
         ]
     );
 }
@@ -489,4 +489,51 @@ fn locations_may_have_a_token_and_a_dot_name() {
         Some("office")
     );
     assert_eq!(dir.location_for_token("other"), None);
+}
+
+#[test]
+fn several_files_make_one_directory_and_name_each_other_across() {
+    let file = "[[groups]]\nid = \"g1\"\nname = \"kids\"\n\n[[users]]\nemail = \"kid@x.test\"\ngroups = [\"g1\"]\n";
+    let api = "[[devices]]\nid = \"tablet\"\nuser = \"kid@x.test\"\ngroup = \"kids\"\nips = [\"10.0.0.5\"]\n";
+    let dir = Directory::parse_all(&[
+        (Path::new("identities.toml"), file),
+        (Path::new("api/identities.toml"), api),
+    ])
+    .unwrap();
+    let id = dir.identity_for_device("tablet").unwrap();
+    assert_eq!(id.email, "kid@x.test");
+    assert_eq!(id.groups[0].name, "kids");
+    // A duplicate across files names the other file's line.
+    let dup = "[[users]]\nemail = \"KID@x.test\"\n";
+    let diags = Directory::parse_all(&[
+        (Path::new("identities.toml"), file),
+        (Path::new("api/identities.toml"), dup),
+    ])
+    .unwrap_err();
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].path, Path::new("api/identities.toml"));
+    assert_eq!(
+        diags[0].message,
+        "duplicate user `kid@x.test` (first defined on line 6 of identities.toml)"
+    );
+    // A device's group must be one of its user's.
+    let other = "[[devices]]\nid = \"t\"\nuser = \"kid@x.test\"\ngroup = \"teens\"\n";
+    let diags = Directory::parse_all(&[
+        (Path::new("identities.toml"), file),
+        (Path::new("api/identities.toml"), other),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        diags[0].message,
+        "device `t`: its user `kid@x.test` is not in group `teens`"
+    );
+}
+
+#[test]
+fn a_deprovisioned_users_devices_keep_their_ids_and_lose_the_rest() {
+    let text = "[[groups]]\nid = \"g1\"\nname = \"kids\"\n\n[[users]]\nemail = \"gone@x.test\"\nname = \"Gone\"\ngroups = [\"g1\"]\nactive = false\n\n[[devices]]\nid = \"old-phone\"\nuser = \"gone@x.test\"\ngroup = \"kids\"\nips = [\"10.0.0.9\"]\n";
+    let dir = parse(text).unwrap();
+    let id = dir.identity_for_device("old-phone").unwrap();
+    assert_eq!(id.device_id, "old-phone");
+    assert!(id.email.is_empty() && id.name.is_empty() && id.groups.is_empty());
 }

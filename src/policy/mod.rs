@@ -11,6 +11,7 @@ pub mod expr;
 pub mod fields;
 pub mod safesearch;
 pub mod schedule;
+pub mod scope;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -21,6 +21,8 @@ enum Source {
     File(PathBuf),
     /// Index into the URL specs.
     Url(usize),
+    /// Held in the configuration (`entries`).
+    Entries(String),
 }
 
 /// One `[[lists]]` entry that passed the checks, before its contents are read.
@@ -89,6 +91,10 @@ pub(super) fn load_lists(
                 if stats.skipped > 0 {
                     info!(list = %name, skipped = stats.skipped, first = ?stats.warnings.first(), "list lines skipped");
                 }
+                (Arc::new(list), stats.entries, stats.skipped)
+            }
+            Source::Entries(text) => {
+                let (list, stats) = List::parse(p.kind, p.format, &text);
                 (Arc::new(list), stats.entries, stats.skipped)
             }
             Source::Url(i) => match fetched.get_mut(i).and_then(Option::take) {
@@ -168,6 +174,18 @@ fn check_list(
         }
     };
     let (source, span) = match (&l.path, &l.url) {
+        _ if l.entries.is_some() && (l.path.is_some() || l.url.is_some()) => {
+            let span = l.entries.as_ref().map(|e| e.span()).unwrap_or_default();
+            diags.push(file.diag(
+                &span,
+                format!("list `{name}` has `entries` and a `path` or `url`: give one"),
+            ));
+            return None;
+        }
+        (None, None) if l.entries.is_some() => {
+            let e = l.entries.as_ref()?;
+            (Source::Entries(e.get_ref().join("\n")), e.span())
+        }
         (Some(p), None) => {
             for (key, span) in [
                 ("refresh", l.refresh.as_ref().map(|r| r.span())),
@@ -197,7 +215,7 @@ fn check_list(
         (None, None) => {
             diags.push(file.diag(
                 &loc.item.span(),
-                format!("list `{name}` needs a `path` or a `url`"),
+                format!("list `{name}` needs a `path`, a `url` or `entries`"),
             ));
             return None;
         }

@@ -12,17 +12,17 @@ use crate::client::{ips, query};
 use crate::{Gate, gate_with};
 
 /// Tokens by role: (name, secret, the `[[tokens]]` entry).
-struct Tokens {
-    admin: String,
-    reader: String,
-    ads_only: String,
-    flusher: String,
-    expired: String,
-    minter: String,
-    file: String,
+pub(crate) struct Tokens {
+    pub(crate) admin: String,
+    pub(crate) reader: String,
+    pub(crate) ads_only: String,
+    pub(crate) flusher: String,
+    pub(crate) expired: String,
+    pub(crate) minter: String,
+    pub(crate) file: String,
 }
 
-fn tokens() -> Tokens {
+pub(crate) fn tokens() -> Tokens {
     let mut file = String::new();
     let mut make = |name: &str, statements: &str, expires: Option<&str>| {
         let (secret, hash) = dnsgate::access::new_secret();
@@ -76,7 +76,7 @@ fn tokens() -> Tokens {
     }
 }
 
-const IDENTITIES: &str = r#"
+pub(crate) const IDENTITIES: &str = r#"
 [[groups]]
 id = "g-kids"
 name = "kids"
@@ -97,12 +97,16 @@ ips = ["127.0.0.9"]
 
 /// A gate with `[api]` on 127.0.0.1:0, two lists, two policies and an identities file;
 /// the API's address.
-async fn api_gate(t: &Tokens) -> (Gate, SocketAddr) {
+pub(crate) async fn api_gate(t: &Tokens) -> (Gate, SocketAddr) {
     api_gate_with(t, "", "").await
 }
 
 /// [`api_gate`] with more policies and more tokens (`[[tokens]]` entries).
-async fn api_gate_with(t: &Tokens, policies: &str, more_tokens: &str) -> (Gate, SocketAddr) {
+pub(crate) async fn api_gate_with(
+    t: &Tokens,
+    policies: &str,
+    more_tokens: &str,
+) -> (Gate, SocketAddr) {
     // The state directory (the API's overlays) in the test's own directory.
     let config = "[server]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n\n[upstream]\nservers = [\"udp://{UPSTREAM}\"]\n\n\
          [api]\nlisten = \"127.0.0.1:0\"\ntokens = \"tokens.toml\"\naudit_log = \"audit.jsonl\"\n\n\
@@ -132,13 +136,13 @@ async fn api_gate_with(t: &Tokens, policies: &str, more_tokens: &str) -> (Gate, 
     (g, api.addr)
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     // Plain HTTP on loopback; reqwest still wants a TLS provider chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().build().unwrap()
 }
 
-async fn get(addr: SocketAddr, path: &str, secret: Option<&str>) -> (u16, Value) {
+pub(crate) async fn get(addr: SocketAddr, path: &str, secret: Option<&str>) -> (u16, Value) {
     let mut r = client().get(format!("http://{addr}{path}"));
     if let Some(s) = secret {
         r = r.bearer_auth(s);
@@ -151,7 +155,7 @@ async fn get(addr: SocketAddr, path: &str, secret: Option<&str>) -> (u16, Value)
     )
 }
 
-async fn post(addr: SocketAddr, path: &str, secret: &str) -> (u16, Value) {
+pub(crate) async fn post(addr: SocketAddr, path: &str, secret: &str) -> (u16, Value) {
     let r = client()
         .post(format!("http://{addr}{path}"))
         .bearer_auth(secret)
@@ -165,7 +169,7 @@ async fn post(addr: SocketAddr, path: &str, secret: &str) -> (u16, Value) {
     )
 }
 
-fn names(v: &Value, key: &str) -> Vec<String> {
+pub(crate) fn names(v: &Value, key: &str) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("an array: {v}"))
         .iter()
@@ -387,7 +391,12 @@ fn the_api_off_loopback_needs_https_and_bad_tokens_are_load_errors() {
     assert!(err.contains("tokens.toml:4:"), "{err}");
 }
 
-async fn post_json(addr: SocketAddr, path: &str, secret: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    secret: &str,
+    body: Value,
+) -> (u16, Value) {
     let r = client()
         .post(format!("http://{addr}{path}"))
         .bearer_auth(secret)
@@ -461,7 +470,12 @@ async fn explain_through_the_api_is_the_cli_explanation() {
     assert_eq!(status, 403);
 }
 
-async fn put_json(addr: SocketAddr, path: &str, secret: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn put_json(
+    addr: SocketAddr,
+    path: &str,
+    secret: &str,
+    body: &Value,
+) -> (u16, Value) {
     let r = client()
         .put(format!("http://{addr}{path}"))
         .bearer_auth(secret)
@@ -626,12 +640,12 @@ async fn schemathesis_finds_no_server_error_schema_mismatch_or_ignored_auth() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("Tested: 30"),
+        text.contains("Tested: 45"),
         "every operation was tested:\n{text}"
     );
 }
 
-async fn delete(addr: SocketAddr, path: &str, secret: &str) -> u16 {
+pub(crate) async fn delete(addr: SocketAddr, path: &str, secret: &str) -> u16 {
     client()
         .delete(format!("http://{addr}{path}"))
         .bearer_auth(secret)

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod api;
+mod apiwrite;
 mod cli;
 mod client;
 mod cname;
@@ -28,6 +29,7 @@ mod protocol;
 mod querylog;
 mod recursion;
 mod reload;
+mod scim;
 mod serving;
 mod signed;
 mod tcp;

@@ -178,6 +178,18 @@ pub struct ClauseTrace {
     pub matched: bool,
 }
 
+/// The lists an expression names (`$name`), each with its byte offset in `src`: for checks
+/// made outside the compiler (a list's group scope, [`crate::policy::scope`]).
+pub fn list_names(src: &str) -> Vec<(&str, usize)> {
+    lex::tokenize(src)
+        .into_iter()
+        .filter_map(|t| match t.tok {
+            lex::Tok::List(name) => Some((name, t.start)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Compiles an expression. An empty (or all-whitespace) source is always true.
 ///
 /// On failure the errors are sorted by offset: the first syntax error alone, or every
