@@ -475,7 +475,7 @@ async fn reload(
         return Err(refuse(&app, token, peer.ip(), "config.reload", None));
     }
     let action = ("config.reload", None);
-    reload_audited(&app, token, peer.ip(), action, (None, None))
+    reload_audited(&app, Some(token), peer.ip(), action, (None, None))
         .await
         .map_err(|mut e| {
             if e.code == "invalid" {
@@ -589,20 +589,22 @@ async fn apply(
     let Some(path) = rt.settings.api.as_ref().map(|a| a.overlays.clone()) else {
         return Err(ApiError::unavailable("the API is not configured"));
     };
-    let old = Overlays::load(&path).map_err(|d| {
+    let mut overlays = Overlays::load(&path).map_err(|d| {
         let mut e = ApiError::unavailable("the API's overlays cannot be read");
         e.details = vec![d];
         e
     })?;
-    let mut new = old.clone();
-    change(&mut new);
-    new.save(&path)
-        .map_err(|e| ApiError::unavailable(format!("cannot save the API's overlays: {e}")))?;
-    let result = reload_audited(app, token, peer, (action, Some(object)), (before, after)).await;
-    if result.is_err() {
-        let _ = old.save(&path);
-    }
-    result
+    change(&mut overlays);
+    let bytes = serde_json::to_vec_pretty(&overlays).unwrap_or_default();
+    commit(
+        app,
+        Some(token),
+        peer,
+        (action, Some(object)),
+        (before, after),
+        vec![(path, Some(bytes))],
+    )
+    .await
 }
 
 /// Writes the state `files` (`None`: removed), reloads with them (validated as any
@@ -610,7 +612,7 @@ async fn apply(
 /// refuses the change. The caller holds the write lock.
 async fn commit(
     app: &App,
-    token: &Token,
+    token: Option<&Token>,
     peer: IpAddr,
     action: (&str, Option<&str>),
     objects: (Option<&Value>, Option<&Value>),
@@ -663,7 +665,7 @@ async fn commit(
 /// audited before the swap (503 if it cannot be), 400 `invalid` if it does not load.
 async fn reload_audited(
     app: &App,
-    token: &Token,
+    token: Option<&Token>,
     peer: IpAddr,
     action: (&str, Option<&str>),
     objects: (Option<&Value>, Option<&Value>),
@@ -677,7 +679,7 @@ async fn reload_audited(
                 Ok(_) => audit::Outcome::Ok,
                 Err(_) => audit::Outcome::Invalid,
             };
-            audit(app, Some(token), peer, action, objects, outcome).map_err(|e| {
+            audit(app, token, peer, action, objects, outcome).map_err(|e| {
                 let why = e.message.clone();
                 *audit_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 why
@@ -873,11 +875,13 @@ fn load_api_tokens(path: &std::path::Path) -> Result<Vec<Token>, ApiError> {
         })
 }
 
-/// Writes `tokens` to `path` whole or not at all.
-fn save_api_tokens(path: &std::path::Path, tokens: &[Token]) -> Result<(), ApiError> {
-    let text: String = tokens.iter().map(|t| t.to_toml() + "\n").collect();
-    crate::sys::write_atomic(path, text.as_bytes())
-        .map_err(|e| ApiError::unavailable(format!("cannot save the API's tokens: {e}")))
+/// The tokens made through the API as their file holds them.
+fn tokens_toml(tokens: &[Token]) -> Vec<u8> {
+    tokens
+        .iter()
+        .map(|t| t.to_toml() + "\n")
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// `POST /api/v1/tokens`: a new token within the caller's own rights (its denies copied,
@@ -968,28 +972,23 @@ async fn create_token(
     let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
         return Err(ApiError::unavailable("the API is not configured"));
     };
-    let old = load_api_tokens(&path)?;
-    let mut new = old.clone();
-    new.push(made.clone());
-    save_api_tokens(&path, &new)?;
+    let mut tokens = load_api_tokens(&path)?;
+    tokens.push(made.clone());
     let mut shown = serde_json::to_value(&made).unwrap_or_default();
     if let Some(o) = shown.as_object_mut() {
         o.remove("hash");
         o.insert("hash_set".into(), json!(true));
         o.insert("source".into(), json!("api"));
     }
-    if let Err(e) = reload_audited(
+    commit(
         &app,
-        token,
+        Some(token),
         peer.ip(),
         ("tokens.create", Some(&object)),
         (None, Some(&shown)),
+        vec![(path, Some(tokens_toml(&tokens)))],
     )
-    .await
-    {
-        let _ = save_api_tokens(&path, &old);
-        return Err(e);
-    }
+    .await?;
     shown["secret"] = json!(secret);
     Ok((StatusCode::CREATED, Json(shown)))
 }
@@ -1033,20 +1032,16 @@ async fn delete_token(
     let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
         return Err(ApiError::unavailable("the API is not configured"));
     };
-    let old = load_api_tokens(&path)?;
-    let new: Vec<Token> = old.iter().filter(|t| t.name != name).cloned().collect();
-    save_api_tokens(&path, &new)?;
-    if let Err(e) = reload_audited(
+    let mut tokens = load_api_tokens(&path)?;
+    tokens.retain(|t| t.name != name);
+    commit(
         &app,
-        token,
+        Some(token),
         peer.ip(),
         ("tokens.delete", Some(&object)),
         (None, None),
+        vec![(path, Some(tokens_toml(&tokens)))],
     )
-    .await
-    {
-        let _ = save_api_tokens(&path, &old);
-        return Err(e);
-    }
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -599,7 +599,7 @@ async fn write(
     }
     super::commit(
         app,
-        token,
+        Some(token),
         peer,
         (&action, Some(&object)),
         (before.as_ref(), after_digest.as_ref()),

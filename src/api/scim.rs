@@ -1328,7 +1328,7 @@ async fn save(
     }
     super::commit(
         app,
-        token,
+        Some(token),
         peer,
         (action, Some(object)),
         (before, after),
