@@ -108,6 +108,12 @@ pub struct Api {
     /// The users and groups SCIM provisioned, shaped as the identities file (made from
     /// [`Api::scim`] at each SCIM write, loaded with the identities file).
     pub scim_identities: PathBuf,
+    /// When each device was last seen, kept across restarts.
+    pub last_seen: PathBuf,
+    /// `[identity] revoke_inactive_after`: devices not seen for this long are revoked.
+    pub revoke_inactive_after: Option<Duration>,
+    /// `[identity] dry_run`: only log them.
+    pub dry_run: bool,
 }
 
 /// The directory of the admin API's state (`<state_dir>/api`), when `[api]` is on.
@@ -438,6 +444,18 @@ impl Runtime {
                 }
             }
         });
+        let revoke_inactive_after = main.identity.revoke_inactive_after.as_ref().and_then(|r| {
+            if main.api.is_none() {
+                diags.push(mf.diag(
+                    &r.span(),
+                    "revoke_inactive_after needs [api]: the admin API keeps and audits revocations",
+                ));
+                return None;
+            }
+            crate::lists::url::parse_duration(r.get_ref())
+                .map_err(|e| diags.push(mf.diag(&r.span(), format!("revoke_inactive_after: {e}"))))
+                .ok()
+        });
         let api = main.api.as_ref().and_then(|a| {
             let listen = parse_addr(mf, &a.listen, &mut diags)?;
             let tls = match (&a.cert, &a.key) {
@@ -480,6 +498,9 @@ impl Runtime {
                 identities: dir.join("identities.toml"),
                 scim: dir.join("scim.json"),
                 scim_identities: dir.join("scim.toml"),
+                last_seen: dir.join("last_seen.json"),
+                revoke_inactive_after,
+                dry_run: main.identity.dry_run,
             })
         });
         // The API's overlays, over what the files say.

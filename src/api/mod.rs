@@ -17,6 +17,7 @@ pub mod audit;
 mod objects;
 mod openapi;
 mod scim;
+mod sessions;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -126,8 +127,16 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))
         .route("/api/v1/devices/{id}/token", post(new_device_token))
         .fallback(|| async { ApiError::not_found() })
-        .with_state(app);
-    let task = tokio::spawn(accept_loop(listener, router, shared));
+        .with_state(app.clone());
+    // Device sessions (last-seen times kept, inactive devices revoked) live as long as
+    // the listener.
+    let saved = sessions::restore(&app);
+    let task = tokio::spawn(async move {
+        tokio::join!(
+            accept_loop(listener, router, shared),
+            sessions::run(app, saved)
+        );
+    });
     Ok(Some(Started { addr, task }))
 }
 

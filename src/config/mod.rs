@@ -363,6 +363,12 @@ pub struct IdentityConfig {
     /// Match extended e-mail variants in every policy (SPEC §5).
     #[serde(default)]
     pub match_extended_emails: bool,
+    /// Revoke devices not seen for this long (`"30d"`; checked at start and hourly; needs
+    /// `[api]`, which keeps and audits revocations).
+    pub revoke_inactive_after: Option<Spanned<String>>,
+    /// With `revoke_inactive_after`: only log what would be revoked.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `[api]`: the admin API (SPEC §12).

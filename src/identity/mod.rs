@@ -43,6 +43,12 @@ impl LastSeen {
         }
     }
 
+    /// Notes a query at `unix` seconds unless a later one is noted (a time kept across a
+    /// restart never hides a newer one).
+    pub fn at_least(&self, unix: u64) {
+        self.0.fetch_max(unix, Ordering::Relaxed);
+    }
+
     /// When, if ever.
     pub fn get(&self) -> Option<u64> {
         Some(self.0.load(Ordering::Relaxed)).filter(|&s| s > 0)
@@ -208,6 +214,11 @@ impl Directory {
         self.tokens.retain(|_, i| !Arc::ptr_eq(i, &identity));
         self.tokens.insert(digest.into(), identity);
         true
+    }
+
+    /// The devices by id.
+    pub fn devices(&self) -> impl Iterator<Item = (&str, &Arc<Identity>)> {
+        self.by_id.iter().map(|(id, d)| (&**id, d))
     }
 
     /// Carries over when each device was last seen from the directory `old` replaces (a

@@ -107,14 +107,25 @@ pub(crate) async fn api_gate_with(
     policies: &str,
     more_tokens: &str,
 ) -> (Gate, SocketAddr) {
+    api_gate_custom(t, "", policies, more_tokens, &[]).await
+}
+
+/// [`api_gate_with`] with more `[identity]` keys and more files in the test's directory.
+pub(crate) async fn api_gate_custom(
+    t: &Tokens,
+    identity_keys: &str,
+    policies: &str,
+    more_tokens: &str,
+    more_files: &[(&str, &str)],
+) -> (Gate, SocketAddr) {
     // The state directory (the API's overlays) in the test's own directory.
     let config = "[server]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"state\"\n\n[upstream]\nservers = [\"udp://{UPSTREAM}\"]\n\n\
          [api]\nlisten = \"127.0.0.1:0\"\ntokens = \"tokens.toml\"\naudit_log = \"audit.jsonl\"\n\n\
-         [identity]\ndirectory = \"identities.toml\"\n\n\
+         [identity]\ndirectory = \"identities.toml\"\n{IDENTITY}\n\
          [[lists]]\nname = \"ads\"\npath = \"ads.txt\"\n\n[[lists]]\nname = \"other\"\npath = \"other.txt\"\n\n\
          [[policies]]\nname = \"ads\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $ads)'\n\n\
          [[policies]]\nname = \"other\"\naction = \"block\"\ntraffic = 'any(dns.domains[*] in $other)'\n"
-        .to_owned()
+        .replace("{IDENTITY}", identity_keys)
         + policies;
     let token_file = t.file.clone() + more_tokens;
     let up = crate::upstream::start().await;
@@ -122,11 +133,15 @@ pub(crate) async fn api_gate_with(
         up,
         &config,
         &[
-            ("tokens.toml", &token_file),
-            ("identities.toml", IDENTITIES),
-            ("ads.txt", "ads.test\n"),
-            ("other.txt", "other.test\n"),
-        ],
+            &[
+                ("tokens.toml", token_file.as_str()),
+                ("identities.toml", IDENTITIES),
+                ("ads.txt", "ads.test\n"),
+                ("other.txt", "other.test\n"),
+            ],
+            more_files,
+        ]
+        .concat(),
     )
     .await;
     let api = dnsgate::api::start(g.running.shared.clone())

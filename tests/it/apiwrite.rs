@@ -440,3 +440,119 @@ async fn a_change_through_the_api_is_the_same_change_through_a_file() {
     }
     assert_eq!(compared, 18);
 }
+
+/// Last-seen times are kept across restarts, and with `revoke_inactive_after` a device
+/// quiet for that long is revoked at start (then hourly), audited as dnsgate's own
+/// change; one seen lately is not.
+#[tokio::test]
+async fn devices_quiet_too_long_are_revoked_and_their_last_seen_survives_a_restart() {
+    let t = tokens();
+    let now = jiff::Timestamp::now().as_second() as u64;
+    let forty_days_ago = now - 40 * 86_400;
+    let saved = format!(
+        r#"{{"devices": {{"laptop": {{"last_seen": {forty_days_ago}, "known_since": {forty_days_ago}}},
+                         "kidphone": {{"last_seen": {}, "known_since": {forty_days_ago}}}}}}}"#,
+        now - 86_400
+    );
+    let (g, addr) = crate::api::api_gate_custom(
+        &t,
+        "revoke_inactive_after = \"30d\"\n",
+        "",
+        "",
+        &[("state/api/last_seen.json", &saved)],
+    )
+    .await;
+    // The time kept is the time shown (restored at start).
+    let (_, phone) = get(addr, "/api/v1/devices/kidphone", Some(&t.admin)).await;
+    let shown: jiff::Timestamp = phone["last_seen"]
+        .as_str()
+        .expect("restored")
+        .parse()
+        .unwrap();
+    assert_eq!(shown.as_second() as u64, now - 86_400);
+    // The laptop, quiet for 40 days, is revoked; the phone, seen yesterday, is not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, laptop) = get(addr, "/api/v1/devices/laptop", Some(&t.admin)).await;
+        if laptop["revoked"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not revoked: {laptop}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, phone) = get(addr, "/api/v1/devices/kidphone", Some(&t.admin)).await;
+    assert_eq!(phone["revoked"], false);
+    let audit = std::fs::read_to_string(g.dir.path().join("audit.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &line["action"],
+            &line["object"],
+            &line["token"],
+            &line["source_ip"]
+        ),
+        (
+            &json!("devices.revoke_inactive"),
+            &json!("device:laptop"),
+            &Value::Null,
+            &json!("0.0.0.0")
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_revokes_nothing() {
+    let t = tokens();
+    let now = jiff::Timestamp::now().as_second() as u64;
+    let old = now - 40 * 86_400;
+    let saved =
+        format!(r#"{{"devices": {{"laptop": {{"last_seen": {old}, "known_since": {old}}}}}}}"#);
+    let (g, addr) = crate::api::api_gate_custom(
+        &t,
+        "revoke_inactive_after = \"30d\"\ndry_run = true\n",
+        "",
+        "",
+        &[("state/api/last_seen.json", &saved)],
+    )
+    .await;
+    // The first round saves the phone (new to the file), then checks.
+    let path = g.dir.path().join("state/api/last_seen.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&path).unwrap().contains("kidphone") {
+        assert!(std::time::Instant::now() < deadline, "never saved");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, laptop) = get(addr, "/api/v1/devices/laptop", Some(&t.admin)).await;
+    assert_eq!(laptop["revoked"], false, "{laptop}");
+    assert!(
+        !g.dir.path().join("audit.jsonl").exists()
+            || !std::fs::read_to_string(g.dir.path().join("audit.jsonl"))
+                .unwrap()
+                .contains("revoke_inactive")
+    );
+}
+
+#[test]
+fn revoke_inactive_after_needs_the_api_and_a_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dnsgate.toml");
+    for (text, expected) in [
+        (
+            "[upstream]\nservers = [\"127.0.0.1:53\"]\n[identity]\nrevoke_inactive_after = \"30d\"\n",
+            "4:25: revoke_inactive_after needs [api]",
+        ),
+        (
+            "[upstream]\nservers = [\"127.0.0.1:53\"]\n[api]\n[identity]\nrevoke_inactive_after = \"soon\"\n",
+            "5:25: revoke_inactive_after:",
+        ),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let diags = dnsgate::runtime::Runtime::load(&cfg).unwrap_err();
+        let got = format!("{}:{}: {}", diags[0].line, diags[0].col, diags[0].message);
+        assert!(got.starts_with(expected), "{got}");
+    }
+}
