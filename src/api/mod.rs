@@ -202,6 +202,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Vec<Diagnostic>,
+    /// Its attempt is in the audit log already (or cannot be written there).
+    audited: bool,
 }
 
 impl ApiError {
@@ -211,7 +213,14 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            audited: false,
         }
+    }
+
+    /// Marks it as audited.
+    fn audited(mut self) -> Self {
+        self.audited = true;
+        self
     }
 
     fn unauthorized() -> Self {
@@ -436,6 +445,41 @@ fn refuse(app: &App, token: &Token, peer: IpAddr, action: &str, object: Option<&
     ) {
         Ok(()) => ApiError::forbidden(),
         Err(e) => e,
+    }
+    .audited()
+}
+
+/// Audits the refusal `e` of a write attempt unless it is audited already: 403, 404 and
+/// 409 (a key taken, an object read-only) as `denied`, other 4xx as `invalid`, 5xx as
+/// `error`. So every attempt by a valid
+/// token leaves its line, whatever stopped it.
+fn audit_refusal(
+    app: &App,
+    token: &Token,
+    peer: IpAddr,
+    (action, object): (&str, Option<&str>),
+    e: ApiError,
+) -> ApiError {
+    if e.audited {
+        return e;
+    }
+    let outcome = match e.status {
+        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::CONFLICT => {
+            audit::Outcome::Denied
+        }
+        s if s.is_client_error() => audit::Outcome::Invalid,
+        _ => audit::Outcome::Error,
+    };
+    match audit(
+        app,
+        Some(token),
+        peer,
+        (action, object),
+        (None, None),
+        outcome,
+    ) {
+        Ok(()) => e.audited(),
+        Err(unwritable) => unwritable.audited(),
     }
 }
 
@@ -696,12 +740,12 @@ async fn reload_audited(
         })
         .await;
     if let Some(e) = audit_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
+        return Err(e.audited());
     }
     result.map_err(|details| {
         let mut e = invalid("the change does not load; nothing changed");
         e.details = details;
-        e
+        e.audited()
     })
 }
 
@@ -806,17 +850,18 @@ async fn device_session(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = authenticate(app, &rt, headers, peer)?;
-    let found = objects::readable(&rt, token, "devices", id)?;
-    let before = found.value;
     let object = format!("device:{id}");
+    let (verb, action) = match new_token {
+        None => ("revoke", "devices.revoke"),
+        Some(_) => ("update", "devices.token"),
+    };
+    let found = objects::readable(&rt, token, "devices", id)
+        .map_err(|e| audit_refusal(app, token, peer, (action, Some(&object)), e))?;
+    let before = found.value;
     let target = Target {
         kind: "device",
         name: id,
         group: found.group.as_deref(),
-    };
-    let (verb, action) = match new_token {
-        None => ("revoke", "devices.revoke"),
-        Some(_) => ("update", "devices.token"),
     };
     if !token.may("devices", verb, &target) {
         return Err(refuse(app, token, peer, action, Some(&object)));
@@ -905,101 +950,106 @@ async fn create_token(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let input: TokenInput =
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
-    let object = format!("token:{}", input.name);
-    let target = Target {
-        kind: "token",
-        name: &input.name,
-        group: None,
-    };
-    if !token.may("tokens", "create", &target) {
-        return Err(refuse(
-            &app,
-            token,
-            peer.ip(),
-            "tokens.create",
-            Some(&object),
-        ));
-    }
-    let mut policies = Vec::new();
-    for s in &input.policies {
-        let effect: Effect = s
-            .effect
-            .parse()
-            .map_err(|_| invalid(format!("effect `{}`: allow or deny", s.effect)))?;
-        let permissions = s
-            .permissions
-            .iter()
-            .map(|p| {
-                p.parse()
-                    .map_err(|e| invalid(format!("permission `{p}`: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let resources = s
-            .resources
-            .iter()
-            .map(|r| {
-                r.parse()
-                    .map_err(|e| invalid(format!("resource `{r}`: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        policies.push(Statement {
-            effect,
-            permissions,
-            resources,
-        });
-    }
-    let expires = match &input.expires {
-        None => None,
-        Some(e) => Some(
-            crate::access::parse_expiry(e).map_err(|m| invalid(format!("expires `{e}`: {m}")))?,
-        ),
-    };
-    if rt.tokens.get(&input.name).is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("a token named `{}` exists", input.name),
-        ));
-    }
-    let spec = TokenSpec {
-        name: input.name.clone(),
-        expires,
-        policies,
-    };
-    let (secret, made) = match crate::access::mint(token, spec, app.shared.clock.wall()) {
-        Ok(m) => m,
-        Err(e @ crate::access::MintError::NotCovered { .. })
-        | Err(e @ crate::access::MintError::NotPermitted(_)) => {
-            let mut err = refuse(&app, token, peer.ip(), "tokens.create", Some(&object));
-            err.message = e.to_string();
-            return Err(err);
+    let result = async {
+        let input: TokenInput =
+            serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
+        let object = format!("token:{}", input.name);
+        let target = Target {
+            kind: "token",
+            name: &input.name,
+            group: None,
+        };
+        if !token.may("tokens", "create", &target) {
+            return Err(refuse(
+                &app,
+                token,
+                peer.ip(),
+                "tokens.create",
+                Some(&object),
+            ));
         }
-        Err(e) => return Err(invalid(e.to_string())),
-    };
-    let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
-        return Err(ApiError::unavailable("the API is not configured"));
-    };
-    let mut tokens = load_api_tokens(&path)?;
-    tokens.push(made.clone());
-    let mut shown = serde_json::to_value(&made).unwrap_or_default();
-    if let Some(o) = shown.as_object_mut() {
-        o.remove("hash");
-        o.insert("hash_set".into(), json!(true));
-        o.insert("source".into(), json!("api"));
+        let mut policies = Vec::new();
+        for s in &input.policies {
+            let effect: Effect = s
+                .effect
+                .parse()
+                .map_err(|_| invalid(format!("effect `{}`: allow or deny", s.effect)))?;
+            let permissions = s
+                .permissions
+                .iter()
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e| invalid(format!("permission `{p}`: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let resources = s
+                .resources
+                .iter()
+                .map(|r| {
+                    r.parse()
+                        .map_err(|e| invalid(format!("resource `{r}`: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            policies.push(Statement {
+                effect,
+                permissions,
+                resources,
+            });
+        }
+        let expires = match &input.expires {
+            None => None,
+            Some(e) => Some(
+                crate::access::parse_expiry(e)
+                    .map_err(|m| invalid(format!("expires `{e}`: {m}")))?,
+            ),
+        };
+        if rt.tokens.get(&input.name).is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("a token named `{}` exists", input.name),
+            ));
+        }
+        let spec = TokenSpec {
+            name: input.name.clone(),
+            expires,
+            policies,
+        };
+        let (secret, made) = match crate::access::mint(token, spec, app.shared.clock.wall()) {
+            Ok(m) => m,
+            Err(e @ crate::access::MintError::NotCovered { .. })
+            | Err(e @ crate::access::MintError::NotPermitted(_)) => {
+                let mut err = refuse(&app, token, peer.ip(), "tokens.create", Some(&object));
+                err.message = e.to_string();
+                return Err(err);
+            }
+            Err(e) => return Err(invalid(e.to_string())),
+        };
+        let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
+            return Err(ApiError::unavailable("the API is not configured"));
+        };
+        let mut tokens = load_api_tokens(&path)?;
+        tokens.push(made.clone());
+        let mut shown = serde_json::to_value(&made).unwrap_or_default();
+        if let Some(o) = shown.as_object_mut() {
+            o.remove("hash");
+            o.insert("hash_set".into(), json!(true));
+            o.insert("source".into(), json!("api"));
+        }
+        commit(
+            &app,
+            Some(token),
+            peer.ip(),
+            ("tokens.create", Some(&object)),
+            (None, Some(&shown)),
+            vec![(path, Some(tokens_toml(&tokens)))],
+        )
+        .await?;
+        shown["secret"] = json!(secret);
+        Ok((StatusCode::CREATED, Json(shown)))
     }
-    commit(
-        &app,
-        Some(token),
-        peer.ip(),
-        ("tokens.create", Some(&object)),
-        (None, Some(&shown)),
-        vec![(path, Some(tokens_toml(&tokens)))],
-    )
-    .await?;
-    shown["secret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(shown)))
+    .await;
+    result.map_err(|e| audit_refusal(&app, token, peer.ip(), ("tokens.create", None), e))
 }
 
 /// `DELETE /api/v1/tokens/{name}`: a token made through the API ends; one of the tokens
@@ -1013,44 +1063,48 @@ async fn delete_token(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    if rt.tokens.get(&name).is_none() || !may_read(token, "tokens", &name, None) {
-        return Err(ApiError::not_found());
-    }
-    let object = format!("token:{name}");
-    let target = Target {
-        kind: "token",
-        name: &name,
-        group: None,
-    };
-    if !token.may("tokens", "delete", &target) {
-        return Err(refuse(
+    let result = async {
+        if rt.tokens.get(&name).is_none() || !may_read(token, "tokens", &name, None) {
+            return Err(ApiError::not_found());
+        }
+        let object = format!("token:{name}");
+        let target = Target {
+            kind: "token",
+            name: &name,
+            group: None,
+        };
+        if !token.may("tokens", "delete", &target) {
+            return Err(refuse(
+                &app,
+                token,
+                peer.ip(),
+                "tokens.delete",
+                Some(&object),
+            ));
+        }
+        if !rt.api_tokens.contains(&name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "read_only",
+                format!("`{name}` comes from the tokens file: remove it there"),
+            ));
+        }
+        let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
+            return Err(ApiError::unavailable("the API is not configured"));
+        };
+        let mut tokens = load_api_tokens(&path)?;
+        tokens.retain(|t| t.name != name);
+        commit(
             &app,
-            token,
+            Some(token),
             peer.ip(),
-            "tokens.delete",
-            Some(&object),
-        ));
+            ("tokens.delete", Some(&object)),
+            (None, None),
+            vec![(path, Some(tokens_toml(&tokens)))],
+        )
+        .await?;
+        Ok(StatusCode::NO_CONTENT)
     }
-    if !rt.api_tokens.contains(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "read_only",
-            format!("`{name}` comes from the tokens file: remove it there"),
-        ));
-    }
-    let Some(path) = rt.settings.api.as_ref().map(|a| a.api_tokens.clone()) else {
-        return Err(ApiError::unavailable("the API is not configured"));
-    };
-    let mut tokens = load_api_tokens(&path)?;
-    tokens.retain(|t| t.name != name);
-    commit(
-        &app,
-        Some(token),
-        peer.ip(),
-        ("tokens.delete", Some(&object)),
-        (None, None),
-        vec![(path, Some(tokens_toml(&tokens)))],
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    .await;
+    result.map_err(|e| audit_refusal(&app, token, peer.ip(), ("tokens.delete", None), e))
 }

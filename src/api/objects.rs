@@ -306,24 +306,50 @@ pub(super) async fn create(
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
     writable(&kind)?;
-    let entry = entry_from(&kind, &body)?;
-    let field = key_field(&kind);
-    let key = match entry.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-        Some(Value::Number(n)) if kind == "categories" => n.to_string(),
-        _ => return Err(invalid(format!("`{field}` is required"))),
-    };
-    let shown = write(
-        &app,
-        &rt,
-        token,
-        peer.ip(),
-        &kind,
-        &key,
-        Change::Create(entry),
-    )
-    .await?;
+    let action = format!("{kind}.create");
+    let mut object = None;
+    let result = async {
+        let entry = entry_from(&kind, &body)?;
+        let field = key_field(&kind);
+        let key = match entry.get(field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+            Some(Value::Number(n)) if kind == "categories" => n.to_string(),
+            _ => return Err(invalid(format!("`{field}` is required"))),
+        };
+        object = Some(format!("{}:{key}", singular(&kind)));
+        let change = Change::Create(entry);
+        write(&app, &rt, token, peer.ip(), &kind, &key, change).await
+    }
+    .await;
+    let shown = result.map_err(|e| {
+        super::audit_refusal(&app, token, peer.ip(), (&action, object.as_deref()), e)
+    })?;
     Ok((StatusCode::CREATED, Json(shown)))
+}
+
+/// The object `key` of `kind` for a `verb` write: present to the token if it may read it
+/// or do that to it (a CI token allowed only `dnsgate.lists.update` on `list:ads`
+/// updates it); else 404, as if absent.
+fn present(
+    rt: &Runtime,
+    token: &Token,
+    kind: &str,
+    key: &str,
+    verb: &str,
+) -> Result<Object, ApiError> {
+    objects(rt, kind)
+        .ok_or_else(ApiError::not_found)?
+        .into_iter()
+        .find(|o| is_key(kind, o, key))
+        .filter(|o| {
+            let target = Target {
+                kind: singular(kind),
+                name: &o.key,
+                group: o.group.as_deref(),
+            };
+            may_read(token, kind, &o.key, o.group.as_deref()) || token.may(kind, verb, &target)
+        })
+        .ok_or_else(ApiError::not_found)
 }
 
 /// `PUT /api/v1/{kind}/{key}`: replaces an object made through the API; of a file object
@@ -339,15 +365,31 @@ pub(super) async fn replace(
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
     writable(&kind)?;
-    let current = readable(&rt, token, &kind, &key)?;
+    let action = format!("{kind}.update");
+    let object = format!("{}:{key}", singular(&kind));
+    replace_object(&app, &rt, token, peer.ip(), &kind, &key, &body)
+        .await
+        .map_err(|e| super::audit_refusal(&app, token, peer.ip(), (&action, Some(&object)), e))
+}
+
+async fn replace_object(
+    app: &App,
+    rt: &Runtime,
+    token: &Token,
+    peer: IpAddr,
+    kind: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let current = present(rt, token, kind, key, "update")?;
     if current.origin == Origin::Scim {
         return Err(read_only(&current.key, current.origin));
     }
     if current.origin == Origin::File {
-        return super::put_file_object(&app, token, peer.ip(), &kind, current, &body).await;
+        return super::put_file_object(app, token, peer, kind, current, body).await;
     }
-    let mut entry = entry_from(&kind, &body)?;
-    let field = key_field(&kind);
+    let mut entry = entry_from(kind, body)?;
+    let field = key_field(kind);
     match entry.get(field) {
         None => {
             let k = current
@@ -365,11 +407,11 @@ pub(super) async fn replace(
         }
     }
     let shown = write(
-        &app,
-        &rt,
+        app,
+        rt,
         token,
-        peer.ip(),
-        &kind,
+        peer,
+        kind,
         &current.key,
         Change::Replace(entry),
     )
@@ -389,17 +431,24 @@ pub(super) async fn delete(
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
     writable(&kind)?;
-    let current = readable(&rt, token, &kind, &key)?;
-    write(
-        &app,
-        &rt,
-        token,
-        peer.ip(),
-        &kind,
-        &current.key,
-        Change::Delete,
-    )
-    .await?;
+    let action = format!("{kind}.delete");
+    let object = format!("{}:{key}", singular(&kind));
+    let result = async {
+        let current = present(&rt, token, &kind, &key, "delete")?;
+        write(
+            &app,
+            &rt,
+            token,
+            peer.ip(),
+            &kind,
+            &current.key,
+            Change::Delete,
+        )
+        .await
+    }
+    .await;
+    result
+        .map_err(|e| super::audit_refusal(&app, token, peer.ip(), (&action, Some(&object)), e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -424,9 +473,25 @@ pub(super) async fn entries(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let current = readable(&rt, token, "lists", &name)?;
+    let object = format!("list:{name}");
+    entries_change(&app, &rt, token, peer.ip(), &name, &body)
+        .await
+        .map_err(|e| {
+            super::audit_refusal(&app, token, peer.ip(), ("lists.update", Some(&object)), e)
+        })
+}
+
+async fn entries_change(
+    app: &App,
+    rt: &Runtime,
+    token: &Token,
+    peer: IpAddr,
+    name: &str,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let current = present(rt, token, "lists", name, "update")?;
     let input: EntriesInput =
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("bad request body: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| invalid(format!("bad request body: {e}")))?;
     let Some(old) = current.value.get("entries").and_then(Value::as_array) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -449,10 +514,10 @@ pub(super) async fn entries(
     entry.retain(|k, _| !SHOWN_ONLY.contains(&k.as_str()));
     entry.insert("entries".into(), json!(kept));
     let shown = write(
-        &app,
-        &rt,
+        app,
+        rt,
         token,
-        peer.ip(),
+        peer,
         "lists",
         &current.key,
         Change::Replace(entry),

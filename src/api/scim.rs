@@ -54,6 +54,8 @@ pub(super) struct ScimError {
     status: StatusCode,
     scim_type: Option<&'static str>,
     detail: String,
+    /// Its attempt is in the audit log already.
+    audited: bool,
 }
 
 impl ScimError {
@@ -62,6 +64,7 @@ impl ScimError {
             status,
             scim_type,
             detail: detail.into(),
+            audited: false,
         }
     }
 
@@ -95,6 +98,7 @@ impl From<ApiError> for ScimError {
             status: e.status,
             scim_type,
             detail,
+            audited: e.audited,
         }
     }
 }
@@ -284,16 +288,34 @@ fn permit<'r>(
         group: None,
     };
     if !token.may("scim", verb, &target) {
-        if verb != "read" {
-            super::refuse(app, token, peer, &format!("scim.{verb}"), None);
-        }
-        return Err(ScimError::new(
+        let mut e = ScimError::new(
             StatusCode::FORBIDDEN,
             None,
             "this token may not use SCIM (dnsgate.scim.*)",
-        ));
+        );
+        if verb != "read" {
+            let refused = super::refuse(app, token, peer, &format!("scim.{verb}"), None);
+            e.audited = refused.audited;
+        }
+        return Err(e);
     }
     Ok(token)
+}
+
+/// The outcome of a SCIM write attempt, audited if what stopped it is not already (a
+/// name taken, a bad value, an unknown resource).
+fn attempt<T>(app: &App, token: &Token, peer: IpAddr, action: &str, r: Result<T>) -> Result<T> {
+    match r {
+        Err(e) if !e.audited => {
+            let api = ApiError::new(e.status, "scim", e.detail.clone());
+            let audited = super::audit_refusal(app, token, peer, (action, None), api);
+            if audited.status == StatusCode::SERVICE_UNAVAILABLE && e.status != audited.status {
+                return Err(ScimError::from(audited));
+            }
+            Err(ScimError { audited: true, ..e })
+        }
+        r => r,
+    }
 }
 
 fn paths(rt: &Runtime) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
@@ -579,44 +601,48 @@ pub(super) async fn create_user(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "create")?;
-    let mut state = load(&paths(&rt)?.0)?;
-    let attrs = attributes(&body)?;
-    let id = new_id();
-    check_user_name(&rt, &state, &id, &attrs)?;
-    let email = attrs["userName"]
-        .as_str()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    // A deleted user's name may come back: its tombstone goes.
-    state
-        .users
-        .retain(|_, u| !(u.deleted && u.email() == email));
-    let t = now(&app);
-    state.users.insert(
-        id.clone(),
-        User {
-            attributes: attrs,
-            created: t.clone(),
-            modified: t,
-            deleted: false,
-        },
-    );
-    let shown = user_resource(&state, &id, &state.users[&id]);
-    save(
-        &app,
-        &rt,
-        token,
-        peer.ip(),
-        "scim.users.create",
-        &format!("user:{email}"),
-        None,
-        Some(&shown),
-        &state,
-        &[],
-    )
-    .await?;
-    Ok(Scim(StatusCode::CREATED, shown))
+    let result = async {
+        let mut state = load(&paths(&rt)?.0)?;
+        let attrs = attributes(&body)?;
+        let id = new_id();
+        check_user_name(&rt, &state, &id, &attrs)?;
+        let email = attrs["userName"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        // A deleted user's name may come back: its tombstone goes.
+        state
+            .users
+            .retain(|_, u| !(u.deleted && u.email() == email));
+        let t = now(&app);
+        state.users.insert(
+            id.clone(),
+            User {
+                attributes: attrs,
+                created: t.clone(),
+                modified: t,
+                deleted: false,
+            },
+        );
+        let shown = user_resource(&state, &id, &state.users[&id]);
+        save(
+            &app,
+            &rt,
+            token,
+            peer.ip(),
+            "scim.users.create",
+            &format!("user:{email}"),
+            None,
+            Some(&shown),
+            &state,
+            &[],
+        )
+        .await?;
+        Ok(Scim(StatusCode::CREATED, shown))
+    }
+    .await;
+    attempt(&app, token, peer.ip(), "scim.users.create", result)
 }
 
 pub(super) async fn replace_user(
@@ -666,33 +692,37 @@ pub(super) async fn delete_user(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "delete")?;
-    let mut state = load(&paths(&rt)?.0)?;
-    let Some(u) = state.users.get_mut(&id).filter(|u| !u.deleted) else {
-        return Err(ScimError::not_found());
-    };
-    u.deleted = true;
-    u.modified = now(&app);
-    let email = u.email();
-    // Deleted users leave their groups.
-    for g in state.groups.values_mut() {
-        g.members.retain(|m| *m != id);
+    let result = async {
+        let mut state = load(&paths(&rt)?.0)?;
+        let Some(u) = state.users.get_mut(&id).filter(|u| !u.deleted) else {
+            return Err(ScimError::not_found());
+        };
+        u.deleted = true;
+        u.modified = now(&app);
+        let email = u.email();
+        // Deleted users leave their groups.
+        for g in state.groups.values_mut() {
+            g.members.retain(|m| *m != id);
+        }
+        let before = json!({"userName": email});
+        let revoked = devices_of(&rt, &email);
+        save(
+            &app,
+            &rt,
+            token,
+            peer.ip(),
+            "scim.users.delete",
+            &format!("user:{email}"),
+            Some(&before),
+            None,
+            &state,
+            &revoked,
+        )
+        .await?;
+        Ok(StatusCode::NO_CONTENT)
     }
-    let before = json!({"userName": email});
-    let revoked = devices_of(&rt, &email);
-    save(
-        &app,
-        &rt,
-        token,
-        peer.ip(),
-        "scim.users.delete",
-        &format!("user:{email}"),
-        Some(&before),
-        None,
-        &state,
-        &revoked,
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    .await;
+    attempt(&app, token, peer.ip(), "scim.users.delete", result)
 }
 
 /// Changes user `id` with `f`; a change that makes it inactive revokes its devices.
@@ -707,41 +737,45 @@ async fn change_user(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(app, &rt, headers, peer, "update")?;
-    let mut state = load(&paths(&rt)?.0)?;
-    let Some(old) = state.users.get(id).filter(|u| !u.deleted).cloned() else {
-        return Err(ScimError::not_found());
-    };
-    let mut attrs = f(old.attributes.clone())?;
-    attrs.retain(|_, v| !v.is_null());
-    check_user_name(&rt, &state, id, &attrs)?;
-    let mut new = old.clone();
-    new.attributes = attrs;
-    new.modified = now(app);
-    let deactivated = old.active() && !new.active();
-    // Devices of the user as it was named before the change.
-    let revoked = if deactivated {
-        devices_of(&rt, &old.email())
-    } else {
-        Vec::new()
-    };
-    let before = user_resource(&state, id, &old);
-    state.users.insert(id.to_owned(), new);
-    let shown = user_resource(&state, id, &state.users[id]);
-    let object = format!("user:{}", state.users[id].email());
-    save(
-        app,
-        &rt,
-        token,
-        peer,
-        action,
-        &object,
-        Some(&before),
-        Some(&shown),
-        &state,
-        &revoked,
-    )
-    .await?;
-    Ok(Scim(StatusCode::OK, shown))
+    let result = async {
+        let mut state = load(&paths(&rt)?.0)?;
+        let Some(old) = state.users.get(id).filter(|u| !u.deleted).cloned() else {
+            return Err(ScimError::not_found());
+        };
+        let mut attrs = f(old.attributes.clone())?;
+        attrs.retain(|_, v| !v.is_null());
+        check_user_name(&rt, &state, id, &attrs)?;
+        let mut new = old.clone();
+        new.attributes = attrs;
+        new.modified = now(app);
+        let deactivated = old.active() && !new.active();
+        // Devices of the user as it was named before the change.
+        let revoked = if deactivated {
+            devices_of(&rt, &old.email())
+        } else {
+            Vec::new()
+        };
+        let before = user_resource(&state, id, &old);
+        state.users.insert(id.to_owned(), new);
+        let shown = user_resource(&state, id, &state.users[id]);
+        let object = format!("user:{}", state.users[id].email());
+        save(
+            app,
+            &rt,
+            token,
+            peer,
+            action,
+            &object,
+            Some(&before),
+            Some(&shown),
+            &state,
+            &revoked,
+        )
+        .await?;
+        Ok(Scim(StatusCode::OK, shown))
+    }
+    .await;
+    attempt(app, token, peer, action, result)
 }
 
 /// The ids of the devices of user `email` (of the files, the API and SCIM).
@@ -866,38 +900,42 @@ pub(super) async fn create_group(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "create")?;
-    let mut state = load(&paths(&rt)?.0)?;
-    let mut attrs = attributes(&body)?;
-    let members = match attrs.remove("members") {
-        Some(m) => member_ids(&state, &m)?,
-        None => Vec::new(),
-    };
-    let id = new_id();
-    let t = now(&app);
-    let group = Group {
-        attributes: attrs,
-        members,
-        created: t.clone(),
-        modified: t,
-    };
-    check_group(&rt, &state, &id, &group)?;
-    state.groups.insert(id.clone(), group);
-    let shown = group_resource(&state, &id, &state.groups[&id]);
-    let object = format!("group:{}", state.groups[&id].directory_id(&id));
-    save(
-        &app,
-        &rt,
-        token,
-        peer.ip(),
-        "scim.groups.create",
-        &object,
-        None,
-        Some(&shown),
-        &state,
-        &[],
-    )
-    .await?;
-    Ok(Scim(StatusCode::CREATED, shown))
+    let result = async {
+        let mut state = load(&paths(&rt)?.0)?;
+        let mut attrs = attributes(&body)?;
+        let members = match attrs.remove("members") {
+            Some(m) => member_ids(&state, &m)?,
+            None => Vec::new(),
+        };
+        let id = new_id();
+        let t = now(&app);
+        let group = Group {
+            attributes: attrs,
+            members,
+            created: t.clone(),
+            modified: t,
+        };
+        check_group(&rt, &state, &id, &group)?;
+        state.groups.insert(id.clone(), group);
+        let shown = group_resource(&state, &id, &state.groups[&id]);
+        let object = format!("group:{}", state.groups[&id].directory_id(&id));
+        save(
+            &app,
+            &rt,
+            token,
+            peer.ip(),
+            "scim.groups.create",
+            &object,
+            None,
+            Some(&shown),
+            &state,
+            &[],
+        )
+        .await?;
+        Ok(Scim(StatusCode::CREATED, shown))
+    }
+    .await;
+    attempt(&app, token, peer.ip(), "scim.groups.create", result)
 }
 
 pub(super) async fn replace_group(
@@ -945,26 +983,30 @@ pub(super) async fn delete_group(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "delete")?;
-    let mut state = load(&paths(&rt)?.0)?;
-    let Some(g) = state.groups.remove(&id) else {
-        return Err(ScimError::not_found());
-    };
-    let object = format!("group:{}", g.directory_id(&id));
-    let before = json!({"displayName": g.display_name()});
-    save(
-        &app,
-        &rt,
-        token,
-        peer.ip(),
-        "scim.groups.delete",
-        &object,
-        Some(&before),
-        None,
-        &state,
-        &[],
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let result = async {
+        let mut state = load(&paths(&rt)?.0)?;
+        let Some(g) = state.groups.remove(&id) else {
+            return Err(ScimError::not_found());
+        };
+        let object = format!("group:{}", g.directory_id(&id));
+        let before = json!({"displayName": g.display_name()});
+        save(
+            &app,
+            &rt,
+            token,
+            peer.ip(),
+            "scim.groups.delete",
+            &object,
+            Some(&before),
+            None,
+            &state,
+            &[],
+        )
+        .await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
+    attempt(&app, token, peer.ip(), "scim.groups.delete", result)
 }
 
 async fn change_group(
@@ -977,33 +1019,37 @@ async fn change_group(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(app, &rt, headers, peer, "update")?;
-    let mut state = load(&paths(&rt)?.0)?;
-    let Some(old) = state.groups.get(id).cloned() else {
-        return Err(ScimError::not_found());
-    };
-    let mut new = old.clone();
-    f(&state, &mut new)?;
-    new.attributes.retain(|_, v| !v.is_null());
-    new.modified = now(app);
-    check_group(&rt, &state, id, &new)?;
-    let before = group_resource(&state, id, &old);
-    let object = format!("group:{}", new.directory_id(id));
-    state.groups.insert(id.to_owned(), new);
-    let shown = group_resource(&state, id, &state.groups[id]);
-    save(
-        app,
-        &rt,
-        token,
-        peer,
-        "scim.groups.update",
-        &object,
-        Some(&before),
-        Some(&shown),
-        &state,
-        &[],
-    )
-    .await?;
-    Ok(Scim(StatusCode::OK, shown))
+    let result = async {
+        let mut state = load(&paths(&rt)?.0)?;
+        let Some(old) = state.groups.get(id).cloned() else {
+            return Err(ScimError::not_found());
+        };
+        let mut new = old.clone();
+        f(&state, &mut new)?;
+        new.attributes.retain(|_, v| !v.is_null());
+        new.modified = now(app);
+        check_group(&rt, &state, id, &new)?;
+        let before = group_resource(&state, id, &old);
+        let object = format!("group:{}", new.directory_id(id));
+        state.groups.insert(id.to_owned(), new);
+        let shown = group_resource(&state, id, &state.groups[id]);
+        save(
+            app,
+            &rt,
+            token,
+            peer,
+            "scim.groups.update",
+            &object,
+            Some(&before),
+            Some(&shown),
+            &state,
+            &[],
+        )
+        .await?;
+        Ok(Scim(StatusCode::OK, shown))
+    }
+    .await;
+    attempt(app, token, peer, "scim.groups.update", result)
 }
 
 // --- PATCH ------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ async fn objects_are_made_changed_and_deleted_and_validated_as_a_reload() {
     let (_, all) = get(addr, "/api/v1/policies", Some(admin)).await;
     assert_eq!(names(&all, "name"), ["ads", "other"]);
 
-    // Every attempt is audited, refused and invalid ones too.
+    // Every attempt is audited, whatever stopped it.
     let audit = std::fs::read_to_string(g.dir.path().join("audit.jsonl")).unwrap();
     let results: Vec<(String, String)> = audit
         .lines()
@@ -174,9 +174,19 @@ async fn objects_are_made_changed_and_deleted_and_validated_as_a_reload() {
         ("lists.create", "ok"),
         ("policies.create", "ok"),
         ("lists.update", "ok"),
+        // 409: a file object's name, a file list's entries, a file list.
+        ("policies.create", "denied"),
+        ("lists.update", "denied"),
+        ("lists.delete", "denied"),
+        // 400 forbidden_key, then changes that do not load.
+        ("lists.create", "invalid"),
+        ("lists.create", "invalid"),
+        ("policies.create", "invalid"),
         ("policies.create", "invalid"),
         ("lists.delete", "invalid"),
         ("policies.update", "ok"),
+        // The key cannot change.
+        ("policies.update", "invalid"),
         ("policies.delete", "ok"),
         ("lists.delete", "ok"),
     ]

@@ -5,6 +5,7 @@
 
 mod abuse;
 mod api;
+mod apimatrix;
 mod apiwrite;
 mod cli;
 mod client;

@@ -227,6 +227,8 @@ async fn okta_provisions_a_user_into_a_group_and_deactivates_it() {
         actions,
         [
             "scim.users.create ok",
+            // The same userName again: 409, audited as denied.
+            "scim.users.create denied",
             "scim.groups.create ok",
             "scim.groups.update ok",
             "scim.users.update ok"
