@@ -221,13 +221,9 @@ pub(super) fn readable(
     kind: &str,
     key: &str,
 ) -> Result<Object, ApiError> {
-    objects(rt, kind)
-        .ok_or_else(ApiError::not_found)?
-        .into_iter()
-        .find(|o| is_key(kind, o, key))
-        .filter(|o| may_read(token, kind, &o.key, o.group.as_deref()))
-        .ok_or_else(ApiError::not_found)
+    present(rt, token, kind, key, "read")
 }
+
 
 /// 409 `read_only` for an object of the files or of SCIM.
 fn read_only(key: &str, origin: Origin) -> ApiError {
