@@ -723,9 +723,13 @@ impl Runtime {
         let mut directory = if identity_texts.is_empty() {
             Directory::default()
         } else {
-            let files: Vec<(&Path, &str)> = identity_texts
+            let files: Vec<crate::identity::IdentityFile> = identity_texts
                 .iter()
-                .map(|(_, p, t)| (p.as_path(), t.as_str()))
+                .map(|(origin, p, t)| crate::identity::IdentityFile {
+                    path: p,
+                    text: t,
+                    managed: *origin == Origin::Scim,
+                })
                 .collect();
             Directory::parse_all(&files).unwrap_or_else(|mut e| {
                 diags.append(&mut e);

@@ -224,7 +224,6 @@ pub(super) fn readable(
     present(rt, token, kind, key, "read")
 }
 
-
 /// 409 `read_only` for an object of the files or of SCIM.
 fn read_only(key: &str, origin: Origin) -> ApiError {
     let why = match origin {

@@ -34,21 +34,26 @@ impl Directory {
     /// Parses the text of an identity directory; `path` is only used in diagnostics.
     /// The diagnostics come sorted by position.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Vec<Diagnostic>> {
-        Self::parse_all(&[(path, text)])
+        Self::parse_all(&[IdentityFile {
+            path,
+            text,
+            managed: false,
+        }])
     }
 
     /// Parses several identity files as one directory (the identities file, then what the
     /// admin API made): an entry of one may name an entry of another, and an id, address
     /// or token is claimed once across them all. `path`s are only used in diagnostics,
     /// which come sorted by file and position.
-    pub fn parse_all(files: &[(&Path, &str)]) -> Result<Self, Vec<Diagnostic>> {
+    pub fn parse_all(files: &[IdentityFile<'_>]) -> Result<Self, Vec<Diagnostic>> {
         let mut loader = Loader {
             files: files
                 .iter()
-                .map(|&(path, text)| Source {
-                    path,
-                    text,
-                    lines: Lines::new(text),
+                .map(|f| Source {
+                    path: f.path,
+                    text: f.text,
+                    lines: Lines::new(f.text),
+                    managed: f.managed,
                 })
                 .collect(),
             cur: 0,
@@ -59,7 +64,7 @@ impl Directory {
         if diags.is_empty() {
             return Ok(directory);
         }
-        let order = |d: &Diagnostic| files.iter().position(|(p, _)| *p == d.path);
+        let order = |d: &Diagnostic| files.iter().position(|f| f.path == d.path);
         diags.sort_by_key(|d| (order(d), d.line, d.col));
         Err(diags)
     }
@@ -163,6 +168,8 @@ struct User {
     groups: Vec<Group>,
     saml_attributes: HashMap<String, Vec<String>>,
     active: bool,
+    /// From a file an identity provider manages.
+    managed: bool,
 }
 
 /// A place in one of the files: (file index, byte offset).
@@ -171,12 +178,26 @@ type At = (usize, usize);
 /// Which device or location claimed a network first, and where: for the messages.
 type Claims = HashMap<IpNet, (String, At)>;
 
+/// One identity file to load.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityFile<'a> {
+    /// Its path (for diagnostics).
+    pub path: &'a Path,
+    /// Its text.
+    pub text: &'a str,
+    /// Its users and groups are managed by an identity provider (SCIM): a device whose
+    /// `group` its user has left is a warning, not an error, since the provider's change
+    /// must never be refused.
+    pub managed: bool,
+}
+
 /// One file of the directory.
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
     /// Built once: a directory with thousands of bad entries reports each in O(log n).
     lines: Lines,
+    managed: bool,
 }
 
 /// Builds a [`Directory`], collecting diagnostics.
@@ -433,6 +454,7 @@ impl Loader<'_> {
                 groups: user_groups,
                 saml_attributes: entry.saml_attributes,
                 active: entry.active,
+                managed: self.files[self.cur].managed,
             };
             by_email.insert(email, user);
         }
@@ -486,10 +508,17 @@ impl Loader<'_> {
                         group.span().start,
                         format!("device `{id}` has group `{name}` but no user: a device of a group belongs to a user in it"),
                     ),
-                    Some(Some(u)) if u.active && !u.groups.iter().any(|g| g.name == *name) => self.error(
-                        group.span().start,
-                        format!("device `{id}`: its user `{}` is not in group `{name}`", u.email),
-                    ),
+                    Some(Some(u)) if u.active && !u.groups.iter().any(|g| g.name == *name) => {
+                        let message = format!(
+                            "device `{id}`: its user `{}` is not in group `{name}`",
+                            u.email
+                        );
+                        if u.managed {
+                            tracing::warn!("{message} (the identity provider changed the membership)");
+                        } else {
+                            self.error(group.span().start, message);
+                        }
+                    }
                     // In it, or the user is unknown (reported below).
                     Some(_) => {}
                 }

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::netmap::{FastMap, PrefixMap};
 
 mod load;
+
+pub use load::IdentityFile;
 #[cfg(test)]
 mod tests;
 

@@ -493,23 +493,22 @@ fn locations_may_have_a_token_and_a_dot_name() {
 
 #[test]
 fn several_files_make_one_directory_and_name_each_other_across() {
+    let f = |path: &'static str, text: &'static str| IdentityFile {
+        path: Path::new(path),
+        text,
+        managed: false,
+    };
     let file = "[[groups]]\nid = \"g1\"\nname = \"kids\"\n\n[[users]]\nemail = \"kid@x.test\"\ngroups = [\"g1\"]\n";
     let api = "[[devices]]\nid = \"tablet\"\nuser = \"kid@x.test\"\ngroup = \"kids\"\nips = [\"10.0.0.5\"]\n";
-    let dir = Directory::parse_all(&[
-        (Path::new("identities.toml"), file),
-        (Path::new("api/identities.toml"), api),
-    ])
-    .unwrap();
+    let dir =
+        Directory::parse_all(&[f("identities.toml", file), f("api/identities.toml", api)]).unwrap();
     let id = dir.identity_for_device("tablet").unwrap();
     assert_eq!(id.email, "kid@x.test");
     assert_eq!(id.groups[0].name, "kids");
     // A duplicate across files names the other file's line.
     let dup = "[[users]]\nemail = \"KID@x.test\"\n";
-    let diags = Directory::parse_all(&[
-        (Path::new("identities.toml"), file),
-        (Path::new("api/identities.toml"), dup),
-    ])
-    .unwrap_err();
+    let diags = Directory::parse_all(&[f("identities.toml", file), f("api/identities.toml", dup)])
+        .unwrap_err();
     assert_eq!(diags.len(), 1);
     assert_eq!(diags[0].path, Path::new("api/identities.toml"));
     assert_eq!(
@@ -518,11 +517,9 @@ fn several_files_make_one_directory_and_name_each_other_across() {
     );
     // A device's group must be one of its user's.
     let other = "[[devices]]\nid = \"t\"\nuser = \"kid@x.test\"\ngroup = \"teens\"\n";
-    let diags = Directory::parse_all(&[
-        (Path::new("identities.toml"), file),
-        (Path::new("api/identities.toml"), other),
-    ])
-    .unwrap_err();
+    let diags =
+        Directory::parse_all(&[f("identities.toml", file), f("api/identities.toml", other)])
+            .unwrap_err();
     assert_eq!(
         diags[0].message,
         "device `t`: its user `kid@x.test` is not in group `teens`"
@@ -536,4 +533,24 @@ fn a_deprovisioned_users_devices_keep_their_ids_and_lose_the_rest() {
     let id = dir.identity_for_device("old-phone").unwrap();
     assert_eq!(id.device_id, "old-phone");
     assert!(id.email.is_empty() && id.name.is_empty() && id.groups.is_empty());
+}
+
+#[test]
+fn a_membership_the_identity_provider_removed_is_a_warning_for_a_devices_group() {
+    let scim = "[[groups]]\nid = \"g1\"\nname = \"kids\"\n\n[[users]]\nemail = \"kid@x.test\"\ngroups = []\n";
+    let api = "[[devices]]\nid = \"t\"\nuser = \"kid@x.test\"\ngroup = \"kids\"\n";
+    let dir = Directory::parse_all(&[
+        IdentityFile {
+            path: Path::new("api/identities.toml"),
+            text: api,
+            managed: false,
+        },
+        IdentityFile {
+            path: Path::new("api/scim.toml"),
+            text: scim,
+            managed: true,
+        },
+    ])
+    .unwrap();
+    assert_eq!(dir.identity_for_device("t").unwrap().email, "kid@x.test");
 }
