@@ -723,7 +723,7 @@ impl Runtime {
         let mut directory = if identity_texts.is_empty() {
             Directory::default()
         } else {
-            let files: Vec<crate::identity::IdentityFile> = identity_texts
+            let files: Vec<crate::identity::IdentityFile<'_>> = identity_texts
                 .iter()
                 .map(|(origin, p, t)| crate::identity::IdentityFile {
                     path: p,
