@@ -15,6 +15,7 @@
 
 pub mod audit;
 mod openapi;
+mod querylog;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         .route("/api/v1/cache/flush", post(flush))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/explain", post(explain))
+        .route("/api/v1/querylog", get(querylog::search))
         .route("/api/v1/{kind}", get(list_objects))
         .route("/api/v1/{kind}/{key}", get(get_object).put(put_object))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))

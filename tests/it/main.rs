@@ -30,6 +30,7 @@ mod recursion;
 mod reload;
 mod serving;
 mod signed;
+mod store;
 mod tcp;
 mod tlsup;
 mod tokencli;
