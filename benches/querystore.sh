@@ -14,6 +14,11 @@
 # The upstream is an Unbound answering every name authoritatively (core 1). dnsperf (core 1,
 # 10 clients, 100 outstanding) asks 10,000 names, each asked once before measuring, so
 # every answer is cached. The settings alternate within each round; the median is reported.
+# During the comparison a busy loop also runs on core 0 under SCHED_IDLE (below even the
+# store's writer at nice 19; --no-spinner: none), so that core never idles in either
+# setting: on a VM a halted vCPU is slow to wake, and without it the store's own writer
+# kept the core awake and made "on" faster than "off" (1.34x, 2026-11-30), which measured
+# the VM, not the store. The sustained run has no spinner.
 # Sustained: dnsperf -Q 20000 -l 60 against the store; then dnsgate's
 # dnsgate_querylog_dropped_total{sink="store"} must be 0 and the table's row count equal
 # the queries dnsgate answered (the sum of dnsgate_queries_total), both read after the
@@ -31,6 +36,7 @@ NAMES=10000
 SUSTAINED=1
 RATE=20000
 SUSTAIN_S=60
+SPINNER=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift ;;
@@ -38,8 +44,9 @@ while [ $# -gt 0 ]; do
         --rate) RATE="$2"; shift ;;
         --sustain) SUSTAIN_S="$2"; shift ;;
         --no-sustained) SUSTAINED=0 ;;
+        --no-spinner) SPINNER=0 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "querystore.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -138,17 +145,16 @@ metric_sum() { # NAME-PREFIX: the sum of the series whose line starts so
 rows() { # DB: the rows in the store
     python3 -c 'import sqlite3, sys; print(sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True).execute("SELECT count(*) FROM queries").fetchone()[0])' "$1"
 }
-# The rows once the writer has caught up: the same count twice, 0.5 s apart (at most 10 s).
-settled_rows() {
-    local db=$1 a b
-    a=$(rows "$db")
-    for _ in $(seq 1 20); do
+# The rows once the writer has caught up: until rows + dropped reach the queries answered
+# (read once the load has stopped), at most 30 s. Sets STORED and DROPPED.
+settle() { # DB ANSWERED
+    for _ in $(seq 1 60); do
+        STORED=$(rows "$1")
+        DROPPED=$(metric_sum 'dnsgate_querylog_dropped_total{sink="store"}')
+        [ $((STORED + DROPPED)) -ge "$2" ] && return 0
         sleep 0.5
-        b=$(rows "$db")
-        [ "$a" = "$b" ] && break
-        a=$b
     done
-    echo "$a"
+    log "warning: the store did not catch up in 30 s: $STORED rows + $DROPPED dropped < $2 answered"
 }
 
 start() { # kind tag: starts dnsgate in a fresh directory; sets PID, DIR
@@ -168,15 +174,21 @@ run() { # kind round -> "QPS dropped rows answered"
     taskset -c 1 dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$WORK/names.txt" -n 1 -c 10 -q 100 >"$DIR/warm.txt" 2>&1
     taskset -c 1 dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$WORK/names.txt" -l "$DURATION" -c 10 -q 100 >"$DIR/perf.txt" 2>&1
     grep -q 'NOERROR' "$DIR/perf.txt" || die "$kind: no NOERROR answers ($DIR/perf.txt)"
-    if [ "$kind" = on ]; then
-        stored=$(settled_rows "$DIR/state/querylog.sqlite")
-        dropped=$(metric_sum 'dnsgate_querylog_dropped_total{sink="store"}')
-    fi
     answered=$(metric_sum 'dnsgate_queries_total{')
+    if [ "$kind" = on ]; then
+        settle "$DIR/state/querylog.sqlite" "$answered"
+        stored=$STORED dropped=$DROPPED
+    fi
     stop
     echo "$(qps "$DIR/perf.txt") $dropped $stored $answered"
 }
 
+SPIN_PID=""
+if [ "$SPINNER" = 1 ]; then
+    taskset -c 0 chrt --idle 0 sh -c 'while :; do :; done' &
+    SPIN_PID=$!
+    PIDS+=("$SPIN_PID")
+fi
 declare -A RESULTS
 for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) = 1 ]; then order=(off on); else order=(on off); fi
@@ -186,6 +198,8 @@ for round in $(seq 1 "$ROUNDS"); do
         log "round $round $kind: $r (QPS, rows dropped, rows stored, queries answered)"
     done
 done
+
+if [ -n "$SPIN_PID" ]; then kill "$SPIN_PID"; wait "$SPIN_PID" 2>/dev/null || true; fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
 col() { for r in $(seq 1 "$ROUNDS"); do echo "${RESULTS[$1-$r]}" | cut -d' ' -f"$2"; done; }
@@ -197,7 +211,7 @@ report=$(cat <<EOF
 | none | $off | $(col off 1 | paste -sd' ') | |
 | sqlite | $on | $(col on 1 | paste -sd' ') | $(for r in $(seq 1 "$ROUNDS"); do echo "${RESULTS[on-$r]}" | awk '{printf "%s / %s / %s", $2, $3, $4}'; echo; done | paste -sd';') |
 
-sqlite / none: **$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.3f", a / b}')** (target >= 0.95).
+sqlite / none: **$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.3f", a / b}')** (target >= 0.95; core 0 spinner: $([ "$SPINNER" = 1 ] && echo on || echo off)).
 EOF
 )
 
@@ -206,10 +220,16 @@ if [ "$SUSTAINED" = 1 ]; then
     start on sustained
     taskset -c 1 dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$WORK/names.txt" -n 1 -c 10 -q 100 >"$DIR/warm.txt" 2>&1
     taskset -c 1 dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$WORK/names.txt" -Q "$RATE" -l "$SUSTAIN_S" -c 10 -q 100 >"$DIR/perf.txt" 2>&1
-    stored=$(settled_rows "$DIR/state/querylog.sqlite")
-    dropped=$(metric_sum 'dnsgate_querylog_dropped_total{sink="store"}')
     answered=$(metric_sum 'dnsgate_queries_total{')
+    settle "$DIR/state/querylog.sqlite" "$answered"
+    stored=$STORED dropped=$DROPPED
     cpu=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+    # The store's writer thread ("dnsgate-querystore", cut to 15 characters by the kernel).
+    writer_cpu=0
+    for t in /proc/"$PID"/task/*; do
+        if [ "$(cat "$t/comm")" = "dnsgate-queryst" ]; then writer_cpu=$(awk '{print $14 + $15}' "$t/stat"); fi
+    done
+    hz=$(getconf CLK_TCK)
     stop
     size=$(du -k "$DIR/state/querylog.sqlite" | cut -f1)
     sent=$(awk '/Queries sent:/ {print $3}' "$DIR/perf.txt")
@@ -219,7 +239,7 @@ if [ "$SUSTAINED" = 1 ]; then
     report+=$(cat <<EOF
 
 
-Sustained, store on: dnsperf -Q $RATE -l $SUSTAIN_S: $(qps "$DIR/perf.txt") QPS, $completed of $sent queries answered ($lost lost); dnsgate answered $answered in all (warm-up included), the store holds **$stored rows**, **$dropped dropped** (target: 0 dropped, every query a row: $verdict); dnsgate CPU $(awk -v t="$cpu" -v s="$SUSTAIN_S" 'BEGIN {printf "%.0f", t / s}')% of a core over the run (ticks/s, warm-up included); database $((size / 1024)) MiB, $(awk -v k="$size" -v n="$stored" 'BEGIN {printf "%.0f", k * 1024 / n}') bytes a row.
+Sustained, store on: dnsperf -Q $RATE -l $SUSTAIN_S: $(qps "$DIR/perf.txt") QPS, $completed of $sent queries answered ($lost lost); dnsgate answered $answered in all (warm-up included), the store holds **$stored rows**, **$dropped dropped** (target: 0 dropped, every query a row: $verdict); dnsgate used $(awk -v t="$cpu" -v h="$hz" 'BEGIN {printf "%.1f", t / h}') s of CPU in all, its store writer $(awk -v t="$writer_cpu" -v h="$hz" 'BEGIN {printf "%.1f", t / h}') s ($(awk -v t="$writer_cpu" -v h="$hz" -v n="$stored" 'BEGIN {printf "%.1f", t / h * 1e6 / n}') µs a row); database $((size / 1024)) MiB, $(awk -v k="$size" -v n="$stored" 'BEGIN {printf "%.0f", k * 1024 / n}') bytes a row.
 EOF
 )
 fi

@@ -92,8 +92,16 @@ impl Sqlite {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), %mode, "the query store is not in WAL mode: searches may wait for writes");
         }
+        // The writer's page cache (16 MiB) holds the hot ends of the indexes; a WAL of up
+        // to 16,384 pages (64 MiB) between checkpoints lets a page that many batches change
+        // (a popular name's index page) be copied into the database once, not each time
+        // (measured: a quarter less time per row with every index).
         writer
-            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .execute_batch(
+                "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;
+                 PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 16384;
+                 PRAGMA journal_size_limit = 67108864;",
+            )
             .map_err(db("cannot set up the query store"))?;
         let found: i64 = writer
             .query_row("PRAGMA user_version", [], |r| r.get(0))
