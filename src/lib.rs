@@ -20,7 +20,8 @@
 //! lists      domain / IP / value lists, their formats, URL lists (fetch, disk, refresh)
 //! resolve    the message cache in front of the Upstream seam (forwarder, recursor);
 //!            DNSSEC validation (resolve::dnssec: signatures, chain of trust, denial)
-//! config     the TOML model, includes, positions     querylog  the JSON-lines writer
+//! config     the TOML model, includes, positions
+//! querylog   the JSON-lines writer and the query store (the Backend seam: SQLite)
 //! external   custom actions: a policy's signed HTTP request, verdict cache, single flight
 //! access     API tokens: scoped permissions, secrets, minting, failed-login limits
 //! identity   users, groups, devices, locations        geoip     GeoIP lookups

@@ -28,6 +28,7 @@ use crate::resolve::{
 mod lists;
 mod live;
 pub mod overlays;
+pub mod querylog;
 pub mod tls;
 
 use lists::load_lists;
@@ -42,6 +43,8 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// Query log file.
     pub querylog: Option<PathBuf>,
+    /// The query store (`[querylog] store`).
+    pub querylog_store: Option<crate::querylog::StoreSpec>,
     /// Cache size in messages.
     pub cache_size: usize,
     /// Serve stale answers.
@@ -713,7 +716,12 @@ impl Runtime {
             .metrics
             .as_ref()
             .and_then(|m| parse_addr(mf, &m.listen, &mut diags));
-        let querylog = main.querylog.as_ref().map(|q| mf.resolve(q.path.get_ref()));
+        let querylog = main
+            .querylog
+            .as_ref()
+            .and_then(|q| q.path.as_ref())
+            .map(|p| mf.resolve(p.get_ref()));
+        let querylog_store = querylog::store_spec(main, mf, &mut diags);
 
         let geoip = main.geoip.as_ref().and_then(|g| {
             GeoIp::open(&mf.resolve(g.database.get_ref()))
@@ -888,6 +896,7 @@ impl Runtime {
                 listen,
                 metrics,
                 querylog,
+                querylog_store,
                 cache_size: main.cache.size,
                 serve_stale: main.cache.serve_stale,
                 prefetch: main.cache.prefetch,

@@ -62,12 +62,19 @@ pub const BACKGROUND_NICE: i32 = 5;
 /// Gives the calling thread a low scheduling priority ([`BACKGROUND_NICE`]). On Linux
 /// niceness is per thread; nothing to undo, the thread ends with its work.
 fn lower_priority() {
+    set_thread_nice(BACKGROUND_NICE);
+}
+
+/// Sets the calling thread's niceness (Linux: per thread; elsewhere nothing).
+pub fn set_thread_nice(nice: i32) {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority only reads its integer arguments; `gettid` names this thread.
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// Hands freed memory back to the system after an old configuration is dropped: its lists

@@ -2,20 +2,23 @@
 //! scoped permissions ([`crate::access`]), every write attempt audited ([`audit`]) before
 //! it applies, an OpenAPI 3 document at `/api/v1/openapi.json`.
 //!
-//! This first part serves the objects of the configuration in service (policies, lists,
-//! categories, and the identities file's users, groups, devices and locations, all
-//! `"source": "file"`), filtered to what the token may read; flushes the caches; and
-//! reloads through the one runtime swap. Object writes, SCIM and the query store come
-//! next.
+//! It serves the objects in service — of the configuration files, made through the API
+//! ([`objects`]) or provisioned over SCIM ([`scim`]) — filtered to what the token may
+//! read; changes them through one commit path (state files written, the reload audited
+//! and swapped, the files put back if it is refused); keeps device sessions
+//! ([`sessions`]); searches the query store ([`querylog`]); flushes the caches and
+//! reloads.
 //!
 //! Errors are `{"error": {"code", "message", "details"}}`: 401 (with `WWW-Authenticate:
-//! Bearer`) without a valid token, 429 past the limit of failed authentications, 403 for
-//! what the token may not do, 404 for what it may not read (as if absent), 400 `invalid`
-//! with the `check` messages, 503 when the audit log cannot be written.
+//! Bearer`) without a valid token or past the limit of failed authentications
+//! (`rate_limited`), 403 for what the token may not do, 404 for what it may not read (as
+//! if absent), 409 for a key taken or an object read-only, 400 `invalid` with the `check`
+//! messages or `forbidden_key`, 503 when the audit log cannot be written.
 
 pub mod audit;
 mod objects;
 mod openapi;
+mod querylog;
 mod scim;
 mod sessions;
 
@@ -88,6 +91,7 @@ pub async fn start(shared: Arc<Shared>) -> std::io::Result<Option<Started>> {
         .route("/api/v1/cache/flush", post(flush))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/explain", post(explain))
+        .route("/api/v1/querylog", get(querylog::search))
         .route("/api/v1/{kind}", get(list_objects).post(objects::create))
         .route(
             "/api/v1/{kind}/{key}",

@@ -313,6 +313,7 @@ fn build() -> Value {
             "responses": explain
         }}),
     );
+    paths.insert("/api/v1/querylog".into(), querylog(common));
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -328,6 +329,7 @@ fn build() -> Value {
                     {"type": "string", "format": "ipv4"},
                     {"type": "string", "format": "ipv6"}
                 ]},
+                "QueryRow": query_row(),
                 "Object": {
                     "type": "object",
                     "description": "An object with the keys of its TOML form; `source` is `file` for objects of the configuration files; secrets are shown only as `doh_token_set`.",
@@ -358,13 +360,79 @@ fn build() -> Value {
     })
 }
 
+/// `GET /api/v1/querylog`.
+fn querylog(common: impl Fn(Value) -> Value) -> Value {
+    let mut responses = common(json!({
+        "description": "the rows, newest first",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/QueryRow"}}}}
+    }));
+    if let Some(o) = responses.as_object_mut() {
+        o.remove("404");
+    }
+    responses["400"] = error_response("invalid: an unknown or repeated parameter, or a bad value");
+    responses["403"] =
+        error_response("the token may not read the query log (dnsgate.querylog.read)");
+    responses["503"] = error_response(
+        "unavailable: no query store ([querylog] store = \"none\", or it could not be opened)",
+    );
+    let text = |name: &str, description: &str| {
+        json!({"name": name, "in": "query", "required": false, "description": description,
+               "schema": {"type": "string", "minLength": 1}})
+    };
+    let time = |name: &str, description: &str| {
+        json!({"name": name, "in": "query", "required": false, "description": description,
+               "schema": {"type": "string", "format": "date-time"}})
+    };
+    let actions: Vec<&str> = crate::label::QueryAction::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    json!({"get": {
+        "summary": "Search the query store, newest first (permission dnsgate.querylog.read)",
+        "operationId": "search_querylog",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": "client", "in": "query", "required": false, "description": "the client address",
+             "schema": {"$ref": "#/components/schemas/Ip"}},
+            text("device", "a device id"),
+            text("user", "a user's e-mail address"),
+            {"name": "name", "in": "query", "required": false,
+             "description": "a domain: the name and every name below it (`example.com` also selects `www.example.com`)",
+             "schema": {"type": "string", "maxLength": 253,
+                        "pattern": "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?$"}},
+            {"name": "action", "in": "query", "required": false, "schema": {"type": "string", "enum": actions}},
+            time("since", "rows at or after this time (RFC 3339 with an offset)"),
+            time("until", "rows before this time (RFC 3339 with an offset)"),
+            {"name": "limit", "in": "query", "required": false,
+             "schema": {"type": "integer", "minimum": 1, "maximum": crate::querylog::store::MAX_LIMIT, "default": 100}}
+        ],
+        "responses": responses
+    }})
+}
+
+/// One row of the query store: the fields of a JSON-lines query-log line.
+fn query_row() -> Value {
+    let text = json!({"type": "string"});
+    let maybe = json!({"type": "string", "nullable": true});
+    json!({
+        "type": "object",
+        "required": ["time", "client", "device", "user", "name", "type", "action", "policy", "phase", "rcode", "latency_ms", "cached"],
+        "properties": {
+            "time": {"type": "string", "format": "date-time"},
+            "client": text, "device": maybe, "user": maybe, "name": text, "type": maybe,
+            "action": text, "policy": maybe, "phase": maybe, "cname": text, "rcode": text,
+            "latency_ms": {"type": "number"}, "cached": {"type": "boolean"}
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn every_path_has_an_operation_and_every_operation_its_responses() {
         let doc = super::build();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 22);
+        assert_eq!(paths.len(), 23);
         for (path, item) in paths {
             for (_, op) in item
                 .as_object()

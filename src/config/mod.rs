@@ -350,8 +350,13 @@ impl Default for BlockConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuerylogConfig {
-    /// JSON-lines file, appended to.
-    pub path: Spanned<String>,
+    /// JSON-lines file, appended to; absent: no file.
+    pub path: Option<Spanned<String>>,
+    /// The searchable store: `"sqlite"` (`<state_dir>/querylog.sqlite`) or `"none"`;
+    /// default `"sqlite"` when `[api]` is on, else `"none"`.
+    pub store: Option<Spanned<String>>,
+    /// How long the store keeps a row (`"7d"`, `"12h"`; default 7 days).
+    pub retention: Option<Spanned<String>>,
 }
 
 /// `[identity]`

@@ -157,16 +157,20 @@ async fn bind_pair(
 /// Starts serving `rt` (loaded from `config_path`) on its listen addresses.
 pub async fn start(config_path: &Path, rt: Runtime) -> std::io::Result<Running> {
     let settings = rt.settings.clone();
-    let querylog = match &settings.querylog {
-        Some(p) => Some(QueryLog::open(p).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot open query log {}: {e}", p.display()),
-            )
-        })?),
-        None => None,
-    };
     let clock = rt.clock.clone();
+    let querylog = QueryLog::open(
+        settings.querylog.as_deref(),
+        settings.querylog_store.as_ref(),
+        &clock,
+    )
+    .await
+    .map_err(|e| {
+        let p = settings.querylog.as_deref().unwrap_or(Path::new(""));
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot open query log {}: {e}", p.display()),
+        )
+    })?;
     let shared = Arc::new(Shared {
         live: Arc::new(Live::new(config_path, rt)),
         cache: Cache::new(

@@ -33,6 +33,7 @@ mod reload;
 mod scim;
 mod serving;
 mod signed;
+mod store;
 mod tcp;
 mod tlsup;
 mod tokencli;

@@ -73,7 +73,10 @@ async fn a_failing_query_log_warns_once_counts_every_lost_line_and_says_when_it_
     // The writer is a thread of its own: wait (at most 10 s) until it has seen them all.
     let mut dropped = None;
     for _ in 0..200 {
-        dropped = value(&metrics.render(), "dnsgate_querylog_dropped_total");
+        dropped = value(
+            &metrics.render(),
+            r#"dnsgate_querylog_dropped_total{sink="file"}"#,
+        );
         if dropped >= Some(LOST as f64) {
             break;
         }
@@ -128,7 +131,10 @@ async fn a_failing_query_log_warns_once_counts_every_lost_line_and_says_when_it_
         "{said:#?}"
     );
     assert_eq!(
-        value(&metrics.render(), "dnsgate_querylog_dropped_total"),
+        value(
+            &metrics.render(),
+            r#"dnsgate_querylog_dropped_total{sink="file"}"#
+        ),
         Some(LOST as f64)
     );
 }

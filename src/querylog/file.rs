@@ -1,94 +1,16 @@
-//! The query log: one JSON line per query (SPEC §2 `[querylog]`), written by a thread of
-//! its own so a slow disk never slows an answer. When the writer falls behind, lines are
-//! dropped and counted rather than queued without bound; when writes fail (a full disk),
-//! lines are lost and counted, with one warning per episode, not one per line.
+//! The JSON-lines file (SPEC §2 `[querylog] path`), written by a thread of its own so a
+//! slow disk never slows an answer. When the writer falls behind, lines are dropped and
+//! counted rather than queued without bound; when writes fail (a full disk), lines are
+//! lost and counted, with one warning per episode, not one per line.
 
 use std::fs::File;
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use hickory_proto::rr::RecordType;
-use jiff::Timestamp;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::label::{Phase, QueryAction, Rcode};
-use crate::metrics::QUERYLOG_DROPPED_TOTAL;
-
-/// One query, as logged.
-#[derive(Debug)]
-pub struct Entry {
-    /// When it was answered.
-    pub time: Timestamp,
-    /// Client address.
-    pub client: IpAddr,
-    /// Device id, if known.
-    pub device: Option<String>,
-    /// User e-mail, if known.
-    pub user: Option<String>,
-    /// Query name (normalised).
-    pub name: String,
-    /// Query type (none for a message without a question).
-    pub qtype: Option<RecordType>,
-    /// Action taken.
-    pub action: QueryAction,
-    /// Deciding policy.
-    pub policy: Option<String>,
-    /// Phase of the decision.
-    pub phase: Option<Phase>,
-    /// The CNAME target the deciding policy matched (CNAME uncloaking).
-    pub cname: Option<String>,
-    /// Response code.
-    pub rcode: Rcode,
-    /// Time to answer.
-    pub latency: Duration,
-    /// Answered from the cache.
-    pub cached: bool,
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    time: String,
-    client: String,
-    device: Option<&'a str>,
-    user: Option<&'a str>,
-    name: &'a str,
-    #[serde(rename = "type")]
-    qtype: Option<String>,
-    action: &'static str,
-    policy: Option<&'a str>,
-    phase: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cname: Option<&'a str>,
-    rcode: &'static str,
-    latency_ms: f64,
-    cached: bool,
-}
-
-impl Entry {
-    /// The JSON line (without the newline).
-    pub fn to_json(&self) -> String {
-        let line = Line {
-            time: self.time.to_string(),
-            client: self.client.to_string(),
-            device: self.device.as_deref(),
-            user: self.user.as_deref(),
-            name: &self.name,
-            qtype: self.qtype.map(|t| t.to_string()),
-            action: self.action.as_str(),
-            policy: self.policy.as_deref(),
-            phase: self.phase.map(Phase::as_str),
-            cname: self.cname.as_deref(),
-            rcode: self.rcode.as_str(),
-            latency_ms: self.latency.as_secs_f64() * 1000.0,
-            cached: self.cached,
-        };
-        serde_json::to_string(&line).unwrap_or_default()
-    }
-}
+use super::Entry;
 
 enum Msg {
     Entry(Entry),
@@ -96,9 +18,9 @@ enum Msg {
     Reopen,
 }
 
-/// A handle to the query-log writer.
+/// A handle to the file's writer.
 #[derive(Debug, Clone)]
-pub struct QueryLog {
+pub(super) struct FileLog {
     tx: mpsc::Sender<Msg>,
     dropped: metrics::Counter,
 }
@@ -119,17 +41,16 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-impl QueryLog {
+impl FileLog {
     /// Opens (appends to) the log file and starts the writer thread.
-    pub async fn open(path: &Path) -> std::io::Result<Self> {
+    pub(super) async fn open(path: &Path) -> std::io::Result<Self> {
         let file = {
             let path = path.to_path_buf();
             tokio::task::spawn_blocking(move || open_append(&path))
                 .await
                 .map_err(std::io::Error::other)??
         };
-        let dropped = metrics::counter!(QUERYLOG_DROPPED_TOTAL);
-        dropped.increment(0);
+        let dropped = super::dropped_counter("file");
         let (tx, rx) = mpsc::channel::<Msg>(65_536);
         let writer = Writer {
             path: path.to_path_buf(),
@@ -151,12 +72,12 @@ impl QueryLog {
     }
 
     /// Reopens the file (a reload does this, so logrotate can move the old one away).
-    pub fn reopen(&self) {
+    pub(super) fn reopen(&self) {
         let _ = self.tx.try_send(Msg::Reopen);
     }
 
     /// Queues an entry; drops it if the writer is far behind.
-    pub fn log(&self, e: Entry) {
+    pub(super) fn log(&self, e: Entry) {
         if self.tx.try_send(Msg::Entry(e)).is_err() {
             self.dropped.increment(1);
         }
