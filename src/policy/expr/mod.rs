@@ -117,6 +117,8 @@ pub struct Expr {
     /// Bit `field as u32` for each referenced field.
     used: u32,
     source: Box<str>,
+    /// What compiled but deserves a word, at byte offsets of `source`.
+    warnings: Box<[ExprError]>,
 }
 
 /// Adds to `out` names one of which `node` requires (see [`Expr::required_names`]);
@@ -190,6 +192,7 @@ pub fn compile(src: &str, env: &CompileEnv<'_>) -> Result<Expr, Vec<ExprError>> 
             clauses: Box::new([]),
             used: 0,
             source,
+            warnings: Box::new([]),
         });
     };
     let mut compiler = compile::Compiler::new(env);
@@ -209,6 +212,7 @@ pub fn compile(src: &str, env: &CompileEnv<'_>) -> Result<Expr, Vec<ExprError>> 
         clauses,
         used: compiler.used,
         source: src.into(),
+        warnings: compiler.warnings.into(),
     })
 }
 
@@ -249,6 +253,12 @@ impl Expr {
     /// The source text the expression was compiled from.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// What compiled but deserves a word (a network with host bits set), at byte offsets
+    /// of the source; `dnsgate check` prints them.
+    pub fn warnings(&self) -> &[ExprError] {
+        &self.warnings
     }
 
     /// Whether the expression is empty, and so always true.
