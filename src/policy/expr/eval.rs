@@ -92,8 +92,9 @@ pub(super) enum Node {
         src: CodeSrc,
         test: CodeTest,
     },
-    /// `f[N] OP x`: the test on element N of an array; false when there is none.
-    Index(Box<(ArrSrc, u32, Self)>),
+    /// `f[N] OP x`: the test on element N of an array; the last field is the answer
+    /// when there is no such element (true for `!=`, as in wirefilter).
+    Index(Box<(ArrSrc, u32, Self, bool)>),
 }
 
 /// Where a GeoIP code comes from.
@@ -264,15 +265,16 @@ impl Node {
                 matches!(&**list, List::Domain(d) if f.memo.matches(d, f.fqdn))
             }
             Self::Index(ix) => {
-                let (arr, i, body) = &**ix;
-                arr.nth(f, *i).is_some_and(|e| body.eval(f, &e))
+                let (arr, i, body, missing) = &**ix;
+                arr.nth(f, *i).map_or(*missing, |e| body.eval(f, &e))
             }
         }
     }
 
-    /// `body` (a test of the current element) on element `i` of `arr`.
-    pub(super) fn index(arr: ArrSrc, i: u32, body: Self) -> Self {
-        Self::Index(Box::new((arr, i, body)))
+    /// `body` (a test of the current element) on element `i` of `arr`; `missing` when
+    /// the array has no such element.
+    pub(super) fn index(arr: ArrSrc, i: u32, body: Self, missing: bool) -> Self {
+        Self::Index(Box::new((arr, i, body, missing)))
     }
 }
 

@@ -120,12 +120,12 @@ impl Compiler<'_, '_> {
             return Node::Const(false);
         };
         match r.index {
-            // `f[N] != x` is `not (f[N] == x)`: true when the array has no element N, as
-            // wirefilter's `!=` of a missing value is.
-            Some((arr, i)) => match node {
-                Node::Not(inner) => Node::Not(Box::new(Node::index(arr, i, *inner))),
-                node => Node::index(arr, i, node),
-            },
+            // `f[N] != x` is true when the array has no element N, as wirefilter's `!=` of
+            // a missing value is; every other comparison is false.
+            Some((arr, i)) => {
+                let missing = matches!(p.op, PredOp::Cmp(CmpOp::Ne, _));
+                Node::index(arr, i, node, missing)
+            }
             None => node,
         }
     }

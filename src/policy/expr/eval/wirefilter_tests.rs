@@ -73,6 +73,10 @@ const AGREED: &[(&str, bool, &str)] = &[
         "",
     ),
     ("dns.content_category[1] == 7", true, ""),
+    ("dns.content_category[2] != 7", true, ""),
+    ("dns.content_category[2] == 7", false, ""),
+    ("dns.content_category[2] < 7", false, ""),
+    ("dns.resolved_ips[2] != ::1", true, ""),
     // ...`wildcard` (ASCII case-insensitive) and `strict wildcard`...
     (r#"dns.fqdn wildcard "*.example.com""#, true, ""),
     (r#"dns.fqdn wildcard "*.EXAMPLE.com""#, true, ""),
