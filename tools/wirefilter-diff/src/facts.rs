@@ -64,8 +64,7 @@ pub fn scheme() -> Scheme {
         b.add_field(name, *ty).expect("field");
     }
     for (name, ty) in ARRAYS {
-        b.add_field(name, Type::Array((*ty).into()))
-            .expect("field");
+        b.add_field(name, Type::Array((*ty).into())).expect("field");
     }
     let saml = Type::Map(Type::Array(Type::Bytes.into()).into());
     b.add_field("identity.saml_attributes", saml)

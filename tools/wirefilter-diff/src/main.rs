@@ -40,7 +40,13 @@ impl Examples {
         self.count += 1;
         if self.shortest.len() < Self::keep() || self.shortest.iter().any(|s| s.len() > len) {
             let e = example();
-            if !self.shortest.contains(&e) {
+            // One example per expression (the first fact set it differs on).
+            let head = e.split('\n').next().unwrap_or_default();
+            if !self
+                .shortest
+                .iter()
+                .any(|s| s.split('\n').next() == Some(head))
+            {
                 self.shortest.push(e);
                 self.shortest.sort_by_key(String::len);
                 self.shortest.truncate(Self::keep());
@@ -49,17 +55,34 @@ impl Examples {
     }
 }
 
-/// What the outcomes are filed under: unexplained, or the documented tags involved.
-fn bucket(tags: &BTreeSet<Tag>) -> String {
-    if tags.is_empty() {
+/// What an outcome is filed under: the documented differences among `tags` that can
+/// cause it (`able`), or UNEXPLAINED when none of them can.
+fn bucket(tags: &BTreeSet<Tag>, able: &[Tag]) -> String {
+    let why: Vec<_> = tags
+        .iter()
+        .filter(|t| able.contains(t))
+        .map(|t| format!("{t:?}"))
+        .collect();
+    if why.is_empty() {
         "UNEXPLAINED".to_owned()
     } else {
-        tags.iter()
-            .map(|t| format!("{t:?}"))
-            .collect::<Vec<_>>()
-            .join("+")
+        why.join("+")
     }
 }
+
+/// The differences that can make wirefilter refuse what dnsgate accepts...
+const WIREFILTER_REFUSES: &[Tag] = &[
+    Tag::Lower,
+    Tag::AnyCompound,
+    Tag::Comma,
+    Tag::HostBits,
+    Tag::Space,
+    Tag::Empty,
+];
+/// ...dnsgate refuse what wirefilter accepts...
+const DNSGATE_REFUSES: &[Tag] = &[Tag::Utf8, Tag::Idna, Tag::ByteString, Tag::MapEach];
+/// ...and the two give different answers.
+const ANSWERS_DIFFER: &[Tag] = &[Tag::Case, Tag::Idna, Tag::Mapped];
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -101,13 +124,12 @@ fn main() -> ExitCode {
         let src = &piece.text;
         let wf = scheme.parse(src).map(|ast| ast.compile());
         let dg = expr::compile(src, &env);
-        let key = bucket(&piece.tags);
         match (&wf, &dg) {
             (Err(_), Err(_)) => both_rejected += 1,
             (Ok(_), Err(e)) => {
                 let why = e.first().map_or(String::new(), |e| e.message.clone());
                 only_dnsgate_rejects
-                    .entry(key)
+                    .entry(bucket(&piece.tags, DNSGATE_REFUSES))
                     .or_default()
                     .add(|| format!("{src}\n        dnsgate: {why}"), src.len());
             }
@@ -118,7 +140,7 @@ fn main() -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(" ");
                 only_wirefilter_rejects
-                    .entry(key)
+                    .entry(bucket(&piece.tags, WIREFILTER_REFUSES))
                     .or_default()
                     .add(|| format!("{src}\n        wirefilter: {why}"), src.len());
             }
@@ -131,7 +153,8 @@ fn main() -> ExitCode {
                     if w == d {
                         agree += 1;
                     } else {
-                        disagree.entry(key.clone()).or_default().add(
+                        let key = bucket(&piece.tags, ANSWERS_DIFFER);
+                        disagree.entry(key).or_default().add(
                             || {
                                 format!(
                                     "{src}\n        on \"{}\": wirefilter {w}, dnsgate {d}",
