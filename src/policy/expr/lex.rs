@@ -1,10 +1,14 @@
 //! Tokens with byte spans.
 //!
-//! Values are not typed here: a *word* is any run of `[A-Za-z0-9_.:/]`, so `dns.fqdn`,
-//! `10.0.0.0/8`, `2001:db8::/32`, `fe80::1` and `1..5` are each one token, and the parser
+//! Values are not typed here: a *word* is any run of `[A-Za-z0-9_.:/]` (or a `-` that
+//! starts a number or follows `.`), so `dns.fqdn`, `10.0.0.0/8`, `2001:db8::/32`,
+//! `fe80::1`, `1..5` and `-5..-1` are each one token, and the parser
 //! decides from context whether it is a field, keyword or value. That keeps IPv6 literals
 //! (which may start with a letter or `:`) out of the way of identifiers without a
 //! schema-driven lexer.
+//!
+//! Strings are decoded here, by wirefilter's rules; the one place context matters is a
+//! string right after `matches` or `~`, which is read as wirefilter reads a regex.
 //!
 //! The lexer stops at its first error and leaves an [`Tok::Error`] token there, so the
 //! parser reports whichever problem comes first in the source.
