@@ -164,6 +164,10 @@ fn report(
 
 fn check(config: &Path) -> anyhow::Result<()> {
     let rt = load_or_report(config)?;
+    for w in &rt.policies.warnings {
+        let at = format!("{}:{}:{}", w.path.display(), w.line, w.col);
+        eprintln!("{at}: warning: {}", w.message);
+    }
     outln!("{}", rt.summary());
     Ok(())
 }

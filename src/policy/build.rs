@@ -86,7 +86,8 @@ pub fn build(
                 format!("duplicate policy name `{name}`"),
             ));
         }
-        match compile_policy(loc, file, env, &mut groups, &mut set.externals) {
+        let (groups, externals, warnings) = (&mut groups, &mut set.externals, &mut set.warnings);
+        match compile_policy(loc, file, env, groups, externals, warnings) {
             Ok(p) => compiled.push((p.precedence, order, p)),
             Err(mut d) => diags.append(&mut d),
         }
@@ -133,6 +134,7 @@ fn compile_policy(
     env: &BuildEnv<'_>,
     groups: &mut Vec<Vec<UpstreamSpec>>,
     externals: &mut Vec<ExternalPolicy>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
     let cfg = loc.item.get_ref();
     let mut diags = Vec::new();
@@ -164,7 +166,13 @@ fn compile_policy(
 
     let mut compile_text = |text: &toml::Spanned<String>| -> Option<Expr> {
         match expr::compile(text.get_ref(), &cenv) {
-            Ok(e) => Some(e),
+            Ok(e) => {
+                for w in e.warnings() {
+                    let off = file.string_offset(&text.span(), w.offset);
+                    warnings.push(file.diag_at(off, format!("policy `{name}`: {}", w.message)));
+                }
+                Some(e)
+            }
             Err(errs) => {
                 for e in errs {
                     let off = file.string_offset(&text.span(), e.offset);
@@ -214,7 +222,13 @@ fn compile_policy(
                 }
             };
             match expr::compile(&src, &cenv) {
-                Ok(e) => out.push(e),
+                Ok(e) => {
+                    for w in e.warnings() {
+                        let message = format!("policy `{name}` {what}: {}", w.message);
+                        warnings.push(file.diag(&t.span(), message));
+                    }
+                    out.push(e);
+                }
                 Err(errs) => {
                     for e in errs {
                         diags.push(

@@ -25,6 +25,16 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// A regex for `matches`, as a raw string (`r#"..."#`): a quoted regex hands its
+/// backslashes to the regex engine as written, so `quote` would double them.
+fn quote_regex(re: &str) -> String {
+    let mut hashes = String::new();
+    while re.contains(&format!("\"{hashes}")) {
+        hashes.push('#');
+    }
+    format!("r{hashes}\"{re}\"{hashes}")
+}
+
 fn set(values: &[String]) -> String {
     let items: Vec<String> = values.iter().map(|v| quote(v)).collect();
     format!("{{{}}}", items.join(" "))
@@ -70,7 +80,7 @@ pub fn selector_source(
             }
             terms.push(format!(
                 "identity.email matches {}",
-                quote(&format!("@{}$", regex::escape(&d)))
+                quote_regex(&format!("@{}$", regex::escape(&d)))
             ));
         }
     }
@@ -168,7 +178,7 @@ mod tests {
         };
         assert_eq!(
             selector_source(&sel, &HashMap::new()).unwrap(),
-            r#"(identity.email matches "@team\\.com$")"#
+            r#"(identity.email matches r"@team\.com$")"#
         );
     }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 use jiff::Timestamp;
 
+use crate::diag::Diagnostic;
 use crate::label::{QueryAction, ede};
 use crate::lists::List;
 use expr::Expr;
@@ -370,6 +371,9 @@ pub struct PolicySet {
     pub needs_dst_geo: bool,
     /// The `external` policies' endpoints, in file order.
     pub externals: Vec<ExternalPolicy>,
+    /// What compiled but deserves a word (a network with host bits set), with its
+    /// position; `dnsgate check` prints them.
+    pub warnings: Vec<Diagnostic>,
     /// The names policies require (see [`expr::Expr::required_names`]): name → (policy,
     /// exact). A query probes its name and parents here and skips the gated policies
     /// none of whose names it has — `dns.fqdn == "x"` policies cost nothing for other names.

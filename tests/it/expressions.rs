@@ -153,3 +153,22 @@ async fn all_needs_every_resolved_address_to_match() {
     got.sort();
     assert_eq!(got, ["192.0.2.56", "203.0.113.10"]);
 }
+
+/// Issue 14: a network with host bits set loads (as its network) and `check` says where it
+/// is, as a warning; Cloudflare would refuse the rule.
+#[test]
+fn check_warns_about_networks_with_host_bits_and_still_loads() {
+    use crate::cli::{dnsgate, write_config};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[policies]]\nname = \"lan\"\naction = \"block\"\ntraffic = 'dns.src_ip in {10.1.2.3/8} and dns.fqdn == \"example\\x2ecom\"'\n",
+    );
+    let (code, out, err) = dnsgate(&["check", "-c", &cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 policies"), "{out}");
+    assert!(
+        err.contains("dnsgate.toml:4:27: warning: policy `lan`: `10.1.2.3/8` has host bits set: it is read as `10.0.0.0/8` (Cloudflare refuses it)"),
+        "{err}"
+    );
+}

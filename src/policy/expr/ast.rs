@@ -84,6 +84,9 @@ pub struct Operand {
     pub key: Option<String>,
     /// `[*]`: the current element inside `any()` / `all()`.
     pub star: bool,
+    /// `[N]`: the array's element N (from 0); a comparison with an element the array does
+    /// not have is false (and `!=` true), as in wirefilter.
+    pub index: Option<u32>,
     /// Wrapped in `lower(...)`.
     pub lower: bool,
     /// The whole operand, including `lower(` and `)`.
@@ -105,6 +108,18 @@ pub enum PredOp {
     Matches(String, Span),
     /// `contains "s"`.
     Contains(String, Span),
+    /// `wildcard "*.example.com"` (ASCII case-insensitive) or, with `strict`,
+    /// `strict wildcard "..."` (case-sensitive): `*` matches any run of characters.
+    Wildcard {
+        /// The pattern, escapes decoded.
+        pattern: String,
+        /// Where the pattern was written.
+        span: Span,
+        /// `strict wildcard`.
+        strict: bool,
+    },
+    /// `& N` / `bitwise_and N`: some bit of N is set in the value.
+    BitAnd(Lit),
 }
 
 /// A comparison operator.
@@ -153,14 +168,16 @@ pub struct Lit {
 pub enum Value {
     /// `"..."`, escapes decoded.
     Str(String),
-    /// `42`.
-    Int(u32),
+    /// `42`, `-1`, `0x2a`, `052` (octal, as in wirefilter).
+    Int(i64),
     /// `192.0.2.1`, `2001:db8::1`.
     Ip(IpAddr),
     /// `10.0.0.0/8` (host bits kept as written).
     Cidr(IpNet),
     /// `1..5` (inclusive, only inside sets).
-    Range(u32, u32),
+    Range(i64, i64),
+    /// `10.0.0.0..10.0.255.255` (inclusive, one family, only inside sets).
+    IpRange(IpAddr, IpAddr),
 }
 
 impl Value {
@@ -172,6 +189,7 @@ impl Value {
             Self::Ip(_) => "an ip address",
             Self::Cidr(_) => "a network",
             Self::Range(..) => "an integer range",
+            Self::IpRange(..) => "an ip range",
         }
     }
 }
@@ -197,6 +215,17 @@ pub(super) fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
         write!(f, "{c}")?;
     }
     f.write_str("\"")
+}
+
+/// Writes a regex as a raw string (`r"..."`, `r#"..."#`, ...), which reads back as written
+/// whatever backslashes and quotes it holds.
+fn write_raw(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    let mut hashes = 0;
+    while s.contains(&format!("\"{}", "#".repeat(hashes))) {
+        hashes += 1;
+    }
+    let h = "#".repeat(hashes);
+    write!(f, "r{h}\"{s}\"{h}")
 }
 
 impl fmt::Display for Ast {
@@ -245,6 +274,9 @@ impl fmt::Display for Operand {
             write_str(f, key)?;
             f.write_str("]")?;
         }
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
         if self.star {
             f.write_str("[*]")?;
         }
@@ -263,6 +295,7 @@ impl fmt::Display for Value {
             Self::Ip(ip) => write!(f, "{ip}"),
             Self::Cidr(net) => write!(f, "{net}"),
             Self::Range(lo, hi) => write!(f, "{lo}..{hi}"),
+            Self::IpRange(lo, hi) => write!(f, "{lo}..{hi}"),
         }
     }
 }
@@ -285,8 +318,19 @@ impl fmt::Display for Predicate {
             PredOp::InList(name, _) => write!(f, "in ${name}"),
             PredOp::Matches(re, _) => {
                 f.write_str("matches ")?;
-                write_str(f, re)
+                write_raw(f, re)
             }
+            PredOp::Wildcard {
+                pattern, strict, ..
+            } => {
+                f.write_str(if *strict {
+                    "strict wildcard "
+                } else {
+                    "wildcard "
+                })?;
+                write_str(f, pattern)
+            }
+            PredOp::BitAnd(lit) => write!(f, "& {}", lit.value),
             PredOp::Contains(s, _) => {
                 f.write_str("contains ")?;
                 write_str(f, s)

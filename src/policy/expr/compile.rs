@@ -23,6 +23,8 @@ pub(super) struct Compiler<'e, 'l> {
     pub(super) env: &'e CompileEnv<'l>,
     /// Every problem found so far.
     pub(super) errors: Vec<ExprError>,
+    /// What compiles but deserves a word (`dnsgate check` shows it).
+    pub(super) warnings: Vec<ExprError>,
     /// Bit `f as u32` is set when field `f` is referenced.
     pub(super) used: u32,
 }
@@ -140,12 +142,20 @@ impl<'e, 'l> Compiler<'e, 'l> {
         Self {
             env,
             errors: Vec::new(),
+            warnings: Vec::new(),
             used: 0,
         }
     }
 
     pub(super) fn err(&mut self, offset: usize, message: impl Into<String>) {
         self.errors.push(ExprError {
+            offset,
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn warn(&mut self, offset: usize, message: impl Into<String>) {
+        self.warnings.push(ExprError {
             offset,
             message: message.into(),
         });
@@ -215,9 +225,14 @@ impl<'e, 'l> Compiler<'e, 'l> {
             self.err(at, format!("`{name}` is not a map: it takes no [\"key\"]"));
             return None;
         }
-        let kind = match (field.ty(), op.star) {
+        let elem = op.star || op.index.is_some();
+        let kind = match (field.ty(), elem) {
             (FieldType::String | FieldType::Ip | FieldType::Int, true) => {
-                return self.fail(at, format!("`{name}` is not an array: use it without [*]"));
+                let what = if op.star { "[*]" } else { "an index" };
+                return self.fail(
+                    at,
+                    format!("`{name}` is not an array: use it without {what}"),
+                );
             }
             (FieldType::String, false) => match scalar_src(field) {
                 Some(src) => Kind::Str(src),
@@ -255,12 +270,17 @@ impl<'e, 'l> Compiler<'e, 'l> {
             );
             return None;
         }
+        let index = match op.index {
+            Some(i) => Some((array_src(field, op.key.clone())?, i)),
+            None => None,
+        };
         Some(Resolved {
             field,
             text,
             kind,
             lower: op.lower,
             span: op.span,
+            index,
         })
     }
 

@@ -27,8 +27,12 @@ mod field_tests;
 mod pattern;
 #[cfg(test)]
 mod tests;
+mod wildcard;
+#[cfg(test)]
+mod wirefilter_tests;
 
 pub(super) use self::pattern::Pattern;
+pub(super) use self::wildcard::Wildcard;
 
 /// A compiled expression node.
 #[derive(Debug)]
@@ -88,6 +92,9 @@ pub(super) enum Node {
         src: CodeSrc,
         test: CodeTest,
     },
+    /// `f[N] OP x`: the test on element N of an array; the last field is the answer
+    /// when there is no such element (true for `!=`, as in wirefilter).
+    Index(Box<(ArrSrc, u32, Self, bool)>),
 }
 
 /// Where a GeoIP code comes from.
@@ -132,6 +139,8 @@ pub(super) enum StrTest {
     In(StrSet),
     Matches(Box<Pattern>),
     Contains(Box<str>),
+    /// `wildcard` / `strict wildcard`.
+    Wildcard(Box<Wildcard>),
     /// `DomainList::matches_exact`.
     DomainList(Arc<List>),
     /// `EmailSet::contains`, with or without variants.
@@ -158,7 +167,9 @@ pub(super) enum IpTest {
 /// What is done with an integer element.
 #[derive(Debug)]
 pub(super) enum IntTest {
-    Cmp(CmpOp, u32),
+    Cmp(CmpOp, i64),
+    /// `& N`: some bit of N is set.
+    BitAnd(i64),
     In(Ranges<u32>),
 }
 
@@ -253,7 +264,17 @@ impl Node {
             Self::DomainsInList(list) => {
                 matches!(&**list, List::Domain(d) if f.memo.matches(d, f.fqdn))
             }
+            Self::Index(ix) => {
+                let (arr, i, body, missing) = &**ix;
+                arr.nth(f, *i).map_or(*missing, |e| body.eval(f, &e))
+            }
         }
+    }
+
+    /// `body` (a test of the current element) on element `i` of `arr`; `missing` when
+    /// the array has no such element.
+    pub(super) fn index(arr: ArrSrc, i: u32, body: Self, missing: bool) -> Self {
+        Self::Index(Box::new((arr, i, body, missing)))
     }
 }
 
@@ -329,6 +350,7 @@ impl StrTest {
             Self::In(set) => set.contains(s),
             Self::Matches(p) => p.is_match(s),
             Self::Contains(x) => s.contains(&**x),
+            Self::Wildcard(w) => w.is_match(s),
             Self::DomainList(l) => matches!(&**l, List::Domain(d) if d.matches_exact(s)),
             Self::EmailList(l, variants) => {
                 matches!(&**l, List::Email(m) if m.contains(s, *variants))
@@ -372,7 +394,8 @@ impl IntTest {
 
     fn eval(&self, n: u32) -> bool {
         match self {
-            Self::Cmp(op, x) => order(*op, n.cmp(x)),
+            Self::Cmp(op, x) => order(*op, i64::from(n).cmp(x)),
+            Self::BitAnd(x) => i64::from(n) & x != 0,
             Self::In(set) => set.contains(n),
         }
     }
@@ -394,6 +417,22 @@ fn quantify<'a>(
 }
 
 impl ArrSrc {
+    /// Element `i` of the array, if it has one.
+    #[inline(never)]
+    fn nth<'a>(&self, f: &QueryFacts<'a>, i: u32) -> Option<Elem<'a>> {
+        let mut k = 0;
+        let mut found = None;
+        self.scan(f, false, |e| {
+            if k == i {
+                found = Some(e);
+                return true;
+            }
+            k += 1;
+            false
+        });
+        found
+    }
+
     #[inline(never)]
     fn scan<'a>(&self, f: &QueryFacts<'a>, all: bool, mut p: impl FnMut(Elem<'a>) -> bool) -> bool {
         let groups = || f.identity.map_or(&[][..], |i| &i.groups[..]).iter();

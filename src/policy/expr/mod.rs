@@ -19,12 +19,24 @@
 //!   case-sensitive on the others and under `lower()`.
 //! - `contains` lowercases (or uppercases, for code fields) its needle but keeps a
 //!   trailing dot, which is part of a substring.
-//! - In strings `\"` and `\\` are escapes and any other backslash is kept, so regexes
-//!   such as `"\d+\.example\.com"` work as written. wirefilter's raw strings
-//!   (`r"..."`, `r#"..."#`) are accepted too.
+//! - Literals are read as wirefilter 0.7.0 reads them (issue 14): strings take `\"`, `\\`,
+//!   `\xHH` and `\OOO` and refuse any other escape; the string after `matches` keeps its
+//!   backslashes for the regex engine (only `\"` loses one), so `"\d+\.example\.com"` is
+//!   that regex and `"\\."` a backslash then any character; raw strings (`r"..."`,
+//!   `r#"..."#`) are taken as written; integers are 64-bit, `0x` hex, `0`-prefixed octal or
+//!   negative. Regexes are ASCII (Unicode off), as wirefilter's.
 //! - Sets take whitespace- or comma-separated items; `{}` is allowed and matches nothing.
-//! - IPs compare canonically: `::ffff:192.0.2.1` equals `192.0.2.1`.
-//! - Strings order by bytes (`<` on strings is allowed, as in wirefilter); IPs do not order.
+//! - IPv4-mapped addresses fold into IPv4 everywhere: `::ffff:192.0.2.1` equals
+//!   `192.0.2.1`, and the part of an IPv6 set item inside `::ffff:0:0/96` covers the IPv4
+//!   addresses it maps (`{::/0}` holds every IPv4 client). wirefilter does not fold.
+//! - Strings order by bytes; IPs order within their family (an IPv4 address is neither
+//!   below nor above an IPv6 one, as in wirefilter).
+//! - `f[N]` compares element N of an array; with no such element the comparison is
+//!   false, and `!=` true (wirefilter's default for a missing value).
+//! - `wildcard` (ASCII case-insensitive) and `strict wildcard` match the whole value, `*`
+//!   any run; `& N` tests bits of an integer.
+//! - A network with host bits set (`10.1.2.3/8`) is read as its network with a warning
+//!   ([`Expr::warnings`]); wirefilter refuses it, and refusing would break loading configs.
 //! - A value the query does not have (no identity, no location, no GeoIP answer) is `""`:
 //!   `identity.email == "x"` is false and `identity.email != "x"` true for an unknown
 //!   client, and `dns.location == ""` means "at no known location". A GeoIP literal that is
@@ -117,6 +129,8 @@ pub struct Expr {
     /// Bit `field as u32` for each referenced field.
     used: u32,
     source: Box<str>,
+    /// What compiled but deserves a word, at byte offsets of `source`.
+    warnings: Box<[ExprError]>,
 }
 
 /// Adds to `out` names one of which `node` requires (see [`Expr::required_names`]);
@@ -202,6 +216,7 @@ pub fn compile(src: &str, env: &CompileEnv<'_>) -> Result<Expr, Vec<ExprError>> 
             clauses: Box::new([]),
             used: 0,
             source,
+            warnings: Box::new([]),
         });
     };
     let mut compiler = compile::Compiler::new(env);
@@ -221,6 +236,7 @@ pub fn compile(src: &str, env: &CompileEnv<'_>) -> Result<Expr, Vec<ExprError>> 
         clauses,
         used: compiler.used,
         source: src.into(),
+        warnings: compiler.warnings.into(),
     })
 }
 
@@ -261,6 +277,12 @@ impl Expr {
     /// The source text the expression was compiled from.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// What compiled but deserves a word (a network with host bits set), at byte offsets
+    /// of the source; `dnsgate check` prints them.
+    pub fn warnings(&self) -> &[ExprError] {
+        &self.warnings
     }
 
     /// Whether the expression is empty, and so always true.

@@ -76,6 +76,9 @@ pub(super) fn array_hint(p: &Predicate) -> String {
         PredOp::InSet(_) | PredOp::InList(..) => "in",
         PredOp::Matches(..) => "matches",
         PredOp::Contains(..) => "contains",
+        PredOp::Wildcard { strict: false, .. } => "wildcard",
+        PredOp::Wildcard { strict: true, .. } => "strict wildcard",
+        PredOp::BitAnd(_) => "&",
     };
     format!("any({lhs} {op} ...)")
 }

@@ -15,8 +15,25 @@ use super::{ExprError, Limits};
 
 /// Words that cannot be field names.
 const KEYWORDS: &[&str] = &[
-    "and", "or", "xor", "not", "in", "matches", "contains", "eq", "ne", "lt", "le", "gt", "ge",
-    "any", "all", "lower",
+    "and",
+    "or",
+    "xor",
+    "not",
+    "in",
+    "matches",
+    "contains",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "any",
+    "all",
+    "lower",
+    "wildcard",
+    "strict",
+    "bitwise_and",
 ];
 
 /// Parses an expression. `Ok(None)` for an empty (or all-whitespace) source.
@@ -257,12 +274,22 @@ impl<'s> Parser<'s> {
         let field_span = Span::new(field_tok.start, field_tok.end);
         let mut key = None;
         let mut star = false;
-        while self.peek() == &Tok::LBracket && !star {
+        let mut index = None;
+        while self.peek() == &Tok::LBracket && !star && index.is_none() {
             self.bump();
             match self.peek() {
                 Tok::Star => star = true,
                 Tok::Str(k) if key.is_none() => key = Some(k.clone()),
-                _ => return Err(self.expected("`*` or a quoted key after `[`")),
+                Tok::Word(w) => match classify(w) {
+                    Some(Ok(Value::Int(i))) if u32::try_from(i).is_ok() => {
+                        index = u32::try_from(i).ok();
+                    }
+                    _ => {
+                        let message = format!("invalid index `{w}`: expected 0 or more");
+                        return Err(self.err_here(message));
+                    }
+                },
+                _ => return Err(self.expected("`*`, an index or a quoted key after `[`")),
             }
             self.bump();
             if self.peek() != &Tok::RBracket {
@@ -280,6 +307,7 @@ impl<'s> Parser<'s> {
             field,
             key,
             star,
+            index,
             lower,
             span: Span::new(start, self.last_end()),
             field_span,
@@ -319,6 +347,19 @@ impl<'s> Parser<'s> {
                     _ => Err(self.expected("`{` or a `$list` after `in`")),
                 }
             }
+            Tok::Amp | Tok::Word("bitwise_and") => {
+                self.bump();
+                Ok(PredOp::BitAnd(self.value(false)?))
+            }
+            Tok::Word("wildcard") => {
+                self.bump();
+                self.wildcard(false)
+            }
+            Tok::Word("strict") if self.peek2() == Some(&Tok::Word("wildcard")) => {
+                self.bump();
+                self.bump();
+                self.wildcard(true)
+            }
             Tok::Word("matches") | Tok::Tilde | Tok::Word("contains") => {
                 let is_contains = self.peek() == &Tok::Word("contains");
                 let op = self.bump();
@@ -342,6 +383,25 @@ impl<'s> Parser<'s> {
             }
             _ => Err(self.expected(&format!("an operator after `{lhs}`"))),
         }
+    }
+
+    /// The pattern after `wildcard` or `strict wildcard`.
+    fn wildcard(&mut self, strict: bool) -> Result<PredOp, ExprError> {
+        let at = self.tok().start;
+        let Tok::Str(pattern) = self.peek().clone() else {
+            let op = if strict {
+                "strict wildcard"
+            } else {
+                "wildcard"
+            };
+            return Err(self.expected(&format!("a string after `{op}`")));
+        };
+        self.bump();
+        Ok(PredOp::Wildcard {
+            pattern,
+            span: Span::new(at, self.last_end()),
+            strict,
+        })
     }
 
     /// The members of `{ ... }` after the `{` at `open`.
@@ -412,18 +472,43 @@ fn is_ident(w: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
+/// Reads an integer as wirefilter does: `0x` starts hexadecimal, a leading `0` octal
+/// (`010` is 8), anything else is decimal with an optional `-`. `None` when the word is
+/// not shaped like an integer at all.
+fn int(s: &str) -> Option<Result<i64, String>> {
+    let (digits, radix) = if let Some(hex) = s.strip_prefix("0x") {
+        (hex, 16)
+    } else if s.starts_with('0') && s.len() > 1 {
+        (s, 8)
+    } else {
+        (s, 10)
+    };
+    let body = digits
+        .strip_prefix('-')
+        .filter(|_| radix == 10)
+        .unwrap_or(digits);
+    let shaped = s.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+        && !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_hexdigit());
+    if !shaped {
+        return None;
+    }
+    let parsed = i64::from_str_radix(digits, radix).map_err(|e| {
+        use std::num::IntErrorKind::{NegOverflow, PosOverflow};
+        match (e.kind(), radix) {
+            (PosOverflow | NegOverflow, _) => format!("integer `{s}` is out of range (64 bits)"),
+            (_, 8) => format!(
+                "invalid integer `{s}`: a leading 0 means octal (digits 0-7), as in wirefilter"
+            ),
+            _ => format!("invalid integer `{s}`"),
+        }
+    });
+    Some(parsed)
+}
+
 /// Reads an unquoted word as a value: `Some(Ok)` for a value, `Some(Err)` for one that is
 /// malformed, `None` for a word that is not shaped like a value at all.
 fn classify(w: &str) -> Option<Result<Value, String>> {
-    let int = |s: &str| -> Option<Result<u32, String>> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| {
-            s.parse()
-                .map_err(|_| format!("integer `{s}` is out of range (0..=4294967295)"))
-        })
-    };
-    if let Some(n) = int(w) {
-        return Some(n.map(Value::Int));
-    }
     if let Some((lo, hi)) = w.split_once("..") {
         if let (Some(lo), Some(hi)) = (int(lo), int(hi)) {
             return Some(match (lo, hi) {
@@ -432,6 +517,20 @@ fn classify(w: &str) -> Option<Result<Value, String>> {
                 (Err(e), _) | (_, Err(e)) => Err(e),
             });
         }
+        if let (Ok(lo), Ok(hi)) = (lo.parse::<IpAddr>(), hi.parse::<IpAddr>()) {
+            return Some(match (lo, hi) {
+                (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) if lo <= hi => {
+                    Ok(Value::IpRange(lo, hi))
+                }
+                (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+                    Err(format!("empty range `{w}`: the start is above the end"))
+                }
+                _ => Err(format!("range `{w}` mixes IPv4 and IPv6")),
+            });
+        }
+    }
+    if let Some(n) = int(w) {
+        return Some(n.map(Value::Int));
     }
     if w.contains('/') {
         return Some(
@@ -443,7 +542,7 @@ fn classify(w: &str) -> Option<Result<Value, String>> {
     if let Ok(ip) = w.parse::<IpAddr>() {
         return Some(Ok(Value::Ip(ip)));
     }
-    if w.starts_with(|c: char| c.is_ascii_digit() || c == ':') {
+    if w.starts_with(|c: char| c.is_ascii_digit() || c == ':' || c == '-') {
         return Some(Err(format!("invalid value `{w}`")));
     }
     None

@@ -7,13 +7,15 @@
 
 use std::sync::Arc;
 
-use regex::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 
 use super::eval::Pattern;
 
 use super::ast::{CmpOp, Lit, PredOp, Predicate, Span, Value};
 use super::compile::{Compiler, Scope};
-use super::eval::{CodeSrc, CodeTest, IntTest, IpSrc, IpTest, Node, StrSrc, StrTest};
+use super::eval::{
+    ArrSrc, CodeSrc, CodeTest, IntTest, IpSrc, IpTest, Node, StrSrc, StrTest, Wildcard,
+};
 use super::names::{list_hint, unknown_list};
 use super::sets::{IpRanges, Ranges, StrSet};
 use crate::geoip::Code;
@@ -29,6 +31,8 @@ pub(super) struct Resolved {
     pub(super) kind: Kind,
     pub(super) lower: bool,
     pub(super) span: Span,
+    /// `f[N]`: the array and the element compared.
+    pub(super) index: Option<(ArrSrc, u32)>,
 }
 
 /// What an operand's values are, and where they come from.
@@ -112,7 +116,18 @@ impl Compiler<'_, '_> {
             Kind::Ip(src) => self.ip_pred(&r, src, &p.op),
             Kind::Int => self.int_pred(&r, &p.op),
         };
-        node.unwrap_or(Node::Const(false))
+        let Some(node) = node else {
+            return Node::Const(false);
+        };
+        match r.index {
+            // `f[N] != x` is true when the array has no element N, as wirefilter's `!=` of
+            // a missing value is; every other comparison is false.
+            Some((arr, i)) => {
+                let missing = matches!(p.op, PredOp::Cmp(CmpOp::Ne, _));
+                Node::index(arr, i, node, missing)
+            }
+            None => node,
+        }
     }
 
     fn str_pred(&mut self, r: &Resolved, src: StrSrc, op: &PredOp) -> Option<Node> {
@@ -189,6 +204,15 @@ impl Compiler<'_, '_> {
                 return self.fail(span.start, message);
             }
             PredOp::Contains(s, _) => StrTest::Contains(r.needle(s).into()),
+            PredOp::Wildcard {
+                pattern,
+                span,
+                strict,
+            } => match Wildcard::new(pattern, !strict) {
+                Ok(w) => StrTest::Wildcard(Box::new(w)),
+                Err(why) => return self.fail(span.start, why),
+            },
+            PredOp::BitAnd(_) => return self.not_int(r),
         };
         Some(Node::Str { src, fold, test })
     }
@@ -240,13 +264,15 @@ impl Compiler<'_, '_> {
 
     fn ip_pred(&mut self, r: &Resolved, src: IpSrc, op: &PredOp) -> Option<Node> {
         let test = match op {
-            PredOp::Cmp(cmp, _) if cmp.is_ordering() => {
-                let sym = cmp.symbol();
-                return self.fail(
-                    r.span.start,
-                    format!("`{sym}` does not apply to {}", r.describe()),
-                );
-            }
+            // Addresses order within their family (wirefilter): a folded IPv4-mapped
+            // address is IPv4, and an IPv4 address is neither below nor above an IPv6 one.
+            PredOp::Cmp(
+                cmp,
+                Lit {
+                    value: Value::Ip(ip),
+                    ..
+                },
+            ) if cmp.is_ordering() => IpTest::In(Box::new(IpRanges::ordering(*cmp, *ip))),
             PredOp::Cmp(cmp, lit) => {
                 let ip = match &lit.value {
                     Value::Ip(ip) => ip.to_canonical(),
@@ -274,8 +300,20 @@ impl Compiler<'_, '_> {
                 let mut nets = Vec::with_capacity(items.len());
                 for lit in items {
                     match &lit.value {
-                        Value::Ip(ip) => nets.push((*ip).into()),
-                        Value::Cidr(net) => nets.push(*net),
+                        Value::Ip(ip) => nets.push((*ip, *ip)),
+                        Value::IpRange(lo, hi) => nets.push((*lo, *hi)),
+                        Value::Cidr(net) => {
+                            if net.addr() != net.network() {
+                                // wirefilter refuses this; a warning keeps configurations
+                                // that load today loading.
+                                let message = format!(
+                                    "`{net}` has host bits set: it is read as `{}` (Cloudflare refuses it)",
+                                    net.trunc()
+                                );
+                                self.warn(lit.span.start, message);
+                            }
+                            nets.push((net.network(), net.broadcast()));
+                        }
                         other => drop(self.mismatch(r, lit, other)),
                     }
                 }
@@ -291,7 +329,10 @@ impl Compiler<'_, '_> {
                     kind => return self.list_mismatch(r, name, kind, *span),
                 }
             }
-            PredOp::Matches(..) | PredOp::Contains(..) => return self.not_string(r, op),
+            PredOp::Matches(..) | PredOp::Contains(..) | PredOp::Wildcard { .. } => {
+                return self.not_string(r, op);
+            }
+            PredOp::BitAnd(_) => return self.not_int(r),
         };
         Some(Node::Ip { src, test })
     }
@@ -300,6 +341,10 @@ impl Compiler<'_, '_> {
         let test = match op {
             PredOp::Cmp(cmp, lit) => match &lit.value {
                 Value::Int(n) => IntTest::Cmp(*cmp, *n),
+                other => return self.mismatch(r, lit, other),
+            },
+            PredOp::BitAnd(lit) => match &lit.value {
+                Value::Int(n) => IntTest::BitAnd(*n),
                 other => return self.mismatch(r, lit, other),
             },
             PredOp::InSet(items) => {
@@ -314,13 +359,22 @@ impl Compiler<'_, '_> {
                 if ranges.len() < items.len() {
                     return None;
                 }
+                // Values are u32 (category ids): what lies outside can never match.
+                let clamp = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
+                let ranges = ranges
+                    .into_iter()
+                    .filter(|&(lo, hi)| hi >= 0 && lo <= i64::from(u32::MAX))
+                    .map(|(lo, hi)| (clamp(lo), clamp(hi)))
+                    .collect();
                 IntTest::In(Ranges::new(ranges))
             }
             PredOp::InList(name, span) => {
                 let list = self.list(name, *span)?;
                 return self.list_mismatch(r, name, list.kind(), *span);
             }
-            PredOp::Matches(..) | PredOp::Contains(..) => return self.not_string(r, op),
+            PredOp::Matches(..) | PredOp::Contains(..) | PredOp::Wildcard { .. } => {
+                return self.not_string(r, op);
+            }
         };
         Some(Node::Int(test))
     }
@@ -361,11 +415,19 @@ impl Compiler<'_, '_> {
         )
     }
 
+    fn not_int(&mut self, r: &Resolved) -> Option<Node> {
+        self.fail(
+            r.span.start,
+            format!("`&` applies to integer fields, not to {}", r.describe()),
+        )
+    }
+
     fn not_string(&mut self, r: &Resolved, op: &PredOp) -> Option<Node> {
-        let word = if matches!(op, PredOp::Matches(..)) {
-            "matches"
-        } else {
-            "contains"
+        let word = match op {
+            PredOp::Matches(..) => "matches",
+            PredOp::Wildcard { strict: true, .. } => "strict wildcard",
+            PredOp::Wildcard { .. } => "wildcard",
+            _ => "contains",
         };
         self.fail(
             r.span.start,
@@ -400,7 +462,9 @@ impl Compiler<'_, '_> {
     }
 
     fn regex(&mut self, pattern: &str, span: Span, case_insensitive: bool) -> Option<Regex> {
+        // wirefilter's dialect: ASCII classes and case folding, `.` any byte but `\n`.
         let built = RegexBuilder::new(pattern)
+            .unicode(false)
             .case_insensitive(case_insensitive)
             .size_limit(self.env.limits.regex_size)
             .build();
@@ -459,9 +523,29 @@ mod tests {
                 "cannot compare ip field `dns.src_ip` with a network: use `dns.src_ip in {10.0.0.0/8}`",
             ),
             (
-                "dns.src_ip < 10.0.0.1",
+                "dns.src_ip & 1",
                 0,
-                "`<` does not apply to ip field `dns.src_ip`",
+                "`&` applies to integer fields, not to ip field `dns.src_ip`",
+            ),
+            (
+                r#"dns.src_ip wildcard "1*""#,
+                0,
+                "`wildcard` applies to string fields, not to ip field `dns.src_ip`",
+            ),
+            (
+                r#"dns.fqdn wildcard "a**""#,
+                18,
+                "invalid wildcard: `**` (one `*` already matches any run)",
+            ),
+            (
+                r#"any(dns.content_category[*] == 1.2.3.4)"#,
+                31,
+                "cannot compare integer field `dns.content_category[*]` with an ip address",
+            ),
+            (
+                "dns.src_ip[0] == 1.2.3.4",
+                0,
+                "`dns.src_ip` is not an array: use it without an index",
             ),
             (
                 r#"dns.src_ip matches "1""#,

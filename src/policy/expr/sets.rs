@@ -7,7 +7,8 @@
 use std::net::IpAddr;
 
 use hashbrown::HashSet;
-use ipnet::IpNet;
+
+use super::ast::CmpOp;
 
 /// Sets up to this size are scanned; larger ones are hashed.
 const SCAN_MAX: usize = 8;
@@ -82,16 +83,72 @@ pub(super) struct IpRanges {
     v6: Ranges<u128>,
 }
 
+/// The IPv4-mapped block `::ffff:0:0/96`, as numbers.
+const MAPPED: (u128, u128) = (0xffff << 32, (0xffff << 32) | 0xffff_ffff);
+
 impl IpRanges {
-    /// Builds the table; IPv4-mapped IPv6 entries count as IPv4, host bits are ignored.
-    pub(super) fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
+    /// Builds the table from inclusive address ranges (single addresses, networks with
+    /// their host bits cleared, `a..b`). Queries see IPv4-mapped addresses folded into
+    /// IPv4 ([`IpKey`]), so the part of an IPv6 range inside `::ffff:0:0/96` is entered as
+    /// the IPv4 range it maps: `::/0` and `::ffff:0:0/96` hold every IPv4 address, and
+    /// `::ffff:10.0.0.0/104` holds `10.0.0.0/8`.
+    pub(super) fn new(ranges: impl IntoIterator<Item = (IpAddr, IpAddr)>) -> Self {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for net in nets {
-            match canonical_net(net) {
-                IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
-                IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+        for (lo, hi) in ranges {
+            match (lo, hi) {
+                (IpAddr::V4(lo), IpAddr::V4(hi)) => v4.push((u32::from(lo), u32::from(hi))),
+                (IpAddr::V6(lo), IpAddr::V6(hi)) => {
+                    let (lo, hi) = (u128::from(lo), u128::from(hi));
+                    let (mlo, mhi) = (lo.max(MAPPED.0), hi.min(MAPPED.1));
+                    if mlo <= mhi {
+                        v4.push(((mlo - MAPPED.0) as u32, (mhi - MAPPED.0) as u32));
+                    }
+                    v6.push((lo, hi));
+                }
+                // The parser refuses ranges that mix families.
+                _ => {}
             }
         }
+        Self {
+            v4: Ranges::new(v4),
+            v6: Ranges::new(v6),
+        }
+    }
+
+    /// The addresses `op` (an ordering) holds for against `x`, in `x`'s family only (an
+    /// IPv4-mapped `x` counts as IPv4): as wirefilter, which finds addresses of two
+    /// families incomparable, an IPv4 client is neither `<` nor `>=` an IPv6 address.
+    pub(super) fn ordering(op: CmpOp, x: IpAddr) -> Self {
+        fn side<T: Copy + Ord>(
+            op: CmpOp,
+            x: T,
+            min: T,
+            max: T,
+            prev: Option<T>,
+            next: Option<T>,
+        ) -> Vec<(T, T)> {
+            match op {
+                CmpOp::Lt => prev.map(|p| (min, p)).into_iter().collect(),
+                CmpOp::Le => vec![(min, x)],
+                CmpOp::Gt => next.map(|n| (n, max)).into_iter().collect(),
+                CmpOp::Ge => vec![(x, max)],
+                CmpOp::Eq => vec![(x, x)],
+                CmpOp::Ne => [prev.map(|p| (min, p)), next.map(|n| (n, max))]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            }
+        }
+        let (v4, v6) = match IpKey::of(x) {
+            IpKey::V4(a) => (
+                side(op, a, 0, u32::MAX, a.checked_sub(1), a.checked_add(1)),
+                Vec::new(),
+            ),
+            IpKey::V6(a) => (
+                Vec::new(),
+                side(op, a, 0, u128::MAX, a.checked_sub(1), a.checked_add(1)),
+            ),
+        };
         Self {
             v4: Ranges::new(v4),
             v6: Ranges::new(v6),
@@ -132,18 +189,6 @@ impl IpKey {
             }
         }
     }
-}
-
-/// `::ffff:a.b.c.d/n` (n ≥ 96) as `a.b.c.d/(n-96)`, so it matches canonicalised addresses.
-fn canonical_net(net: IpNet) -> IpNet {
-    if let IpNet::V6(n) = net {
-        if let (Some(v4), true) = (n.addr().to_ipv4_mapped(), n.prefix_len() >= 96) {
-            if let Ok(n4) = ipnet::Ipv4Net::new(v4, n.prefix_len() - 96) {
-                return IpNet::V4(n4);
-            }
-        }
-    }
-    net
 }
 
 #[cfg(test)]
@@ -187,7 +232,11 @@ mod tests {
             "2001:db8::/32",
             "::ffff:198.51.100.0/120",
         ];
-        let set = IpRanges::new(nets.iter().filter_map(|n| n.parse().ok()));
+        let set = IpRanges::new(
+            nets.iter()
+                .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+                .map(|n| (n.network(), n.broadcast())),
+        );
         for (ip, want) in [
             ("10.255.0.1", true),
             ("11.0.0.0", false),

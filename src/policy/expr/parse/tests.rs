@@ -32,6 +32,7 @@ fn opnd(field: &str) -> Operand {
         field: field.to_owned(),
         key: None,
         star: false,
+        index: None,
         lower: false,
         span,
         field_span: span,
@@ -119,6 +120,94 @@ fn values_are_classified_by_shape() {
         cmp(Value::Cidr("2001:db8::/32".parse().unwrap()))
     );
     assert_eq!(p(r#"f == "a\"b""#), cmp(Value::Str("a\"b".to_owned())));
+}
+
+/// Integers as wirefilter reads them: hex, octal after a leading 0, negative decimals.
+#[test]
+fn integers_take_wirefilter_radixes_and_signs() {
+    let cmp = |v| pred(opnd("f"), PredOp::Cmp(CmpOp::Eq, lit(v)));
+    for (src, want) in [
+        ("f == 0x1F", 31),
+        ("f == 0x1f", 31),
+        ("f == 010", 8),
+        ("f == 0", 0),
+        ("f == -12", -12),
+        ("f == -010", -10),
+    ] {
+        assert_eq!(p(src), cmp(Value::Int(want)), "{src}");
+    }
+    let set = |items: Vec<Value>| {
+        pred(
+            opnd("f"),
+            PredOp::InSet(items.into_iter().map(lit).collect()),
+        )
+    };
+    assert_eq!(
+        p("f in {-5..-1 0x10..0x20}"),
+        set(vec![Value::Range(-5, -1), Value::Range(16, 32)])
+    );
+    assert_eq!(
+        p("f & 6"),
+        pred(opnd("f"), PredOp::BitAnd(lit(Value::Int(6))))
+    );
+    assert_eq!(
+        p("f bitwise_and 0x6"),
+        pred(opnd("f"), PredOp::BitAnd(lit(Value::Int(6))))
+    );
+}
+
+/// What wirefilter accepts and dnsgate used to refuse: IP ranges in sets, `[N]` indexes,
+/// `wildcard` and `strict wildcard`.
+#[test]
+fn ip_ranges_indexes_and_wildcards_parse() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(
+        p("f in {10.0.0.0..10.255.255.255 ::1..::ff}"),
+        pred(
+            opnd("f"),
+            PredOp::InSet(vec![
+                lit(Value::IpRange(ip("10.0.0.0"), ip("10.255.255.255"))),
+                lit(Value::IpRange(ip("::1"), ip("::ff"))),
+            ])
+        )
+    );
+    let indexed = Operand {
+        index: Some(1),
+        ..opnd("dns.domains")
+    };
+    assert_eq!(
+        p(r#"dns.domains[1] == "example.com""#),
+        pred(
+            indexed,
+            PredOp::Cmp(CmpOp::Eq, lit(Value::Str("example.com".into())))
+        )
+    );
+    let keyed = Operand {
+        key: Some("d".into()),
+        index: Some(0),
+        ..opnd("m")
+    };
+    assert_eq!(
+        p(r#"m["d"][0] == "x""#),
+        pred(keyed, PredOp::Cmp(CmpOp::Eq, lit(Value::Str("x".into()))))
+    );
+    let wild = |strict| PredOp::Wildcard {
+        pattern: "*.example.com".into(),
+        span: Span::default(),
+        strict,
+    };
+    assert_eq!(
+        p(r#"f wildcard "*.example.com""#),
+        pred(opnd("f"), wild(false))
+    );
+    assert_eq!(
+        p(r#"f strict wildcard "*.example.com""#),
+        pred(opnd("f"), wild(true))
+    );
+    assert_eq!(
+        p(r#"f strict wildcard r"*.example.com""#),
+        pred(opnd("f"), wild(true))
+    );
 }
 
 #[test]
@@ -316,16 +405,57 @@ fn syntax_errors_have_exact_offsets() {
             "empty range `5..1`: the start is above the end",
         ),
         (
-            "a == 99999999999",
+            "a == 99999999999999999999",
             5,
-            "integer `99999999999` is out of range (0..=4294967295)",
+            "integer `99999999999999999999` is out of range (64 bits)",
+        ),
+        (
+            "a == 08",
+            5,
+            "invalid integer `08`: a leading 0 means octal (digits 0-7), as in wirefilter",
+        ),
+        (
+            "a in {10.0.0.1..::1}",
+            6,
+            "range `10.0.0.1..::1` mixes IPv4 and IPv6",
+        ),
+        (
+            "a in {10.0.0.2..10.0.0.1}",
+            6,
+            "empty range `10.0.0.2..10.0.0.1`: the start is above the end",
+        ),
+        ("a[-1] == 1", 2, "invalid index `-1`: expected 0 or more"),
+        (
+            r#"a == "\q""#,
+            6,
+            r#"invalid escape `\q`: strings take \", \\, \xHH (hex) and \OOO (octal)"#,
+        ),
+        (
+            r#"a == "x\x4""#,
+            7,
+            r#"invalid escape `\x4"`: strings take \", \\, \xHH (hex) and \OOO (octal)"#,
+        ),
+        (
+            r#"a == "\400""#,
+            6,
+            r#"invalid escape `\400`: strings take \", \\, \xHH (hex) and \OOO (octal)"#,
+        ),
+        (
+            r#"a == "\xff""#,
+            5,
+            "the escapes of this string do not form UTF-8 text",
+        ),
+        (
+            "a wildcard 1",
+            11,
+            "expected a string after `wildcard`, found `1`",
         ),
         ("a == 10.0.0.0/33", 5, "invalid network `10.0.0.0/33`"),
         ("a == 1.2.3", 5, "invalid value `1.2.3`"),
         (
-            "a[1] == 1",
+            "a[(] == 1",
             2,
-            "expected `*` or a quoted key after `[`, found `1`",
+            "expected `*`, an index or a quoted key after `[`, found `(`",
         ),
         ("a[* == 1", 4, "expected `]`, found `==`"),
         (
@@ -385,7 +515,11 @@ fn depth_is_limited_without_overflowing_the_stack() {
 fn arb_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<String>().prop_map(Value::Str),
-        any::<u32>().prop_map(Value::Int),
+        any::<i64>().prop_map(Value::Int),
+        (any::<std::net::Ipv4Addr>(), any::<std::net::Ipv4Addr>())
+            .prop_map(|(a, b)| { Value::IpRange(a.min(b).into(), a.max(b).into()) }),
+        (any::<std::net::Ipv6Addr>(), any::<std::net::Ipv6Addr>())
+            .prop_map(|(a, b)| { Value::IpRange(a.min(b).into(), a.max(b).into()) }),
         any::<std::net::IpAddr>().prop_map(Value::Ip),
         (any::<std::net::Ipv4Addr>(), 0u8..=32).prop_filter_map("net", |(a, l)| {
             ipnet::Ipv4Net::new(a, l)
@@ -415,11 +549,13 @@ fn arb_operand() -> impl Strategy<Value = Operand> {
         names,
         proptest::option::of(any::<String>()),
         any::<bool>(),
+        proptest::option::of(any::<u32>()),
         any::<bool>(),
     )
-        .prop_map(|(field, key, star, lower)| Operand {
+        .prop_map(|(field, key, star, index, lower)| Operand {
             key,
             star,
+            index: index.filter(|_| !star),
             lower,
             ..opnd(&field)
         })
@@ -435,13 +571,19 @@ fn arb_pred_op() -> impl Strategy<Value = PredOp> {
         CmpOp::Ge,
     ]);
     let range =
-        (any::<u32>(), any::<u32>()).prop_map(|(a, b)| lit(Value::Range(a.min(b), a.max(b))));
+        (any::<i64>(), any::<i64>()).prop_map(|(a, b)| lit(Value::Range(a.min(b), a.max(b))));
     prop_oneof![
         (cmp, arb_lit()).prop_map(|(op, l)| PredOp::Cmp(op, l)),
         proptest::collection::vec(prop_oneof![arb_lit(), range], 0..4).prop_map(PredOp::InSet),
         "[a-zA-Z0-9_.-]{1,8}".prop_map(|n| PredOp::InList(n, Span::default())),
         any::<String>().prop_map(|s| PredOp::Matches(s, Span::default())),
         any::<String>().prop_map(|s| PredOp::Contains(s, Span::default())),
+        (any::<String>(), any::<bool>()).prop_map(|(pattern, strict)| PredOp::Wildcard {
+            pattern,
+            span: Span::default(),
+            strict
+        }),
+        any::<i64>().prop_map(|n| PredOp::BitAnd(lit(Value::Int(n)))),
     ]
 }
 
