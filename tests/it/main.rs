@@ -18,6 +18,7 @@ mod external;
 mod fastpath;
 mod faults;
 mod forwarder;
+mod grafana;
 mod hierarchy;
 mod idn;
 mod layers;
