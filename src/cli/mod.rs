@@ -28,6 +28,7 @@ macro_rules! outln {
 }
 
 mod explain;
+pub mod import;
 mod test;
 mod token;
 
@@ -94,11 +95,37 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Bring policies from elsewhere (SPEC §13).
+    Import {
+        /// From where.
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// API tokens (SPEC §12).
     Token {
         /// What to do with tokens.
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+/// What `dnsgate import` reads.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// Cloudflare Gateway DNS rules and lists, as the Cloudflare API returns them, into
+    /// `DIR/policies.toml` (to include) and `DIR/lists/*.txt`; what cannot be carried over
+    /// is named on standard error.
+    Cloudflare {
+        /// The rules: the answer of `GET /accounts/{id}/gateway/rules`.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The lists: the answer of `GET /accounts/{id}/gateway/lists`, each list with
+        /// its `items` added.
+        #[arg(long)]
+        lists: Option<PathBuf>,
+        /// Where to write.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -109,6 +136,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Check { config } => check(&config),
         Command::Test { files } => test::run(&files).await,
         Command::Token { command } => token::run(command),
+        Command::Import {
+            from: ImportFrom::Cloudflare { rules, lists, out },
+        } => import::run(&rules, lists.as_deref(), &out),
         Command::Explain {
             config,
             name,

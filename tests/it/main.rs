@@ -21,6 +21,7 @@ mod forwarder;
 mod grafana;
 mod hierarchy;
 mod idn;
+mod import;
 mod layers;
 mod listeners;
 mod metrics;
