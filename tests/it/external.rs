@@ -935,8 +935,10 @@ async fn a_hanging_endpoint_does_not_slow_queries_it_does_not_match() {
         "the endpoint was busy: {}",
         hook.count()
     );
+    // Held behind the endpoint, they would take its 200 ms timeout; half of it is the
+    // bound (50 ms failed with 52-70 ms p99 when other builds shared the two cores).
     assert!(
-        percentile(&busy, 99) < Duration::from_millis(50),
+        percentile(&busy, 99) < Duration::from_millis(100),
         "p99 {:?}",
         percentile(&busy, 99)
     );
