@@ -249,7 +249,7 @@ impl Server {
         Self::spawn(cmd)
     }
 
-    fn spawn(mut cmd: Command) -> Self {
+    pub(crate) fn spawn(mut cmd: Command) -> Self {
         let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

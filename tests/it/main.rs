@@ -10,6 +10,7 @@ mod apiwrite;
 mod cli;
 mod client;
 mod cname;
+mod deb;
 mod doh;
 mod dot;
 mod explain;
