@@ -271,6 +271,17 @@ async fn serve(config: &Path) -> anyhow::Result<()> {
     }
     info!("shutting down");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let shared = running.shared.clone();
     running.shutdown().await;
+    // The store's last batch (up to half a second of queries) is written before exiting.
+    if let Some(log) = shared.exit.querylog().cloned() {
+        let drained =
+            tokio::task::spawn_blocking(move || log.drain(std::time::Duration::from_secs(3)))
+                .await
+                .unwrap_or(false);
+        if !drained {
+            tracing::warn!("the query store did not write its last rows within 3 s; they are lost");
+        }
+    }
     Ok(())
 }

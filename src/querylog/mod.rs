@@ -163,6 +163,12 @@ impl QueryLog {
         }
     }
 
+    /// Waits (blocking, at most `within`) for the store to write every queued row: at
+    /// shutdown, so the last batch is kept. Whether it got there (true without a store).
+    pub fn drain(&self, within: Duration) -> bool {
+        self.store.as_ref().is_none_or(|s| s.drain(within))
+    }
+
     /// The store, if one is open (the API searches it).
     pub fn store(&self) -> Option<&StoreLog> {
         self.store.as_ref()

@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -196,6 +197,8 @@ pub struct StoreLog {
     tx: SyncSender<Entry>,
     dropped: metrics::Counter,
     backend: Arc<dyn Backend>,
+    /// Rows queued and not yet written (or counted lost): what a shutdown waits for.
+    pending: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for StoreLog {
@@ -221,7 +224,9 @@ impl StoreLog {
     ) -> std::io::Result<Self> {
         let dropped = super::dropped_counter("store");
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let pending = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            pending: pending.clone(),
             backend: backend.clone(),
             retention,
             clock: clock.clone(),
@@ -243,14 +248,31 @@ impl StoreLog {
             tx,
             dropped,
             backend,
+            pending,
         })
     }
 
     /// Queues a row; drops it (counted) if the writer is far behind.
     pub fn log(&self, e: Entry) {
+        // Counted before it is sent, so the writer never takes it below zero.
+        self.pending.fetch_add(1, Ordering::Relaxed);
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(e) {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             self.dropped.increment(1);
         }
+    }
+
+    /// Waits (blocking) until every queued row is written, at most `within`: a shutdown
+    /// calls it so the last half second of queries is not lost. Whether it got there.
+    pub fn drain(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.pending.load(Ordering::Relaxed) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     /// Searches (blocking: call from a blocking task).
@@ -267,6 +289,8 @@ impl StoreLog {
 /// The writer: batches from the queue, one transaction each, and retention rounds
 /// between them.
 struct Writer {
+    /// Rows queued and not yet written ([`StoreLog::drain`]).
+    pending: Arc<AtomicU64>,
     backend: Arc<dyn Backend>,
     retention: Duration,
     clock: Clock,
@@ -310,6 +334,8 @@ impl Writer {
             busy = batch.len() == MAX_BATCH;
             if !batch.is_empty() {
                 self.write(&batch);
+                self.pending
+                    .fetch_sub(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
             }
             self.expire_some();

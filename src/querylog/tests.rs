@@ -295,3 +295,31 @@ async fn the_query_log_writes_the_file_and_the_store_alike() {
             .is_none()
     );
 }
+
+/// A shutdown waits for the writer's last batch: rows logged just before are in the store
+/// when `drain` returns, without waiting for the batch to linger out by itself.
+#[test]
+fn drain_waits_until_every_queued_row_is_written() {
+    let (_dir, sqlite) = store();
+    let backend: Arc<dyn Backend> = Arc::new(sqlite);
+    let log = StoreLog::start(backend.clone(), Duration::from_secs(3600), &Clock::new()).unwrap();
+    for i in 0..100 {
+        log.log(entry(
+            i,
+            "192.0.2.1",
+            &format!("n{i}.example"),
+            QueryAction::Allow,
+        ));
+    }
+    // Nothing is written yet: the writer lets the batch gather for LINGER.
+    assert!(log.drain(Duration::from_secs(5)));
+    let filter = Filter {
+        limit: 1000,
+        ..Filter::default()
+    };
+    assert_eq!(backend.search(&filter).unwrap().len(), 100);
+    // Nothing queued: at once.
+    let t = std::time::Instant::now();
+    assert!(log.drain(Duration::from_secs(5)));
+    assert!(t.elapsed() < Duration::from_millis(100));
+}
