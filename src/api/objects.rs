@@ -557,6 +557,23 @@ async fn write(
     if !before_ok || !after_ok {
         return Err(refuse(app, token, peer, &action, Some(&object)));
     }
+    // A token confined to a group (it may do this only to the group's objects) must not
+    // give a device addresses: a network claimed for a kid's device would make everyone
+    // behind it that kid. Its devices are named by their DoH token or DoT name.
+    let confined = !may(None);
+    let claims = match &change {
+        Change::Create(e) | Change::Replace(e) => {
+            kind == "devices"
+                && e.get("ips")
+                    .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+        }
+        Change::Delete => false,
+    };
+    if confined && claims {
+        let mut e = refuse(app, token, peer, &action, Some(&object));
+        e.message = "a token confined to a group cannot give a device addresses (`ips`): name it by its doh_token or dot_name".into();
+        return Err(e);
+    }
     match (&change, &current) {
         (Change::Create(_), Some(c)) => {
             return Err(ApiError::new(

@@ -354,6 +354,28 @@ async fn a_group_token_is_confined_to_its_group() {
     moved["group"] = json!("teens");
     let (status, _) = put_json(addr, "/api/v1/policies/kid%20games", kids, &moved).await;
     assert_eq!(status, 403);
+    // Its devices are named by a secret, never by addresses: a network claimed for a kid's
+    // device would make everyone behind it that kid.
+    let (status, e) = post_json(
+        addr,
+        "/api/v1/devices",
+        kids,
+        json!({"id": "kid-tablet", "user": "kid@example.com", "group": "kids", "ips": ["0.0.0.0/0"]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("`ips`"),
+        "{e}"
+    );
+    let (status, e) = post_json(
+        addr,
+        "/api/v1/devices",
+        kids,
+        json!({"id": "kid-tablet", "user": "kid@example.com", "group": "kids", "doh_token": "kid-tablet-token-0123456789"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{e}");
     // Others' objects are absent to it.
     assert_eq!(get(addr, "/api/v1/lists/ads", Some(kids)).await.0, 404);
     assert_eq!(delete(addr, "/api/v1/policies/ads", kids).await, 404);
