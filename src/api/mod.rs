@@ -331,6 +331,17 @@ fn singular(kind: &str) -> &str {
         .map_or(kind, |(_, s)| s)
 }
 
+/// Whether `token` may `verb` on a service without objects of its own (`cache`,
+/// `config`, `explain`, `querylog`, `scim`): its resource is `*`.
+fn may_service(token: &Token, kind: &str, verb: &str) -> bool {
+    let target = Target {
+        kind,
+        name: "*",
+        group: None,
+    };
+    token.may(kind, verb, &target)
+}
+
 /// Whether `token` may read the object `key` of `kind` (the URL's plural), scoped to
 /// identity group `group`.
 fn may_read(token: &Token, kind: &str, key: &str, group: Option<&str>) -> bool {
@@ -494,12 +505,7 @@ async fn flush(
 ) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let target = Target {
-        kind: "cache",
-        name: "*",
-        group: None,
-    };
-    if !token.may("cache", "flush", &target) {
+    if !may_service(token, "cache", "flush") {
         return Err(refuse(&app, token, peer.ip(), "cache.flush", None));
     }
     let action = ("cache.flush", None);
@@ -523,12 +529,7 @@ async fn reload(
 ) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let target = Target {
-        kind: "config",
-        name: "*",
-        group: None,
-    };
-    if !token.may("config", "update", &target) {
+    if !may_service(token, "config", "update") {
         return Err(refuse(&app, token, peer.ip(), "config.reload", None));
     }
     let action = ("config.reload", None);
@@ -581,12 +582,7 @@ async fn explain(
 ) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let target = Target {
-        kind: "explain",
-        name: "*",
-        group: None,
-    };
-    if !token.may("explain", "read", &target) {
+    if !may_service(token, "explain", "read") {
         return Err(ApiError::forbidden());
     }
     let input: ExplainInput =

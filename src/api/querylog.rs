@@ -16,7 +16,6 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use super::{ApiError, App, authenticate, invalid};
-use crate::access::Target;
 use crate::label::QueryAction;
 use crate::querylog::Filter;
 use crate::querylog::store::MAX_LIMIT;
@@ -30,12 +29,7 @@ pub(super) async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let rt = app.shared.live.load_full();
     let token = authenticate(&app, &rt, &headers, peer.ip())?;
-    let target = Target {
-        kind: "querylog",
-        name: "*",
-        group: None,
-    };
-    if !token.may("querylog", "read", &target) {
+    if !super::may_service(token, "querylog", "read") {
         return Err(ApiError::forbidden());
     }
     let filter = parse(query.as_deref().unwrap_or(""))?;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, App, authenticate};
-use crate::access::{Target, Token};
+use crate::access::Token;
 use crate::runtime::overlays::Overlays;
 use crate::runtime::{Origin, Runtime};
 
@@ -282,12 +282,7 @@ fn permit<'r>(
 ) -> Result<&'r Token> {
     let token = authenticate(app, rt, headers, peer)
         .map_err(|e| ScimError::new(StatusCode::UNAUTHORIZED, None, e.message))?;
-    let target = Target {
-        kind: "scim",
-        name: "*",
-        group: None,
-    };
-    if !token.may("scim", verb, &target) {
+    if !super::may_service(token, "scim", verb) {
         let mut e = ScimError::new(
             StatusCode::FORBIDDEN,
             None,
@@ -300,22 +295,6 @@ fn permit<'r>(
         return Err(e);
     }
     Ok(token)
-}
-
-/// The outcome of a SCIM write attempt, audited if what stopped it is not already (a
-/// name taken, a bad value, an unknown resource).
-fn attempt<T>(app: &App, token: &Token, peer: IpAddr, action: &str, r: Result<T>) -> Result<T> {
-    match r {
-        Err(e) if !e.audited => {
-            let api = ApiError::new(e.status, "scim", e.detail.clone());
-            let audited = super::audit_refusal(app, token, peer, (action, None), api);
-            if audited.status == StatusCode::SERVICE_UNAVAILABLE && e.status != audited.status {
-                return Err(ScimError::from(audited));
-            }
-            Err(ScimError { audited: true, ..e })
-        }
-        r => r,
-    }
 }
 
 fn paths(rt: &Runtime) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
@@ -601,6 +580,13 @@ pub(super) async fn create_user(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "create")?;
+    let w = Write {
+        app: &app,
+        rt: &rt,
+        token,
+        peer: peer.ip(),
+        action: "scim.users.create",
+    };
     let result = async {
         let mut state = load(&paths(&rt)?.0)?;
         let attrs = attributes(&body)?;
@@ -626,23 +612,12 @@ pub(super) async fn create_user(
             },
         );
         let shown = user_resource(&state, &id, &state.users[&id]);
-        save(
-            &app,
-            &rt,
-            token,
-            peer.ip(),
-            "scim.users.create",
-            &format!("user:{email}"),
-            None,
-            Some(&shown),
-            &state,
-            &[],
-        )
-        .await?;
+        w.save(&format!("user:{email}"), None, Some(&shown), &state, &[])
+            .await?;
         Ok(Scim(StatusCode::CREATED, shown))
     }
     .await;
-    attempt(&app, token, peer.ip(), "scim.users.create", result)
+    w.finish(result)
 }
 
 pub(super) async fn replace_user(
@@ -692,6 +667,13 @@ pub(super) async fn delete_user(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "delete")?;
+    let w = Write {
+        app: &app,
+        rt: &rt,
+        token,
+        peer: peer.ip(),
+        action: "scim.users.delete",
+    };
     let result = async {
         let mut state = load(&paths(&rt)?.0)?;
         let Some(u) = state.users.get_mut(&id).filter(|u| !u.deleted) else {
@@ -706,12 +688,7 @@ pub(super) async fn delete_user(
         }
         let before = json!({"userName": email});
         let revoked = devices_of(&rt, &email);
-        save(
-            &app,
-            &rt,
-            token,
-            peer.ip(),
-            "scim.users.delete",
+        w.save(
             &format!("user:{email}"),
             Some(&before),
             None,
@@ -722,7 +699,7 @@ pub(super) async fn delete_user(
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
-    attempt(&app, token, peer.ip(), "scim.users.delete", result)
+    w.finish(result)
 }
 
 /// Changes user `id` with `f`; a change that makes it inactive revokes its devices.
@@ -737,6 +714,13 @@ async fn change_user(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(app, &rt, headers, peer, "update")?;
+    let w = Write {
+        app,
+        rt: &rt,
+        token,
+        peer,
+        action,
+    };
     let result = async {
         let mut state = load(&paths(&rt)?.0)?;
         let Some(old) = state.users.get(id).filter(|u| !u.deleted).cloned() else {
@@ -759,23 +743,12 @@ async fn change_user(
         state.users.insert(id.to_owned(), new);
         let shown = user_resource(&state, id, &state.users[id]);
         let object = format!("user:{}", state.users[id].email());
-        save(
-            app,
-            &rt,
-            token,
-            peer,
-            action,
-            &object,
-            Some(&before),
-            Some(&shown),
-            &state,
-            &revoked,
-        )
-        .await?;
+        w.save(&object, Some(&before), Some(&shown), &state, &revoked)
+            .await?;
         Ok(Scim(StatusCode::OK, shown))
     }
     .await;
-    attempt(app, token, peer, action, result)
+    w.finish(result)
 }
 
 /// The ids of the devices of user `email` (of the files, the API and SCIM).
@@ -900,6 +873,13 @@ pub(super) async fn create_group(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "create")?;
+    let w = Write {
+        app: &app,
+        rt: &rt,
+        token,
+        peer: peer.ip(),
+        action: "scim.groups.create",
+    };
     let result = async {
         let mut state = load(&paths(&rt)?.0)?;
         let mut attrs = attributes(&body)?;
@@ -919,23 +899,11 @@ pub(super) async fn create_group(
         state.groups.insert(id.clone(), group);
         let shown = group_resource(&state, &id, &state.groups[&id]);
         let object = format!("group:{}", state.groups[&id].directory_id(&id));
-        save(
-            &app,
-            &rt,
-            token,
-            peer.ip(),
-            "scim.groups.create",
-            &object,
-            None,
-            Some(&shown),
-            &state,
-            &[],
-        )
-        .await?;
+        w.save(&object, None, Some(&shown), &state, &[]).await?;
         Ok(Scim(StatusCode::CREATED, shown))
     }
     .await;
-    attempt(&app, token, peer.ip(), "scim.groups.create", result)
+    w.finish(result)
 }
 
 pub(super) async fn replace_group(
@@ -983,6 +951,13 @@ pub(super) async fn delete_group(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(&app, &rt, &headers, peer.ip(), "delete")?;
+    let w = Write {
+        app: &app,
+        rt: &rt,
+        token,
+        peer: peer.ip(),
+        action: "scim.groups.delete",
+    };
     let result = async {
         let mut state = load(&paths(&rt)?.0)?;
         let Some(g) = state.groups.remove(&id) else {
@@ -990,23 +965,11 @@ pub(super) async fn delete_group(
         };
         let object = format!("group:{}", g.directory_id(&id));
         let before = json!({"displayName": g.display_name()});
-        save(
-            &app,
-            &rt,
-            token,
-            peer.ip(),
-            "scim.groups.delete",
-            &object,
-            Some(&before),
-            None,
-            &state,
-            &[],
-        )
-        .await?;
+        w.save(&object, Some(&before), None, &state, &[]).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
-    attempt(&app, token, peer.ip(), "scim.groups.delete", result)
+    w.finish(result)
 }
 
 async fn change_group(
@@ -1019,6 +982,13 @@ async fn change_group(
     let _one = app.writes.lock().await;
     let rt = app.shared.live.load_full();
     let token = permit(app, &rt, headers, peer, "update")?;
+    let w = Write {
+        app,
+        rt: &rt,
+        token,
+        peer,
+        action: "scim.groups.update",
+    };
     let result = async {
         let mut state = load(&paths(&rt)?.0)?;
         let Some(old) = state.groups.get(id).cloned() else {
@@ -1033,23 +1003,12 @@ async fn change_group(
         let object = format!("group:{}", new.directory_id(id));
         state.groups.insert(id.to_owned(), new);
         let shown = group_resource(&state, id, &state.groups[id]);
-        save(
-            app,
-            &rt,
-            token,
-            peer,
-            "scim.groups.update",
-            &object,
-            Some(&before),
-            Some(&shown),
-            &state,
-            &[],
-        )
-        .await?;
+        w.save(&object, Some(&before), Some(&shown), &state, &[])
+            .await?;
         Ok(Scim(StatusCode::OK, shown))
     }
     .await;
-    attempt(app, token, peer, "scim.groups.update", result)
+    w.finish(result)
 }
 
 // --- PATCH ------------------------------------------------------------------------------
@@ -1336,52 +1295,83 @@ fn patch_members(state: &Provisioned, g: &mut Group, op: &Op) -> Result<()> {
     }
 }
 
-/// Writes SCIM's state, its directory file and the overlays (devices revoked), then
-/// reloads as an API write does (audited first; everything put back if refused).
-#[allow(clippy::too_many_arguments)]
-async fn save(
-    app: &App,
-    rt: &Runtime,
-    token: &Token,
+/// One SCIM write by a permitted token: where its changes go and how its attempt is
+/// audited.
+struct Write<'a> {
+    app: &'a App,
+    rt: &'a Runtime,
+    token: &'a Token,
     peer: IpAddr,
-    action: &str,
-    object: &str,
-    before: Option<&Value>,
-    after: Option<&Value>,
-    state: &Provisioned,
-    revoke: &[String],
-) -> Result<()> {
-    let (scim, directory, overlays_path) = paths(rt)?;
-    let mut files = vec![
-        (
-            scim,
-            Some(serde_json::to_vec_pretty(state).unwrap_or_default()),
-        ),
-        (directory, Some(directory_toml(state).into_bytes())),
-    ];
-    if !revoke.is_empty() {
-        let mut overlays = Overlays::load(&overlays_path)
-            .map_err(|d| ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, d.message))?;
-        for id in revoke {
-            let d = overlays.devices.entry(id.clone()).or_default();
-            d.revoked = true;
-            d.doh_token_sha256 = None;
+    action: &'a str,
+}
+
+impl Write<'_> {
+    /// Writes SCIM's state, its directory file and the overlays (devices revoked), then
+    /// reloads as an API write does (audited first; everything put back if refused).
+    async fn save(
+        &self,
+        object: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+        state: &Provisioned,
+        revoke: &[String],
+    ) -> Result<()> {
+        let Self {
+            app,
+            rt,
+            token,
+            peer,
+            action,
+        } = *self;
+        let (scim, directory, overlays_path) = paths(rt)?;
+        let mut files = vec![
+            (
+                scim,
+                Some(serde_json::to_vec_pretty(state).unwrap_or_default()),
+            ),
+            (directory, Some(directory_toml(state).into_bytes())),
+        ];
+        if !revoke.is_empty() {
+            let mut overlays = Overlays::load(&overlays_path)
+                .map_err(|d| ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, d.message))?;
+            for id in revoke {
+                let d = overlays.devices.entry(id.clone()).or_default();
+                d.revoked = true;
+                d.doh_token_sha256 = None;
+            }
+            files.push((
+                overlays_path,
+                Some(serde_json::to_vec_pretty(&overlays).unwrap_or_default()),
+            ));
         }
-        files.push((
-            overlays_path,
-            Some(serde_json::to_vec_pretty(&overlays).unwrap_or_default()),
-        ));
+        super::commit(
+            app,
+            Some(token),
+            peer,
+            (action, Some(object)),
+            (before, after),
+            files,
+        )
+        .await
+        .map_err(ScimError::from)
     }
-    super::commit(
-        app,
-        Some(token),
-        peer,
-        (action, Some(object)),
-        (before, after),
-        files,
-    )
-    .await
-    .map_err(ScimError::from)
+
+    /// The outcome of the attempt, audited if what stopped it is not already (a name
+    /// taken, a bad value, an unknown resource).
+    fn finish<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(e) if !e.audited => {
+                let api = ApiError::new(e.status, "scim", e.detail.clone());
+                let audited =
+                    super::audit_refusal(self.app, self.token, self.peer, (self.action, None), api);
+                if audited.status == StatusCode::SERVICE_UNAVAILABLE && e.status != audited.status {
+                    return Err(ScimError::from(audited));
+                }
+                Err(ScimError { audited: true, ..e })
+            }
+            r => r,
+        }
+    }
 }
 
 pub(super) async fn service_provider_config(

@@ -12,7 +12,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -194,11 +193,16 @@ fn open_backend(kind: &StoreKind) -> Result<Arc<dyn Backend>, Error> {
 /// A handle to the store: queue rows, search.
 #[derive(Clone)]
 pub struct StoreLog {
-    tx: SyncSender<Entry>,
+    tx: SyncSender<Msg>,
     dropped: metrics::Counter,
     backend: Arc<dyn Backend>,
-    /// Rows queued and not yet written (or counted lost): what a shutdown waits for.
-    pending: Arc<AtomicU64>,
+}
+
+/// What the writer is sent: a row, or a request to write what it holds now and say so
+/// (a shutdown's [`StoreLog::drain`]).
+enum Msg {
+    Row(Entry),
+    Drain(mpsc::Sender<()>),
 }
 
 impl std::fmt::Debug for StoreLog {
@@ -224,9 +228,7 @@ impl StoreLog {
     ) -> std::io::Result<Self> {
         let dropped = super::dropped_counter("store");
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let pending = Arc::new(AtomicU64::new(0));
         let writer = Writer {
-            pending: pending.clone(),
             backend: backend.clone(),
             retention,
             clock: clock.clone(),
@@ -248,16 +250,14 @@ impl StoreLog {
             tx,
             dropped,
             backend,
-            pending,
         })
     }
 
     /// Queues a row; drops it (counted) if the writer is far behind.
     pub fn log(&self, e: Entry) {
-        // Counted before it is sent, so the writer never takes it below zero.
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(e) {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send(Msg::Row(e))
+        {
             self.dropped.increment(1);
         }
     }
@@ -265,14 +265,9 @@ impl StoreLog {
     /// Waits (blocking) until every queued row is written, at most `within`: a shutdown
     /// calls it so the last half second of queries is not lost. Whether it got there.
     pub fn drain(&self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while self.pending.load(Ordering::Relaxed) > 0 {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        true
+        // Behind every row queued before it; the writer answers once they are written.
+        let (ack, done) = mpsc::channel();
+        self.tx.send(Msg::Drain(ack)).is_ok() && done.recv_timeout(within).is_ok()
     }
 
     /// Searches (blocking: call from a blocking task).
@@ -289,8 +284,6 @@ impl StoreLog {
 /// The writer: batches from the queue, one transaction each, and retention rounds
 /// between them.
 struct Writer {
-    /// Rows queued and not yet written ([`StoreLog::drain`]).
-    pending: Arc<AtomicU64>,
     backend: Arc<dyn Backend>,
     retention: Duration,
     clock: Clock,
@@ -304,7 +297,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: &mpsc::Receiver<Entry>) {
+    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         // The last batch was full: more is waiting, so no lingering.
         let mut busy = false;
@@ -315,28 +308,34 @@ impl Writer {
             } else {
                 Duration::from_secs(1)
             };
+            // Drains asked for: answered once the rows queued before them are written.
+            let mut acks = Vec::new();
             match rx.recv_timeout(wait) {
-                Ok(e) => {
+                Ok(Msg::Row(e)) => {
                     if !busy {
                         std::thread::sleep(LINGER);
                     }
                     batch.push(e);
                 }
+                Ok(Msg::Drain(ack)) => acks.push(ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            while batch.len() < MAX_BATCH {
+            // Rows after a drain wait for the next batch.
+            while batch.len() < MAX_BATCH && acks.is_empty() {
                 match rx.try_recv() {
-                    Ok(e) => batch.push(e),
+                    Ok(Msg::Row(e)) => batch.push(e),
+                    Ok(Msg::Drain(ack)) => acks.push(ack),
                     Err(_) => break,
                 }
             }
             busy = batch.len() == MAX_BATCH;
             if !batch.is_empty() {
                 self.write(&batch);
-                self.pending
-                    .fetch_sub(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
+            }
+            for ack in acks {
+                let _ = ack.send(());
             }
             self.expire_some();
         }
