@@ -850,9 +850,10 @@ async fn a_verdict_is_not_replayed_to_another_client() {
 }
 
 /// A slow endpoint slows only the queries its policy matches: while a stream of matching
-/// queries waits on an endpoint that never answers (timeout_ms 200, on_error continue),
+/// queries waits on an endpoint that never answers (timeout_ms 2000, on_error continue),
 /// 200 other queries (distinct names, each resolved upstream) keep their latency — p99
-/// under 50 ms. One webhook must not take the whole resolver down with it.
+/// under a quarter of that timeout, which a query held behind the endpoint would take
+/// whole. One webhook must not take the whole resolver down with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_endpoint_does_not_slow_queries_it_does_not_match() {
     let hook = Hook::start(|_| Act::Hang).await;
@@ -860,7 +861,7 @@ async fn a_hanging_endpoint_does_not_slow_queries_it_does_not_match() {
         "risk",
         r#"any(dns.domains[*] == "ext.test")"#,
         &hook.url(),
-        ", timeout_ms = 200, on_error = \"continue\"",
+        ", timeout_ms = 2000, on_error = \"continue\"",
     );
     let g = ext_gate(&policies).await;
     let addr = g.addr;
@@ -891,7 +892,7 @@ async fn a_hanging_endpoint_does_not_slow_queries_it_does_not_match() {
 
     let quiet = unmatched(addr, "quiet").await;
 
-    // Matching queries, one every 2 ms, each waiting its 200 ms.
+    // Matching queries, one every 2 ms, each waiting its 2 s.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stream = tokio::spawn({
         let stop = stop.clone();
@@ -935,10 +936,11 @@ async fn a_hanging_endpoint_does_not_slow_queries_it_does_not_match() {
         "the endpoint was busy: {}",
         hook.count()
     );
-    // Held behind the endpoint, they would take its 200 ms timeout; half of it is the
-    // bound (50 ms failed with 52-70 ms p99 when other builds shared the two cores).
+    // Held behind the endpoint, they would take its 2 s timeout; a quarter of it is the
+    // bound (a 50 ms bound against a 200 ms timeout failed at 52-70 ms p99, and 100 ms once
+    // in the full suite, when builds or the other tests shared the two cores).
     assert!(
-        percentile(&busy, 99) < Duration::from_millis(100),
+        percentile(&busy, 99) < Duration::from_millis(500),
         "p99 {:?}",
         percentile(&busy, 99)
     );
